@@ -1,0 +1,105 @@
+//! Sources: read a format from disk into typed, in-memory samples.
+//!
+//! Readers never panic on user data: they return a [`DataError`](crate::error::DataError) naming the
+//! file and position, or skip and count bad samples under [`BadInputPolicy::Skip`](crate::error::BadInputPolicy).
+
+pub mod idx;
+pub mod image_folder;
+pub mod csv_table;
+
+/// Images of one size, stored as u8 in `[N, C, H, W]` order (channels planar), with optional labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSet {
+    pub pixels: Vec<u8>,
+    pub len: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Class index per image, when the source has labels.
+    pub labels: Option<Vec<i64>>,
+    /// Class names in index order (folder names, or "0".."9" for IDX).
+    pub class_names: Vec<String>,
+}
+
+impl ImageSet {
+    /// Values per image (C·H·W).
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+    /// The pixels of image `i`, `[C, H, W]`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+}
+
+/// How one table feature is represented after fitting on the training file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum FeatureKind {
+    /// Stored standardised with the training mean and std; a missing value is stored as 0 (the mean).
+    Numeric { mean: f64, std: f64 },
+    /// Stored as the level's code (0..levels.len()) as f32; a missing value has its own level "?"
+    /// (present in `levels` when the training file had missing values); a level unseen in training
+    /// maps to the missing level if there is one, otherwise to code 0 (counted by the reader).
+    Categorical { levels: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Feature {
+    pub name: String,
+    pub kind: FeatureKind,
+}
+
+/// A table of rows × features, fitted on a training file (test files are encoded with the training fit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSet {
+    pub features: Vec<Feature>,
+    /// Row-major `n_rows × features.len()`: standardised numeric values or category codes.
+    pub values: Vec<f32>,
+    pub n_rows: usize,
+    pub labels: Option<Vec<i64>>,
+    /// Label names in index order (classification), empty for an unlabeled table.
+    pub label_names: Vec<String>,
+}
+
+impl TableSet {
+    pub fn n_features(&self) -> usize {
+        self.features.len()
+    }
+    pub fn row(&self, i: usize) -> &[f32] {
+        let f = self.features.len();
+        &self.values[i * f..(i + 1) * f]
+    }
+    /// Width of the model input: one value per numeric feature, one-hot block per categorical one.
+    pub fn encoded_dim(&self) -> usize {
+        self.features
+            .iter()
+            .map(|f| match &f.kind {
+                FeatureKind::Numeric { .. } => 1,
+                FeatureKind::Categorical { levels } => levels.len(),
+            })
+            .sum()
+    }
+    /// Encodes one row (as stored in `values`, possibly corrupted by a view) into `out`
+    /// (`encoded_dim()` long): numeric values as they are, categorical ones one-hot.
+    pub fn encode_row(&self, row: &[f32], out: &mut [f32]) {
+        let mut o = 0;
+        for (f, &v) in self.features.iter().zip(row) {
+            match &f.kind {
+                FeatureKind::Numeric { .. } => {
+                    out[o] = v;
+                    o += 1;
+                }
+                FeatureKind::Categorical { levels } => {
+                    let n = levels.len();
+                    out[o..o + n].fill(0.0);
+                    let code = (v as usize).min(n.saturating_sub(1));
+                    if n > 0 {
+                        out[o + code] = 1.0;
+                    }
+                    o += n;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Typed errors for everything that comes from a user: files, recipes, command lines.
+use std::path::PathBuf;
+
+/// An error in user data. Every variant names the file, and where it can, the position in it.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The file as a whole is malformed (bad magic number, wrong size, undecodable image, ...).
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+    /// One record is malformed. `line` and `column` are 1-based; column 0 means "the whole line".
+    #[error("{path}:{line}:{column}: {message}")]
+    Record { path: PathBuf, line: usize, column: usize, message: String },
+    /// Nothing usable is left (an empty file or folder, or every record was skipped).
+    #[error("{path}: no usable samples ({message})")]
+    Empty { path: PathBuf, message: String },
+}
+
+impl DataError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io { path: path.into(), source }
+    }
+    pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        DataError::Format { path: path.into(), message: message.into() }
+    }
+    pub fn record(path: impl Into<PathBuf>, line: usize, column: usize, message: impl Into<String>) -> Self {
+        DataError::Record { path: path.into(), line, column, message: message.into() }
+    }
+}
+
+/// What to do with a sample that cannot be read (`--on-bad-input`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BadInputPolicy {
+    /// Stop with an error naming the file and position (the default: nothing is silently dropped).
+    #[default]
+    Fail,
+    /// Leave the sample out, count it, and report the count (and the first few reasons).
+    Skip,
+}
+
+impl std::str::FromStr for BadInputPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fail" => Ok(BadInputPolicy::Fail),
+            "skip" => Ok(BadInputPolicy::Skip),
+            other => Err(format!("--on-bad-input must be fail or skip, not {other:?}")),
+        }
+    }
+}
+
+/// What a reader left out under [`BadInputPolicy::Skip`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SkipReport {
+    pub skipped: usize,
+    /// The first few reasons (at most [`SkipReport::MAX_EXAMPLES`]), each naming file and position.
+    pub examples: Vec<String>,
+}
+
+impl SkipReport {
+    pub const MAX_EXAMPLES: usize = 5;
+
+    /// Applies `policy` to `err`: returns it under `Fail`, records it under `Skip`.
+    pub fn handle(&mut self, policy: BadInputPolicy, err: DataError) -> Result<(), DataError> {
+        match policy {
+            BadInputPolicy::Fail => Err(err),
+            BadInputPolicy::Skip => {
+                self.skipped += 1;
+                if self.examples.len() < Self::MAX_EXAMPLES {
+                    self.examples.push(err.to_string());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: SkipReport) {
+        self.skipped += other.skipped;
+        for e in other.examples {
+            if self.examples.len() < Self::MAX_EXAMPLES {
+                self.examples.push(e);
+            }
+        }
+    }
+}
