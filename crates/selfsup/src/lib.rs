@@ -2,8 +2,22 @@
 //!
 //! The pipeline, one module per stage (see DESIGN.md):
 //! `data` → `views` → `encoders` → `heads` → `objectives` → `methods` → `train` → `eval` → `export`.
+//! [`recipe`] describes a run, [`pipeline`] puts the stages together, [`commands`] are the CLI's
+//! subcommands as functions.
 
-pub mod error;
+pub mod backend;
+pub mod commands;
 pub mod data;
-pub mod views;
+pub mod encoders;
+pub mod error;
 pub mod eval;
+pub mod export;
+pub mod heads;
+pub mod methods;
+pub mod objectives;
+pub mod pipeline;
+pub mod recipe;
+pub mod rng;
+pub mod run_folder;
+pub mod train;
+pub mod views;

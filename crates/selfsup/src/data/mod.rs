@@ -7,6 +7,36 @@ pub mod idx;
 pub mod image_folder;
 pub mod csv_table;
 
+use crate::error::DataError;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// Opens `path` for reading, transparently decompressing gzip (multi-member included).
+///
+/// Gzip is recognised by its magic bytes (0x1f 0x8b), not by the file name: datasets are often
+/// renamed, and a `.gz` suffix on an uncompressed file (or the reverse) should still just work.
+pub(crate) fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>, DataError> {
+    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut magic = [0u8; 2];
+    let mut got = 0;
+    // A single `read` may legally return fewer bytes than asked for, so loop until EOF.
+    while got < magic.len() {
+        match file.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DataError::io(path, e)),
+        }
+    }
+    file.seek(SeekFrom::Start(0)).map_err(|e| DataError::io(path, e))?;
+    let buffered = std::io::BufReader::new(file);
+    if got == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(buffered)))
+    } else {
+        Ok(Box::new(buffered))
+    }
+}
+
 /// Images of one size, stored as u8 in `[N, C, H, W]` order (channels planar), with optional labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSet {
@@ -60,6 +90,8 @@ pub struct TableSet {
     pub labels: Option<Vec<i64>>,
     /// Label names in index order (classification), empty for an unlabeled table.
     pub label_names: Vec<String>,
+    /// Regression targets, one per row (`None` for classification and unlabeled tables).
+    pub targets: Option<Vec<f32>>,
 }
 
 impl TableSet {

@@ -3,3 +3,29 @@
 //! depend on how many workers build them.
 
 pub mod image_aug;
+pub mod image_views;
+pub mod loader;
+pub mod table_corruption;
+
+use rand_chacha::ChaCha8Rng;
+
+/// A dataset that can produce augmented views and plain (evaluation) inputs of its samples.
+pub trait ViewSource: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Shape of one sample as the model sees it (`[C, H, W]` or `[D]`).
+    fn sample_shape(&self) -> Vec<i64>;
+    fn sample_len(&self) -> usize {
+        self.sample_shape().iter().product::<i64>() as usize
+    }
+    /// View `view` of sample `index`, drawn from `rng` (already keyed by seed/epoch/index/view).
+    fn make_view(&self, index: usize, view: usize, rng: &mut ChaCha8Rng, out: &mut [f32]);
+    /// The un-augmented model input of sample `index`.
+    fn make_plain(&self, index: usize, out: &mut [f32]);
+    /// Class label of sample `index`, if the data has labels.
+    fn label(&self, index: usize) -> Option<i64>;
+    /// Number of classes (0 when unlabeled).
+    fn n_classes(&self) -> usize;
+}

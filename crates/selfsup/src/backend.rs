@@ -1,0 +1,67 @@
+//! The one place that knows about libtorch set-up: devices, threads, versions.
+use anyhow::{bail, Result};
+use tch::Device;
+
+/// Parses `cpu`, `cuda` or `cuda:N` and checks that the device exists.
+pub fn parse_device(s: &str) -> Result<Device> {
+    let d = match s {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => Device::Cuda(i),
+            _ => bail!("--device must be cpu, cuda or cuda:N, not {s:?}"),
+        },
+    };
+    if let Device::Cuda(i) = d {
+        let n = tch::Cuda::device_count() as usize;
+        if n == 0 {
+            bail!(
+                "--device {s}: no CUDA device is available to this build (libtorch sees 0 GPUs; \
+                 a CPU-only set-up needs SELFSUP_CUDA=1 scripts/setup.sh on a GPU machine)"
+            );
+        }
+        if i >= n {
+            bail!("--device {s}: only {n} CUDA device(s) present");
+        }
+    }
+    Ok(d)
+}
+
+/// Sets libtorch's intra-op threads (0 = all cores). Inter-op parallelism is not used by our
+/// models, so one inter-op thread avoids oversubscribing small machines.
+pub fn set_threads(threads: usize) -> usize {
+    let n = if threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        threads
+    };
+    tch::set_num_threads(n as i32);
+    n
+}
+
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// libtorch version this binary was built against (torch-sys pins it exactly).
+pub const LIBTORCH_VERSION: &str = "2.13.0";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices_and_refuses_nonsense() {
+        assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
+        assert!(parse_device("gpu").is_err());
+        assert!(parse_device("cuda:x").is_err());
+        if tch::Cuda::device_count() == 0 {
+            let e = parse_device("cuda").unwrap_err().to_string();
+            assert!(e.contains("no CUDA device"), "{e}");
+        }
+    }
+}

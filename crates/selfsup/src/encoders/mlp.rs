@@ -1,0 +1,45 @@
+//! Fully connected backbone: [Linear → (BatchNorm) → ReLU] per layer.
+use tch::{nn, nn::ModuleT, Tensor};
+
+#[derive(Debug)]
+pub struct Mlp {
+    layers: Vec<(nn::Linear, Option<nn::BatchNorm>)>,
+    out: i64,
+}
+
+impl Mlp {
+    pub fn new(vs: &nn::Path, input: i64, dims: &[i64], batch_norm: bool) -> Self {
+        let mut layers = Vec::with_capacity(dims.len());
+        let mut d_in = input;
+        for (i, &d) in dims.iter().enumerate() {
+            let p = vs.sub(format!("layer{i}"));
+            // A bias before batch norm is redundant: BN's shift replaces it.
+            let cfg = nn::LinearConfig { bias: !batch_norm, ..Default::default() };
+            let lin = nn::linear(&p / "linear", d_in, d, cfg);
+            let bn = batch_norm.then(|| nn::batch_norm1d(&p / "bn", d, Default::default()));
+            layers.push((lin, bn));
+            d_in = d;
+        }
+        Mlp { layers, out: d_in }
+    }
+}
+
+impl ModuleT for Mlp {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut x = xs.flatten(1, -1);
+        for (lin, bn) in &self.layers {
+            x = x.apply(lin);
+            if let Some(bn) = bn {
+                x = x.apply_t(bn, train);
+            }
+            x = x.relu();
+        }
+        x
+    }
+}
+
+impl super::Encoder for Mlp {
+    fn out_dim(&self) -> i64 {
+        self.out
+    }
+}

@@ -1,0 +1,66 @@
+//! The small CNN of the Fashion-MNIST reference pipeline: conv3x3(C→w0)+BN+ReLU, then for each
+//! further width w a stage [conv3x3 stride 2 + BN + ReLU, conv3x3 + BN + ReLU], global average pool.
+//! With widths [32, 64, 128, 256] a 28×28 image goes 28 → 14 → 7 → 4 and gives 256 features.
+use tch::{nn, nn::ModuleT, Tensor};
+
+#[derive(Debug)]
+pub struct ConvBn {
+    conv: nn::Conv2D,
+    bn: nn::BatchNorm,
+}
+
+impl ConvBn {
+    pub fn new(vs: &nn::Path, c_in: i64, c_out: i64, ksize: i64, stride: i64) -> Self {
+        let cfg = nn::ConvConfig { stride, padding: ksize / 2, bias: false, ..Default::default() };
+        ConvBn {
+            conv: nn::conv2d(vs / "conv", c_in, c_out, ksize, cfg),
+            bn: nn::batch_norm2d(vs / "bn", c_out, Default::default()),
+        }
+    }
+    /// conv → BN, without the activation (ResNet adds the shortcut before it).
+    pub fn forward_linear(&self, xs: &Tensor, train: bool) -> Tensor {
+        xs.apply(&self.conv).apply_t(&self.bn, train)
+    }
+}
+
+impl ModuleT for ConvBn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.forward_linear(xs, train).relu()
+    }
+}
+
+#[derive(Debug)]
+pub struct SmallCnn {
+    layers: Vec<ConvBn>,
+    out: i64,
+}
+
+impl SmallCnn {
+    pub fn new(vs: &nn::Path, channels: i64, widths: &[i64]) -> Self {
+        let mut layers = vec![ConvBn::new(&(vs / "stem"), channels, widths[0], 3, 1)];
+        let mut c = widths[0];
+        for (i, &w) in widths.iter().enumerate().skip(1) {
+            let p = vs.sub(format!("stage{i}"));
+            layers.push(ConvBn::new(&(&p / "down"), c, w, 3, 2));
+            layers.push(ConvBn::new(&(&p / "conv"), w, w, 3, 1));
+            c = w;
+        }
+        SmallCnn { layers, out: c }
+    }
+}
+
+impl ModuleT for SmallCnn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut x = xs.shallow_clone();
+        for l in &self.layers {
+            x = l.forward_t(&x, train);
+        }
+        x.mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float)
+    }
+}
+
+impl super::Encoder for SmallCnn {
+    fn out_dim(&self) -> i64 {
+        self.out
+    }
+}

@@ -1,0 +1,48 @@
+//! Barlow Twins (Zbontar et al. 2021): two views → encoder → projector → cross-correlation loss.
+use super::Method;
+use crate::encoders::Encoder;
+use crate::heads::{Block, Head};
+use crate::objectives::barlow_twins;
+use tch::{nn, nn::ModuleT, Tensor};
+
+/// λ = 5·10⁻³, the paper's value (§4, "trade-off parameter").
+pub fn default_lambda() -> f64 {
+    5e-3
+}
+
+/// The paper's projector: three linear layers of 8192 with BN+ReLU between, no biases (§4); scaled
+/// here to 512 wide for small images and CPUs.
+pub fn default_projector() -> Vec<Block> {
+    vec![Block::new(512, true, true, false), Block::new(512, true, true, false), Block::new(512, false, false, false)]
+}
+
+pub struct BarlowTwins {
+    encoder: Box<dyn Encoder>,
+    projector: Head,
+    lambda: f64,
+}
+
+impl BarlowTwins {
+    pub fn new(vs: &nn::Path, encoder: Box<dyn Encoder>, projector: &[Block], lambda: f64) -> Self {
+        let projector = Head::new(&(vs / "projector"), encoder.out_dim(), projector);
+        BarlowTwins { encoder, projector, lambda }
+    }
+    fn project(&self, x: &Tensor) -> Tensor {
+        self.projector.forward_t(&self.encoder.forward_t(x, true), true)
+    }
+}
+
+impl Method for BarlowTwins {
+    fn name(&self) -> &'static str {
+        "barlow_twins"
+    }
+    fn loss(&self, views: &[Tensor]) -> Tensor {
+        barlow_twins(&self.project(&views[0]), &self.project(&views[1]), self.lambda)
+    }
+    fn embed(&self, x: &Tensor) -> Tensor {
+        self.encoder.forward_t(x, false)
+    }
+    fn encoder(&self) -> &dyn Encoder {
+        self.encoder.as_ref()
+    }
+}

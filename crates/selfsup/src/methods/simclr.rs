@@ -1,0 +1,50 @@
+//! SimCLR (Chen et al. 2020): two augmented views → encoder → projector → NT-Xent.
+use super::Method;
+use crate::encoders::Encoder;
+use crate::heads::{Block, Head};
+use crate::objectives::nt_xent;
+use tch::{nn, nn::ModuleT, Tensor};
+
+/// τ = 0.5 is the paper's choice for CIFAR-10 at batch 256–512 (Appendix B.9).
+pub fn default_temperature() -> f64 {
+    0.5
+}
+
+/// The paper's projector: Linear → ReLU → Linear(128) (§2, "g(·)"), widened with batch norm as in
+/// SimCLR v2 and most re-implementations.
+pub fn default_projector() -> Vec<Block> {
+    vec![Block::new(512, true, true, true), Block::new(128, false, false, true)]
+}
+
+pub struct SimClr {
+    encoder: Box<dyn Encoder>,
+    projector: Head,
+    temperature: f64,
+}
+
+impl SimClr {
+    pub fn new(vs: &nn::Path, encoder: Box<dyn Encoder>, projector: &[Block], temperature: f64) -> Self {
+        let projector = Head::new(&(vs / "projector"), encoder.out_dim(), projector);
+        SimClr { encoder, projector, temperature }
+    }
+    fn project(&self, x: &Tensor) -> Tensor {
+        self.projector.forward_t(&self.encoder.forward_t(x, true), true)
+    }
+}
+
+impl Method for SimClr {
+    fn name(&self) -> &'static str {
+        "simclr"
+    }
+    fn loss(&self, views: &[Tensor]) -> Tensor {
+        // The views go through the network separately so that batch norm sees one view at a time,
+        // as in the reference pipeline.
+        nt_xent(&self.project(&views[0]), &self.project(&views[1]), self.temperature)
+    }
+    fn embed(&self, x: &Tensor) -> Tensor {
+        self.encoder.forward_t(x, false)
+    }
+    fn encoder(&self) -> &dyn Encoder {
+        self.encoder.as_ref()
+    }
+}

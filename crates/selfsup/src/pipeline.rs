@@ -1,0 +1,284 @@
+//! The stages put together: recipe → data → model → training → evaluation. The command line is a
+//! thin layer over these functions, and tests call them directly.
+use crate::data::{self, ImageSet, TableSet};
+use crate::encoders;
+use crate::error::{BadInputPolicy, SkipReport};
+use crate::eval::{knn, linear_probe};
+use crate::methods::{self, Method};
+use crate::recipe::{DataConfig, EvalConfig, Recipe};
+use crate::views::image_views::ImageViews;
+use crate::views::loader::plain_batch;
+use crate::views::table_corruption::TableViews;
+use crate::views::ViewSource;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{nn::VarStore, Device, Tensor};
+
+/// Loaded data: the training set as a view source, the test set (for evaluation) and what was skipped.
+pub struct Prepared {
+    pub train: Arc<dyn ViewSource>,
+    pub test: Option<Arc<dyn ViewSource>>,
+    pub skipped: SkipReport,
+    pub fingerprint: String,
+}
+
+fn first_images(mut s: ImageSet, n: Option<usize>) -> ImageSet {
+    if let Some(n) = n.filter(|&n| n < s.len) {
+        s.pixels.truncate(n * s.image_len());
+        s.len = n;
+        if let Some(l) = s.labels.as_mut() {
+            l.truncate(n);
+        }
+    }
+    s
+}
+
+fn first_rows(mut t: TableSet, n: Option<usize>) -> TableSet {
+    if let Some(n) = n.filter(|&n| n < t.n_rows) {
+        t.values.truncate(n * t.n_features());
+        t.n_rows = n;
+        if let Some(l) = t.labels.as_mut() {
+            l.truncate(n);
+        }
+        if let Some(l) = t.targets.as_mut() {
+            l.truncate(n);
+        }
+    }
+    t
+}
+
+/// Reads the recipe's data. `train_limit` keeps only the first N training samples.
+pub fn prepare_data(recipe: &Recipe, policy: BadInputPolicy, train_limit: Option<usize>, test_limit: Option<usize>) -> Result<Prepared> {
+    let mut skipped = SkipReport::default();
+    let (train, test): (Arc<dyn ViewSource>, Option<Arc<dyn ViewSource>>) = match &recipe.data {
+        DataConfig::Idx { train_images, train_labels, test_images, test_labels } => {
+            let aug = vec![recipe.image_augment()];
+            let tr = first_images(data::idx::load_idx(train_images, train_labels.as_deref())?, train_limit);
+            let te = match test_images {
+                Some(p) => Some(first_images(data::idx::load_idx(p, test_labels.as_deref())?, test_limit)),
+                None => None,
+            };
+            (
+                Arc::new(ImageViews::new(Arc::new(tr), aug.clone())),
+                te.map(|t| Arc::new(ImageViews::new(Arc::new(t), aug)) as Arc<dyn ViewSource>),
+            )
+        }
+        DataConfig::ImageFolder { train, test, options } => {
+            let aug = vec![recipe.image_augment()];
+            let (tr, s) = data::image_folder::load_image_folder(train, options, policy)?;
+            skipped.merge(s);
+            let te = match test {
+                Some(p) => {
+                    let (t, s) = data::image_folder::load_image_folder(p, options, policy)?;
+                    skipped.merge(s);
+                    Some(first_images(t, test_limit))
+                }
+                None => None,
+            };
+            (
+                Arc::new(ImageViews::new(Arc::new(first_images(tr, train_limit)), aug.clone())),
+                te.map(|t| Arc::new(ImageViews::new(Arc::new(t), aug)) as Arc<dyn ViewSource>),
+            )
+        }
+        DataConfig::Csv { train, test, options } => {
+            let corruption = recipe.table_corruption();
+            let (tr, s) = data::csv_table::load_csv_fit(train, options, policy)?;
+            skipped.merge(s);
+            let te = match test {
+                Some(p) => {
+                    let (t, s) = data::csv_table::load_csv_with(p, options, &tr, policy)?;
+                    skipped.merge(s);
+                    Some(first_rows(t, test_limit))
+                }
+                None => None,
+            };
+            (
+                Arc::new(TableViews { table: Arc::new(first_rows(tr, train_limit)), corruption: corruption.clone() }),
+                te.map(|t| Arc::new(TableViews { table: Arc::new(t), corruption }) as Arc<dyn ViewSource>),
+            )
+        }
+    };
+    if skipped.skipped > 0 {
+        tracing::warn!("skipped {} bad samples; first: {:?}", skipped.skipped, skipped.examples);
+    }
+    Ok(Prepared { train, test, skipped, fingerprint: fingerprint(&recipe.data)? })
+}
+
+/// blake3 over the bytes of every data file (for folders: names and sizes of their files), so a
+/// resumed run can tell that it is reading the same data.
+pub fn fingerprint(data: &DataConfig) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    for p in data.paths() {
+        if p.is_dir() {
+            let mut entries: Vec<(String, u64)> = walk(p)?;
+            entries.sort();
+            for (name, size) in entries {
+                h.update(name.as_bytes());
+                h.update(&size.to_le_bytes());
+            }
+        } else {
+            let f = std::fs::File::open(p).with_context(|| format!("{}", p.display()))?;
+            h.update_reader(f).with_context(|| format!("{}", p.display()))?;
+        }
+    }
+    Ok(h.finalize().to_hex()[..16].to_string())
+}
+
+fn walk(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
+        let e = e?;
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p)?);
+        } else {
+            out.push((p.display().to_string(), e.metadata()?.len()));
+        }
+    }
+    Ok(out)
+}
+
+/// A method with its parameters: encoder variables live under `encoder.`, heads under `method.`.
+pub struct Model {
+    pub vs: VarStore,
+    pub method: Box<dyn Method>,
+}
+
+pub fn build_model(recipe: &Recipe, sample_shape: &[i64], device: Device) -> Result<Model> {
+    // Initialisation is the only use of libtorch's generator; every later draw is keyed (rng.rs).
+    tch::manual_seed(recipe.seed as i64);
+    let vs = VarStore::new(device);
+    let encoder = encoders::build(&recipe.encoder, &(vs.root() / "encoder"), sample_shape)?;
+    let method = methods::build(&recipe.method, &(vs.root() / "method"), encoder);
+    Ok(Model { vs, method })
+}
+
+/// Representations of the first `n` samples (plain inputs, encoder in evaluation mode), on the CPU.
+pub fn embed(method: &dyn Method, source: &dyn ViewSource, n: usize, batch: usize, device: Device) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    let parts: Vec<Tensor> = (0..n)
+        .step_by(batch.max(1))
+        .map(|s| method.embed(&plain_batch(source, s..(s + batch).min(n)).to_device(device)).to_device(Device::Cpu))
+        .collect();
+    Tensor::cat(&parts, 0)
+}
+
+/// The plain inputs themselves, flattened: the raw-feature baseline.
+pub fn raw_features(source: &dyn ViewSource, n: usize) -> Tensor {
+    plain_batch(source, 0..n).flatten(1, -1)
+}
+
+pub fn labels(source: &dyn ViewSource, n: usize) -> Result<Tensor> {
+    let l: Option<Vec<i64>> = (0..n).map(|i| source.label(i)).collect();
+    let l = l.context("evaluation needs labels, and this data set has none")?;
+    Ok(Tensor::from_slice(&l))
+}
+
+/// One evaluation figure, with everything needed to know what it means.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalRecord {
+    /// e.g. `knn(k=200,T=0.1,cosine)` or `linear-probe(lbfgs,wd=0.0001,standardised)`.
+    pub protocol: String,
+    /// `learned` (the encoder's representation) or `raw` (the plain inputs).
+    pub features: String,
+    pub dim: i64,
+    pub train_size: i64,
+    pub test_size: i64,
+    pub accuracy: f64,
+    pub seconds: f64,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Knn,
+    Linear,
+}
+
+/// Runs `protocols` on (train, test) features.
+pub fn evaluate_features(features: &str, train: &Tensor, ytr: &Tensor, test: &Tensor, yte: &Tensor, n_classes: i64, cfg: &EvalConfig, protocols: &[Protocol]) -> Vec<EvalRecord> {
+    let mut out = Vec::new();
+    let base = |protocol: String, accuracy: f64, seconds: f64, details: serde_json::Value| EvalRecord {
+        protocol,
+        features: features.to_string(),
+        dim: train.size()[1],
+        train_size: train.size()[0],
+        test_size: test.size()[0],
+        accuracy,
+        seconds,
+        details,
+    };
+    for p in protocols {
+        let t = Instant::now();
+        match p {
+            Protocol::Knn => {
+                let kc = knn::KnnConfig { k: cfg.knn_k, temperature: cfg.knn_temperature, ..Default::default() };
+                // Raw inputs are standardised per feature first (their scales differ); learned
+                // features are used as they are — as in the reference protocol.
+                let acc = if features == "raw" {
+                    let (a, b) = crate::eval::standardise::standardise(train, test);
+                    knn::knn_accuracy(&a, ytr, &b, yte, n_classes, &kc)
+                } else {
+                    knn::knn_accuracy(train, ytr, test, yte, n_classes, &kc)
+                };
+                out.push(base(format!("knn(k={},T={},cosine)", cfg.knn_k, cfg.knn_temperature), acc, t.elapsed().as_secs_f64(), serde_json::json!({})));
+            }
+            Protocol::Linear => {
+                let lc = linear_probe::LinearProbeConfig { max_iters: cfg.probe_iters, weight_decay: cfg.probe_weight_decay, ..Default::default() };
+                let r = linear_probe::linear_probe(train, ytr, test, yte, n_classes, &lc);
+                let details = serde_json::to_value(&r).unwrap_or_default();
+                out.push(base(format!("linear-probe(lbfgs,wd={},standardised)", cfg.probe_weight_decay), r.test_accuracy, t.elapsed().as_secs_f64(), details));
+            }
+        }
+    }
+    out
+}
+
+/// Evaluates a trained method on the prepared train/test split, with the raw baseline when the
+/// recipe asks for it.
+pub fn evaluate(method: &dyn Method, prepared: &Prepared, cfg: &EvalConfig, protocols: &[Protocol], device: Device) -> Result<Vec<EvalRecord>> {
+    let test = prepared.test.as_ref().context("the recipe names no test split to evaluate on")?;
+    let (train, test) = (prepared.train.as_ref(), test.as_ref());
+    let n_classes = train.n_classes().max(test.n_classes()) as i64;
+    anyhow::ensure!(n_classes >= 2, "evaluation needs at least two classes in the labels");
+    let (ntr, nte) = (cfg.max_train_samples.unwrap_or(usize::MAX).min(train.len()), cfg.max_test_samples.unwrap_or(usize::MAX).min(test.len()));
+    let (ytr, yte) = (labels(train, ntr)?, labels(test, nte)?);
+    let t = Instant::now();
+    let ftr = embed(method, train, ntr, cfg.batch, device);
+    let fte = embed(method, test, nte, cfg.batch, device);
+    tracing::info!("embedded {ntr} + {nte} samples in {:.1}s", t.elapsed().as_secs_f64());
+    let mut out = evaluate_features("learned", &ftr, &ytr, &fte, &yte, n_classes, cfg, protocols);
+    if cfg.raw_baseline {
+        out.extend(evaluate_features("raw", &raw_features(train, ntr), &ytr, &raw_features(test, nte), &yte, n_classes, cfg, protocols));
+    }
+    Ok(out)
+}
+
+/// Online kNN accuracy on a subset (the monitor during pretraining).
+pub fn monitor_knn(method: &dyn Method, prepared: &Prepared, cfg: &EvalConfig, device: Device) -> Result<f64> {
+    let test = prepared.test.as_ref().context("the online monitor needs a test split")?;
+    let (train, test) = (prepared.train.as_ref(), test.as_ref());
+    let n_classes = train.n_classes().max(test.n_classes()) as i64;
+    let ntr = cfg.monitor_train_samples.min(train.len());
+    let nte = cfg.max_test_samples.unwrap_or(usize::MAX).min(test.len());
+    let ftr = embed(method, train, ntr, cfg.batch, device);
+    let fte = embed(method, test, nte, cfg.batch, device);
+    let kc = knn::KnnConfig { k: cfg.knn_k, temperature: cfg.knn_temperature, ..Default::default() };
+    Ok(knn::knn_accuracy(&ftr, &labels(train, ntr)?, &fte, &labels(test, nte)?, n_classes, &kc))
+}
+
+/// A plain-text table of evaluation records.
+pub fn format_table(records: &[EvalRecord]) -> String {
+    let mut s = format!("{:<8} {:<42} {:>6} {:>7} {:>7} {:>9} {:>7}\n", "features", "protocol", "dim", "train", "test", "accuracy", "time");
+    for r in records {
+        s.push_str(&format!(
+            "{:<8} {:<42} {:>6} {:>7} {:>7} {:>8.2}% {:>6.1}s\n",
+            r.features, r.protocol, r.dim, r.train_size, r.test_size, r.accuracy * 100.0, r.seconds
+        ));
+    }
+    s
+}
+

@@ -1,0 +1,243 @@
+//! Recipes: a TOML file that maps 1:1 onto these structs (unknown keys are refused), checked by
+//! [`validate`](Recipe::validate) before any work starts. Any field can be overridden with
+//! `--set path.to.field=value`.
+use crate::data::csv_table::CsvOptions;
+use crate::data::image_folder::ImageFolderOptions;
+use crate::encoders::EncoderConfig;
+use crate::methods::MethodConfig;
+use crate::train::optim::OptimizerConfig;
+use crate::train::schedule::Decay;
+use crate::views::image_aug::ImageAugment;
+use crate::views::table_corruption::TableCorruption;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+mod overrides;
+mod validate;
+pub use validate::RecipeError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Names the run folder (`runs/<name>`) unless `--run-dir` says otherwise.
+    pub name: String,
+    /// Seeds model initialisation, data order and every augmentation.
+    #[serde(default)]
+    pub seed: u64,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub views: ViewsConfig,
+    pub encoder: EncoderConfig,
+    pub method: MethodConfig,
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+/// Where the samples come from. Relative paths are relative to the working directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataConfig {
+    /// IDX files (MNIST, Fashion-MNIST), raw or gzipped. Labels are used only for evaluation.
+    Idx {
+        train_images: PathBuf,
+        train_labels: Option<PathBuf>,
+        test_images: Option<PathBuf>,
+        test_labels: Option<PathBuf>,
+    },
+    /// A folder of PNG/JPEG images: class sub-folders (labels) or a flat folder (unlabeled).
+    ImageFolder {
+        train: PathBuf,
+        test: Option<PathBuf>,
+        #[serde(default)]
+        options: ImageFolderOptions,
+    },
+    /// A CSV table; the test file is encoded with the statistics of the training file.
+    Csv { train: PathBuf, test: Option<PathBuf>, options: CsvOptions },
+}
+
+impl DataConfig {
+    pub fn is_table(&self) -> bool {
+        matches!(self, DataConfig::Csv { .. })
+    }
+    /// Every file or folder the recipe reads, for fingerprints and error messages.
+    pub fn paths(&self) -> Vec<&Path> {
+        let mut v: Vec<&Path> = Vec::new();
+        match self {
+            DataConfig::Idx { train_images, train_labels, test_images, test_labels } => {
+                v.push(train_images);
+                v.extend([train_labels, test_images, test_labels].into_iter().flatten().map(PathBuf::as_path));
+            }
+            DataConfig::ImageFolder { train, test, .. } | DataConfig::Csv { train, test, .. } => {
+                v.push(train);
+                v.extend(test.as_deref());
+            }
+        }
+        v
+    }
+}
+
+/// Augmentations: `[views.image]` for image data, `[views.table]` for tables; the paper defaults
+/// apply when the table is absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewsConfig {
+    pub image: Option<ImageAugment>,
+    pub table: Option<TableCorruption>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NanPolicy {
+    /// Skip the update (at most `max_nan_skips` times in a run), log and count it.
+    #[default]
+    Skip,
+    /// Stop with an error; the last checkpoint stays the last good state.
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: u64,
+    /// Samples per step (each contributes one view per method view).
+    pub batch_size: usize,
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    #[serde(default)]
+    pub decay: Decay,
+    /// Learning rate reached at the end of a cosine decay.
+    #[serde(default)]
+    pub final_lr: f64,
+    /// Clip the global gradient norm to this value.
+    #[serde(default)]
+    pub grad_clip: Option<f64>,
+    #[serde(default)]
+    pub nan_policy: NanPolicy,
+    #[serde(default = "default_max_nan_skips")]
+    pub max_nan_skips: u64,
+    /// Threads that build views (they share the cores with libtorch's threads).
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// Batches built ahead of the model (bounded queue).
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
+    /// Also checkpoint every N steps (0: only at the end of each epoch and on interrupt).
+    #[serde(default)]
+    pub checkpoint_every: u64,
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+    /// Stop after this many steps in total (smoke runs); the schedule still spans all epochs.
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    /// Use only the first N training samples.
+    #[serde(default)]
+    pub max_samples: Option<usize>,
+}
+
+fn default_max_nan_skips() -> u64 {
+    10
+}
+fn one() -> usize {
+    1
+}
+fn default_prefetch() -> usize {
+    4
+}
+fn default_keep() -> usize {
+    2
+}
+fn default_log_every() -> u64 {
+    50
+}
+
+/// Evaluation protocols run after pretraining (and by `selfsup eval`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Weighted kNN (Wu et al. 2018): neighbours and temperature.
+    pub knn_k: usize,
+    pub knn_temperature: f64,
+    /// Linear probe: L-BFGS iterations and L2 coefficient.
+    pub probe_iters: usize,
+    pub probe_weight_decay: f64,
+    /// Run the same protocols on the raw inputs beside the learned representation.
+    pub raw_baseline: bool,
+    /// Online kNN monitor every N epochs during pretraining (0: off).
+    pub monitor_every: u64,
+    /// Training samples used as the monitor's kNN memory bank.
+    pub monitor_train_samples: usize,
+    /// Use only the first N samples of the evaluation train / test sets.
+    pub max_train_samples: Option<usize>,
+    pub max_test_samples: Option<usize>,
+    /// Samples per forward pass when embedding.
+    pub batch: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            knn_k: 200,
+            knn_temperature: 0.1,
+            probe_iters: 500,
+            probe_weight_decay: 1e-4,
+            raw_baseline: true,
+            monitor_every: 0,
+            monitor_train_samples: 10_000,
+            max_train_samples: None,
+            max_test_samples: None,
+            batch: 1000,
+        }
+    }
+}
+
+impl Recipe {
+    /// Parses TOML text (`origin` names it in errors), applies overrides, validates.
+    pub fn from_toml(text: &str, origin: &str, overrides: &[String]) -> Result<Recipe, RecipeError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| RecipeError::Parse { origin: origin.into(), message: e.to_string() })?;
+        for o in overrides {
+            overrides::apply(&mut value, o)?;
+        }
+        let recipe: Recipe = value.try_into().map_err(|e: toml::de::Error| RecipeError::Parse { origin: origin.into(), message: e.to_string() })?;
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Recipe, RecipeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Parse { origin: path.display().to_string(), message: e.to_string() })?;
+        Self::from_toml(&text, &path.display().to_string(), overrides)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialise the recipe: {e}\n"))
+    }
+
+    /// Hash of everything that shapes the trained weights; a resume with a different hash is refused.
+    /// Fields that cannot change the result (threads, logging, evaluation) are left out.
+    pub fn training_hash(&self) -> String {
+        let mut r = self.clone();
+        r.eval = EvalConfig::default();
+        r.name = String::new();
+        r.train.workers = 1;
+        r.train.prefetch = 1;
+        r.train.log_every = 1;
+        r.train.checkpoint_every = 0;
+        r.train.keep_checkpoints = 1;
+        r.train.max_steps = None;
+        blake3::hash(r.to_toml().as_bytes()).to_hex()[..16].to_string()
+    }
+
+    /// The augmentation for image data (paper defaults when `[views.image]` is absent).
+    pub fn image_augment(&self) -> ImageAugment {
+        self.views.image.clone().unwrap_or_default()
+    }
+    pub fn table_corruption(&self) -> TableCorruption {
+        self.views.table.clone().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

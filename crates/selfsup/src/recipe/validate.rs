@@ -1,0 +1,268 @@
+//! Recipe rules, one error variant each, checked before any work starts.
+use super::{DataConfig, Recipe};
+use crate::methods::MethodConfig;
+use crate::train::optim::OptimizerConfig;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RecipeError {
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("--set {spec}: {message}")]
+    Override { spec: String, message: String },
+    #[error("{field} = {value}: a temperature must be > 0")]
+    TemperatureNotPositive { field: &'static str, value: f64 },
+    #[error("train.batch_size = {batch}: {method} needs at least {min} samples per batch")]
+    BatchTooSmall { method: &'static str, batch: usize, min: usize },
+    #[error("train.epochs = 0: nothing to train")]
+    ZeroEpochs,
+    #[error("train.optimizer.lr = {0}: the learning rate must be > 0")]
+    LearningRateNotPositive(f64),
+    #[error("{field} = {value}: must be >= 0")]
+    Negative { field: &'static str, value: f64 },
+    #[error("train.optimizer.momentum = {0}: must be in [0, 1)")]
+    MomentumOutOfRange(f64),
+    #[error("train.optimizer.betas = {0:?}: each must be in [0, 1)")]
+    BetasOutOfRange([f64; 2]),
+    #[error("{field} = {value}: a probability must be in [0, 1]")]
+    ProbabilityOutOfRange { field: &'static str, value: f64 },
+    #[error("{field} = [{lo}, {hi}]: {rule}")]
+    BadRange { field: &'static str, lo: f64, hi: f64, rule: &'static str },
+    #[error("{field} is empty: at least one layer is needed")]
+    NoLayers { field: &'static str },
+    #[error("{field} has a width of {value}: widths must be > 0")]
+    NonPositiveWidth { field: &'static str, value: i64 },
+    #[error("method.lambda = {0}: the Barlow Twins trade-off must be > 0")]
+    LambdaNotPositive(f64),
+    #[error("eval.knn_k = 0: kNN needs at least one neighbour")]
+    KnnKZero,
+    #[error("[views.{given}] does not apply to {data} data")]
+    ViewsMismatch { given: &'static str, data: &'static str },
+    #[error("encoder.kind = {encoder}: it takes images, but the data is a table (use mlp)")]
+    EncoderNeedsImages { encoder: &'static str },
+    #[error("train.warmup_epochs = {warmup}: longer than train.epochs = {epochs}")]
+    WarmupTooLong { warmup: f64, epochs: u64 },
+    #[error("train.grad_clip = {0}: must be > 0 (leave it out for no clipping)")]
+    GradClipNotPositive(f64),
+    #[error("{field} = 0: must be at least 1")]
+    ZeroCount { field: &'static str },
+    #[error("views.image.blur_kernel = {0}: the Gaussian blur kernel must be odd (or 0 for 10% of the size)")]
+    EvenBlurKernel(usize),
+    #[error("views.image.std contains {0}: normalisation std must be > 0")]
+    NonPositiveStd(f32),
+    #[error("{field} = {value}: must be a finite number")]
+    NotFinite { field: &'static str, value: f64 },
+}
+
+type R = Result<(), RecipeError>;
+
+fn finite(field: &'static str, value: f64) -> R {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(RecipeError::NotFinite { field, value })
+    }
+}
+fn probability(field: &'static str, value: f64) -> R {
+    finite(field, value)?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(RecipeError::ProbabilityOutOfRange { field, value })
+    }
+}
+fn non_negative(field: &'static str, value: f64) -> R {
+    finite(field, value)?;
+    if value >= 0.0 {
+        Ok(())
+    } else {
+        Err(RecipeError::Negative { field, value })
+    }
+}
+fn temperature(field: &'static str, value: f64) -> R {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(RecipeError::TemperatureNotPositive { field, value })
+    }
+}
+fn widths(field: &'static str, dims: impl IntoIterator<Item = i64>) -> R {
+    let mut any = false;
+    for d in dims {
+        any = true;
+        if d <= 0 {
+            return Err(RecipeError::NonPositiveWidth { field, value: d });
+        }
+    }
+    if any {
+        Ok(())
+    } else {
+        Err(RecipeError::NoLayers { field })
+    }
+}
+
+impl Recipe {
+    pub fn validate(&self) -> R {
+        self.validate_data_and_views()?;
+        self.validate_method()?;
+        self.validate_train()?;
+        self.validate_eval()
+    }
+
+    fn validate_data_and_views(&self) -> R {
+        let table = self.data.is_table();
+        if table && self.views.image.is_some() {
+            return Err(RecipeError::ViewsMismatch { given: "image", data: "table" });
+        }
+        if !table && self.views.table.is_some() {
+            return Err(RecipeError::ViewsMismatch { given: "table", data: "image" });
+        }
+        if table && self.encoder.wants_images() {
+            return Err(RecipeError::EncoderNeedsImages { encoder: self.encoder.kind() });
+        }
+        if let DataConfig::ImageFolder { options, .. } = &self.data {
+            if options.max_pixels == 0 {
+                return Err(RecipeError::ZeroCount { field: "data.options.max_pixels" });
+            }
+        }
+        if let Some(a) = &self.views.image {
+            let [lo, hi] = a.crop_scale;
+            if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+                return Err(RecipeError::BadRange { field: "views.image.crop_scale", lo, hi, rule: "need 0 < lo <= hi <= 1" });
+            }
+            let [lo, hi] = a.crop_ratio;
+            if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+                return Err(RecipeError::BadRange { field: "views.image.crop_ratio", lo, hi, rule: "need 0 < lo <= hi" });
+            }
+            let [lo, hi] = a.blur_sigma;
+            if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+                return Err(RecipeError::BadRange { field: "views.image.blur_sigma", lo, hi, rule: "need 0 < lo <= hi" });
+            }
+            for (f, p) in [
+                ("views.image.hflip_p", a.hflip_p),
+                ("views.image.jitter_p", a.jitter_p),
+                ("views.image.grayscale_p", a.grayscale_p),
+                ("views.image.blur_p", a.blur_p),
+                ("views.image.solarize_p", a.solarize_p),
+            ] {
+                probability(f, p)?;
+            }
+            for (f, v) in [("views.image.brightness", a.brightness), ("views.image.contrast", a.contrast), ("views.image.saturation", a.saturation)] {
+                non_negative(f, v)?;
+            }
+            if !(0.0..=0.5).contains(&a.hue) {
+                return Err(RecipeError::BadRange { field: "views.image.hue", lo: a.hue, hi: a.hue, rule: "hue jitter must be in [0, 0.5]" });
+            }
+            if a.blur_kernel != 0 && a.blur_kernel % 2 == 0 {
+                return Err(RecipeError::EvenBlurKernel(a.blur_kernel));
+            }
+            if let Some(&s) = a.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
+                return Err(RecipeError::NonPositiveStd(s));
+            }
+            if let Some(size) = a.size {
+                widths("views.image.size", size.iter().map(|&d| d as i64))?;
+            }
+        }
+        if let Some(t) = &self.views.table {
+            probability("views.table.corruption_rate", t.corruption_rate)?;
+            non_negative("views.table.noise_std", t.noise_std)?;
+        }
+        match &self.encoder {
+            crate::encoders::EncoderConfig::Mlp { dims, .. } => widths("encoder.dims", dims.iter().copied()),
+            crate::encoders::EncoderConfig::SmallCnn { widths: w } => widths("encoder.widths", w.iter().copied()),
+            crate::encoders::EncoderConfig::Resnet18 { width } => widths("encoder.width", [*width]),
+        }
+    }
+
+    fn validate_method(&self) -> R {
+        match &self.method {
+            MethodConfig::Simclr { temperature: t, .. } => temperature("method.temperature", *t)?,
+            MethodConfig::BarlowTwins { lambda, .. } => {
+                if !(lambda.is_finite() && *lambda > 0.0) {
+                    return Err(RecipeError::LambdaNotPositive(*lambda));
+                }
+            }
+        }
+        widths("method.projector", self.method.projector().iter().map(|b| b.dim))?;
+        let min = self.method.min_batch();
+        if self.train.batch_size < min {
+            return Err(RecipeError::BatchTooSmall { method: self.method.name(), batch: self.train.batch_size, min });
+        }
+        Ok(())
+    }
+
+    fn validate_train(&self) -> R {
+        let t = &self.train;
+        if t.epochs == 0 {
+            return Err(RecipeError::ZeroEpochs);
+        }
+        let lr = t.optimizer.lr();
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(RecipeError::LearningRateNotPositive(lr));
+        }
+        non_negative("train.optimizer.weight_decay", t.optimizer.weight_decay())?;
+        match &t.optimizer {
+            OptimizerConfig::Sgd { momentum, .. } | OptimizerConfig::Lars { momentum, .. } => {
+                if !(0.0..1.0).contains(momentum) {
+                    return Err(RecipeError::MomentumOutOfRange(*momentum));
+                }
+            }
+            OptimizerConfig::Adam { betas, eps, .. } | OptimizerConfig::Adamw { betas, eps, .. } => {
+                if !betas.iter().all(|b| (0.0..1.0).contains(b)) {
+                    return Err(RecipeError::BetasOutOfRange(*betas));
+                }
+                non_negative("train.optimizer.eps", *eps)?;
+            }
+        }
+        if let OptimizerConfig::Lars { trust_coefficient, .. } = &t.optimizer {
+            non_negative("train.optimizer.trust_coefficient", *trust_coefficient)?;
+        }
+        non_negative("train.warmup_epochs", t.warmup_epochs)?;
+        if t.warmup_epochs > t.epochs as f64 {
+            return Err(RecipeError::WarmupTooLong { warmup: t.warmup_epochs, epochs: t.epochs });
+        }
+        non_negative("train.final_lr", t.final_lr)?;
+        if let Some(c) = t.grad_clip {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(RecipeError::GradClipNotPositive(c));
+            }
+        }
+        for (field, n) in [
+            ("train.workers", t.workers),
+            ("train.prefetch", t.prefetch),
+            ("train.keep_checkpoints", t.keep_checkpoints),
+            ("train.max_samples", t.max_samples.unwrap_or(1)),
+        ] {
+            if n == 0 {
+                return Err(RecipeError::ZeroCount { field });
+            }
+        }
+        if t.log_every == 0 {
+            return Err(RecipeError::ZeroCount { field: "train.log_every" });
+        }
+        if t.max_steps == Some(0) {
+            return Err(RecipeError::ZeroCount { field: "train.max_steps" });
+        }
+        Ok(())
+    }
+
+    fn validate_eval(&self) -> R {
+        let e = &self.eval;
+        if e.knn_k == 0 {
+            return Err(RecipeError::KnnKZero);
+        }
+        temperature("eval.knn_temperature", e.knn_temperature)?;
+        non_negative("eval.probe_weight_decay", e.probe_weight_decay)?;
+        for (field, n) in [
+            ("eval.probe_iters", e.probe_iters),
+            ("eval.batch", e.batch),
+            ("eval.monitor_train_samples", e.monitor_train_samples),
+            ("eval.max_train_samples", e.max_train_samples.unwrap_or(1)),
+            ("eval.max_test_samples", e.max_test_samples.unwrap_or(1)),
+        ] {
+            if n == 0 {
+                return Err(RecipeError::ZeroCount { field });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,50 @@
+//! Images → views: every view is an independent draw of the recipe's augmentation pipeline.
+use super::image_aug::ImageAugment;
+use super::ViewSource;
+use crate::data::ImageSet;
+use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
+
+pub struct ImageViews {
+    pub images: Arc<ImageSet>,
+    /// One pipeline per view (asymmetric pairs such as BYOL's use different ones); when shorter
+    /// than the number of views, the last one is reused.
+    pub augments: Vec<ImageAugment>,
+}
+
+impl ImageViews {
+    pub fn new(images: Arc<ImageSet>, augments: Vec<ImageAugment>) -> Self {
+        assert!(!augments.is_empty(), "at least one augmentation pipeline");
+        ImageViews { images, augments }
+    }
+    fn augment_for(&self, view: usize) -> &ImageAugment {
+        &self.augments[view.min(self.augments.len() - 1)]
+    }
+}
+
+impl ViewSource for ImageViews {
+    fn len(&self) -> usize {
+        self.images.len
+    }
+    fn sample_shape(&self) -> Vec<i64> {
+        let s = self.augments[0].output_shape(self.images.channels, self.images.height, self.images.width);
+        s.iter().map(|&d| d as i64).collect()
+    }
+    fn make_view(&self, index: usize, view: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+        let im = &self.images;
+        self.augment_for(view).augment(im.image(index), im.channels, im.height, im.width, rng, out);
+    }
+    fn make_plain(&self, index: usize, out: &mut [f32]) {
+        let im = &self.images;
+        self.augments[0].plain(im.image(index), im.channels, im.height, im.width, out);
+    }
+    fn label(&self, index: usize) -> Option<i64> {
+        self.images.labels.as_ref().map(|l| l[index])
+    }
+    fn n_classes(&self) -> usize {
+        match &self.images.labels {
+            Some(l) => self.images.class_names.len().max(l.iter().copied().max().map_or(0, |m| m as usize + 1)),
+            None => 0,
+        }
+    }
+}
