@@ -30,7 +30,11 @@ pub struct KnnConfig {
 impl Default for KnnConfig {
     /// k = 200, T = 0.1: the InstDisc values, also the reference's defaults.
     fn default() -> Self {
-        KnnConfig { k: 200, temperature: 0.1, chunk: 1000 }
+        KnnConfig {
+            k: 200,
+            temperature: 0.1,
+            chunk: 1000,
+        }
     }
 }
 
@@ -42,7 +46,10 @@ impl KnnConfig {
             return Err("kNN: k must be at least 1".into());
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return Err(format!("kNN: temperature must be a positive number, not {}", self.temperature));
+            return Err(format!(
+                "kNN: temperature must be a positive number, not {}",
+                self.temperature
+            ));
         }
         if self.chunk == 0 {
             return Err("kNN: chunk must be at least 1".into());
@@ -58,14 +65,25 @@ impl KnnConfig {
 /// On programmer error: features not 2-D floating point or of different widths, labels not of
 /// length N, an empty training set, labels outside `0..n_classes`, or an invalid `cfg`
 /// (see [`KnnConfig::validate`]).
-pub fn knn_scores(train: &Tensor, train_labels: &Tensor, test: &Tensor, n_classes: i64, cfg: &KnnConfig) -> Tensor {
+pub fn knn_scores(
+    train: &Tensor,
+    train_labels: &Tensor,
+    test: &Tensor,
+    n_classes: i64,
+    cfg: &KnnConfig,
+) -> Tensor {
     if let Err(e) = cfg.validate() {
         panic!("{e}");
     }
     assert_features("kNN train", train);
     assert_features("kNN test", test);
     let (n, d) = (train.size()[0], train.size()[1]);
-    assert_eq!(test.size()[1], d, "kNN: test features have {} columns, train {d}", test.size()[1]);
+    assert_eq!(
+        test.size()[1],
+        d,
+        "kNN: test features have {} columns, train {d}",
+        test.size()[1]
+    );
     assert!(n > 0, "kNN: the training set is empty");
     let labels = checked_labels("kNN train labels", train_labels, n, n_classes);
     let m = test.size()[0];
@@ -103,7 +121,13 @@ pub fn knn_scores(train: &Tensor, train_labels: &Tensor, test: &Tensor, n_classe
 ///
 /// # Panics
 /// As [`knn_scores`].
-pub fn knn_predict(train: &Tensor, train_labels: &Tensor, test: &Tensor, n_classes: i64, cfg: &KnnConfig) -> Tensor {
+pub fn knn_predict(
+    train: &Tensor,
+    train_labels: &Tensor,
+    test: &Tensor,
+    n_classes: i64,
+    cfg: &KnnConfig,
+) -> Tensor {
     tch::no_grad(|| knn_scores(train, train_labels, test, n_classes, cfg).argmax(1, false))
 }
 
@@ -132,25 +156,44 @@ pub(crate) fn accuracy(pred: &Tensor, labels: &Tensor) -> f64 {
     if m == 0 {
         return f64::NAN;
     }
-    let correct = tch::no_grad(|| pred.eq_tensor(&labels.to_device(pred.device())).sum(Kind::Int64).int64_value(&[]));
+    let correct = tch::no_grad(|| {
+        pred.eq_tensor(&labels.to_device(pred.device()))
+            .sum(Kind::Int64)
+            .int64_value(&[])
+    });
     correct as f64 / m as f64
 }
 
 /// `x / max(‖x‖₂, 1e-12)` row-wise, as `torch.nn.functional.normalize(x, dim=1)`.
 fn l2_normalise(x: &Tensor) -> Tensor {
-    x / x.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-12)
+    x / x
+        .norm_scalaropt_dim(2, [1i64].as_slice(), true)
+        .clamp_min(1e-12)
 }
 
 /// Checks that `labels` is an integer vector of length `n` with values in `0..n_classes`, and
 /// returns it as i64. An out-of-range label would otherwise fail deep inside libtorch with an
 /// opaque message on CPU, or as a device-side assert that poisons the whole CUDA context.
 pub(crate) fn checked_labels(name: &str, labels: &Tensor, n: i64, n_classes: i64) -> Tensor {
-    assert!(n_classes >= 1, "{name}: n_classes must be at least 1, not {n_classes}");
-    assert_eq!(labels.size(), [n], "{name}: expected shape [{n}], got {:?}", labels.size());
-    assert!(!labels.is_floating_point(), "{name}: labels must be integers, got {:?}", labels.kind());
+    assert!(
+        n_classes >= 1,
+        "{name}: n_classes must be at least 1, not {n_classes}"
+    );
+    assert_eq!(
+        labels.size(),
+        [n],
+        "{name}: expected shape [{n}], got {:?}",
+        labels.size()
+    );
+    assert!(
+        !labels.is_floating_point(),
+        "{name}: labels must be integers, got {:?}",
+        labels.kind()
+    );
     let labels = labels.to_kind(Kind::Int64);
     if n > 0 {
-        let (lo, hi) = tch::no_grad(|| (labels.min().int64_value(&[]), labels.max().int64_value(&[])));
+        let (lo, hi) =
+            tch::no_grad(|| (labels.min().int64_value(&[]), labels.max().int64_value(&[])));
         assert!(
             lo >= 0 && hi < n_classes,
             "{name}: labels must lie in 0..{n_classes}, found range {lo}..={hi}"
@@ -167,9 +210,11 @@ mod tests {
     /// `per_class` points per class around c-th scaled basis vector in `dim` dimensions: angularly
     /// well separated clusters.
     fn clusters(n_classes: i64, per_class: i64, dim: i64, noise: f64) -> (Tensor, Tensor) {
-        let labels = Tensor::arange(n_classes, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(per_class, 0, None);
+        let labels = Tensor::arange(n_classes, (Kind::Int64, Device::Cpu))
+            .repeat_interleave_self_int(per_class, 0, None);
         let centres = Tensor::eye(dim, (Kind::Float, Device::Cpu)).narrow(0, 0, n_classes) * 5.0;
-        let x = centres.index_select(0, &labels) + Tensor::randn([n_classes * per_class, dim], (Kind::Float, Device::Cpu)) * noise;
+        let x = centres.index_select(0, &labels)
+            + Tensor::randn([n_classes * per_class, dim], (Kind::Float, Device::Cpu)) * noise;
         (x, labels)
     }
 
@@ -181,7 +226,17 @@ mod tests {
         let (test, test_y) = clusters(4, 50, 8, 0.5);
         let acc = knn_accuracy(&train, &train_y, &test, &test_y, 4, &KnnConfig::default());
         assert_eq!(acc, 1.0);
-        let acc = knn_accuracy(&train, &train_y, &test, &test_y, 4, &KnnConfig { k: 5, ..KnnConfig::default() });
+        let acc = knn_accuracy(
+            &train,
+            &train_y,
+            &test,
+            &test_y,
+            4,
+            &KnnConfig {
+                k: 5,
+                ..KnnConfig::default()
+            },
+        );
         assert_eq!(acc, 1.0);
     }
 
@@ -196,40 +251,77 @@ mod tests {
         ]);
         let labels = Tensor::from_slice(&[0i64, 1, 1]);
         // Scaled by 3: the vote must not depend on the norm.
-        let query = Tensor::from_slice2(&[[3.0 * deg(10.0).cos() as f32, 3.0 * deg(10.0).sin() as f32]]);
+        let query =
+            Tensor::from_slice2(&[[3.0 * deg(10.0).cos() as f32, 3.0 * deg(10.0).sin() as f32]]);
         (train, labels, query)
     }
 
     #[test]
     fn vote_weights_match_hand_computation() {
         let (train, labels, query) = three_points();
-        let (s0, s1, s2) = (10f64.to_radians().cos(), 50f64.to_radians().cos(), 80f64.to_radians().cos());
+        let (s0, s1, s2) = (
+            10f64.to_radians().cos(),
+            50f64.to_radians().cos(),
+            80f64.to_radians().cos(),
+        );
 
         // k = 2: neighbours are the 0° point (class 0) and the 60° point (class 1), one vote each.
-        let cfg = KnnConfig { k: 2, temperature: 0.1, chunk: 1000 };
+        let cfg = KnnConfig {
+            k: 2,
+            temperature: 0.1,
+            chunk: 1000,
+        };
         let scores = knn_scores(&train, &labels, &query, 2, &cfg).to_kind(Kind::Double);
         let (want0, want1) = ((s0 / 0.1).exp(), (s1 / 0.1).exp());
-        assert!((scores.double_value(&[0, 0]) / want0 - 1.0).abs() < 1e-5, "{scores}");
-        assert!((scores.double_value(&[0, 1]) / want1 - 1.0).abs() < 1e-5, "{scores}");
-        assert_eq!(knn_predict(&train, &labels, &query, 2, &cfg).int64_value(&[0]), 0);
+        assert!(
+            (scores.double_value(&[0, 0]) / want0 - 1.0).abs() < 1e-5,
+            "{scores}"
+        );
+        assert!(
+            (scores.double_value(&[0, 1]) / want1 - 1.0).abs() < 1e-5,
+            "{scores}"
+        );
+        assert_eq!(
+            knn_predict(&train, &labels, &query, 2, &cfg).int64_value(&[0]),
+            0
+        );
 
         // k = 3: the majority (2 of 3) is class 1, but the weighted vote picks class 0 because
         // exp(cos10°/T) = e^9.85 outweighs e^6.43 + e^1.74.
         let cfg = KnnConfig { k: 3, ..cfg };
         let scores = knn_scores(&train, &labels, &query, 2, &cfg).to_kind(Kind::Double);
         let want1 = (s1 / 0.1).exp() + (s2 / 0.1).exp();
-        assert!((scores.double_value(&[0, 1]) / want1 - 1.0).abs() < 1e-5, "{scores}");
-        assert_eq!(knn_predict(&train, &labels, &query, 2, &cfg).int64_value(&[0]), 0);
+        assert!(
+            (scores.double_value(&[0, 1]) / want1 - 1.0).abs() < 1e-5,
+            "{scores}"
+        );
+        assert_eq!(
+            knn_predict(&train, &labels, &query, 2, &cfg).int64_value(&[0]),
+            0
+        );
 
         // With a very high temperature every weight is ≈ 1 and the vote degenerates to the
         // majority: class 1.
-        let cfg = KnnConfig { temperature: 1e3, ..cfg };
-        assert_eq!(knn_predict(&train, &labels, &query, 2, &cfg).int64_value(&[0]), 1);
+        let cfg = KnnConfig {
+            temperature: 1e3,
+            ..cfg
+        };
+        assert_eq!(
+            knn_predict(&train, &labels, &query, 2, &cfg).int64_value(&[0]),
+            1
+        );
 
         // k beyond the training set is clamped to all 3 points.
-        let cfg = KnnConfig { k: 50, temperature: 0.1, chunk: 1000 };
+        let cfg = KnnConfig {
+            k: 50,
+            temperature: 0.1,
+            chunk: 1000,
+        };
         let scores = knn_scores(&train, &labels, &query, 2, &cfg).to_kind(Kind::Double);
-        assert!((scores.double_value(&[0, 1]) / want1 - 1.0).abs() < 1e-5, "{scores}");
+        assert!(
+            (scores.double_value(&[0, 1]) / want1 - 1.0).abs() < 1e-5,
+            "{scores}"
+        );
     }
 
     #[test]
@@ -238,8 +330,15 @@ mod tests {
         let train = Tensor::randn([300, 16], (Kind::Float, Device::Cpu));
         let train_y = Tensor::randint(5, [300], (Kind::Int64, Device::Cpu));
         let test = Tensor::randn([97, 16], (Kind::Float, Device::Cpu));
-        let whole = KnnConfig { k: 20, temperature: 0.07, chunk: 10_000 };
-        let chunked = KnnConfig { chunk: 8, ..whole.clone() };
+        let whole = KnnConfig {
+            k: 20,
+            temperature: 0.07,
+            chunk: 10_000,
+        };
+        let chunked = KnnConfig {
+            chunk: 8,
+            ..whole.clone()
+        };
         let a = knn_scores(&train, &train_y, &test, 5, &whole);
         let b = knn_scores(&train, &train_y, &test, 5, &chunked);
         assert_eq!(a.size(), [97, 5]);
@@ -256,24 +355,57 @@ mod tests {
         let test = Tensor::zeros([0, 2], (Kind::Float, Device::Cpu));
         let pred = knn_predict(&train, &labels, &test, 2, &KnnConfig::default());
         assert_eq!(pred.size(), [0]);
-        let acc = knn_accuracy(&train, &labels, &test, &Tensor::zeros([0], (Kind::Int64, Device::Cpu)), 2, &KnnConfig::default());
+        let acc = knn_accuracy(
+            &train,
+            &labels,
+            &test,
+            &Tensor::zeros([0], (Kind::Int64, Device::Cpu)),
+            2,
+            &KnnConfig::default(),
+        );
         assert!(acc.is_nan());
     }
 
     #[test]
     fn config_validation() {
         assert!(KnnConfig::default().validate().is_ok());
-        assert!(KnnConfig { k: 0, ..KnnConfig::default() }.validate().is_err());
-        assert!(KnnConfig { temperature: 0.0, ..KnnConfig::default() }.validate().is_err());
-        assert!(KnnConfig { temperature: f64::NAN, ..KnnConfig::default() }.validate().is_err());
-        assert!(KnnConfig { chunk: 0, ..KnnConfig::default() }.validate().is_err());
+        assert!(KnnConfig {
+            k: 0,
+            ..KnnConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(KnnConfig {
+            temperature: 0.0,
+            ..KnnConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(KnnConfig {
+            temperature: f64::NAN,
+            ..KnnConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(KnnConfig {
+            chunk: 0,
+            ..KnnConfig::default()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]
     #[should_panic(expected = "labels must lie in 0..2")]
     fn out_of_range_label_is_reported() {
         let (train, _, query) = three_points();
-        let _ = knn_predict(&train, &Tensor::from_slice(&[0i64, 1, 2]), &query, 2, &KnnConfig::default());
+        let _ = knn_predict(
+            &train,
+            &Tensor::from_slice(&[0i64, 1, 2]),
+            &query,
+            2,
+            &KnnConfig::default(),
+        );
     }
 
     #[test]
@@ -285,9 +417,19 @@ mod tests {
         let train = Tensor::randn([500, 32], (Kind::Float, Device::Cpu));
         let train_y = Tensor::randint(10, [500], (Kind::Int64, Device::Cpu));
         let test = Tensor::randn([120, 32], (Kind::Float, Device::Cpu));
-        let cfg = KnnConfig { k: 30, chunk: 50, ..KnnConfig::default() };
+        let cfg = KnnConfig {
+            k: 30,
+            chunk: 50,
+            ..KnnConfig::default()
+        };
         let cpu = knn_scores(&train, &train_y, &test, 10, &cfg);
-        let gpu = knn_scores(&train.to(Device::Cuda(0)), &train_y.to(Device::Cuda(0)), &test.to(Device::Cuda(0)), 10, &cfg);
+        let gpu = knn_scores(
+            &train.to(Device::Cuda(0)),
+            &train_y.to(Device::Cuda(0)),
+            &test.to(Device::Cuda(0)),
+            10,
+            &cfg,
+        );
         assert!(gpu.device().is_cuda());
         assert!(cpu.allclose(&gpu.to(Device::Cpu), 1e-4, 1e-4, false));
     }

@@ -105,7 +105,10 @@ impl LbfgsStop {
     pub fn is_converged(self) -> bool {
         matches!(
             self,
-            LbfgsStop::GradientTolerance | LbfgsStop::NoDescent | LbfgsStop::StepTolerance | LbfgsStop::LossTolerance
+            LbfgsStop::GradientTolerance
+                | LbfgsStop::NoDescent
+                | LbfgsStop::StepTolerance
+                | LbfgsStop::LossTolerance
         )
     }
 }
@@ -141,9 +144,18 @@ pub fn minimise(
     cfg: &LbfgsConfig,
     f: impl FnMut(&Tensor) -> (f64, Tensor),
 ) -> (Tensor, LbfgsReport) {
-    assert_eq!(x0.dim(), 1, "L-BFGS: the parameter must be a flat (1-D) tensor, got shape {:?}", x0.size());
+    assert_eq!(
+        x0.dim(),
+        1,
+        "L-BFGS: the parameter must be a flat (1-D) tensor, got shape {:?}",
+        x0.size()
+    );
     assert!(x0.numel() > 0, "L-BFGS: the parameter is empty");
-    assert!(x0.is_floating_point(), "L-BFGS: the parameter must be floating point, got {:?}", x0.kind());
+    assert!(
+        x0.is_floating_point(),
+        "L-BFGS: the parameter must be floating point, got {:?}",
+        x0.kind()
+    );
 
     let max_eval = cfg.effective_max_eval();
     let mut obj = Counted { f, evals: 0 };
@@ -188,7 +200,11 @@ pub fn minimise(
                             memory.pop_front();
                         }
                         let rho = 1.0 / ys;
-                        memory.push_back(CurvaturePair { s, y: y.shallow_clone(), rho });
+                        memory.push_back(CurvaturePair {
+                            s,
+                            y: y.shallow_clone(),
+                            rho,
+                        });
                     }
                     // γ = sᵀy / yᵀy (N&W eq. 7.20) scales H₀ to the most recent curvature.
                     h_diag = ys / dot(&y, &y);
@@ -206,10 +222,23 @@ pub fn minimise(
         }
         // Without curvature information the first step is scaled so that it moves the parameter
         // by at most lr in ℓ1 norm (torch's choice).
-        let t_init = if iterations == 1 { (1.0 / l1_norm(&g)).min(1.0) * cfg.lr } else { cfg.lr };
+        let t_init = if iterations == 1 {
+            (1.0 / l1_norm(&g)).min(1.0) * cfg.lr
+        } else {
+            cfg.lr
+        };
 
         let prev_loss = loss;
-        let accepted = strong_wolfe(&mut obj, &x, &d, t_init, loss, &g, gtd, cfg.tolerance_change);
+        let accepted = strong_wolfe(
+            &mut obj,
+            &x,
+            &d,
+            t_init,
+            loss,
+            &g,
+            gtd,
+            cfg.tolerance_change,
+        );
         x = &x + &d * accepted.t;
         let g_old = std::mem::replace(&mut g, accepted.g);
         loss = accepted.f;
@@ -283,7 +312,12 @@ struct Trial {
 impl Clone for Trial {
     fn clone(&self) -> Self {
         // Gradients are never modified in place, so sharing the storage is safe.
-        Trial { t: self.t, f: self.f, g: self.g.shallow_clone(), gtd: self.gtd }
+        Trial {
+            t: self.t,
+            f: self.f,
+            g: self.g.shallow_clone(),
+            gtd: self.gtd,
+        }
     }
 }
 
@@ -326,7 +360,12 @@ fn strong_wolfe<F: FnMut(&Tensor) -> (f64, Tensor)>(
     tolerance_change: f64,
 ) -> Trial {
     let d_max = max_abs(d);
-    let origin = Trial { t: 0.0, f: f0, g: g0.shallow_clone(), gtd: gtd0 };
+    let origin = Trial {
+        t: 0.0,
+        f: f0,
+        g: g0.shallow_clone(),
+        gtd: gtd0,
+    };
     let armijo = |tr: &Trial| tr.f <= f0 + C1 * tr.t * gtd0; // sufficient decrease (3.7a)
     let curvature = |tr: &Trial| tr.gtd.abs() <= -C2 * gtd0; // strong curvature (3.7b)
 
@@ -374,11 +413,18 @@ fn strong_wolfe<F: FnMut(&Tensor) -> (f64, Tensor)>(
 
         // Safeguard: a step hugging an end of the bracket shrinks it too slowly. Accept it once;
         // if it happens again (or the interpolant left the bracket), move it 10 % inside.
-        let (b_min, b_max) = (bracket[0].t.min(bracket[1].t), bracket[0].t.max(bracket[1].t));
+        let (b_min, b_max) = (
+            bracket[0].t.min(bracket[1].t),
+            bracket[0].t.max(bracket[1].t),
+        );
         let eps = 0.1 * (b_max - b_min);
         if (b_max - t).min(t - b_min) < eps {
             if insufficient_progress || t >= b_max || t <= b_min {
-                t = if (t - b_max).abs() < (t - b_min).abs() { b_max - eps } else { b_min + eps };
+                t = if (t - b_max).abs() < (t - b_min).abs() {
+                    b_max - eps
+                } else {
+                    b_min + eps
+                };
                 insufficient_progress = false;
             } else {
                 insufficient_progress = true;
@@ -493,7 +539,10 @@ mod tests {
             let loss = (x.dot(&ax) * 0.5 - b.dot(&x)).double_value(&[]);
             (loss, (ax - &b).to_kind(Kind::Float))
         };
-        let cfg = LbfgsConfig { max_iter: 200, ..LbfgsConfig::default() };
+        let cfg = LbfgsConfig {
+            max_iter: 200,
+            ..LbfgsConfig::default()
+        };
         let (x, rep) = minimise(&Tensor::zeros([n], (Kind::Float, Device::Cpu)), &cfg, f);
         assert_eq!(x.kind(), Kind::Float);
         let err = max_abs(&(x.to_kind(Kind::Double) - &x_star));
@@ -505,11 +554,20 @@ mod tests {
 
     #[test]
     fn rosenbrock_f64() {
-        let cfg = LbfgsConfig { max_iter: 1000, ..LbfgsConfig::default() };
+        let cfg = LbfgsConfig {
+            max_iter: 1000,
+            ..LbfgsConfig::default()
+        };
         for pairs in [1, 3] {
             let (x, rep) = minimise(&rosenbrock_start(pairs, Kind::Double), &cfg, rosenbrock);
-            let err = to_vec(&x).iter().map(|v| (v - 1.0).abs()).fold(0.0, f64::max);
-            assert!(err < 1e-4, "pairs {pairs}: error {err}, x {x}, report {rep:?}");
+            let err = to_vec(&x)
+                .iter()
+                .map(|v| (v - 1.0).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                err < 1e-4,
+                "pairs {pairs}: error {err}, x {x}, report {rep:?}"
+            );
             assert!(rep.final_loss < 1e-8, "{rep:?}");
             assert!(rep.converged, "{rep:?}");
             assert_eq!(rep.final_loss, rosenbrock(&x).0);
@@ -518,38 +576,73 @@ mod tests {
 
     #[test]
     fn rosenbrock_f32() {
-        let cfg = LbfgsConfig { max_iter: 1000, ..LbfgsConfig::default() };
+        let cfg = LbfgsConfig {
+            max_iter: 1000,
+            ..LbfgsConfig::default()
+        };
         let (x, rep) = minimise(&rosenbrock_start(1, Kind::Float), &cfg, rosenbrock);
-        let err = to_vec(&x).iter().map(|v| (v - 1.0).abs()).fold(0.0, f64::max);
+        let err = to_vec(&x)
+            .iter()
+            .map(|v| (v - 1.0).abs())
+            .fold(0.0, f64::max);
         assert!(err < 1e-4, "error {err}, x {x}, report {rep:?}");
     }
 
     #[test]
     fn starting_at_the_optimum_does_nothing() {
-        let (x, rep) = minimise(&Tensor::from_slice(&[1.0f32, 1.0]), &LbfgsConfig::default(), rosenbrock);
+        let (x, rep) = minimise(
+            &Tensor::from_slice(&[1.0f32, 1.0]),
+            &LbfgsConfig::default(),
+            rosenbrock,
+        );
         assert_eq!(to_vec(&x), vec![1.0, 1.0]);
-        assert_eq!((rep.iterations, rep.function_evals, rep.stop), (0, 1, LbfgsStop::GradientTolerance));
+        assert_eq!(
+            (rep.iterations, rep.function_evals, rep.stop),
+            (0, 1, LbfgsStop::GradientTolerance)
+        );
         assert!(rep.converged);
     }
 
     #[test]
     fn budgets_are_respected() {
-        let cfg = LbfgsConfig { max_iter: 5, ..LbfgsConfig::default() };
+        let cfg = LbfgsConfig {
+            max_iter: 5,
+            ..LbfgsConfig::default()
+        };
         assert_eq!(cfg.effective_max_eval(), 6);
         let (_, rep) = minimise(&rosenbrock_start(1, Kind::Double), &cfg, rosenbrock);
         assert!(rep.iterations <= 5, "{rep:?}");
         assert!(!rep.converged, "{rep:?}");
-        assert!(matches!(rep.stop, LbfgsStop::MaxIterations | LbfgsStop::MaxEvaluations), "{rep:?}");
+        assert!(
+            matches!(
+                rep.stop,
+                LbfgsStop::MaxIterations | LbfgsStop::MaxEvaluations
+            ),
+            "{rep:?}"
+        );
 
-        let cfg = LbfgsConfig { max_iter: 1000, max_eval: Some(10), ..LbfgsConfig::default() };
+        let cfg = LbfgsConfig {
+            max_iter: 1000,
+            max_eval: Some(10),
+            ..LbfgsConfig::default()
+        };
         let (_, rep) = minimise(&rosenbrock_start(1, Kind::Double), &cfg, rosenbrock);
         assert_eq!(rep.stop, LbfgsStop::MaxEvaluations, "{rep:?}");
         // The check runs after each line search, which may take up to 25 evaluations.
-        assert!(rep.function_evals >= 10 && rep.function_evals <= 10 + MAX_LINE_SEARCH_EVALS, "{rep:?}");
+        assert!(
+            rep.function_evals >= 10 && rep.function_evals <= 10 + MAX_LINE_SEARCH_EVALS,
+            "{rep:?}"
+        );
 
-        let cfg = LbfgsConfig { max_iter: 0, ..LbfgsConfig::default() };
+        let cfg = LbfgsConfig {
+            max_iter: 0,
+            ..LbfgsConfig::default()
+        };
         let (_, rep) = minimise(&rosenbrock_start(1, Kind::Double), &cfg, rosenbrock);
-        assert_eq!((rep.iterations, rep.function_evals, rep.stop), (0, 1, LbfgsStop::MaxIterations));
+        assert_eq!(
+            (rep.iterations, rep.function_evals, rep.stop),
+            (0, 1, LbfgsStop::MaxIterations)
+        );
     }
 
     #[test]
@@ -561,14 +654,23 @@ mod tests {
                 visited.push(to_vec(x));
                 ((x.dot(x) * 0.5).double_value(&[]), x.copy())
             };
-            let cfg = LbfgsConfig { lr, ..LbfgsConfig::default() };
+            let cfg = LbfgsConfig {
+                lr,
+                ..LbfgsConfig::default()
+            };
             let (x, rep) = minimise(&Tensor::from_slice(&[4.0f64, -6.0]), &cfg, f);
             let s = 1.0 - 0.1 * lr;
-            assert!((visited[1][0] - 4.0 * s).abs() < 1e-12 && (visited[1][1] + 6.0 * s).abs() < 1e-12, "{visited:?}");
+            assert!(
+                (visited[1][0] - 4.0 * s).abs() < 1e-12 && (visited[1][1] + 6.0 * s).abs() < 1e-12,
+                "{visited:?}"
+            );
             // With lr = 1 the second iteration already has the exact curvature of this quadratic
             // (H = I) and lands on the minimiser; with lr = 0.5 every accepted step halves x.
             if lr == 1.0 {
-                assert!(max_abs(&x) < 1e-12 && rep.converged && rep.iterations <= 3, "{x} {rep:?}");
+                assert!(
+                    max_abs(&x) < 1e-12 && rep.converged && rep.iterations <= 3,
+                    "{x} {rep:?}"
+                );
             } else {
                 assert!(max_abs(&x) < 1e-4 && rep.converged, "{x} {rep:?}");
             }
@@ -585,15 +687,26 @@ mod tests {
                 (loss.double_value(&[]), x.grad())
             })
         };
-        let (x, rep) = minimise(&Tensor::zeros([4], (Kind::Double, Device::Cpu)), &LbfgsConfig::default(), f);
+        let (x, rep) = minimise(
+            &Tensor::zeros([4], (Kind::Double, Device::Cpu)),
+            &LbfgsConfig::default(),
+            f,
+        );
         assert!(!x.requires_grad());
-        assert!(to_vec(&x).iter().all(|v| (v - 3.0).abs() < 1e-6), "{x} {rep:?}");
+        assert!(
+            to_vec(&x).iter().all(|v| (v - 3.0).abs() < 1e-6),
+            "{x} {rep:?}"
+        );
     }
 
     #[test]
     fn non_finite_loss_stops_cleanly() {
         let f = |x: &Tensor| (f64::NAN, x.copy());
-        let (_, rep) = minimise(&Tensor::ones([3], (Kind::Float, Device::Cpu)), &LbfgsConfig::default(), f);
+        let (_, rep) = minimise(
+            &Tensor::ones([3], (Kind::Float, Device::Cpu)),
+            &LbfgsConfig::default(),
+            f,
+        );
         assert_eq!(rep.stop, LbfgsStop::NonFinite);
         assert!(!rep.converged);
     }
@@ -601,7 +714,12 @@ mod tests {
     #[test]
     fn cubic_minimiser_is_exact_for_a_cubic() {
         // φ(t) = t³ − 3t: minimiser at t = 1, φ' = 3t² − 3.
-        let p = |t: f64| Trial { t, f: t.powi(3) - 3.0 * t, g: Tensor::zeros([1], (Kind::Double, Device::Cpu)), gtd: 3.0 * t * t - 3.0 };
+        let p = |t: f64| Trial {
+            t,
+            f: t.powi(3) - 3.0 * t,
+            g: Tensor::zeros([1], (Kind::Double, Device::Cpu)),
+            gtd: 3.0 * t * t - 3.0,
+        };
         for (a, b) in [(0.0, 2.0), (2.0, 0.0), (0.5, 1.7)] {
             let m = cubic_minimiser(&p(a), &p(b), None);
             assert!((m - 1.0).abs() < 1e-12, "{a} {b} → {m}");

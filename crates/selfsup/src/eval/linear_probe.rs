@@ -34,7 +34,11 @@ pub struct LinearProbeConfig {
 impl Default for LinearProbeConfig {
     /// 500 iterations, wd 1e-4, history 20: the reference's settings.
     fn default() -> Self {
-        LinearProbeConfig { max_iters: 500, weight_decay: 1e-4, history: 20 }
+        LinearProbeConfig {
+            max_iters: 500,
+            weight_decay: 1e-4,
+            history: 20,
+        }
     }
 }
 
@@ -43,7 +47,10 @@ impl LinearProbeConfig {
     /// panics on it.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(format!("linear probe: weight decay must be a non-negative number, not {}", self.weight_decay));
+            return Err(format!(
+                "linear probe: weight decay must be a non-negative number, not {}",
+                self.weight_decay
+            ));
         }
         Ok(())
     }
@@ -51,7 +58,12 @@ impl LinearProbeConfig {
     /// The L-BFGS settings the probe runs with: the reference's `LBFGS(lr=1, max_iter=iters,
     /// history_size=20, line_search_fn="strong_wolfe")`, other values torch's defaults.
     pub fn lbfgs(&self) -> LbfgsConfig {
-        LbfgsConfig { lr: 1.0, max_iter: self.max_iters, history_size: self.history, ..LbfgsConfig::default() }
+        LbfgsConfig {
+            lr: 1.0,
+            max_iter: self.max_iters,
+            history_size: self.history,
+            ..LbfgsConfig::default()
+        }
     }
 }
 
@@ -98,7 +110,12 @@ impl LinearProbe {
     /// If `labels` is not a vector of `x`'s length with values in `0..C`.
     pub fn accuracy(&self, x: &Tensor, labels: &Tensor) -> f64 {
         let c = self.bias.size()[0];
-        let labels = checked_labels("linear probe labels", labels, x.size().first().copied().unwrap_or(0), c);
+        let labels = checked_labels(
+            "linear probe labels",
+            labels,
+            x.size().first().copied().unwrap_or(0),
+            c,
+        );
         accuracy(&self.predict(x), &labels)
     }
 }
@@ -109,7 +126,12 @@ impl LinearProbe {
 /// # Panics
 /// On programmer error: malformed shapes, an empty training set, labels out of range, or an
 /// invalid `cfg` (see [`LinearProbeConfig::validate`]).
-pub fn fit_linear_probe(train_x: &Tensor, train_y: &Tensor, n_classes: i64, cfg: &LinearProbeConfig) -> LinearProbe {
+pub fn fit_linear_probe(
+    train_x: &Tensor,
+    train_y: &Tensor,
+    n_classes: i64,
+    cfg: &LinearProbeConfig,
+) -> LinearProbe {
     if let Err(e) = cfg.validate() {
         panic!("{e}");
     }
@@ -119,11 +141,26 @@ pub fn fit_linear_probe(train_x: &Tensor, train_y: &Tensor, n_classes: i64, cfg:
     let labels = checked_labels("linear probe train labels", train_y, n, n_classes);
 
     let standardiser = Standardiser::fit(train_x);
-    let objective = SoftmaxRegression::new(standardiser.apply(train_x), &labels, n_classes, cfg.weight_decay);
-    let theta0 = Tensor::zeros([d * n_classes + n_classes], (train_x.kind(), train_x.device()));
-    let (theta, report) = minimise(&theta0, &cfg.lbfgs(), |theta| objective.loss_and_grad(theta));
+    let objective = SoftmaxRegression::new(
+        standardiser.apply(train_x),
+        &labels,
+        n_classes,
+        cfg.weight_decay,
+    );
+    let theta0 = Tensor::zeros(
+        [d * n_classes + n_classes],
+        (train_x.kind(), train_x.device()),
+    );
+    let (theta, report) = minimise(&theta0, &cfg.lbfgs(), |theta| {
+        objective.loss_and_grad(theta)
+    });
     let (weight, bias) = objective.split(&theta);
-    LinearProbe { standardiser, weight: weight.contiguous(), bias: bias.contiguous(), report }
+    LinearProbe {
+        standardiser,
+        weight: weight.contiguous(),
+        bias: bias.contiguous(),
+        report,
+    }
 }
 
 /// Fits the probe on the training split and reports its accuracies, as the reference's
@@ -168,14 +205,25 @@ impl SoftmaxRegression {
     fn new(x: Tensor, labels: &Tensor, n_classes: i64, weight_decay: f64) -> Self {
         let (n, d) = (x.size()[0], x.size()[1]);
         let y = labels.to_device(x.device()).reshape([n, 1]);
-        let onehot = Tensor::zeros([n, n_classes], (x.kind(), x.device())).scatter_value(1, &y, 1.0);
-        SoftmaxRegression { x, y, onehot, weight_decay, d, c: n_classes }
+        let onehot =
+            Tensor::zeros([n, n_classes], (x.kind(), x.device())).scatter_value(1, &y, 1.0);
+        SoftmaxRegression {
+            x,
+            y,
+            onehot,
+            weight_decay,
+            d,
+            c: n_classes,
+        }
     }
 
     /// Views of W `[D, C]` and b `[C]` inside θ.
     fn split(&self, theta: &Tensor) -> (Tensor, Tensor) {
         let dc = self.d * self.c;
-        (theta.narrow(0, 0, dc).reshape([self.d, self.c]), theta.narrow(0, dc, self.c))
+        (
+            theta.narrow(0, 0, dc).reshape([self.d, self.c]),
+            theta.narrow(0, dc, self.c),
+        )
     }
 
     /// Loss = mean cross-entropy + ½·wd·‖W‖², and its gradient with respect to θ.
@@ -208,9 +256,11 @@ mod tests {
 
     /// `per_class` points per class around 4·e_c plus an offset, Gaussian noise of std `noise`.
     fn clusters(n_classes: i64, per_class: i64, dim: i64, noise: f64) -> (Tensor, Tensor) {
-        let labels = Tensor::arange(n_classes, (Kind::Int64, CPU)).repeat_interleave_self_int(per_class, 0, None);
+        let labels = Tensor::arange(n_classes, (Kind::Int64, CPU))
+            .repeat_interleave_self_int(per_class, 0, None);
         let centres = Tensor::eye(dim, (Kind::Float, CPU)).narrow(0, 0, n_classes) * 4.0 + 1.0;
-        let x = centres.index_select(0, &labels) + Tensor::randn([n_classes * per_class, dim], (Kind::Float, CPU)) * noise;
+        let x = centres.index_select(0, &labels)
+            + Tensor::randn([n_classes * per_class, dim], (Kind::Float, CPU)) * noise;
         (x, labels)
     }
 
@@ -227,10 +277,18 @@ mod tests {
 
         let h = 1e-6;
         for i in 0..d * c + c {
-            let e = Tensor::zeros([d * c + c], (Kind::Double, CPU)).index_fill(0, &Tensor::from_slice(&[i]), h);
-            let fd = (obj.loss_and_grad(&(&theta + &e)).0 - obj.loss_and_grad(&(&theta - &e)).0) / (2.0 * h);
+            let e = Tensor::zeros([d * c + c], (Kind::Double, CPU)).index_fill(
+                0,
+                &Tensor::from_slice(&[i]),
+                h,
+            );
+            let fd = (obj.loss_and_grad(&(&theta + &e)).0 - obj.loss_and_grad(&(&theta - &e)).0)
+                / (2.0 * h);
             let an = grad.double_value(&[i]);
-            assert!((fd - an).abs() < 1e-7 * (1.0 + an.abs()), "component {i}: analytic {an}, finite difference {fd}");
+            assert!(
+                (fd - an).abs() < 1e-7 * (1.0 + an.abs()),
+                "component {i}: analytic {an}, finite difference {fd}"
+            );
         }
 
         // At θ = 0 every class has probability 1/C: loss = ln C.
@@ -243,11 +301,24 @@ mod tests {
         tch::manual_seed(4);
         let (train_x, train_y) = clusters(3, 30, 5, 0.5);
         let (test_x, test_y) = clusters(3, 20, 5, 0.5);
-        let r = linear_probe(&train_x, &train_y, &test_x, &test_y, 3, &LinearProbeConfig::default());
+        let r = linear_probe(
+            &train_x,
+            &train_y,
+            &test_x,
+            &test_y,
+            3,
+            &LinearProbeConfig::default(),
+        );
         assert_eq!((r.train_accuracy, r.test_accuracy), (1.0, 1.0), "{r:?}");
         assert!(r.iterations >= 1 && r.iterations <= 500, "{r:?}");
-        assert!(r.function_evals > r.iterations && r.function_evals <= 500 * 5 / 4 + 26, "{r:?}");
-        assert!(r.final_loss.is_finite() && r.final_loss >= 0.0 && r.final_loss < 3f64.ln(), "{r:?}");
+        assert!(
+            r.function_evals > r.iterations && r.function_evals <= 500 * 5 / 4 + 26,
+            "{r:?}"
+        );
+        assert!(
+            r.final_loss.is_finite() && r.final_loss >= 0.0 && r.final_loss < 3f64.ln(),
+            "{r:?}"
+        );
         let json = serde_json::to_string(&r).expect("plain numbers serialise");
         assert!(json.contains("\"test_accuracy\":1.0"), "{json}");
     }
@@ -261,23 +332,44 @@ mod tests {
         let labels = Tensor::arange(n, (Kind::Int64, CPU)).remainder(2);
         let sign = labels.to_kind(Kind::Float) * 2.0 - 1.0;
         let shift = Tensor::from_slice(&[0.5f32, 0.5, 0.0, 0.0]);
-        let x = Tensor::randn([n, 4], (Kind::Float, CPU)) + sign.unsqueeze(1) * shift.unsqueeze(0) + 3.0;
+        let x = Tensor::randn([n, 4], (Kind::Float, CPU))
+            + sign.unsqueeze(1) * shift.unsqueeze(0)
+            + 3.0;
 
         let cfg = LinearProbeConfig::default();
         let probe = fit_linear_probe(&x, &labels, 2, &cfg);
         let rep = &probe.report;
         assert!(rep.converged, "{rep:?}");
-        assert!(rep.iterations >= 1 && rep.iterations <= cfg.max_iters, "{rep:?}");
-        assert!(rep.final_loss > 0.0 && rep.final_loss < 2f64.ln(), "{rep:?}");
+        assert!(
+            rep.iterations >= 1 && rep.iterations <= cfg.max_iters,
+            "{rep:?}"
+        );
+        assert!(
+            rep.final_loss > 0.0 && rep.final_loss < 2f64.ln(),
+            "{rep:?}"
+        );
         let acc = probe.accuracy(&x, &labels);
         assert!((0.6..=1.0).contains(&acc), "train accuracy {acc}");
 
         // Judge the fitted weights with the objective in double precision.
-        let obj = SoftmaxRegression::new(probe.standardiser.apply(&x).to_kind(Kind::Double), &labels, 2, cfg.weight_decay);
-        let theta = Tensor::cat(&[probe.weight.reshape([-1]), probe.bias.shallow_clone()], 0).to_kind(Kind::Double);
+        let obj = SoftmaxRegression::new(
+            probe.standardiser.apply(&x).to_kind(Kind::Double),
+            &labels,
+            2,
+            cfg.weight_decay,
+        );
+        let theta = Tensor::cat(&[probe.weight.reshape([-1]), probe.bias.shallow_clone()], 0)
+            .to_kind(Kind::Double);
         let (best, grad) = obj.loss_and_grad(&theta);
-        assert!((best - rep.final_loss).abs() < 1e-5, "f64 loss {best} vs reported {}", rep.final_loss);
-        assert!(grad.abs().max().double_value(&[]) < 1e-4, "gradient at the optimum {grad}");
+        assert!(
+            (best - rep.final_loss).abs() < 1e-5,
+            "f64 loss {best} vs reported {}",
+            rep.final_loss
+        );
+        assert!(
+            grad.abs().max().double_value(&[]) < 1e-4,
+            "gradient at the optimum {grad}"
+        );
         for k in 0..8 {
             let mut delta = Tensor::randn([10], (Kind::Double, CPU));
             if k == 0 {
@@ -288,7 +380,10 @@ mod tests {
             let delta = &delta * (0.05 / delta.norm().double_value(&[]));
             for s in [1.0, -1.0] {
                 let (perturbed, _) = obj.loss_and_grad(&(&theta + &delta * s));
-                assert!(perturbed >= best - 1e-9, "direction {k}{s:+}: {perturbed} < {best}");
+                assert!(
+                    perturbed >= best - 1e-9,
+                    "direction {k}{s:+}: {perturbed} < {best}"
+                );
             }
         }
     }
@@ -296,7 +391,10 @@ mod tests {
     #[test]
     fn zero_iterations_keep_zero_weights() {
         let (x, y) = clusters(2, 5, 3, 0.1);
-        let cfg = LinearProbeConfig { max_iters: 0, ..LinearProbeConfig::default() };
+        let cfg = LinearProbeConfig {
+            max_iters: 0,
+            ..LinearProbeConfig::default()
+        };
         let probe = fit_linear_probe(&x, &y, 2, &cfg);
         assert_eq!(probe.report.iterations, 0);
         assert_eq!(probe.weight.size(), [3, 2]);
@@ -307,10 +405,23 @@ mod tests {
     #[test]
     fn config_validation() {
         assert!(LinearProbeConfig::default().validate().is_ok());
-        assert!(LinearProbeConfig { weight_decay: -1.0, ..LinearProbeConfig::default() }.validate().is_err());
-        assert!(LinearProbeConfig { weight_decay: f64::NAN, ..LinearProbeConfig::default() }.validate().is_err());
+        assert!(LinearProbeConfig {
+            weight_decay: -1.0,
+            ..LinearProbeConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(LinearProbeConfig {
+            weight_decay: f64::NAN,
+            ..LinearProbeConfig::default()
+        }
+        .validate()
+        .is_err());
         let l = LinearProbeConfig::default().lbfgs();
-        assert_eq!((l.lr, l.max_iter, l.history_size, l.effective_max_eval()), (1.0, 500, 20, 625));
+        assert_eq!(
+            (l.lr, l.max_iter, l.history_size, l.effective_max_eval()),
+            (1.0, 500, 20, 625)
+        );
     }
 
     #[test]
@@ -321,7 +432,10 @@ mod tests {
         tch::manual_seed(6);
         let (train_x, train_y) = clusters(4, 50, 16, 2.0);
         let (test_x, test_y) = clusters(4, 25, 16, 2.0);
-        let cfg = LinearProbeConfig { max_iters: 100, ..LinearProbeConfig::default() };
+        let cfg = LinearProbeConfig {
+            max_iters: 100,
+            ..LinearProbeConfig::default()
+        };
         let cpu = linear_probe(&train_x, &train_y, &test_x, &test_y, 4, &cfg);
         let gpu_dev = Device::Cuda(0);
         let gpu = linear_probe(
@@ -332,7 +446,13 @@ mod tests {
             4,
             &cfg,
         );
-        assert!((cpu.final_loss - gpu.final_loss).abs() < 1e-3 * (1.0 + cpu.final_loss), "{cpu:?} vs {gpu:?}");
-        assert!((cpu.test_accuracy - gpu.test_accuracy).abs() <= 0.02, "{cpu:?} vs {gpu:?}");
+        assert!(
+            (cpu.final_loss - gpu.final_loss).abs() < 1e-3 * (1.0 + cpu.final_loss),
+            "{cpu:?} vs {gpu:?}"
+        );
+        assert!(
+            (cpu.test_accuracy - gpu.test_accuracy).abs() <= 0.02,
+            "{cpu:?} vs {gpu:?}"
+        );
     }
 }

@@ -56,7 +56,12 @@ impl Standardiser {
     pub fn apply(&self, x: &Tensor) -> Tensor {
         assert_features("x", x);
         let d = self.mean.size()[0];
-        assert_eq!(x.size()[1], d, "standardise: x has {} columns, the training data {d}", x.size()[1]);
+        assert_eq!(
+            x.size()[1],
+            d,
+            "standardise: x has {} columns, the training data {d}",
+            x.size()[1]
+        );
         tch::no_grad(|| (x - &self.mean) / &self.std)
     }
 }
@@ -72,8 +77,17 @@ pub fn standardise(train: &Tensor, test: &Tensor) -> (Tensor, Tensor) {
 }
 
 pub(crate) fn assert_features(name: &str, x: &Tensor) {
-    assert_eq!(x.dim(), 2, "{name}: features must be [N, D], got shape {:?}", x.size());
-    assert!(x.is_floating_point(), "{name}: features must be floating point, got {:?}", x.kind());
+    assert_eq!(
+        x.dim(),
+        2,
+        "{name}: features must be [N, D], got shape {:?}",
+        x.size()
+    );
+    assert!(
+        x.is_floating_point(),
+        "{name}: features must be floating point, got {:?}",
+        x.kind()
+    );
 }
 
 #[cfg(test)]
@@ -83,7 +97,9 @@ mod tests {
     fn to_vec2(t: &Tensor) -> Vec<Vec<f64>> {
         let t = t.to_kind(Kind::Double);
         let (n, d) = (t.size()[0], t.size()[1]);
-        (0..n).map(|i| (0..d).map(|j| t.double_value(&[i, j])).collect()).collect()
+        (0..n)
+            .map(|i| (0..d).map(|j| t.double_value(&[i, j])).collect())
+            .collect()
     }
 
     fn assert_close(got: &[Vec<f64>], want: &[Vec<f64>], tol: f64) {
@@ -106,10 +122,18 @@ mod tests {
         let (tr, te) = standardise(&train, &test);
         assert_close(
             &to_vec2(&tr),
-            &[vec![-1.0, 0.0, -1.0], vec![0.0, 0.0, 0.0], vec![1.0, 0.0, 1.0]],
+            &[
+                vec![-1.0, 0.0, -1.0],
+                vec![0.0, 0.0, 0.0],
+                vec![1.0, 0.0, 1.0],
+            ],
             1e-6,
         );
-        assert_close(&to_vec2(&te), &[vec![-1.5, 2.0, 0.0], vec![0.0, 0.0, 1.5]], 1e-6);
+        assert_close(
+            &to_vec2(&te),
+            &[vec![-1.5, 2.0, 0.0], vec![0.0, 0.0, 1.5]],
+            1e-6,
+        );
 
         let s = Standardiser::fit(&train);
         let std: Vec<f64> = (0..3).map(|j| s.std.double_value(&[j])).collect();

@@ -165,7 +165,7 @@ fn rule_views_match_data() {
 
 #[test]
 fn rule_image_encoder_on_tables_refused() {
-    assert_eq!(err(TABLE, "encoder.kind=resnet18"), RecipeError::EncoderNeedsImages { encoder: "resnet18" });
+    assert_eq!(err(TABLE, "encoder={ kind = \"resnet18\" }"), RecipeError::EncoderNeedsImages { encoder: "resnet18" });
 }
 
 #[test]

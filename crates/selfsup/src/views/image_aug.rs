@@ -168,9 +168,20 @@ impl ImageAugment {
     /// Validates buffer sizes and normalisation lengths; returns the output shape.
     fn check(&self, src: &[u8], c: usize, h: usize, w: usize, out: &[f32]) -> [usize; 3] {
         let shape = self.output_shape(c, h, w);
-        assert!(c > 0 && h > 0 && w > 0, "ImageAugment: empty input shape ({c}, {h}, {w})");
-        assert!(shape[1] > 0 && shape[2] > 0, "ImageAugment: empty output size {:?}", self.size);
-        assert_eq!(src.len(), c * h * w, "ImageAugment: src length does not match [c, h, w]");
+        assert!(
+            c > 0 && h > 0 && w > 0,
+            "ImageAugment: empty input shape ({c}, {h}, {w})"
+        );
+        assert!(
+            shape[1] > 0 && shape[2] > 0,
+            "ImageAugment: empty output size {:?}",
+            self.size
+        );
+        assert_eq!(
+            src.len(),
+            c * h * w,
+            "ImageAugment: src length does not match [c, h, w]"
+        );
         assert_eq!(
             out.len(),
             shape.iter().product::<usize>(),
@@ -227,7 +238,11 @@ impl ImageAugment {
         let b = jitter_factor(rng, self.brightness);
         let ct = jitter_factor(rng, self.contrast);
         let s = jitter_factor(rng, self.saturation);
-        let hue = if self.hue > 0.0 { Some(uniform(rng, -self.hue, self.hue) as f32) } else { None };
+        let hue = if self.hue > 0.0 {
+            Some(uniform(rng, -self.hue, self.hue) as f32)
+        } else {
+            None
+        };
         for op in order {
             match (op, b, ct, s, hue) {
                 (0, Some(f), ..) => adjust_brightness(buf, f),
@@ -309,14 +324,18 @@ thread_local! {
 // ---------------------------------------------------------------------------------------------
 // Resampling
 
-/// Filter taps for one axis: output `i` reads inputs `start[i] .. start[i] + len[i]` with weights
-/// `w[i * stride ..][.. len[i]]`.
+/// Filter taps for one axis: output `i` reads inputs `start[i] .. start[i] + k` with weights
+/// `w[i * k ..][.. k]`. Every output uses the same number of taps `k` (shorter windows are padded
+/// with zero weights and shifted to stay inside the input), so the inner loop has a fixed trip
+/// count that can be specialised and predicted.
 #[derive(Default)]
 struct Taps {
     start: Vec<usize>,
-    len: Vec<usize>,
     w: Vec<f32>,
-    stride: usize,
+    k: usize,
+    /// Working copy of one output's unpadded weights.
+    raw: Vec<f64>,
+    first: Vec<usize>,
 }
 
 impl Taps {
@@ -327,21 +346,28 @@ impl Taps {
     fn build(&mut self, in_len: usize, out_len: usize) {
         let scale = in_len as f64 / out_len as f64;
         let fs = scale.max(1.0);
-        let stride = (2.0 * fs).ceil() as usize + 3;
-        self.stride = stride;
-        self.start.clear();
-        self.len.clear();
-        self.w.clear();
-        self.w.resize(stride * out_len, 0.0);
         let tri = |d: f64| (1.0 - d.abs()).max(0.0);
+        let inv_fs = 1.0 / fs;
+        // Upper bound on hi - lo + 1 below (2 fs + 4 with the truncating casts), with margin.
+        let max_taps = (2.0 * fs).ceil() as usize + 5;
+        // Every row is fully written below, so only growth needs initialising.
+        if self.raw.len() < max_taps * out_len {
+            self.raw.resize(max_taps * out_len, 0.0);
+        }
+        self.first.clear();
+        let mut k = 1;
         for i in 0..out_len {
             let center = (i as f64 + 0.5) * scale;
             // Input j (centre j + 0.5) contributes when |j + 0.5 - center| < fs.
-            let lo = (center - fs - 0.5).floor().max(0.0) as usize;
-            let hi = ((center + fs - 0.5).ceil() as usize).min(in_len - 1);
+            // Saturating casts instead of floor/ceil (libm calls on baseline x86-64): negative
+            // values clamp to 0 as wanted, and `hi` may overshoot by one tap, whose weight is 0.
+            let lo = (center - fs - 0.5) as usize;
+            let hi = ((center + fs - 0.5) as usize + 1).min(in_len - 1);
+            let row = &mut self.raw[i * max_taps..(i + 1) * max_taps];
             let (mut first, mut last, mut sum) = (usize::MAX, 0, 0.0);
             for j in lo..=hi {
-                let wt = tri((j as f64 + 0.5 - center) / fs);
+                let wt = tri((j as f64 + 0.5 - center) * inv_fs);
+                row[j - lo] = wt;
                 if wt > 0.0 {
                     first = first.min(j);
                     last = j;
@@ -349,13 +375,56 @@ impl Taps {
                 }
             }
             debug_assert!(sum > 0.0, "every output centre lies inside the input");
-            let row = &mut self.w[i * stride..(i + 1) * stride];
-            for j in first..=last {
-                row[j - first] = (tri((j as f64 + 0.5 - center) / fs) / sum) as f32;
-            }
-            self.start.push(first);
-            self.len.push(last - first + 1);
+            // Shift the window to start at `first`, normalise, and zero what is left behind.
+            let len = last - first + 1;
+            row.copy_within(first - lo..first - lo + len, 0);
+            let inv_sum = 1.0 / sum;
+            row[..len].iter_mut().for_each(|w| *w *= inv_sum);
+            row[len..].fill(0.0);
+            self.first.push(first);
+            k = k.max(last - first + 1);
         }
+        // Pad every window to k taps; k <= in_len because each window lies inside the input.
+        self.k = k;
+        self.start.clear();
+        self.w.clear();
+        self.w.resize(k * out_len, 0.0);
+        for i in 0..out_len {
+            let first = self.first[i];
+            let start = first.min(in_len - k);
+            self.start.push(start);
+            let off = first - start;
+            let raw = &self.raw[i * max_taps..(i + 1) * max_taps];
+            for (t, w) in self.w[i * k..(i + 1) * k].iter_mut().enumerate() {
+                // Zero outside the window (the padding); `raw` is zero past the window's end.
+                *w = if t >= off { raw[t - off] as f32 } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Horizontal pass over one row with a compile-time tap count (unrolled inner loop).
+#[inline]
+fn hpass_fixed<const K: usize>(row: &[u8], taps: &Taps, out: &mut [f32]) {
+    for ((o, &s), ws) in out.iter_mut().zip(&taps.start).zip(taps.w.chunks_exact(K)) {
+        let px = &row[s..s + K];
+        let mut acc = 0.0f32;
+        for t in 0..K {
+            acc += ws[t] * px[t] as f32;
+        }
+        *o = acc;
+    }
+}
+
+/// Horizontal pass for any tap count (large downscale factors).
+fn hpass_dyn(row: &[u8], taps: &Taps, out: &mut [f32]) {
+    let k = taps.k;
+    for ((o, &s), ws) in out.iter_mut().zip(&taps.start).zip(taps.w.chunks_exact(k)) {
+        let mut acc = 0.0f32;
+        for (&wt, &p) in ws.iter().zip(&row[s..s + k]) {
+            acc += wt * p as f32;
+        }
+        *o = acc;
     }
 }
 
@@ -373,39 +442,47 @@ fn resample(
     sc: &mut Scratch,
     out: &mut [f32],
 ) {
-    let Scratch { taps_x, taps_y, tmp, .. } = sc;
+    let Scratch {
+        taps_x,
+        taps_y,
+        tmp,
+        ..
+    } = sc;
     taps_x.build(cw, ow);
     taps_y.build(ch, oh);
     tmp.clear();
     tmp.resize(c * ch * ow, 0.0);
 
+    let hpass: fn(&[u8], &Taps, &mut [f32]) = match taps_x.k {
+        1 => hpass_fixed::<1>,
+        2 => hpass_fixed::<2>,
+        3 => hpass_fixed::<3>,
+        4 => hpass_fixed::<4>,
+        5 => hpass_fixed::<5>,
+        6 => hpass_fixed::<6>,
+        _ => hpass_dyn,
+    };
     for ci in 0..c {
         let plane = &src[ci * h * w..(ci + 1) * h * w];
-        for y in 0..ch {
-            let row = &plane[(top + y) * w + left..][..cw];
-            let trow = &mut tmp[(ci * ch + y) * ow..][..ow];
-            for (ox, t) in trow.iter_mut().enumerate() {
-                let s = taps_x.start[ox];
-                let k = taps_x.len[ox];
-                let ws = &taps_x.w[ox * taps_x.stride..][..k];
-                let px = &row[s..s + k];
-                let mut acc = 0.0f32;
-                for (&wt, &p) in ws.iter().zip(px) {
-                    acc += wt * p as f32;
-                }
-                *t = acc;
-            }
+        for (y, trow) in tmp[ci * ch * ow..(ci + 1) * ch * ow]
+            .chunks_exact_mut(ow)
+            .enumerate()
+        {
+            hpass(&plane[(top + y) * w + left..][..cw], taps_x, trow);
         }
     }
 
+    let k = taps_y.k;
     for ci in 0..c {
         let tplane = &tmp[ci * ch * ow..(ci + 1) * ch * ow];
-        for oy in 0..oh {
-            let orow = &mut out[(ci * oh + oy) * ow..][..ow];
+        let oplane = &mut out[ci * oh * ow..(ci + 1) * oh * ow];
+        for ((orow, &s), ws) in oplane
+            .chunks_exact_mut(ow)
+            .zip(&taps_y.start)
+            .zip(taps_y.w.chunks_exact(k))
+        {
+            // Rows are accumulated tap by tap so the inner loop vectorises over x.
             orow.fill(0.0);
-            let s = taps_y.start[oy];
-            let k = taps_y.len[oy];
-            let ws = &taps_y.w[oy * taps_y.stride..][..k];
             for (j, &wt) in ws.iter().enumerate() {
                 let trow = &tplane[(s + j) * ow..][..ow];
                 for (o, &t) in orow.iter_mut().zip(trow) {
@@ -469,47 +546,48 @@ fn adjust_saturation(buf: &mut [f32], n: usize, f: f32) {
 }
 
 /// Rotates the hue (in HSV, as a fraction of a turn) by `shift`. RGB only.
+///
+/// Written without data-dependent branches so it vectorises: the hue comes from whichever
+/// channel is the maximum (selected, not branched), and HSV -> RGB uses the closed form
+/// `f(n) = V - V S clamp(min(k, 4 - k), 0, 1)` with `k = (n + 6 H) mod 6`, n = 5, 3, 1 for
+/// R, G, B (and `V S` = max - min). Gray pixels have `V S = 0` and come back unchanged.
 fn adjust_hue(buf: &mut [f32], n: usize, shift: f32) {
     let (r, rest) = buf.split_at_mut(n);
     let (g, b) = rest.split_at_mut(n);
-    for i in 0..n {
-        let (rv, gv, bv) = (r[i], g[i], b[i]);
-        let maxc = rv.max(gv).max(bv);
-        let minc = rv.min(gv).min(bv);
+    // Hue is kept in sixths of a turn; reducing the shift to [0, 6) once means one conditional
+    // add/subtract per pixel wraps the result.
+    let shift6 = (shift * 6.0).rem_euclid(6.0);
+    let chan = |k: f32, v: f32, delta: f32| {
+        let k = if k >= 6.0 { k - 6.0 } else { k };
+        v - delta * k.min(4.0 - k).clamp(0.0, 1.0)
+    };
+    for ((rv, gv), bv) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        let (x, y, z) = (*rv, *gv, *bv);
+        let maxc = x.max(y).max(z);
+        let minc = x.min(y).min(z);
         let delta = maxc - minc;
-        if delta <= 0.0 {
-            // Gray pixels have no hue; rotating leaves them unchanged.
-            continue;
-        }
-        // RGB -> HSV (hue in sixths of a turn).
-        let h6 = if maxc == rv {
-            (gv - bv) / delta
-        } else if maxc == gv {
-            (bv - rv) / delta + 2.0
+        let inv = if delta > 0.0 { 1.0 / delta } else { 0.0 };
+        let h_r = (y - z) * inv; // in [-1, 1]
+        let h_g = (z - x) * inv + 2.0;
+        let h_b = (x - y) * inv + 4.0;
+        let h6 = if maxc == x {
+            h_r
+        } else if maxc == y {
+            h_g
         } else {
-            (rv - gv) / delta + 4.0
+            h_b
         };
-        let hue = (h6 / 6.0 + shift).rem_euclid(1.0);
-        let s = delta / maxc;
-        let v = maxc;
-        // HSV -> RGB.
-        let h6 = hue * 6.0;
-        let sector = (h6.floor() as i32).rem_euclid(6);
-        let f = h6 - h6.floor();
-        let p = v * (1.0 - s);
-        let q = v * (1.0 - s * f);
-        let t = v * (1.0 - s * (1.0 - f));
-        let (nr, ng, nb) = match sector {
-            0 => (v, t, p),
-            1 => (q, v, p),
-            2 => (p, v, t),
-            3 => (p, q, v),
-            4 => (t, p, v),
-            _ => (v, p, q),
-        };
-        r[i] = nr;
-        g[i] = ng;
-        b[i] = nb;
+        // h6 + shift6 lies in [-1, 11); wrap into [0, 6).
+        let mut h6 = h6 + shift6;
+        if h6 < 0.0 {
+            h6 += 6.0;
+        }
+        if h6 >= 6.0 {
+            h6 -= 6.0;
+        }
+        *rv = chan(5.0 + h6, maxc, delta);
+        *gv = chan(3.0 + h6, maxc, delta);
+        *bv = chan(1.0 + h6, maxc, delta);
     }
 }
 
@@ -552,6 +630,10 @@ fn gaussian_kernel(k: usize, sigma: f64, out: &mut Vec<f32>) {
 /// folds repeatedly so kernels wider than the image still work.
 #[inline]
 fn reflect(i: isize, n: usize) -> usize {
+    // Fast path: the interior (avoids an integer division for all but the border taps).
+    if i >= 0 && (i as usize) < n {
+        return i as usize;
+    }
     if n == 1 {
         return 0;
     }
@@ -572,7 +654,13 @@ fn gaussian_blur(
     kx: usize,
     sc: &mut Scratch,
 ) {
-    let Scratch { tmp, kern_x, kern_y, line, .. } = sc;
+    let Scratch {
+        tmp,
+        kern_x,
+        kern_y,
+        line,
+        ..
+    } = sc;
     gaussian_kernel(kx, sigma, kern_x);
     gaussian_kernel(ky, sigma, kern_y);
     let (rx, ry) = ((kx / 2) as isize, (ky / 2) as isize);
@@ -582,8 +670,11 @@ fn gaussian_blur(
             line.clear();
             line.resize(ow + kx - 1, 0.0);
             for row in plane.chunks_exact_mut(ow) {
-                for (p, l) in line.iter_mut().enumerate() {
-                    *l = row[reflect(p as isize - rx, ow)];
+                let r = rx as usize;
+                line[r..r + ow].copy_from_slice(row);
+                for p in 0..r {
+                    line[p] = row[reflect(p as isize - rx, ow)];
+                    line[r + ow + p] = row[reflect((ow + p) as isize, ow)];
                 }
                 // Tap-major (one shifted row per tap) so the inner loop vectorises over x.
                 row.fill(0.0);
@@ -670,13 +761,22 @@ mod tests {
         let d = ImageAugment::default();
         assert_eq!(d.crop_scale, [0.08, 1.0]);
         assert_eq!(d.output_shape(3, 32, 40), [3, 32, 40]);
-        let s = ImageAugment { size: Some([24, 20]), ..d.clone() };
+        let s = ImageAugment {
+            size: Some([24, 20]),
+            ..d.clone()
+        };
         assert_eq!(s.output_shape(1, 32, 40), [1, 24, 20]);
         let back: ImageAugment = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
         // `default` fills missing fields; unknown ones are rejected.
         let part: ImageAugment = serde_json::from_str(r#"{"hflip_p": 0.0}"#).unwrap();
-        assert_eq!(part, ImageAugment { hflip_p: 0.0, ..ImageAugment::default() });
+        assert_eq!(
+            part,
+            ImageAugment {
+                hflip_p: 0.0,
+                ..ImageAugment::default()
+            }
+        );
         assert!(serde_json::from_str::<ImageAugment>(r#"{"hflipp": 0.0}"#).is_err());
     }
 
@@ -686,8 +786,16 @@ mod tests {
             let (h, w) = (7, 7);
             let src = random_image(c, h, w, 1);
             let mut aug = identity();
-            aug.mean = if c == 3 { vec![0.485, 0.456, 0.406] } else { vec![0.5] };
-            aug.std = if c == 3 { vec![0.229, 0.224, 0.225] } else { vec![0.5] };
+            aug.mean = if c == 3 {
+                vec![0.485, 0.456, 0.406]
+            } else {
+                vec![0.5]
+            };
+            aug.std = if c == 3 {
+                vec![0.229, 0.224, 0.225]
+            } else {
+                vec![0.5]
+            };
             let out = run(&aug, &src, c, h, w, 3);
             let n = h * w;
             for (i, (&o, &v)) in out.iter().zip(&src).enumerate() {
@@ -704,7 +812,10 @@ mod tests {
 
     #[test]
     fn same_seed_same_view_and_different_seeds_differ() {
-        let aug = ImageAugment { size: Some([24, 24]), ..ImageAugment::default() };
+        let aug = ImageAugment {
+            size: Some([24, 24]),
+            ..ImageAugment::default()
+        };
         let src = random_image(3, 32, 32, 7);
         let a = run(&aug, &src, 3, 32, 32, 42);
         let b = run(&aug, &src, 3, 32, 32, 42);
@@ -855,6 +966,54 @@ mod tests {
         assert_close(&[buf[3], buf[7], buf[11]], &[0.4, 0.4, 0.4], 0.0);
     }
 
+    /// Textbook RGB -> HSV -> RGB round trip with the hue rotated, one pixel at a time.
+    fn hue_reference(rgb: [f32; 3], shift: f32) -> [f32; 3] {
+        let [r, g, b] = rgb.map(|x| x as f64);
+        let maxc = r.max(g).max(b);
+        let minc = r.min(g).min(b);
+        let delta = maxc - minc;
+        if delta == 0.0 {
+            return rgb;
+        }
+        let h6 = if maxc == r {
+            ((g - b) / delta).rem_euclid(6.0)
+        } else if maxc == g {
+            (b - r) / delta + 2.0
+        } else {
+            (r - g) / delta + 4.0
+        };
+        let hue = (h6 / 6.0 + shift as f64).rem_euclid(1.0);
+        let (s, v) = (delta / maxc, maxc);
+        let h6 = hue * 6.0;
+        let f = h6 - h6.floor();
+        let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+        let out = match h6.floor() as i32 {
+            0 => [v, t, p],
+            1 => [q, v, p],
+            2 => [p, v, t],
+            3 => [p, q, v],
+            4 => [t, p, v],
+            _ => [v, p, q],
+        };
+        out.map(|x| x as f32)
+    }
+
+    #[test]
+    fn hue_matches_textbook_hsv_on_random_pixels() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let n = 500;
+        let img: Vec<f32> = (0..3 * n).map(|_| rng.gen::<f32>()).collect();
+        for shift in [-0.5f32, -0.37, -0.1, 0.0, 0.05, 0.25, 0.5, 0.9] {
+            let mut buf = img.clone();
+            adjust_hue(&mut buf, n, shift);
+            for i in 0..n {
+                let want = hue_reference([img[i], img[n + i], img[2 * n + i]], shift);
+                let got = [buf[i], buf[n + i], buf[2 * n + i]];
+                assert_close(&got, &want, 2e-5);
+            }
+        }
+    }
+
     #[test]
     fn jitter_on_one_channel_skips_colour_ops() {
         // Saturation and hue must not touch a gray image: with only those enabled the view is the
@@ -867,7 +1026,10 @@ mod tests {
         aug.saturation = 0.8;
         aug.hue = 0.5;
         aug.grayscale_p = 1.0;
-        assert_eq!(run(&aug, &src, 1, 8, 8, 9), run(&identity(), &src, 1, 8, 8, 9));
+        assert_eq!(
+            run(&aug, &src, 1, 8, 8, 9),
+            run(&identity(), &src, 1, 8, 8, 9)
+        );
     }
 
     #[test]
@@ -920,7 +1082,10 @@ mod tests {
         assert_eq!(aug.blur_sizes(224, 28), (23, 3));
         assert_eq!(aug.blur_sizes(32, 96), (3, 9));
         assert_eq!(aug.blur_sizes(8, 8), (1, 1));
-        let fixed = ImageAugment { blur_kernel: 4, ..aug };
+        let fixed = ImageAugment {
+            blur_kernel: 4,
+            ..aug
+        };
         assert_eq!(fixed.blur_sizes(28, 28), (5, 5));
     }
 
@@ -961,7 +1126,11 @@ mod tests {
             .iter()
             .map(|&v| {
                 let x = v as f32 / 255.0;
-                if x >= 0.5 { 1.0 - x } else { x }
+                if x >= 0.5 {
+                    1.0 - x
+                } else {
+                    x
+                }
             })
             .collect();
         assert_close(&out, &want, 0.0);
@@ -974,7 +1143,10 @@ mod tests {
         let (h, w) = (20, 9);
         let src = vec![77u8; h * w];
         for size in [[7, 13], [40, 3], [20, 9], [1, 1]] {
-            let aug = ImageAugment { size: Some(size), ..identity() };
+            let aug = ImageAugment {
+                size: Some(size),
+                ..identity()
+            };
             let mut out = vec![0.0; size[0] * size[1]];
             aug.plain(&src, 1, h, w, &mut out);
             for &o in &out {
@@ -984,13 +1156,18 @@ mod tests {
     }
 
     fn checkerboard(n: usize) -> Vec<u8> {
-        (0..n * n).map(|i| if (i / n + i % n) % 2 == 0 { 0 } else { 255 }).collect()
+        (0..n * n)
+            .map(|i| if (i / n + i % n) % 2 == 0 { 0 } else { 255 })
+            .collect()
     }
 
     #[test]
     fn downscaling_checkerboard_by_two_averages_it() {
         let n = 16;
-        let aug = ImageAugment { size: Some([n / 2, n / 2]), ..identity() };
+        let aug = ImageAugment {
+            size: Some([n / 2, n / 2]),
+            ..identity()
+        };
         let mut out = vec![0.0; n * n / 4];
         aug.plain(&checkerboard(n), 1, n, n, &mut out);
         let m = n / 2;
@@ -1012,7 +1189,10 @@ mod tests {
     fn downscaling_by_three_is_antialiased() {
         // Plain bilinear would land on pixel centres here and return pure 0 / 1 values.
         let n = 12;
-        let aug = ImageAugment { size: Some([4, 4]), ..identity() };
+        let aug = ImageAugment {
+            size: Some([4, 4]),
+            ..identity()
+        };
         let mut out = vec![0.0; 16];
         aug.plain(&checkerboard(n), 1, n, n, &mut out);
         for &v in &out {
@@ -1023,7 +1203,10 @@ mod tests {
     #[test]
     fn upscaling_is_bilinear() {
         // 1×2 -> 1×4: centres at 0.25, 0.75, 1.25, 1.75 in input pixels.
-        let aug = ImageAugment { size: Some([1, 4]), ..identity() };
+        let aug = ImageAugment {
+            size: Some([1, 4]),
+            ..identity()
+        };
         let mut out = vec![0.0; 4];
         aug.plain(&[0, 255], 1, 1, 2, &mut out);
         assert_close(&out, &[0.0, 0.25, 0.75, 1.0], 1e-6);
@@ -1034,12 +1217,13 @@ mod tests {
         let mut t = Taps::default();
         for (i, o) in [(28, 28), (13, 28), (100, 7), (5, 3), (1, 9), (9, 1)] {
             t.build(i, o);
+            assert!(t.k >= 1 && t.k <= i);
             for k in 0..o {
-                let ws = &t.w[k * t.stride..][..t.len[k]];
+                let ws = &t.w[k * t.k..][..t.k];
                 let s: f32 = ws.iter().sum();
                 assert!((s - 1.0).abs() < 1e-6);
-                assert!(ws.iter().all(|&w| w > 0.0));
-                assert!(t.start[k] + t.len[k] <= i);
+                assert!(ws.iter().all(|&w| w >= 0.0) && ws.iter().any(|&w| w > 0.0));
+                assert!(t.start[k] + t.k <= i);
             }
         }
     }
@@ -1068,7 +1252,10 @@ mod tests {
         assert!(fracs.iter().any(|&f| f < 0.1) && fracs.iter().any(|&f| f > 0.9));
 
         // With ratio 1 on a square image every draw fits, so the area fraction is uniform.
-        let square = ImageAugment { crop_ratio: [1.0, 1.0], ..ImageAugment::default() };
+        let square = ImageAugment {
+            crop_ratio: [1.0, 1.0],
+            ..ImageAugment::default()
+        };
         let n = 5000;
         let mean = (0..n)
             .map(|_| {
@@ -1086,7 +1273,11 @@ mod tests {
             (3, 2, [0.08, 1.0], [0.75, 1.333]),
             (1, 1, [0.08, 1.0], [0.75, 1.333]),
         ] {
-            let aug = ImageAugment { crop_scale: scale, crop_ratio: ratio, ..ImageAugment::default() };
+            let aug = ImageAugment {
+                crop_scale: scale,
+                crop_ratio: ratio,
+                ..ImageAugment::default()
+            };
             for _ in 0..500 {
                 let [top, left, ch, cw] = aug.sample_crop(h, w, &mut rng);
                 assert!(ch >= 1 && cw >= 1 && top + ch <= h && left + cw <= w);
@@ -1096,7 +1287,11 @@ mod tests {
 
     #[test]
     fn outputs_are_finite_and_in_range() {
-        let aug = ImageAugment { size: Some([24, 20]), solarize_p: 0.2, ..ImageAugment::default() };
+        let aug = ImageAugment {
+            size: Some([24, 20]),
+            solarize_p: 0.2,
+            ..ImageAugment::default()
+        };
         for (c, h, w) in [(1usize, 28usize, 28usize), (3, 32, 32), (3, 17, 45)] {
             let src = random_image(c, h, w, 123);
             let mut out = vec![0.0; c * 24 * 20];
@@ -1114,27 +1309,59 @@ mod tests {
     #[ignore]
     fn throughput() {
         use std::time::Instant;
-        for (c, side, out_side, iters) in
-            [(1usize, 28usize, 28usize, 200_000usize), (3, 32, 32, 100_000), (3, 256, 224, 500)]
-        {
-            let aug = ImageAugment { size: Some([out_side, out_side]), ..ImageAugment::default() };
-            let src = random_image(c, side, side, 1);
-            let mut out = vec![0.0; c * out_side * out_side];
-            let mut rng = ChaCha8Rng::seed_from_u64(0);
-            // Warm the thread-local scratch.
-            aug.augment(&src, c, side, side, &mut rng, &mut out);
-            let t = Instant::now();
-            let mut sink = 0.0f32;
-            for _ in 0..iters {
+        for (c, side, out_side, iters) in [
+            (1usize, 28usize, 28usize, 200_000usize),
+            (3, 32, 32, 100_000),
+            (3, 256, 224, 500),
+        ] {
+            let base = ImageAugment {
+                size: Some([out_side, out_side]),
+                ..ImageAugment::default()
+            };
+            for (label, aug) in [
+                ("default", base.clone()),
+                (
+                    "no jitter",
+                    ImageAugment {
+                        jitter_p: 0.0,
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "no blur",
+                    ImageAugment {
+                        blur_p: 0.0,
+                        ..base.clone()
+                    },
+                ),
+                (
+                    "crop+flip only",
+                    ImageAugment {
+                        jitter_p: 0.0,
+                        blur_p: 0.0,
+                        grayscale_p: 0.0,
+                        ..base.clone()
+                    },
+                ),
+            ] {
+                let src = random_image(c, side, side, 1);
+                let mut out = vec![0.0; c * out_side * out_side];
+                let mut rng = ChaCha8Rng::seed_from_u64(0);
+                // Warm the thread-local scratch.
                 aug.augment(&src, c, side, side, &mut rng, &mut out);
-                sink += out[0];
-            }
-            let dt = t.elapsed().as_secs_f64();
-            println!(
-                "{c}x{side}x{side} -> {out_side}x{out_side}: {:.0} views/s per thread ({:.2} us/view) [{sink}]",
+                let t = Instant::now();
+                let mut sink = 0.0f32;
+                for _ in 0..iters {
+                    aug.augment(&src, c, side, side, &mut rng, &mut out);
+                    sink += out[0];
+                }
+                let dt = t.elapsed().as_secs_f64();
+                println!(
+                "{c}x{side}x{side} -> {out_side}x{out_side} {label}: {:.0} views/s per thread ({:.2} us/view) [{sink}]",
                 iters as f64 / dt,
                 dt / iters as f64 * 1e6
             );
+            }
         }
     }
 }
