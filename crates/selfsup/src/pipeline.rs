@@ -83,13 +83,13 @@ pub fn prepare_data(recipe: &Recipe, policy: BadInputPolicy, train_limit: Option
                 te.map(|t| Arc::new(ImageViews::new(Arc::new(t), aug)) as Arc<dyn ViewSource>),
             )
         }
-        DataConfig::Csv { train, test, options } => {
+        DataConfig::Csv { train, test, options, test_options } => {
             let corruption = recipe.table_corruption();
             let (tr, s) = data::csv_table::load_csv_fit(train, options, policy)?;
             skipped.merge(s);
             let te = match test {
                 Some(p) => {
-                    let (t, s) = data::csv_table::load_csv_with(p, options, &tr, policy)?;
+                    let (t, s) = data::csv_table::load_csv_with(p, test_options.as_ref().unwrap_or(options), &tr, policy)?;
                     skipped.merge(s);
                     Some(first_rows(t, test_limit))
                 }

@@ -192,6 +192,10 @@ pub fn linear_probe(
 struct SoftmaxRegression {
     /// Standardised features `[N, D]`.
     x: Tensor,
+    /// The features transposed and contiguous, `[D, N]`: with N ≫ D ≫ C, BLAS (MKL's generic path
+    /// on AMD CPUs in particular) is an order of magnitude faster on `[C, D]·[D, N]` and `[C, N]·[N, D]`
+    /// than on the transposed forms (measured 94 ms vs 175 ms and 100 ms vs 1.8 s at N=60k, D=784).
+    xt: Tensor,
     /// Labels `[N, 1]`, i64 (for `gather`).
     y: Tensor,
     /// One-hot labels `[N, C]` in the features' dtype.
@@ -207,8 +211,10 @@ impl SoftmaxRegression {
         let y = labels.to_device(x.device()).reshape([n, 1]);
         let onehot =
             Tensor::zeros([n, n_classes], (x.kind(), x.device())).scatter_value(1, &y, 1.0);
+        let xt = x.tr().contiguous();
         SoftmaxRegression {
             x,
+            xt,
             y,
             onehot,
             weight_decay,
@@ -232,7 +238,7 @@ impl SoftmaxRegression {
             let (w, b) = self.split(theta);
             let n = self.x.size()[0] as f64;
             // log_softmax is the numerically stable route to both the loss and the probabilities.
-            let log_p = self.x.matmul(&w) + &b;
+            let log_p = w.tr().matmul(&self.xt).tr() + &b;
             let log_p = log_p.log_softmax(1, None::<Kind>);
             let cross_entropy = -log_p.gather(1, &self.y, false).mean(None::<Kind>);
             let penalty = w.square().sum(None::<Kind>) * (0.5 * self.weight_decay);
@@ -240,7 +246,7 @@ impl SoftmaxRegression {
 
             // ∂(mean CE)/∂logits = (softmax − onehot) / N.
             let d_logits = (log_p.exp() - &self.onehot) / n;
-            let grad_w = self.x.tr().matmul(&d_logits) + &w * self.weight_decay;
+            let grad_w = d_logits.tr().matmul(&self.x).tr() + &w * self.weight_decay;
             let grad_b = d_logits.sum_dim_intlist(0, false, None::<Kind>);
             (loss, Tensor::cat(&[grad_w.reshape([-1]), grad_b], 0))
         })

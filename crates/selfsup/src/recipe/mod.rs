@@ -53,7 +53,14 @@ pub enum DataConfig {
         options: ImageFolderOptions,
     },
     /// A CSV table; the test file is encoded with the statistics of the training file.
-    Csv { train: PathBuf, test: Option<PathBuf>, options: CsvOptions },
+    Csv {
+        train: PathBuf,
+        test: Option<PathBuf>,
+        options: CsvOptions,
+        /// Reading options for the test file when they differ (e.g. UCI Adult's test file starts
+        /// with an extra line); defaults to `options`.
+        test_options: Option<CsvOptions>,
+    },
 }
 
 impl DataConfig {
