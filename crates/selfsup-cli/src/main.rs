@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "selfsup", version, about = "Self-supervised pretraining and evaluation on libtorch")]
+#[command(
+    name = "selfsup",
+    version,
+    about = "Self-supervised pretraining and evaluation on libtorch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,7 +89,10 @@ enum SplitArg {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SELFSUP_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SELFSUP_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
@@ -116,7 +123,15 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let device = selfsup::backend::parse_device(&cli.device)?;
     match cli.command {
-        Command::Pretrain { recipe, overrides, run_dir, resume, on_bad_input, no_eval, quiet } => {
+        Command::Pretrain {
+            recipe,
+            overrides,
+            run_dir,
+            resume,
+            on_bad_input,
+            no_eval,
+            quiet,
+        } => {
             let stop = trainer::install_signal_handlers()?;
             let report = commands::pretrain(PretrainArgs {
                 recipe,
@@ -135,7 +150,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("(results in {}/eval.json)", report.run_dir.display());
             }
         }
-        Command::Eval { protocol, run, overrides } => {
+        Command::Eval {
+            protocol,
+            run,
+            overrides,
+        } => {
             let protocols = match protocol {
                 ProtocolArg::Knn => vec![Protocol::Knn],
                 ProtocolArg::Linear => vec![Protocol::Linear],

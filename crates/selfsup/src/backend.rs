@@ -31,7 +31,9 @@ pub fn parse_device(s: &str) -> Result<Device> {
 /// models, so one inter-op thread avoids oversubscribing small machines.
 pub fn set_threads(threads: usize) -> usize {
     let n = if threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         threads
     };

@@ -34,23 +34,9 @@ pub struct PretrainReport {
 
 /// Makes the data paths absolute, so the run folder's recipe works from any directory.
 fn absolutise(data: &mut DataConfig) {
-    let abs = |p: &mut PathBuf| {
+    for p in data.paths_mut() {
         if let Ok(a) = std::fs::canonicalize(&*p) {
             *p = a;
-        }
-    };
-    match data {
-        DataConfig::Idx { train_images, train_labels, test_images, test_labels } => {
-            abs(train_images);
-            for p in [train_labels, test_images, test_labels].into_iter().flatten() {
-                abs(p);
-            }
-        }
-        DataConfig::ImageFolder { train, test, .. } | DataConfig::Csv { train, test, .. } => {
-            abs(train);
-            if let Some(t) = test {
-                abs(t);
-            }
         }
     }
 }
@@ -59,12 +45,27 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
     let mut recipe = Recipe::load(&args.recipe, &args.overrides)?;
     absolutise(&mut recipe.data);
     let threads = backend::set_threads(args.threads);
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name));
-    let prepared = pipeline::prepare_data(&recipe, args.on_bad_input, recipe.train.max_samples, recipe.eval.max_test_samples)?;
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name));
+    let prepared = pipeline::prepare_data(
+        &recipe,
+        args.on_bad_input,
+        recipe.train.max_samples,
+        recipe.eval.max_test_samples,
+    )?;
     let run = RunFolder::create(&run_dir, &recipe, args.resume)?;
-    let resume = if args.resume { checkpoint::load_latest(&run.checkpoints())? } else { None };
+    let resume = if args.resume {
+        checkpoint::load_latest(&run.checkpoints())?
+    } else {
+        None
+    };
     if args.resume && resume.is_none() {
-        tracing::warn!("{}: no checkpoint yet; starting from the beginning", run.dir.display());
+        tracing::warn!(
+            "{}: no checkpoint yet; starting from the beginning",
+            run.dir.display()
+        );
     }
     let model = pipeline::build_model(&recipe, &prepared.train.sample_shape(), args.device)?;
     let mut env = run_folder::environment();
@@ -78,8 +79,19 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
         e.insert("encoder".into(), json!(recipe.encoder.kind()));
         e.insert("train_samples".into(), json!(prepared.train.len()));
         e.insert("skipped_inputs".into(), json!(prepared.skipped));
-        e.insert(if resume.is_some() { "resumed" } else { "started" }.into(), json!(run_folder::unix_time()));
-        e.insert("command".into(), json!(std::env::args().collect::<Vec<_>>()));
+        e.insert(
+            if resume.is_some() {
+                "resumed"
+            } else {
+                "started"
+            }
+            .into(),
+            json!(run_folder::unix_time()),
+        );
+        e.insert(
+            "command".into(),
+            json!(std::env::args().collect::<Vec<_>>()),
+        );
     }
     run.update_manifest(env)?;
     eprintln!(
@@ -92,7 +104,9 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
         run.dir.display()
     );
 
-    let mut monitor = |m: &dyn crate::methods::Method, _epoch: u64| pipeline::monitor_knn(m, &prepared, &recipe.eval, args.device);
+    let mut monitor = |m: &dyn crate::methods::Method, _epoch: u64| {
+        pipeline::monitor_knn(m, &prepared, &recipe.eval, args.device)
+    };
     let ctx = TrainContext {
         recipe: &recipe,
         vs: &model.vs,
@@ -104,7 +118,11 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
         data_fingerprint: prepared.fingerprint.clone(),
         progress: args.progress,
         stop: args.stop.clone(),
-        monitor: if prepared.test.is_some() { Some(&mut monitor) } else { None },
+        monitor: if prepared.test.is_some() {
+            Some(&mut monitor)
+        } else {
+            None
+        },
     };
     let summary = trainer::train(ctx, resume)?;
     eprintln!(
@@ -113,23 +131,38 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
         summary.epochs_completed,
         summary.seconds,
         summary.samples_per_s,
-        summary.final_loss.map_or("n/a".into(), |l| format!("{l:.4}"))
+        summary
+            .final_loss
+            .map_or("n/a".into(), |l| format!("{l:.4}"))
     );
     run.update_manifest(json!({"finished": run_folder::unix_time(), "train": summary}))?;
 
     let eval = if args.evaluate && prepared.test.is_some() {
-        let records = pipeline::evaluate(model.method.as_ref(), &prepared, &recipe.eval, &[Protocol::Knn, Protocol::Linear], args.device)?;
+        let records = pipeline::evaluate(
+            model.method.as_ref(),
+            &prepared,
+            &recipe.eval,
+            &[Protocol::Knn, Protocol::Linear],
+            args.device,
+        )?;
         write_eval(&run, &records, summary.steps)?;
         records
     } else {
         Vec::new()
     };
-    Ok(PretrainReport { run_dir: run.dir, summary, eval })
+    Ok(PretrainReport {
+        run_dir: run.dir,
+        summary,
+        eval,
+    })
 }
 
 fn write_eval(run: &RunFolder, records: &[EvalRecord], step: u64) -> Result<()> {
     let v = json!({"checkpoint_step": step, "time": run_folder::unix_time(), "records": records});
-    run_folder::atomic_write(&run.eval_path(), serde_json::to_string_pretty(&v)?.as_bytes())
+    run_folder::atomic_write(
+        &run.eval_path(),
+        serde_json::to_string_pretty(&v)?.as_bytes(),
+    )
 }
 
 /// A run's recipe with its trained weights loaded, and its data.
@@ -141,20 +174,49 @@ pub struct LoadedRun {
     pub step: u64,
 }
 
-pub fn load_run(dir: &Path, overrides: &[String], device: Device, on_bad_input: BadInputPolicy) -> Result<LoadedRun> {
+pub fn load_run(
+    dir: &Path,
+    overrides: &[String],
+    device: Device,
+    on_bad_input: BadInputPolicy,
+) -> Result<LoadedRun> {
     let run = RunFolder::open(dir)?;
     let recipe = Recipe::load(&run.recipe_path(), overrides)?;
-    let prepared = pipeline::prepare_data(&recipe, on_bad_input, recipe.train.max_samples, recipe.eval.max_test_samples)?;
+    let prepared = pipeline::prepare_data(
+        &recipe,
+        on_bad_input,
+        recipe.train.max_samples,
+        recipe.eval.max_test_samples,
+    )?;
     let model = pipeline::build_model(&recipe, &prepared.train.sample_shape(), device)?;
-    let c = checkpoint::load_latest(&run.checkpoints())?.with_context(|| format!("{}: no checkpoint to evaluate", run.dir.display()))?;
+    let c = checkpoint::load_latest(&run.checkpoints())?
+        .with_context(|| format!("{}: no checkpoint to evaluate", run.dir.display()))?;
     checkpoint::restore_model(&model.vs, &c.model, &c.path)?;
-    Ok(LoadedRun { run, recipe, prepared, model, step: c.state.step })
+    Ok(LoadedRun {
+        run,
+        recipe,
+        prepared,
+        model,
+        step: c.state.step,
+    })
 }
 
-pub fn eval_run(dir: &Path, overrides: &[String], protocols: &[Protocol], device: Device, threads: usize) -> Result<Vec<EvalRecord>> {
+pub fn eval_run(
+    dir: &Path,
+    overrides: &[String],
+    protocols: &[Protocol],
+    device: Device,
+    threads: usize,
+) -> Result<Vec<EvalRecord>> {
     backend::set_threads(threads);
     let r = load_run(dir, overrides, device, BadInputPolicy::Fail)?;
-    let records = pipeline::evaluate(r.model.method.as_ref(), &r.prepared, &r.recipe.eval, protocols, device)?;
+    let records = pipeline::evaluate(
+        r.model.method.as_ref(),
+        &r.prepared,
+        &r.recipe.eval,
+        protocols,
+        device,
+    )?;
     write_eval(&r.run, &records, r.step)?;
     Ok(records)
 }
@@ -165,15 +227,31 @@ pub enum Split {
     Test,
 }
 
-pub fn embed_run(dir: &Path, out: &Path, split: Split, device: Device, threads: usize) -> Result<(i64, i64)> {
+pub fn embed_run(
+    dir: &Path,
+    out: &Path,
+    split: Split,
+    device: Device,
+    threads: usize,
+) -> Result<(i64, i64)> {
     backend::set_threads(threads);
     let r = load_run(dir, &[], device, BadInputPolicy::Fail)?;
     let source = match split {
         Split::Train => r.prepared.train.clone(),
-        Split::Test => r.prepared.test.clone().context("the run's recipe has no test split")?,
+        Split::Test => r
+            .prepared
+            .test
+            .clone()
+            .context("the run's recipe has no test split")?,
     };
     let n = source.len();
-    let e = pipeline::embed(r.model.method.as_ref(), source.as_ref(), n, r.recipe.eval.batch, device);
+    let e = pipeline::embed(
+        r.model.method.as_ref(),
+        source.as_ref(),
+        n,
+        r.recipe.eval.batch,
+        device,
+    );
     let labels = pipeline::labels(source.as_ref(), n).ok();
     crate::export::write_embeddings(out, &e, labels.as_ref())?;
     let s = e.size();

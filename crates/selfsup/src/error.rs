@@ -5,13 +5,21 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file as a whole is malformed (bad magic number, wrong size, undecodable image, ...).
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
     /// One record is malformed. `line` and `column` are 1-based; column 0 means "the whole line".
     #[error("{path}:{line}:{column}: {message}")]
-    Record { path: PathBuf, line: usize, column: usize, message: String },
+    Record {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     /// Nothing usable is left (an empty file or folder, or every record was skipped).
     #[error("{path}: no usable samples ({message})")]
     Empty { path: PathBuf, message: String },
@@ -19,13 +27,29 @@ pub enum DataError {
 
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        DataError::Format { path: path.into(), message: message.into() }
+        DataError::Format {
+            path: path.into(),
+            message: message.into(),
+        }
     }
-    pub fn record(path: impl Into<PathBuf>, line: usize, column: usize, message: impl Into<String>) -> Self {
-        DataError::Record { path: path.into(), line, column, message: message.into() }
+    pub fn record(
+        path: impl Into<PathBuf>,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+    ) -> Self {
+        DataError::Record {
+            path: path.into(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 }
 
@@ -46,7 +70,9 @@ impl std::str::FromStr for BadInputPolicy {
         match s {
             "fail" => Ok(BadInputPolicy::Fail),
             "skip" => Ok(BadInputPolicy::Skip),
-            other => Err(format!("--on-bad-input must be fail or skip, not {other:?}")),
+            other => Err(format!(
+                "--on-bad-input must be fail or skip, not {other:?}"
+            )),
         }
     }
 }

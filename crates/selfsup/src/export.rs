@@ -5,14 +5,18 @@ use tch::Tensor;
 
 pub fn write_embeddings(path: &Path, embeddings: &Tensor, labels: Option<&Tensor>) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => {
-            embeddings.write_npy(path).with_context(|| format!("writing {}", path.display()))?;
+            embeddings
+                .write_npy(path)
+                .with_context(|| format!("writing {}", path.display()))?;
             if let Some(l) = labels {
                 let lp = path.with_extension("labels.npy");
-                l.write_npy(&lp).with_context(|| format!("writing {}", lp.display()))?;
+                l.write_npy(&lp)
+                    .with_context(|| format!("writing {}", lp.display()))?;
             }
         }
         Some("safetensors") => {
@@ -20,7 +24,8 @@ pub fn write_embeddings(path: &Path, embeddings: &Tensor, labels: Option<&Tensor
             if let Some(l) = labels {
                 named.push(("labels", l.shallow_clone()));
             }
-            Tensor::write_safetensors(&named, path).with_context(|| format!("writing {}", path.display()))?;
+            Tensor::write_safetensors(&named, path)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         _ => bail!("{}: use a .npy or .safetensors file name", path.display()),
     }
@@ -39,7 +44,9 @@ mod tests {
         let p = dir.path().join("e.npy");
         write_embeddings(&p, &e, Some(&l)).unwrap();
         assert!(Tensor::read_npy(&p).unwrap().equal(&e));
-        assert!(Tensor::read_npy(dir.path().join("e.labels.npy")).unwrap().equal(&l));
+        assert!(Tensor::read_npy(dir.path().join("e.labels.npy"))
+            .unwrap()
+            .equal(&l));
         let p = dir.path().join("e.safetensors");
         write_embeddings(&p, &e, Some(&l)).unwrap();
         let back = Tensor::read_safetensors(&p).unwrap();

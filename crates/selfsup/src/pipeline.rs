@@ -51,14 +51,30 @@ fn first_rows(mut t: TableSet, n: Option<usize>) -> TableSet {
 }
 
 /// Reads the recipe's data. `train_limit` keeps only the first N training samples.
-pub fn prepare_data(recipe: &Recipe, policy: BadInputPolicy, train_limit: Option<usize>, test_limit: Option<usize>) -> Result<Prepared> {
+pub fn prepare_data(
+    recipe: &Recipe,
+    policy: BadInputPolicy,
+    train_limit: Option<usize>,
+    test_limit: Option<usize>,
+) -> Result<Prepared> {
     let mut skipped = SkipReport::default();
     let (train, test): (Arc<dyn ViewSource>, Option<Arc<dyn ViewSource>>) = match &recipe.data {
-        DataConfig::Idx { train_images, train_labels, test_images, test_labels } => {
+        DataConfig::Idx {
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
+        } => {
             let aug = vec![recipe.image_augment()];
-            let tr = first_images(data::idx::load_idx(train_images, train_labels.as_deref())?, train_limit);
+            let tr = first_images(
+                data::idx::load_idx(train_images, train_labels.as_deref())?,
+                train_limit,
+            );
             let te = match test_images {
-                Some(p) => Some(first_images(data::idx::load_idx(p, test_labels.as_deref())?, test_limit)),
+                Some(p) => Some(first_images(
+                    data::idx::load_idx(p, test_labels.as_deref())?,
+                    test_limit,
+                )),
                 None => None,
             };
             (
@@ -66,7 +82,11 @@ pub fn prepare_data(recipe: &Recipe, policy: BadInputPolicy, train_limit: Option
                 te.map(|t| Arc::new(ImageViews::new(Arc::new(t), aug)) as Arc<dyn ViewSource>),
             )
         }
-        DataConfig::ImageFolder { train, test, options } => {
+        DataConfig::ImageFolder {
+            train,
+            test,
+            options,
+        } => {
             let aug = vec![recipe.image_augment()];
             let (tr, s) = data::image_folder::load_image_folder(train, options, policy)?;
             skipped.merge(s);
@@ -79,32 +99,62 @@ pub fn prepare_data(recipe: &Recipe, policy: BadInputPolicy, train_limit: Option
                 None => None,
             };
             (
-                Arc::new(ImageViews::new(Arc::new(first_images(tr, train_limit)), aug.clone())),
+                Arc::new(ImageViews::new(
+                    Arc::new(first_images(tr, train_limit)),
+                    aug.clone(),
+                )),
                 te.map(|t| Arc::new(ImageViews::new(Arc::new(t), aug)) as Arc<dyn ViewSource>),
             )
         }
-        DataConfig::Csv { train, test, options, test_options } => {
+        DataConfig::Csv {
+            train,
+            test,
+            options,
+            test_options,
+        } => {
             let corruption = recipe.table_corruption();
             let (tr, s) = data::csv_table::load_csv_fit(train, options, policy)?;
             skipped.merge(s);
             let te = match test {
                 Some(p) => {
-                    let (t, s) = data::csv_table::load_csv_with(p, test_options.as_ref().unwrap_or(options), &tr, policy)?;
+                    let (t, s) = data::csv_table::load_csv_with(
+                        p,
+                        test_options.as_ref().unwrap_or(options),
+                        &tr,
+                        policy,
+                    )?;
                     skipped.merge(s);
                     Some(first_rows(t, test_limit))
                 }
                 None => None,
             };
             (
-                Arc::new(TableViews { table: Arc::new(first_rows(tr, train_limit)), corruption: corruption.clone() }),
-                te.map(|t| Arc::new(TableViews { table: Arc::new(t), corruption }) as Arc<dyn ViewSource>),
+                Arc::new(TableViews {
+                    table: Arc::new(first_rows(tr, train_limit)),
+                    corruption: corruption.clone(),
+                }),
+                te.map(|t| {
+                    Arc::new(TableViews {
+                        table: Arc::new(t),
+                        corruption,
+                    }) as Arc<dyn ViewSource>
+                }),
             )
         }
     };
     if skipped.skipped > 0 {
-        tracing::warn!("skipped {} bad samples; first: {:?}", skipped.skipped, skipped.examples);
+        tracing::warn!(
+            "skipped {} bad samples; first: {:?}",
+            skipped.skipped,
+            skipped.examples
+        );
     }
-    Ok(Prepared { train, test, skipped, fingerprint: fingerprint(&recipe.data)? })
+    Ok(Prepared {
+        train,
+        test,
+        skipped,
+        fingerprint: fingerprint(&recipe.data)?,
+    })
 }
 
 /// blake3 over the bytes of every data file (for folders: names and sizes of their files), so a
@@ -121,7 +171,8 @@ pub fn fingerprint(data: &DataConfig) -> Result<String> {
             }
         } else {
             let f = std::fs::File::open(p).with_context(|| format!("{}", p.display()))?;
-            h.update_reader(f).with_context(|| format!("{}", p.display()))?;
+            h.update_reader(f)
+                .with_context(|| format!("{}", p.display()))?;
         }
     }
     Ok(h.finalize().to_hex()[..16].to_string())
@@ -157,11 +208,21 @@ pub fn build_model(recipe: &Recipe, sample_shape: &[i64], device: Device) -> Res
 }
 
 /// Representations of the first `n` samples (plain inputs, encoder in evaluation mode), on the CPU.
-pub fn embed(method: &dyn Method, source: &dyn ViewSource, n: usize, batch: usize, device: Device) -> Tensor {
+pub fn embed(
+    method: &dyn Method,
+    source: &dyn ViewSource,
+    n: usize,
+    batch: usize,
+    device: Device,
+) -> Tensor {
     let _guard = tch::no_grad_guard();
     let parts: Vec<Tensor> = (0..n)
         .step_by(batch.max(1))
-        .map(|s| method.embed(&plain_batch(source, s..(s + batch).min(n)).to_device(device)).to_device(Device::Cpu))
+        .map(|s| {
+            method
+                .embed(&plain_batch(source, s..(s + batch).min(n)).to_device(device))
+                .to_device(Device::Cpu)
+        })
         .collect();
     Tensor::cat(&parts, 0)
 }
@@ -199,23 +260,37 @@ pub enum Protocol {
 }
 
 /// Runs `protocols` on (train, test) features.
-pub fn evaluate_features(features: &str, train: &Tensor, ytr: &Tensor, test: &Tensor, yte: &Tensor, n_classes: i64, cfg: &EvalConfig, protocols: &[Protocol]) -> Vec<EvalRecord> {
+pub fn evaluate_features(
+    features: &str,
+    train: &Tensor,
+    ytr: &Tensor,
+    test: &Tensor,
+    yte: &Tensor,
+    n_classes: i64,
+    cfg: &EvalConfig,
+    protocols: &[Protocol],
+) -> Vec<EvalRecord> {
     let mut out = Vec::new();
-    let base = |protocol: String, accuracy: f64, seconds: f64, details: serde_json::Value| EvalRecord {
-        protocol,
-        features: features.to_string(),
-        dim: train.size()[1],
-        train_size: train.size()[0],
-        test_size: test.size()[0],
-        accuracy,
-        seconds,
-        details,
-    };
+    let base =
+        |protocol: String, accuracy: f64, seconds: f64, details: serde_json::Value| EvalRecord {
+            protocol,
+            features: features.to_string(),
+            dim: train.size()[1],
+            train_size: train.size()[0],
+            test_size: test.size()[0],
+            accuracy,
+            seconds,
+            details,
+        };
     for p in protocols {
         let t = Instant::now();
         match p {
             Protocol::Knn => {
-                let kc = knn::KnnConfig { k: cfg.knn_k, temperature: cfg.knn_temperature, ..Default::default() };
+                let kc = knn::KnnConfig {
+                    k: cfg.knn_k,
+                    temperature: cfg.knn_temperature,
+                    ..Default::default()
+                };
                 // Raw inputs are standardised per feature first (their scales differ); learned
                 // features are used as they are — as in the reference protocol.
                 let acc = if features == "raw" {
@@ -224,13 +299,30 @@ pub fn evaluate_features(features: &str, train: &Tensor, ytr: &Tensor, test: &Te
                 } else {
                     knn::knn_accuracy(train, ytr, test, yte, n_classes, &kc)
                 };
-                out.push(base(format!("knn(k={},T={},cosine)", cfg.knn_k, cfg.knn_temperature), acc, t.elapsed().as_secs_f64(), serde_json::json!({})));
+                out.push(base(
+                    format!("knn(k={},T={},cosine)", cfg.knn_k, cfg.knn_temperature),
+                    acc,
+                    t.elapsed().as_secs_f64(),
+                    serde_json::json!({}),
+                ));
             }
             Protocol::Linear => {
-                let lc = linear_probe::LinearProbeConfig { max_iters: cfg.probe_iters, weight_decay: cfg.probe_weight_decay, ..Default::default() };
+                let lc = linear_probe::LinearProbeConfig {
+                    max_iters: cfg.probe_iters,
+                    weight_decay: cfg.probe_weight_decay,
+                    ..Default::default()
+                };
                 let r = linear_probe::linear_probe(train, ytr, test, yte, n_classes, &lc);
                 let details = serde_json::to_value(&r).unwrap_or_default();
-                out.push(base(format!("linear-probe(lbfgs,wd={},standardised)", cfg.probe_weight_decay), r.test_accuracy, t.elapsed().as_secs_f64(), details));
+                out.push(base(
+                    format!(
+                        "linear-probe(lbfgs,wd={},standardised)",
+                        cfg.probe_weight_decay
+                    ),
+                    r.test_accuracy,
+                    t.elapsed().as_secs_f64(),
+                    details,
+                ));
             }
         }
     }
@@ -239,46 +331,100 @@ pub fn evaluate_features(features: &str, train: &Tensor, ytr: &Tensor, test: &Te
 
 /// Evaluates a trained method on the prepared train/test split, with the raw baseline when the
 /// recipe asks for it.
-pub fn evaluate(method: &dyn Method, prepared: &Prepared, cfg: &EvalConfig, protocols: &[Protocol], device: Device) -> Result<Vec<EvalRecord>> {
-    let test = prepared.test.as_ref().context("the recipe names no test split to evaluate on")?;
+pub fn evaluate(
+    method: &dyn Method,
+    prepared: &Prepared,
+    cfg: &EvalConfig,
+    protocols: &[Protocol],
+    device: Device,
+) -> Result<Vec<EvalRecord>> {
+    let test = prepared
+        .test
+        .as_ref()
+        .context("the recipe names no test split to evaluate on")?;
     let (train, test) = (prepared.train.as_ref(), test.as_ref());
     let n_classes = train.n_classes().max(test.n_classes()) as i64;
-    anyhow::ensure!(n_classes >= 2, "evaluation needs at least two classes in the labels");
-    let (ntr, nte) = (cfg.max_train_samples.unwrap_or(usize::MAX).min(train.len()), cfg.max_test_samples.unwrap_or(usize::MAX).min(test.len()));
+    anyhow::ensure!(
+        n_classes >= 2,
+        "evaluation needs at least two classes in the labels"
+    );
+    let (ntr, nte) = (
+        cfg.max_train_samples.unwrap_or(usize::MAX).min(train.len()),
+        cfg.max_test_samples.unwrap_or(usize::MAX).min(test.len()),
+    );
     let (ytr, yte) = (labels(train, ntr)?, labels(test, nte)?);
     let t = Instant::now();
     let ftr = embed(method, train, ntr, cfg.batch, device);
     let fte = embed(method, test, nte, cfg.batch, device);
-    tracing::info!("embedded {ntr} + {nte} samples in {:.1}s", t.elapsed().as_secs_f64());
+    tracing::info!(
+        "embedded {ntr} + {nte} samples in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     let mut out = evaluate_features("learned", &ftr, &ytr, &fte, &yte, n_classes, cfg, protocols);
     if cfg.raw_baseline {
-        out.extend(evaluate_features("raw", &raw_features(train, ntr), &ytr, &raw_features(test, nte), &yte, n_classes, cfg, protocols));
+        out.extend(evaluate_features(
+            "raw",
+            &raw_features(train, ntr),
+            &ytr,
+            &raw_features(test, nte),
+            &yte,
+            n_classes,
+            cfg,
+            protocols,
+        ));
     }
     Ok(out)
 }
 
 /// Online kNN accuracy on a subset (the monitor during pretraining).
-pub fn monitor_knn(method: &dyn Method, prepared: &Prepared, cfg: &EvalConfig, device: Device) -> Result<f64> {
-    let test = prepared.test.as_ref().context("the online monitor needs a test split")?;
+pub fn monitor_knn(
+    method: &dyn Method,
+    prepared: &Prepared,
+    cfg: &EvalConfig,
+    device: Device,
+) -> Result<f64> {
+    let test = prepared
+        .test
+        .as_ref()
+        .context("the online monitor needs a test split")?;
     let (train, test) = (prepared.train.as_ref(), test.as_ref());
     let n_classes = train.n_classes().max(test.n_classes()) as i64;
     let ntr = cfg.monitor_train_samples.min(train.len());
     let nte = cfg.max_test_samples.unwrap_or(usize::MAX).min(test.len());
     let ftr = embed(method, train, ntr, cfg.batch, device);
     let fte = embed(method, test, nte, cfg.batch, device);
-    let kc = knn::KnnConfig { k: cfg.knn_k, temperature: cfg.knn_temperature, ..Default::default() };
-    Ok(knn::knn_accuracy(&ftr, &labels(train, ntr)?, &fte, &labels(test, nte)?, n_classes, &kc))
+    let kc = knn::KnnConfig {
+        k: cfg.knn_k,
+        temperature: cfg.knn_temperature,
+        ..Default::default()
+    };
+    Ok(knn::knn_accuracy(
+        &ftr,
+        &labels(train, ntr)?,
+        &fte,
+        &labels(test, nte)?,
+        n_classes,
+        &kc,
+    ))
 }
 
 /// A plain-text table of evaluation records.
 pub fn format_table(records: &[EvalRecord]) -> String {
-    let mut s = format!("{:<8} {:<42} {:>6} {:>7} {:>7} {:>9} {:>7}\n", "features", "protocol", "dim", "train", "test", "accuracy", "time");
+    let mut s = format!(
+        "{:<8} {:<42} {:>6} {:>7} {:>7} {:>9} {:>7}\n",
+        "features", "protocol", "dim", "train", "test", "accuracy", "time"
+    );
     for r in records {
         s.push_str(&format!(
             "{:<8} {:<42} {:>6} {:>7} {:>7} {:>8.2}% {:>6.1}s\n",
-            r.features, r.protocol, r.dim, r.train_size, r.test_size, r.accuracy * 100.0, r.seconds
+            r.features,
+            r.protocol,
+            r.dim,
+            r.train_size,
+            r.test_size,
+            r.accuracy * 100.0,
+            r.seconds
         ));
     }
     s
 }
-

@@ -12,7 +12,10 @@ pub struct RunFolder {
 }
 
 pub fn unix_time() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl RunFolder {
@@ -20,19 +23,24 @@ impl RunFolder {
         if !dir.join("recipe.toml").exists() {
             bail!("{}: not a run folder (no recipe.toml)", dir.display());
         }
-        Ok(RunFolder { dir: dir.to_path_buf() })
+        Ok(RunFolder {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// Creates the folder for a new run, or reopens it with `resume`. A new run never writes into
     /// a folder that already holds a run: nothing a previous run produced is overwritten.
     pub fn create(dir: &Path, recipe: &Recipe, resume: bool) -> Result<Self> {
-        let f = RunFolder { dir: dir.to_path_buf() };
+        let f = RunFolder {
+            dir: dir.to_path_buf(),
+        };
         let existing = f.recipe_path().exists();
         if existing && !resume {
             bail!("{}: a run folder already exists there; pass --resume to continue it, or --run-dir for a new run", dir.display());
         }
         if existing {
-            let old = Recipe::load(&f.recipe_path(), &[]).with_context(|| format!("reading the recipe of {}", dir.display()))?;
+            let old = Recipe::load(&f.recipe_path(), &[])
+                .with_context(|| format!("reading the recipe of {}", dir.display()))?;
             if old.training_hash() != recipe.training_hash() {
                 bail!(
                     "{}: the recipe differs from the one this run was started with in what shapes training; \
@@ -42,7 +50,8 @@ impl RunFolder {
                 );
             }
         }
-        std::fs::create_dir_all(f.checkpoints()).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(f.checkpoints())
+            .with_context(|| format!("creating {}", dir.display()))?;
         atomic_write(&f.recipe_path(), recipe.to_toml().as_bytes())?;
         Ok(f)
     }
@@ -64,7 +73,10 @@ impl RunFolder {
     }
 
     pub fn read_manifest(&self) -> Value {
-        std::fs::read(self.manifest_path()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_else(|| json!({}))
+        std::fs::read(self.manifest_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| json!({}))
     }
 
     /// Merges `fields` into manifest.json.
@@ -75,7 +87,10 @@ impl RunFolder {
                 m.insert(k.clone(), v.clone());
             }
         }
-        atomic_write(&self.manifest_path(), serde_json::to_string_pretty(&m)?.as_bytes())
+        atomic_write(
+            &self.manifest_path(),
+            serde_json::to_string_pretty(&m)?.as_bytes(),
+        )
     }
 }
 

@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 /// Writes an IDX image file and a label file of `n` `side`×`side` images in 4 classes: each class is a
 /// bright square in its own quadrant over noise, so that a small model can learn it.
 pub fn write_idx(dir: &Path, stem: &str, n: usize, side: usize, seed: u64) -> (PathBuf, PathBuf) {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as u32
     };
     let mut img = Vec::new();
@@ -26,7 +30,11 @@ pub fn write_idx(dir: &Path, stem: &str, n: usize, side: usize, seed: u64) -> (P
         for r in 0..side {
             for col in 0..side {
                 let inside = r >= r0 && r < r0 + half && col >= c0 && col < c0 + half;
-                let v = if inside { 180 + next() % 70 } else { next() % 60 };
+                let v = if inside {
+                    180 + next() % 70
+                } else {
+                    next() % 60
+                };
                 img.push(v as u8);
             }
         }

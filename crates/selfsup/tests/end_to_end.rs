@@ -28,26 +28,53 @@ fn pretrain_evaluate_and_embed() {
     // kNN and linear probe on learned features and on raw pixels.
     assert_eq!(report.eval.len(), 4);
     for r in &report.eval {
-        assert!(r.accuracy.is_finite() && (0.0..=1.0).contains(&r.accuracy), "{r:?}");
+        assert!(
+            r.accuracy.is_finite() && (0.0..=1.0).contains(&r.accuracy),
+            "{r:?}"
+        );
         assert_eq!((r.train_size, r.test_size), (96, 40));
     }
     // The classes are quadrant squares: the raw linear probe separates them.
-    let raw_linear = report.eval.iter().find(|r| r.features == "raw" && r.protocol.starts_with("linear")).unwrap();
+    let raw_linear = report
+        .eval
+        .iter()
+        .find(|r| r.features == "raw" && r.protocol.starts_with("linear"))
+        .unwrap();
     assert!(raw_linear.accuracy > 0.9, "{raw_linear:?}");
-    for f in ["recipe.toml", "manifest.json", "metrics.jsonl", "eval.json", "checkpoints/latest"] {
+    for f in [
+        "recipe.toml",
+        "manifest.json",
+        "metrics.jsonl",
+        "eval.json",
+        "checkpoints/latest",
+    ] {
         assert!(run.join(f).exists(), "{f} missing from the run folder");
     }
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["seed"], 7);
     assert!(manifest["data_fingerprint"].as_str().unwrap().len() == 16);
     // The online monitor logged one kNN figure per epoch.
     let metrics = selfsup::train::metrics::read(&run.join("metrics.jsonl")).unwrap();
-    assert_eq!(metrics.iter().filter(|m| m.get("monitor_knn_acc").is_some()).count(), 3);
+    assert_eq!(
+        metrics
+            .iter()
+            .filter(|m| m.get("monitor_knn_acc").is_some())
+            .count(),
+        3
+    );
 
     let records = commands::eval_run(&run, &[], &[Protocol::Knn], tch::Device::Cpu, 2).unwrap();
     assert_eq!(records.len(), 2);
-    let learned_knn = report.eval.iter().find(|r| r.features == "learned" && r.protocol.starts_with("knn")).unwrap();
-    assert_eq!(records[0].accuracy, learned_knn.accuracy, "evaluating the saved run reproduces the figure");
+    let learned_knn = report
+        .eval
+        .iter()
+        .find(|r| r.features == "learned" && r.protocol.starts_with("knn"))
+        .unwrap();
+    assert_eq!(
+        records[0].accuracy, learned_knn.accuracy,
+        "evaluating the saved run reproduces the figure"
+    );
 
     let out = dir.path().join("emb.npy");
     let (n, d) = commands::embed_run(&run, &out, Split::Test, tch::Device::Cpu, 2).unwrap();

@@ -3,9 +3,9 @@
 //! Readers never panic on user data: they return a [`DataError`](crate::error::DataError) naming the
 //! file and position, or skip and count bad samples under [`BadInputPolicy::Skip`](crate::error::BadInputPolicy).
 
+pub mod csv_table;
 pub mod idx;
 pub mod image_folder;
-pub mod csv_table;
 
 use crate::error::DataError;
 use std::io::{Read, Seek, SeekFrom};
@@ -28,7 +28,8 @@ pub(crate) fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>, DataError> {
             Err(e) => return Err(DataError::io(path, e)),
         }
     }
-    file.seek(SeekFrom::Start(0)).map_err(|e| DataError::io(path, e))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| DataError::io(path, e))?;
     let buffered = std::io::BufReader::new(file);
     if got == 2 && magic == [0x1f, 0x8b] {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(buffered)))

@@ -14,7 +14,10 @@ impl Mlp {
         for (i, &d) in dims.iter().enumerate() {
             let p = vs.sub(format!("layer{i}"));
             // A bias before batch norm is redundant: BN's shift replaces it.
-            let cfg = nn::LinearConfig { bias: !batch_norm, ..Default::default() };
+            let cfg = nn::LinearConfig {
+                bias: !batch_norm,
+                ..Default::default()
+            };
             let lin = nn::linear(&p / "linear", d_in, d, cfg);
             let bn = batch_norm.then(|| nn::batch_norm1d(&p / "bn", d, Default::default()));
             layers.push((lin, bn));

@@ -61,16 +61,28 @@ impl EncoderConfig {
 }
 
 /// Builds the backbone under `vs` for samples of shape `sample_shape` (`[C, H, W]` or `[D]`).
-pub fn build(cfg: &EncoderConfig, vs: &nn::Path, sample_shape: &[i64]) -> anyhow::Result<Box<dyn Encoder>> {
+pub fn build(
+    cfg: &EncoderConfig,
+    vs: &nn::Path,
+    sample_shape: &[i64],
+) -> anyhow::Result<Box<dyn Encoder>> {
     let flat: i64 = sample_shape.iter().product();
     Ok(match cfg {
-        EncoderConfig::Mlp { dims, batch_norm } => Box::new(mlp::Mlp::new(vs, flat, dims, *batch_norm)),
+        EncoderConfig::Mlp { dims, batch_norm } => {
+            Box::new(mlp::Mlp::new(vs, flat, dims, *batch_norm))
+        }
         EncoderConfig::SmallCnn { widths } => {
-            anyhow::ensure!(sample_shape.len() == 3, "small_cnn needs image inputs [C, H, W], got {sample_shape:?}");
+            anyhow::ensure!(
+                sample_shape.len() == 3,
+                "small_cnn needs image inputs [C, H, W], got {sample_shape:?}"
+            );
             Box::new(small_cnn::SmallCnn::new(vs, sample_shape[0], widths))
         }
         EncoderConfig::Resnet18 { width } => {
-            anyhow::ensure!(sample_shape.len() == 3, "resnet18 needs image inputs [C, H, W], got {sample_shape:?}");
+            anyhow::ensure!(
+                sample_shape.len() == 3,
+                "resnet18 needs image inputs [C, H, W], got {sample_shape:?}"
+            );
             Box::new(resnet::ResNet::resnet18_cifar(vs, sample_shape[0], *width))
         }
     })
@@ -86,9 +98,26 @@ mod tests {
     #[test]
     fn every_encoder_runs_forward_and_backward() {
         let cases: Vec<(EncoderConfig, Vec<i64>)> = vec![
-            (EncoderConfig::Mlp { dims: vec![16, 8], batch_norm: true }, vec![5]),
-            (EncoderConfig::Mlp { dims: vec![8], batch_norm: false }, vec![5]),
-            (EncoderConfig::SmallCnn { widths: vec![4, 8, 16] }, vec![1, 12, 12]),
+            (
+                EncoderConfig::Mlp {
+                    dims: vec![16, 8],
+                    batch_norm: true,
+                },
+                vec![5],
+            ),
+            (
+                EncoderConfig::Mlp {
+                    dims: vec![8],
+                    batch_norm: false,
+                },
+                vec![5],
+            ),
+            (
+                EncoderConfig::SmallCnn {
+                    widths: vec![4, 8, 16],
+                },
+                vec![1, 12, 12],
+            ),
             (EncoderConfig::Resnet18 { width: 4 }, vec![3, 16, 16]),
         ];
         for (cfg, shape) in cases {
@@ -101,12 +130,17 @@ mod tests {
             let y = enc.forward_t(&x, true);
             assert_eq!(y.size(), vec![4, enc.out_dim()], "{cfg:?}");
             assert!(bool::try_from(y.isfinite().all()).unwrap());
-            (y * Tensor::randn([4, enc.out_dim()], (Kind::Float, Device::Cpu))).sum(Kind::Float).backward();
+            (y * Tensor::randn([4, enc.out_dim()], (Kind::Float, Device::Cpu)))
+                .sum(Kind::Float)
+                .backward();
             for (name, p) in vs.variables() {
                 if p.requires_grad() {
                     let g = p.grad();
                     assert!(g.defined(), "{} has no gradient in {cfg:?}", name);
-                    assert!(f64::try_from(g.abs().sum(Kind::Float)).unwrap() > 0.0, "{name} zero grad in {cfg:?}");
+                    assert!(
+                        f64::try_from(g.abs().sum(Kind::Float)).unwrap() > 0.0,
+                        "{name} zero grad in {cfg:?}"
+                    );
                 }
             }
             // Evaluation mode uses running statistics and must not need a batch.

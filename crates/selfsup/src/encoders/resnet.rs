@@ -13,7 +13,8 @@ struct BasicBlock {
 
 impl BasicBlock {
     fn new(vs: &nn::Path, c_in: i64, c_out: i64, stride: i64) -> Self {
-        let shortcut = (stride != 1 || c_in != c_out).then(|| ConvBn::new(&(vs / "shortcut"), c_in, c_out, 1, stride));
+        let shortcut = (stride != 1 || c_in != c_out)
+            .then(|| ConvBn::new(&(vs / "shortcut"), c_in, c_out, 1, stride));
         BasicBlock {
             conv1: ConvBn::new(&(vs / "conv1"), c_in, c_out, 3, stride),
             conv2: ConvBn::new(&(vs / "conv2"), c_out, c_out, 3, 1),
@@ -24,7 +25,9 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let y = self.conv2.forward_linear(&self.conv1.forward_t(xs, train), train);
+        let y = self
+            .conv2
+            .forward_linear(&self.conv1.forward_t(xs, train), train);
         let s = match &self.shortcut {
             Some(sc) => sc.forward_linear(xs, train),
             None => xs.shallow_clone(),
@@ -50,11 +53,20 @@ impl ResNet {
             let w = width * mult;
             for b in 0..2 {
                 let stride = if stage > 0 && b == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(&vs.sub(format!("layer{}_{b}", stage + 1)), c, w, stride));
+                blocks.push(BasicBlock::new(
+                    &vs.sub(format!("layer{}_{b}", stage + 1)),
+                    c,
+                    w,
+                    stride,
+                ));
                 c = w;
             }
         }
-        ResNet { stem, blocks, out: c }
+        ResNet {
+            stem,
+            blocks,
+            out: c,
+        }
     }
 }
 

@@ -11,7 +11,12 @@ pub struct ConvBn {
 
 impl ConvBn {
     pub fn new(vs: &nn::Path, c_in: i64, c_out: i64, ksize: i64, stride: i64) -> Self {
-        let cfg = nn::ConvConfig { stride, padding: ksize / 2, bias: false, ..Default::default() };
+        let cfg = nn::ConvConfig {
+            stride,
+            padding: ksize / 2,
+            bias: false,
+            ..Default::default()
+        };
         ConvBn {
             conv: nn::conv2d(vs / "conv", c_in, c_out, ksize, cfg),
             bn: nn::batch_norm2d(vs / "bn", c_out, Default::default()),

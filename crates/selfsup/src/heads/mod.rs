@@ -21,7 +21,12 @@ fn yes() -> bool {
 
 impl Block {
     pub fn new(dim: i64, batch_norm: bool, relu: bool, bias: bool) -> Self {
-        Block { dim, batch_norm, relu, bias }
+        Block {
+            dim,
+            batch_norm,
+            relu,
+            bias,
+        }
     }
 }
 
@@ -38,8 +43,18 @@ impl Head {
         let mut d_in = input;
         for (i, b) in blocks.iter().enumerate() {
             let p = vs.sub(format!("block{i}"));
-            let lin = nn::linear(&p / "linear", d_in, b.dim, nn::LinearConfig { bias: b.bias, ..Default::default() });
-            let bn = b.batch_norm.then(|| nn::batch_norm1d(&p / "bn", b.dim, Default::default()));
+            let lin = nn::linear(
+                &p / "linear",
+                d_in,
+                b.dim,
+                nn::LinearConfig {
+                    bias: b.bias,
+                    ..Default::default()
+                },
+            );
+            let bn = b
+                .batch_norm
+                .then(|| nn::batch_norm1d(&p / "bn", b.dim, Default::default()));
             layers.push((lin, bn, b.relu));
             d_in = b.dim;
         }
@@ -74,7 +89,10 @@ mod tests {
     #[test]
     fn head_shapes_and_gradients() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let blocks = [Block::new(12, true, true, false), Block::new(5, false, false, true)];
+        let blocks = [
+            Block::new(12, true, true, false),
+            Block::new(5, false, false, true),
+        ];
         let h = Head::new(&vs.root(), 7, &blocks);
         let y = h.forward_t(&Tensor::randn([6, 7], (Kind::Float, Device::Cpu)), true);
         assert_eq!(y.size(), vec![6, 5]);

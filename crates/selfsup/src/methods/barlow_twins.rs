@@ -13,7 +13,11 @@ pub fn default_lambda() -> f64 {
 /// The paper's projector: three linear layers of 8192 with BN+ReLU between, no biases (§4); scaled
 /// here to 512 wide for small images and CPUs.
 pub fn default_projector() -> Vec<Block> {
-    vec![Block::new(512, true, true, false), Block::new(512, true, true, false), Block::new(512, false, false, false)]
+    vec![
+        Block::new(512, true, true, false),
+        Block::new(512, true, true, false),
+        Block::new(512, false, false, false),
+    ]
 }
 
 pub struct BarlowTwins {
@@ -25,10 +29,15 @@ pub struct BarlowTwins {
 impl BarlowTwins {
     pub fn new(vs: &nn::Path, encoder: Box<dyn Encoder>, projector: &[Block], lambda: f64) -> Self {
         let projector = Head::new(&(vs / "projector"), encoder.out_dim(), projector);
-        BarlowTwins { encoder, projector, lambda }
+        BarlowTwins {
+            encoder,
+            projector,
+            lambda,
+        }
     }
     fn project(&self, x: &Tensor) -> Tensor {
-        self.projector.forward_t(&self.encoder.forward_t(x, true), true)
+        self.projector
+            .forward_t(&self.encoder.forward_t(x, true), true)
     }
 }
 
@@ -37,7 +46,11 @@ impl Method for BarlowTwins {
         "barlow_twins"
     }
     fn loss(&self, views: &[Tensor]) -> Tensor {
-        barlow_twins(&self.project(&views[0]), &self.project(&views[1]), self.lambda)
+        barlow_twins(
+            &self.project(&views[0]),
+            &self.project(&views[1]),
+            self.lambda,
+        )
     }
     fn embed(&self, x: &Tensor) -> Tensor {
         self.encoder.forward_t(x, false)

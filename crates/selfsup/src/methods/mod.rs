@@ -55,7 +55,8 @@ impl MethodConfig {
     }
     pub fn projector(&self) -> &[Block] {
         match self {
-            MethodConfig::Simclr { projector, .. } | MethodConfig::BarlowTwins { projector, .. } => projector,
+            MethodConfig::Simclr { projector, .. }
+            | MethodConfig::BarlowTwins { projector, .. } => projector,
         }
     }
 }
@@ -63,12 +64,13 @@ impl MethodConfig {
 /// The registry: builds the method named in `cfg` around `encoder`, its own parameters under `vs`.
 pub fn build(cfg: &MethodConfig, vs: &nn::Path, encoder: Box<dyn Encoder>) -> Box<dyn Method> {
     match cfg {
-        MethodConfig::Simclr { temperature, projector } => {
-            Box::new(simclr::SimClr::new(vs, encoder, projector, *temperature))
-        }
-        MethodConfig::BarlowTwins { lambda, projector } => {
-            Box::new(barlow_twins::BarlowTwins::new(vs, encoder, projector, *lambda))
-        }
+        MethodConfig::Simclr {
+            temperature,
+            projector,
+        } => Box::new(simclr::SimClr::new(vs, encoder, projector, *temperature)),
+        MethodConfig::BarlowTwins { lambda, projector } => Box::new(
+            barlow_twins::BarlowTwins::new(vs, encoder, projector, *lambda),
+        ),
     }
 }
 
@@ -79,10 +81,19 @@ mod tests {
     use tch::{Device, Kind};
 
     fn all_methods() -> Vec<MethodConfig> {
-        let small = vec![Block::new(16, true, true, true), Block::new(8, false, false, true)];
+        let small = vec![
+            Block::new(16, true, true, true),
+            Block::new(8, false, false, true),
+        ];
         vec![
-            MethodConfig::Simclr { temperature: 0.5, projector: small.clone() },
-            MethodConfig::BarlowTwins { lambda: 5e-3, projector: small },
+            MethodConfig::Simclr {
+                temperature: 0.5,
+                projector: small.clone(),
+            },
+            MethodConfig::BarlowTwins {
+                lambda: 5e-3,
+                projector: small,
+            },
         ]
     }
 
@@ -93,9 +104,16 @@ mod tests {
         for cfg in all_methods() {
             tch::manual_seed(1);
             let vs = nn::VarStore::new(Device::Cpu);
-            let enc = encoders::build(&EncoderConfig::SmallCnn { widths: vec![4, 8] }, &(vs.root() / "encoder"), &[1, 8, 8]).unwrap();
+            let enc = encoders::build(
+                &EncoderConfig::SmallCnn { widths: vec![4, 8] },
+                &(vs.root() / "encoder"),
+                &[1, 8, 8],
+            )
+            .unwrap();
             let m = build(&cfg, &(vs.root() / "method"), enc);
-            let views: Vec<Tensor> = (0..m.n_views()).map(|_| Tensor::randn([6, 1, 8, 8], (Kind::Float, Device::Cpu))).collect();
+            let views: Vec<Tensor> = (0..m.n_views())
+                .map(|_| Tensor::randn([6, 1, 8, 8], (Kind::Float, Device::Cpu)))
+                .collect();
             let loss = m.loss(&views);
             let l = f64::try_from(&loss).unwrap();
             assert!(l.is_finite(), "{} loss {l}", m.name());

@@ -13,7 +13,10 @@ pub fn default_temperature() -> f64 {
 /// The paper's projector: Linear → ReLU → Linear(128) (§2, "g(·)"), widened with batch norm as in
 /// SimCLR v2 and most re-implementations.
 pub fn default_projector() -> Vec<Block> {
-    vec![Block::new(512, true, true, true), Block::new(128, false, false, true)]
+    vec![
+        Block::new(512, true, true, true),
+        Block::new(128, false, false, true),
+    ]
 }
 
 pub struct SimClr {
@@ -23,12 +26,22 @@ pub struct SimClr {
 }
 
 impl SimClr {
-    pub fn new(vs: &nn::Path, encoder: Box<dyn Encoder>, projector: &[Block], temperature: f64) -> Self {
+    pub fn new(
+        vs: &nn::Path,
+        encoder: Box<dyn Encoder>,
+        projector: &[Block],
+        temperature: f64,
+    ) -> Self {
         let projector = Head::new(&(vs / "projector"), encoder.out_dim(), projector);
-        SimClr { encoder, projector, temperature }
+        SimClr {
+            encoder,
+            projector,
+            temperature,
+        }
     }
     fn project(&self, x: &Tensor) -> Tensor {
-        self.projector.forward_t(&self.encoder.forward_t(x, true), true)
+        self.projector
+            .forward_t(&self.encoder.forward_t(x, true), true)
     }
 }
 
@@ -39,7 +52,11 @@ impl Method for SimClr {
     fn loss(&self, views: &[Tensor]) -> Tensor {
         // The views go through the network separately so that batch norm sees one view at a time,
         // as in the reference pipeline.
-        nt_xent(&self.project(&views[0]), &self.project(&views[1]), self.temperature)
+        nt_xent(
+            &self.project(&views[0]),
+            &self.project(&views[1]),
+            self.temperature,
+        )
     }
     fn embed(&self, x: &Tensor) -> Tensor {
         self.encoder.forward_t(x, false)

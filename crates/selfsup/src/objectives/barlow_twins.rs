@@ -3,12 +3,12 @@
 //!   L = Σ_i (1 − C_ii)² + λ Σ_i Σ_{j≠i} C_ij².
 //! Standardisation follows the paper's code (BatchNorm1d without affine: batch mean, biased
 //! variance, eps 1e-5); C is divided by the batch size.
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 const EPS: f64 = 1e-5;
 
 fn standardise(z: &Tensor) -> Tensor {
-    let mean = z.mean_dim([0i64].as_slice(), true, Kind::Float);
+    let mean = z.mean_dim([0i64].as_slice(), true, z.kind());
     let var = z.var_correction([0i64].as_slice(), 0, true);
     (z - mean) / (var + EPS).sqrt()
 }
@@ -17,8 +17,10 @@ pub fn barlow_twins(z1: &Tensor, z2: &Tensor, lambda: f64) -> Tensor {
     let n = z1.size()[0] as f64;
     let c = standardise(z1).tr().matmul(&standardise(z2)) / n;
     let diag = c.diagonal(0, 0, 1);
-    let on_diag = (&diag - 1.0).square().sum(Kind::Float);
-    let off_diag = c.square().sum(Kind::Float) - diag.square().sum(Kind::Float);
+    // Sums keep the input's dtype (f32 in training, f64 in the gradient checks).
+    let kind = c.kind();
+    let on_diag = (&diag - 1.0).square().sum(kind);
+    let off_diag = c.square().sum(kind) - diag.square().sum(kind);
     on_diag + off_diag * lambda
 }
 
@@ -51,7 +53,11 @@ mod tests {
         for i in 0..d {
             for j in 0..d {
                 let c: f64 = (0..n).map(|k| a[k][i] * b[k][j]).sum::<f64>() / n as f64;
-                loss += if i == j { (1.0 - c).powi(2) } else { lambda * c * c };
+                loss += if i == j {
+                    (1.0 - c).powi(2)
+                } else {
+                    lambda * c * c
+                };
             }
         }
         loss
@@ -59,13 +65,29 @@ mod tests {
 
     #[test]
     fn matches_an_independent_computation() {
-        let z1 = vec![vec![1.0, 2.0, 0.5], vec![0.3, -1.0, 0.8], vec![-2.0, 0.1, 0.4], vec![0.7, 0.7, -1.2]];
-        let z2 = vec![vec![0.9, 1.0, 0.1], vec![0.2, -1.5, 1.0], vec![-1.0, -0.3, 0.9], vec![1.1, 0.2, -0.7]];
-        let t = |v: &Vec<Vec<f64>>| Tensor::from_slice(&v.concat().iter().map(|&x| x as f32).collect::<Vec<_>>()).view([4, 3]);
+        let z1 = vec![
+            vec![1.0, 2.0, 0.5],
+            vec![0.3, -1.0, 0.8],
+            vec![-2.0, 0.1, 0.4],
+            vec![0.7, 0.7, -1.2],
+        ];
+        let z2 = vec![
+            vec![0.9, 1.0, 0.1],
+            vec![0.2, -1.5, 1.0],
+            vec![-1.0, -0.3, 0.9],
+            vec![1.1, 0.2, -0.7],
+        ];
+        let t = |v: &Vec<Vec<f64>>| {
+            Tensor::from_slice(&v.concat().iter().map(|&x| x as f32).collect::<Vec<_>>())
+                .view([4, 3])
+        };
         for lambda in [5e-3, 1.0] {
             let got = scalar(&barlow_twins(&t(&z1), &t(&z2), lambda));
             let want = reference(&z1, &z2, lambda);
-            assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "{got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
         }
     }
 
@@ -73,9 +95,13 @@ mod tests {
     /// of a Hadamard matrix) give C = I·v/(v+eps), so L = d·(1 − v/(v+eps))² with v = 1.
     #[test]
     fn identical_decorrelated_views_give_near_zero() {
-        let h = [1., 1., 1., 1., 1., -1., 1., -1., 1., 1., -1., -1., 1., -1., -1., 1.];
+        let h = [
+            1., 1., 1., 1., 1., -1., 1., -1., 1., 1., -1., -1., 1., -1., -1., 1.,
+        ];
         // Drop the constant first column: the other three are zero-mean, unit-variance, orthogonal.
-        let z = Tensor::from_slice(&h.map(|x: f64| x as f32)).view([4, 4]).narrow(1, 1, 3);
+        let z = Tensor::from_slice(&h.map(|x: f64| x as f32))
+            .view([4, 4])
+            .narrow(1, 1, 3);
         let got = scalar(&barlow_twins(&z, &z, 5e-3));
         let c = 1.0 / (1.0 + EPS);
         let want = 3.0 * (1.0 - c).powi(2);

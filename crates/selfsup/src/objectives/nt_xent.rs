@@ -10,18 +10,26 @@ pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Tensor {
     let device = z1.device();
     let z = Tensor::cat(&[z1, z2], 0);
     // Clamp the norm so that a zero vector gives zero similarities, not NaN.
-    let z = &z / z.norm_scalaropt_dim(2, [1i64].as_slice(), true).clamp_min(1e-12);
+    let z = &z
+        / z.norm_scalaropt_dim(2, [1i64].as_slice(), true)
+            .clamp_min(1e-12);
     let sim = z.matmul(&z.tr()) / temperature;
     let self_mask = Tensor::eye(2 * n, (Kind::Bool, device));
     let sim = sim.masked_fill(&self_mask, f64::NEG_INFINITY);
-    let targets = positive_index(n, device);
-    sim.cross_entropy_for_logits(&targets)
+    // Cross-entropy written out (tch's helper casts to f32; this keeps the input's dtype).
+    let targets = positive_index(n, device).unsqueeze(1);
+    -sim.log_softmax(1, None::<Kind>)
+        .gather(1, &targets, false)
+        .mean(None::<Kind>)
 }
 
 /// Anchor i's positive: i+N for the first view, i−N for the second.
 fn positive_index(n: i64, device: Device) -> Tensor {
     Tensor::cat(
-        &[Tensor::arange_start(n, 2 * n, (Kind::Int64, device)), Tensor::arange(n, (Kind::Int64, device))],
+        &[
+            Tensor::arange_start(n, 2 * n, (Kind::Int64, device)),
+            Tensor::arange(n, (Kind::Int64, device)),
+        ],
         0,
     )
 }
@@ -36,17 +44,24 @@ mod tests {
 
     /// Loss computed element by element from the definition, in f64, for comparison.
     fn reference(z1: &[Vec<f64>], z2: &[Vec<f64>], t: f64) -> f64 {
-        let z: Vec<Vec<f64>> = z1.iter().chain(z2).map(|v| {
-            let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            v.iter().map(|x| x / n).collect()
-        }).collect();
+        let z: Vec<Vec<f64>> = z1
+            .iter()
+            .chain(z2)
+            .map(|v| {
+                let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                v.iter().map(|x| x / n).collect()
+            })
+            .collect();
         let m = z.len();
         let n = m / 2;
         let dot = |a: &Vec<f64>, b: &Vec<f64>| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
         let mut total = 0.0;
         for i in 0..m {
             let pos = if i < n { i + n } else { i - n };
-            let denom: f64 = (0..m).filter(|&k| k != i).map(|k| (dot(&z[i], &z[k]) / t).exp()).sum();
+            let denom: f64 = (0..m)
+                .filter(|&k| k != i)
+                .map(|k| (dot(&z[i], &z[k]) / t).exp())
+                .sum();
             total += -((dot(&z[i], &z[pos]) / t).exp() / denom).ln();
         }
         total / m as f64
@@ -54,9 +69,20 @@ mod tests {
 
     #[test]
     fn matches_an_independent_computation() {
-        let a = vec![vec![1.0, 2.0, -0.5], vec![0.3, -1.0, 0.8], vec![-2.0, 0.1, 0.4]];
-        let b = vec![vec![0.9, 2.2, -0.1], vec![0.0, -1.5, 1.0], vec![-1.0, -0.3, 0.9]];
-        let to_t = |v: &Vec<Vec<f64>>| Tensor::from_slice(&v.concat().iter().map(|&x| x as f32).collect::<Vec<_>>()).view([3, 3]);
+        let a = vec![
+            vec![1.0, 2.0, -0.5],
+            vec![0.3, -1.0, 0.8],
+            vec![-2.0, 0.1, 0.4],
+        ];
+        let b = vec![
+            vec![0.9, 2.2, -0.1],
+            vec![0.0, -1.5, 1.0],
+            vec![-1.0, -0.3, 0.9],
+        ];
+        let to_t = |v: &Vec<Vec<f64>>| {
+            Tensor::from_slice(&v.concat().iter().map(|&x| x as f32).collect::<Vec<_>>())
+                .view([3, 3])
+        };
         for t in [0.1, 0.5, 1.0] {
             let got = scalar(&nt_xent(&to_t(&a), &to_t(&b), t));
             let want = reference(&a, &b, t);

@@ -69,18 +69,53 @@ impl DataConfig {
     }
     /// Every file or folder the recipe reads, for fingerprints and error messages.
     pub fn paths(&self) -> Vec<&Path> {
-        let mut v: Vec<&Path> = Vec::new();
         match self {
-            DataConfig::Idx { train_images, train_labels, test_images, test_labels } => {
-                v.push(train_images);
-                v.extend([train_labels, test_images, test_labels].into_iter().flatten().map(PathBuf::as_path));
+            DataConfig::Idx {
+                train_images,
+                train_labels,
+                test_images,
+                test_labels,
+            } => {
+                let mut v: Vec<&Path> = vec![train_images];
+                v.extend(
+                    [train_labels, test_images, test_labels]
+                        .into_iter()
+                        .flatten()
+                        .map(PathBuf::as_path),
+                );
+                v
             }
             DataConfig::ImageFolder { train, test, .. } | DataConfig::Csv { train, test, .. } => {
-                v.push(train);
+                let mut v: Vec<&Path> = vec![train];
                 v.extend(test.as_deref());
+                v
             }
         }
-        v
+    }
+
+    /// The same paths, for rewriting (e.g. making them absolute).
+    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            DataConfig::Idx {
+                train_images,
+                train_labels,
+                test_images,
+                test_labels,
+            } => {
+                let mut v = vec![train_images];
+                v.extend(
+                    [train_labels, test_images, test_labels]
+                        .into_iter()
+                        .flatten(),
+                );
+                v
+            }
+            DataConfig::ImageFolder { train, test, .. } | DataConfig::Csv { train, test, .. } => {
+                let mut v = vec![train];
+                v.extend(test.as_mut());
+                v
+            }
+        }
     }
 }
 
@@ -203,23 +238,39 @@ impl Default for EvalConfig {
 
 impl Recipe {
     /// Parses TOML text (`origin` names it in errors), applies overrides, validates.
-    pub fn from_toml(text: &str, origin: &str, overrides: &[String]) -> Result<Recipe, RecipeError> {
-        let mut value: toml::Value = toml::from_str(text).map_err(|e| RecipeError::Parse { origin: origin.into(), message: e.to_string() })?;
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+    ) -> Result<Recipe, RecipeError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| RecipeError::Parse {
+            origin: origin.into(),
+            message: e.to_string(),
+        })?;
         for o in overrides {
             overrides::apply(&mut value, o)?;
         }
-        let recipe: Recipe = value.try_into().map_err(|e: toml::de::Error| RecipeError::Parse { origin: origin.into(), message: e.to_string() })?;
+        let recipe: Recipe = value
+            .try_into()
+            .map_err(|e: toml::de::Error| RecipeError::Parse {
+                origin: origin.into(),
+                message: e.to_string(),
+            })?;
         recipe.validate()?;
         Ok(recipe)
     }
 
     pub fn load(path: &Path, overrides: &[String]) -> Result<Recipe, RecipeError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Parse { origin: path.display().to_string(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Parse {
+            origin: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         Self::from_toml(&text, &path.display().to_string(), overrides)
     }
 
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialise the recipe: {e}\n"))
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# could not serialise the recipe: {e}\n"))
     }
 
     /// Hash of everything that shapes the trained weights; a resume with a different hash is refused.

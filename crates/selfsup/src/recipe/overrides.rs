@@ -5,8 +5,13 @@ use toml::Value;
 /// Applies one `path=value` override. The value is read as a TOML value (`5`, `1e-3`, `true`,
 /// `[0.2, 1.0]`, `"text"`); anything that does not parse as one is taken as a string.
 pub fn apply(root: &mut Value, spec: &str) -> Result<(), RecipeError> {
-    let bad = |message: &str| RecipeError::Override { spec: spec.into(), message: message.into() };
-    let (path, raw) = spec.split_once('=').ok_or_else(|| bad("expected key.path=value"))?;
+    let bad = |message: &str| RecipeError::Override {
+        spec: spec.into(),
+        message: message.into(),
+    };
+    let (path, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| bad("expected key.path=value"))?;
     let keys: Vec<&str> = path.trim().split('.').collect();
     if keys.iter().any(|k| k.is_empty()) {
         return Err(bad("empty key in the path"));
@@ -21,12 +26,17 @@ pub fn apply(root: &mut Value, spec: &str) -> Result<(), RecipeError> {
                     t.insert((*key).to_string(), value);
                     return Ok(());
                 }
-                t.entry((*key).to_string()).or_insert_with(|| Value::Table(Default::default()))
+                t.entry((*key).to_string())
+                    .or_insert_with(|| Value::Table(Default::default()))
             }
             Value::Array(a) => {
-                let idx: usize = key.parse().map_err(|_| bad(&format!("{key:?} indexes a list: use a number")))?;
+                let idx: usize = key
+                    .parse()
+                    .map_err(|_| bad(&format!("{key:?} indexes a list: use a number")))?;
                 let len = a.len();
-                let slot = a.get_mut(idx).ok_or_else(|| bad(&format!("index {idx} is past the end of a list of {len}")))?;
+                let slot = a.get_mut(idx).ok_or_else(|| {
+                    bad(&format!("index {idx} is past the end of a list of {len}"))
+                })?;
                 if last {
                     *slot = value;
                     return Ok(());

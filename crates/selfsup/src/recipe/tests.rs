@@ -63,7 +63,10 @@ fn valid_recipes_parse_with_defaults() {
 #[test]
 fn unknown_keys_are_refused_with_their_name() {
     let e = err(IMAGE, "train.epochz=3");
-    assert!(matches!(&e, RecipeError::Parse { message, .. } if message.contains("epochz")), "{e}");
+    assert!(
+        matches!(&e, RecipeError::Parse { message, .. } if message.contains("epochz")),
+        "{e}"
+    );
     let e = err(IMAGE, "method.temprature=0.2");
     assert!(e.to_string().contains("temprature"), "{e}");
     let e = err(IMAGE, "views.image.flip=0.5");
@@ -72,26 +75,72 @@ fn unknown_keys_are_refused_with_their_name() {
 
 #[test]
 fn overrides_set_nested_values_lists_and_strings() {
-    let r = with(IMAGE, &["train.epochs=5", "views.image.crop_scale=[0.5, 0.9]", "views.image.crop_scale.0=0.4", "name=other"]).unwrap();
+    let r = with(
+        IMAGE,
+        &[
+            "train.epochs=5",
+            "views.image.crop_scale=[0.5, 0.9]",
+            "views.image.crop_scale.0=0.4",
+            "name=other",
+        ],
+    )
+    .unwrap();
     assert_eq!(r.train.epochs, 5);
     assert_eq!(r.image_augment().crop_scale, [0.4, 0.9]);
     assert_eq!(r.name, "other");
-    assert!(matches!(err(IMAGE, "train.epochs"), RecipeError::Override { .. }));
-    assert!(matches!(err(IMAGE, "views.image.crop_scale.7=1"), RecipeError::Override { .. }));
-    assert!(matches!(err(IMAGE, "seed.x=1"), RecipeError::Override { .. }));
+    assert!(matches!(
+        err(IMAGE, "train.epochs"),
+        RecipeError::Override { .. }
+    ));
+    assert!(matches!(
+        err(IMAGE, "views.image.crop_scale.7=1"),
+        RecipeError::Override { .. }
+    ));
+    assert!(matches!(
+        err(IMAGE, "seed.x=1"),
+        RecipeError::Override { .. }
+    ));
 }
 
 #[test]
 fn rule_temperature_positive() {
-    assert!(matches!(err(IMAGE, "method.temperature=0"), RecipeError::TemperatureNotPositive { field: "method.temperature", .. }));
-    assert!(matches!(err(IMAGE, "method.temperature=-0.5"), RecipeError::TemperatureNotPositive { .. }));
-    assert!(matches!(err(IMAGE, "eval.knn_temperature=0"), RecipeError::TemperatureNotPositive { field: "eval.knn_temperature", .. }));
+    assert!(matches!(
+        err(IMAGE, "method.temperature=0"),
+        RecipeError::TemperatureNotPositive {
+            field: "method.temperature",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(IMAGE, "method.temperature=-0.5"),
+        RecipeError::TemperatureNotPositive { .. }
+    ));
+    assert!(matches!(
+        err(IMAGE, "eval.knn_temperature=0"),
+        RecipeError::TemperatureNotPositive {
+            field: "eval.knn_temperature",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn rule_batch_of_one_refused() {
-    assert!(matches!(err(TABLE, "train.batch_size=1"), RecipeError::BatchTooSmall { method: "barlow_twins", batch: 1, min: 2 }));
-    assert!(matches!(err(IMAGE, "train.batch_size=1"), RecipeError::BatchTooSmall { method: "simclr", .. }));
+    assert!(matches!(
+        err(TABLE, "train.batch_size=1"),
+        RecipeError::BatchTooSmall {
+            method: "barlow_twins",
+            batch: 1,
+            min: 2
+        }
+    ));
+    assert!(matches!(
+        err(IMAGE, "train.batch_size=1"),
+        RecipeError::BatchTooSmall {
+            method: "simclr",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -101,55 +150,134 @@ fn rule_epochs_nonzero() {
 
 #[test]
 fn rule_learning_rate_positive() {
-    assert_eq!(err(IMAGE, "train.optimizer.lr=0"), RecipeError::LearningRateNotPositive(0.0));
+    assert_eq!(
+        err(IMAGE, "train.optimizer.lr=0"),
+        RecipeError::LearningRateNotPositive(0.0)
+    );
 }
 
 #[test]
 fn rule_non_negative_values() {
-    assert!(matches!(err(IMAGE, "train.optimizer.weight_decay=-1"), RecipeError::Negative { field: "train.optimizer.weight_decay", .. }));
-    assert!(matches!(err(TABLE, "views.table.noise_std=-0.1"), RecipeError::Negative { field: "views.table.noise_std", .. }));
-    assert!(matches!(err(IMAGE, "views.image.brightness=-0.4"), RecipeError::Negative { .. }));
+    assert!(matches!(
+        err(IMAGE, "train.optimizer.weight_decay=-1"),
+        RecipeError::Negative {
+            field: "train.optimizer.weight_decay",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(TABLE, "views.table.noise_std=-0.1"),
+        RecipeError::Negative {
+            field: "views.table.noise_std",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(IMAGE, "views.image.brightness=-0.4"),
+        RecipeError::Negative { .. }
+    ));
 }
 
 #[test]
 fn rule_momentum_in_range() {
-    assert_eq!(err(TABLE, "train.optimizer.momentum=1.0"), RecipeError::MomentumOutOfRange(1.0));
+    assert_eq!(
+        err(TABLE, "train.optimizer.momentum=1.0"),
+        RecipeError::MomentumOutOfRange(1.0)
+    );
 }
 
 #[test]
 fn rule_betas_in_range() {
-    assert!(matches!(err(IMAGE, "train.optimizer.betas=[0.9, 1.5]"), RecipeError::BetasOutOfRange(_)));
+    assert!(matches!(
+        err(IMAGE, "train.optimizer.betas=[0.9, 1.5]"),
+        RecipeError::BetasOutOfRange(_)
+    ));
 }
 
 #[test]
 fn rule_probabilities_in_unit_interval() {
-    assert!(matches!(err(IMAGE, "views.image.blur_p=1.5"), RecipeError::ProbabilityOutOfRange { field: "views.image.blur_p", .. }));
-    assert!(matches!(err(TABLE, "views.table.corruption_rate=-0.1"), RecipeError::ProbabilityOutOfRange { .. }));
+    assert!(matches!(
+        err(IMAGE, "views.image.blur_p=1.5"),
+        RecipeError::ProbabilityOutOfRange {
+            field: "views.image.blur_p",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(TABLE, "views.table.corruption_rate=-0.1"),
+        RecipeError::ProbabilityOutOfRange { .. }
+    ));
 }
 
 #[test]
 fn rule_ranges_ordered() {
-    assert!(matches!(err(IMAGE, "views.image.crop_scale=[0.9, 0.2]"), RecipeError::BadRange { field: "views.image.crop_scale", .. }));
-    assert!(matches!(err(IMAGE, "views.image.crop_scale=[0.0, 1.0]"), RecipeError::BadRange { .. }));
-    assert!(matches!(err(IMAGE, "views.image.crop_ratio=[0, 1]"), RecipeError::BadRange { field: "views.image.crop_ratio", .. }));
-    assert!(matches!(err(IMAGE, "views.image.blur_sigma=[2.0, 0.1]"), RecipeError::BadRange { field: "views.image.blur_sigma", .. }));
-    assert!(matches!(err(IMAGE, "views.image.hue=0.9"), RecipeError::BadRange { field: "views.image.hue", .. }));
+    assert!(matches!(
+        err(IMAGE, "views.image.crop_scale=[0.9, 0.2]"),
+        RecipeError::BadRange {
+            field: "views.image.crop_scale",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(IMAGE, "views.image.crop_scale=[0.0, 1.0]"),
+        RecipeError::BadRange { .. }
+    ));
+    assert!(matches!(
+        err(IMAGE, "views.image.crop_ratio=[0, 1]"),
+        RecipeError::BadRange {
+            field: "views.image.crop_ratio",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(IMAGE, "views.image.blur_sigma=[2.0, 0.1]"),
+        RecipeError::BadRange {
+            field: "views.image.blur_sigma",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(IMAGE, "views.image.hue=0.9"),
+        RecipeError::BadRange {
+            field: "views.image.hue",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn rule_layers_present() {
-    assert!(matches!(err(TABLE, "encoder.dims=[]"), RecipeError::NoLayers { field: "encoder.dims" }));
-    assert!(matches!(err(IMAGE, "method.projector=[]"), RecipeError::NoLayers { field: "method.projector" }));
+    assert!(matches!(
+        err(TABLE, "encoder.dims=[]"),
+        RecipeError::NoLayers {
+            field: "encoder.dims"
+        }
+    ));
+    assert!(matches!(
+        err(IMAGE, "method.projector=[]"),
+        RecipeError::NoLayers {
+            field: "method.projector"
+        }
+    ));
 }
 
 #[test]
 fn rule_widths_positive() {
-    assert!(matches!(err(TABLE, "encoder.dims=[32, 0]"), RecipeError::NonPositiveWidth { field: "encoder.dims", value: 0 }));
+    assert!(matches!(
+        err(TABLE, "encoder.dims=[32, 0]"),
+        RecipeError::NonPositiveWidth {
+            field: "encoder.dims",
+            value: 0
+        }
+    ));
 }
 
 #[test]
 fn rule_lambda_positive() {
-    assert_eq!(err(TABLE, "method.lambda=0"), RecipeError::LambdaNotPositive(0.0));
+    assert_eq!(
+        err(TABLE, "method.lambda=0"),
+        RecipeError::LambdaNotPositive(0.0)
+    );
 }
 
 #[test]
@@ -159,51 +287,105 @@ fn rule_knn_k_nonzero() {
 
 #[test]
 fn rule_views_match_data() {
-    assert_eq!(err(TABLE, "views.image.hflip_p=0.5"), RecipeError::ViewsMismatch { given: "image", data: "table" });
-    assert_eq!(err(IMAGE, "views.table.corruption_rate=0.5"), RecipeError::ViewsMismatch { given: "table", data: "image" });
+    assert_eq!(
+        err(TABLE, "views.image.hflip_p=0.5"),
+        RecipeError::ViewsMismatch {
+            given: "image",
+            data: "table"
+        }
+    );
+    assert_eq!(
+        err(IMAGE, "views.table.corruption_rate=0.5"),
+        RecipeError::ViewsMismatch {
+            given: "table",
+            data: "image"
+        }
+    );
 }
 
 #[test]
 fn rule_image_encoder_on_tables_refused() {
-    assert_eq!(err(TABLE, "encoder={ kind = \"resnet18\" }"), RecipeError::EncoderNeedsImages { encoder: "resnet18" });
+    assert_eq!(
+        err(TABLE, "encoder={ kind = \"resnet18\" }"),
+        RecipeError::EncoderNeedsImages {
+            encoder: "resnet18"
+        }
+    );
 }
 
 #[test]
 fn rule_warmup_within_training() {
-    assert!(matches!(err(IMAGE, "train.warmup_epochs=3"), RecipeError::WarmupTooLong { epochs: 2, .. }));
+    assert!(matches!(
+        err(IMAGE, "train.warmup_epochs=3"),
+        RecipeError::WarmupTooLong { epochs: 2, .. }
+    ));
 }
 
 #[test]
 fn rule_grad_clip_positive() {
-    assert_eq!(err(IMAGE, "train.grad_clip=0"), RecipeError::GradClipNotPositive(0.0));
+    assert_eq!(
+        err(IMAGE, "train.grad_clip=0"),
+        RecipeError::GradClipNotPositive(0.0)
+    );
 }
 
 #[test]
 fn rule_counts_nonzero() {
-    assert_eq!(err(IMAGE, "train.workers=0"), RecipeError::ZeroCount { field: "train.workers" });
-    assert_eq!(err(IMAGE, "train.log_every=0"), RecipeError::ZeroCount { field: "train.log_every" });
-    assert_eq!(err(IMAGE, "eval.batch=0"), RecipeError::ZeroCount { field: "eval.batch" });
+    assert_eq!(
+        err(IMAGE, "train.workers=0"),
+        RecipeError::ZeroCount {
+            field: "train.workers"
+        }
+    );
+    assert_eq!(
+        err(IMAGE, "train.log_every=0"),
+        RecipeError::ZeroCount {
+            field: "train.log_every"
+        }
+    );
+    assert_eq!(
+        err(IMAGE, "eval.batch=0"),
+        RecipeError::ZeroCount {
+            field: "eval.batch"
+        }
+    );
 }
 
 #[test]
 fn rule_blur_kernel_odd() {
-    assert_eq!(err(IMAGE, "views.image.blur_kernel=4"), RecipeError::EvenBlurKernel(4));
+    assert_eq!(
+        err(IMAGE, "views.image.blur_kernel=4"),
+        RecipeError::EvenBlurKernel(4)
+    );
 }
 
 #[test]
 fn rule_std_positive() {
-    assert_eq!(err(IMAGE, "views.image.std=[0.0]"), RecipeError::NonPositiveStd(0.0));
+    assert_eq!(
+        err(IMAGE, "views.image.std=[0.0]"),
+        RecipeError::NonPositiveStd(0.0)
+    );
 }
 
 #[test]
 fn rule_numbers_finite() {
-    assert!(matches!(err(IMAGE, "train.final_lr=nan"), RecipeError::NotFinite { field: "train.final_lr", .. }));
+    assert!(matches!(
+        err(IMAGE, "train.final_lr=nan"),
+        RecipeError::NotFinite {
+            field: "train.final_lr",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn training_hash_ignores_threads_and_eval_but_not_the_model() {
     let a = with(IMAGE, &[]).unwrap();
-    let b = with(IMAGE, &["train.workers=4", "eval.knn_k=20", "train.max_steps=3"]).unwrap();
+    let b = with(
+        IMAGE,
+        &["train.workers=4", "eval.knn_k=20", "train.max_steps=3"],
+    )
+    .unwrap();
     let c = with(IMAGE, &["method.temperature=0.2"]).unwrap();
     assert_eq!(a.training_hash(), b.training_hash());
     assert_ne!(a.training_hash(), c.training_hash());

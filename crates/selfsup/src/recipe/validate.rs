@@ -12,7 +12,11 @@ pub enum RecipeError {
     #[error("{field} = {value}: a temperature must be > 0")]
     TemperatureNotPositive { field: &'static str, value: f64 },
     #[error("train.batch_size = {batch}: {method} needs at least {min} samples per batch")]
-    BatchTooSmall { method: &'static str, batch: usize, min: usize },
+    BatchTooSmall {
+        method: &'static str,
+        batch: usize,
+        min: usize,
+    },
     #[error("train.epochs = 0: nothing to train")]
     ZeroEpochs,
     #[error("train.optimizer.lr = {0}: the learning rate must be > 0")]
@@ -26,7 +30,12 @@ pub enum RecipeError {
     #[error("{field} = {value}: a probability must be in [0, 1]")]
     ProbabilityOutOfRange { field: &'static str, value: f64 },
     #[error("{field} = [{lo}, {hi}]: {rule}")]
-    BadRange { field: &'static str, lo: f64, hi: f64, rule: &'static str },
+    BadRange {
+        field: &'static str,
+        lo: f64,
+        hi: f64,
+        rule: &'static str,
+    },
     #[error("{field} is empty: at least one layer is needed")]
     NoLayers { field: &'static str },
     #[error("{field} has a width of {value}: widths must be > 0")]
@@ -36,7 +45,10 @@ pub enum RecipeError {
     #[error("eval.knn_k = 0: kNN needs at least one neighbour")]
     KnnKZero,
     #[error("[views.{given}] does not apply to {data} data")]
-    ViewsMismatch { given: &'static str, data: &'static str },
+    ViewsMismatch {
+        given: &'static str,
+        data: &'static str,
+    },
     #[error("encoder.kind = {encoder}: it takes images, but the data is a table (use mlp)")]
     EncoderNeedsImages { encoder: &'static str },
     #[error("train.warmup_epochs = {warmup}: longer than train.epochs = {epochs}")]
@@ -111,31 +123,56 @@ impl Recipe {
     fn validate_data_and_views(&self) -> R {
         let table = self.data.is_table();
         if table && self.views.image.is_some() {
-            return Err(RecipeError::ViewsMismatch { given: "image", data: "table" });
+            return Err(RecipeError::ViewsMismatch {
+                given: "image",
+                data: "table",
+            });
         }
         if !table && self.views.table.is_some() {
-            return Err(RecipeError::ViewsMismatch { given: "table", data: "image" });
+            return Err(RecipeError::ViewsMismatch {
+                given: "table",
+                data: "image",
+            });
         }
         if table && self.encoder.wants_images() {
-            return Err(RecipeError::EncoderNeedsImages { encoder: self.encoder.kind() });
+            return Err(RecipeError::EncoderNeedsImages {
+                encoder: self.encoder.kind(),
+            });
         }
         if let DataConfig::ImageFolder { options, .. } = &self.data {
             if options.max_pixels == 0 {
-                return Err(RecipeError::ZeroCount { field: "data.options.max_pixels" });
+                return Err(RecipeError::ZeroCount {
+                    field: "data.options.max_pixels",
+                });
             }
         }
         if let Some(a) = &self.views.image {
             let [lo, hi] = a.crop_scale;
             if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-                return Err(RecipeError::BadRange { field: "views.image.crop_scale", lo, hi, rule: "need 0 < lo <= hi <= 1" });
+                return Err(RecipeError::BadRange {
+                    field: "views.image.crop_scale",
+                    lo,
+                    hi,
+                    rule: "need 0 < lo <= hi <= 1",
+                });
             }
             let [lo, hi] = a.crop_ratio;
             if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-                return Err(RecipeError::BadRange { field: "views.image.crop_ratio", lo, hi, rule: "need 0 < lo <= hi" });
+                return Err(RecipeError::BadRange {
+                    field: "views.image.crop_ratio",
+                    lo,
+                    hi,
+                    rule: "need 0 < lo <= hi",
+                });
             }
             let [lo, hi] = a.blur_sigma;
             if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-                return Err(RecipeError::BadRange { field: "views.image.blur_sigma", lo, hi, rule: "need 0 < lo <= hi" });
+                return Err(RecipeError::BadRange {
+                    field: "views.image.blur_sigma",
+                    lo,
+                    hi,
+                    rule: "need 0 < lo <= hi",
+                });
             }
             for (f, p) in [
                 ("views.image.hflip_p", a.hflip_p),
@@ -146,11 +183,20 @@ impl Recipe {
             ] {
                 probability(f, p)?;
             }
-            for (f, v) in [("views.image.brightness", a.brightness), ("views.image.contrast", a.contrast), ("views.image.saturation", a.saturation)] {
+            for (f, v) in [
+                ("views.image.brightness", a.brightness),
+                ("views.image.contrast", a.contrast),
+                ("views.image.saturation", a.saturation),
+            ] {
                 non_negative(f, v)?;
             }
             if !(0.0..=0.5).contains(&a.hue) {
-                return Err(RecipeError::BadRange { field: "views.image.hue", lo: a.hue, hi: a.hue, rule: "hue jitter must be in [0, 0.5]" });
+                return Err(RecipeError::BadRange {
+                    field: "views.image.hue",
+                    lo: a.hue,
+                    hi: a.hue,
+                    rule: "hue jitter must be in [0, 0.5]",
+                });
             }
             if a.blur_kernel != 0 && a.blur_kernel % 2 == 0 {
                 return Err(RecipeError::EvenBlurKernel(a.blur_kernel));
@@ -167,8 +213,12 @@ impl Recipe {
             non_negative("views.table.noise_std", t.noise_std)?;
         }
         match &self.encoder {
-            crate::encoders::EncoderConfig::Mlp { dims, .. } => widths("encoder.dims", dims.iter().copied()),
-            crate::encoders::EncoderConfig::SmallCnn { widths: w } => widths("encoder.widths", w.iter().copied()),
+            crate::encoders::EncoderConfig::Mlp { dims, .. } => {
+                widths("encoder.dims", dims.iter().copied())
+            }
+            crate::encoders::EncoderConfig::SmallCnn { widths: w } => {
+                widths("encoder.widths", w.iter().copied())
+            }
             crate::encoders::EncoderConfig::Resnet18 { width } => widths("encoder.width", [*width]),
         }
     }
@@ -182,10 +232,17 @@ impl Recipe {
                 }
             }
         }
-        widths("method.projector", self.method.projector().iter().map(|b| b.dim))?;
+        widths(
+            "method.projector",
+            self.method.projector().iter().map(|b| b.dim),
+        )?;
         let min = self.method.min_batch();
         if self.train.batch_size < min {
-            return Err(RecipeError::BatchTooSmall { method: self.method.name(), batch: self.train.batch_size, min });
+            return Err(RecipeError::BatchTooSmall {
+                method: self.method.name(),
+                batch: self.train.batch_size,
+                min,
+            });
         }
         Ok(())
     }
@@ -206,19 +263,26 @@ impl Recipe {
                     return Err(RecipeError::MomentumOutOfRange(*momentum));
                 }
             }
-            OptimizerConfig::Adam { betas, eps, .. } | OptimizerConfig::Adamw { betas, eps, .. } => {
+            OptimizerConfig::Adam { betas, eps, .. }
+            | OptimizerConfig::Adamw { betas, eps, .. } => {
                 if !betas.iter().all(|b| (0.0..1.0).contains(b)) {
                     return Err(RecipeError::BetasOutOfRange(*betas));
                 }
                 non_negative("train.optimizer.eps", *eps)?;
             }
         }
-        if let OptimizerConfig::Lars { trust_coefficient, .. } = &t.optimizer {
+        if let OptimizerConfig::Lars {
+            trust_coefficient, ..
+        } = &t.optimizer
+        {
             non_negative("train.optimizer.trust_coefficient", *trust_coefficient)?;
         }
         non_negative("train.warmup_epochs", t.warmup_epochs)?;
         if t.warmup_epochs > t.epochs as f64 {
-            return Err(RecipeError::WarmupTooLong { warmup: t.warmup_epochs, epochs: t.epochs });
+            return Err(RecipeError::WarmupTooLong {
+                warmup: t.warmup_epochs,
+                epochs: t.epochs,
+            });
         }
         non_negative("train.final_lr", t.final_lr)?;
         if let Some(c) = t.grad_clip {
@@ -237,10 +301,14 @@ impl Recipe {
             }
         }
         if t.log_every == 0 {
-            return Err(RecipeError::ZeroCount { field: "train.log_every" });
+            return Err(RecipeError::ZeroCount {
+                field: "train.log_every",
+            });
         }
         if t.max_steps == Some(0) {
-            return Err(RecipeError::ZeroCount { field: "train.max_steps" });
+            return Err(RecipeError::ZeroCount {
+                field: "train.max_steps",
+            });
         }
         Ok(())
     }

@@ -23,7 +23,10 @@ const MANIFEST: &str = "manifest.json";
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: no manifest.json (an incomplete checkpoint)")]
     NoManifest { path: PathBuf },
     #[error("{path}: unreadable manifest: {message}")]
@@ -31,7 +34,12 @@ pub enum CheckpointError {
     #[error("{path}: format version {found}, this build reads {FORMAT_VERSION}")]
     Version { path: PathBuf, found: u32 },
     #[error("{path}: {file} has {found} bytes, the manifest says {expected} (truncated?)")]
-    Size { path: PathBuf, file: String, found: u64, expected: u64 },
+    Size {
+        path: PathBuf,
+        file: String,
+        found: u64,
+        expected: u64,
+    },
     #[error("{path}: {file} fails its blake3 checksum (corrupted)")]
     Checksum { path: PathBuf, file: String },
     #[error("{path}: {message}")]
@@ -41,7 +49,10 @@ pub enum CheckpointError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Where training stands; everything besides tensors that shapes the rest of the run.
@@ -103,7 +114,10 @@ fn sync_dir(dir: &Path) {
 
 fn hash_file(path: &Path) -> Result<FileEntry, CheckpointError> {
     let bytes = fs::read(path).map_err(io(path))?;
-    Ok(FileEntry { blake3: blake3::hash(&bytes).to_hex().to_string(), bytes: bytes.len() as u64 })
+    Ok(FileEntry {
+        blake3: blake3::hash(&bytes).to_hex().to_string(),
+        bytes: bytes.len() as u64,
+    })
 }
 
 /// Writes a checkpoint of `vs`, the optimiser buffers and `state` under `root`, then points
@@ -125,24 +139,40 @@ pub fn save(
 
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let content = |e: tch::TchError| CheckpointError::Content { path: tmp.clone(), message: e.to_string() };
+    let content = |e: tch::TchError| CheckpointError::Content {
+        path: tmp.clone(),
+        message: e.to_string(),
+    };
     let model_path = tmp.join(MODEL);
     Tensor::write_safetensors(&vars, &model_path).map_err(content)?;
     let opt_path = tmp.join(OPTIMIZER);
     Tensor::write_safetensors(optimizer, &opt_path).map_err(content)?;
-    let state_json = serde_json::to_vec_pretty(state).map_err(|e| CheckpointError::Content { path: tmp.clone(), message: e.to_string() })?;
+    let state_json = serde_json::to_vec_pretty(state).map_err(|e| CheckpointError::Content {
+        path: tmp.clone(),
+        message: e.to_string(),
+    })?;
     write_synced(&tmp.join(STATE), &state_json)?;
 
     let mut files = BTreeMap::new();
     for f in [MODEL, OPTIMIZER, STATE] {
         let p = tmp.join(f);
         if f != STATE {
-            fs::File::open(&p).and_then(|h| h.sync_all()).map_err(io(&p))?;
+            fs::File::open(&p)
+                .and_then(|h| h.sync_all())
+                .map_err(io(&p))?;
         }
         files.insert(f.to_string(), hash_file(&p)?);
     }
-    let manifest = Manifest { format_version: FORMAT_VERSION, step: state.step, files };
-    let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Content { path: tmp.clone(), message: e.to_string() })?;
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        step: state.step,
+        files,
+    };
+    let manifest_json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Content {
+            path: tmp.clone(),
+            message: e.to_string(),
+        })?;
     write_synced(&tmp.join(MANIFEST), &manifest_json)?;
     sync_dir(&tmp);
 
@@ -189,31 +219,63 @@ fn prune(root: &Path, keep: usize, protect: &str) -> Result<(), CheckpointError>
 pub fn load(path: &Path) -> Result<Loaded, CheckpointError> {
     let mpath = path.join(MANIFEST);
     if !mpath.exists() {
-        return Err(CheckpointError::NoManifest { path: path.to_path_buf() });
+        return Err(CheckpointError::NoManifest {
+            path: path.to_path_buf(),
+        });
     }
     let bytes = fs::read(&mpath).map_err(io(&mpath))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| CheckpointError::BadManifest { path: mpath.clone(), message: e.to_string() })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| CheckpointError::BadManifest {
+            path: mpath.clone(),
+            message: e.to_string(),
+        })?;
     if manifest.format_version != FORMAT_VERSION {
-        return Err(CheckpointError::Version { path: path.to_path_buf(), found: manifest.format_version });
+        return Err(CheckpointError::Version {
+            path: path.to_path_buf(),
+            found: manifest.format_version,
+        });
     }
     for f in [MODEL, OPTIMIZER, STATE] {
         let Some(entry) = manifest.files.get(f) else {
-            return Err(CheckpointError::BadManifest { path: mpath.clone(), message: format!("{f} not listed") });
+            return Err(CheckpointError::BadManifest {
+                path: mpath.clone(),
+                message: format!("{f} not listed"),
+            });
         };
         let actual = hash_file(&path.join(f))?;
         if actual.bytes != entry.bytes {
-            return Err(CheckpointError::Size { path: path.to_path_buf(), file: f.into(), found: actual.bytes, expected: entry.bytes });
+            return Err(CheckpointError::Size {
+                path: path.to_path_buf(),
+                file: f.into(),
+                found: actual.bytes,
+                expected: entry.bytes,
+            });
         }
         if actual.blake3 != entry.blake3 {
-            return Err(CheckpointError::Checksum { path: path.to_path_buf(), file: f.into() });
+            return Err(CheckpointError::Checksum {
+                path: path.to_path_buf(),
+                file: f.into(),
+            });
         }
     }
-    let content = |e: tch::TchError| CheckpointError::Content { path: path.to_path_buf(), message: e.to_string() };
+    let content = |e: tch::TchError| CheckpointError::Content {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let model = Tensor::read_safetensors(path.join(MODEL)).map_err(content)?;
     let optimizer = Tensor::read_safetensors(path.join(OPTIMIZER)).map_err(content)?;
     let sbytes = fs::read(path.join(STATE)).map_err(io(path))?;
-    let state: TrainState = serde_json::from_slice(&sbytes).map_err(|e| CheckpointError::Content { path: path.to_path_buf(), message: e.to_string() })?;
-    Ok(Loaded { path: path.to_path_buf(), model, optimizer, state })
+    let state: TrainState =
+        serde_json::from_slice(&sbytes).map_err(|e| CheckpointError::Content {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        model,
+        optimizer,
+        state,
+    })
 }
 
 /// The checkpoint `latest` points to if it verifies; otherwise the newest one that does, with a
@@ -234,27 +296,44 @@ pub fn load_latest(root: &Path) -> Result<Option<Loaded>, CheckpointError> {
             Err(e) => tracing::warn!("skipping invalid checkpoint: {e}"),
         }
     }
-    Err(CheckpointError::NoneValid { dir: root.to_path_buf() })
+    Err(CheckpointError::NoneValid {
+        dir: root.to_path_buf(),
+    })
 }
 
 /// Copies checkpointed values into the variables of `vs` (names and shapes must match exactly).
-pub fn restore_model(vs: &VarStore, model: &[(String, Tensor)], origin: &Path) -> Result<(), CheckpointError> {
-    let err = |message: String| CheckpointError::Content { path: origin.to_path_buf(), message };
+pub fn restore_model(
+    vs: &VarStore,
+    model: &[(String, Tensor)],
+    origin: &Path,
+) -> Result<(), CheckpointError> {
+    let err = |message: String| CheckpointError::Content {
+        path: origin.to_path_buf(),
+        message,
+    };
     let mut vars = vs.variables();
     let _guard = tch::no_grad_guard();
     for (name, t) in model {
         let Some(v) = vars.get_mut(name) else {
-            return Err(err(format!("the checkpoint has {name}, the model does not (different architecture?)")));
+            return Err(err(format!(
+                "the checkpoint has {name}, the model does not (different architecture?)"
+            )));
         };
         if v.size() != t.size() {
-            return Err(err(format!("{name}: shape {:?} in the checkpoint, {:?} in the model", t.size(), v.size())));
+            return Err(err(format!(
+                "{name}: shape {:?} in the checkpoint, {:?} in the model",
+                t.size(),
+                v.size()
+            )));
         }
         let _ = v.copy_(t);
     }
     if vars.len() != model.len() {
         let have: std::collections::HashSet<&String> = model.iter().map(|(n, _)| n).collect();
         let missing: Vec<&String> = vars.keys().filter(|k| !have.contains(k)).collect();
-        return Err(err(format!("the checkpoint lacks {missing:?} (different architecture?)")));
+        return Err(err(format!(
+            "the checkpoint lacks {missing:?} (different architecture?)"
+        )));
     }
     Ok(())
 }
@@ -265,12 +344,23 @@ mod tests {
     use tch::{Device, Kind};
 
     fn state(step: u64) -> TrainState {
-        TrainState { step, epoch: 0, step_in_epoch: step, optimizer_steps: step, nan_skips: 0, recipe_hash: "r".into(), data_fingerprint: "d".into(), best_monitor: None }
+        TrainState {
+            step,
+            epoch: 0,
+            step_in_epoch: step,
+            optimizer_steps: step,
+            nan_skips: 0,
+            recipe_hash: "r".into(),
+            data_fingerprint: "d".into(),
+            best_monitor: None,
+        }
     }
 
     fn store() -> VarStore {
         let vs = VarStore::new(Device::Cpu);
-        let _ = vs.root().var_copy("a", &Tensor::from_slice(&[1.0f32, 2.0, 3.0]));
+        let _ = vs
+            .root()
+            .var_copy("a", &Tensor::from_slice(&[1.0f32, 2.0, 3.0]));
         let _ = vs.root().zeros_no_train("running", &[2]);
         vs
     }
@@ -279,7 +369,10 @@ mod tests {
     fn round_trip_latest_and_retention() {
         let dir = tempfile::tempdir().unwrap();
         let vs = store();
-        let opt = vec![("a/exp_avg".to_string(), Tensor::from_slice(&[0.5f32, 0.5, 0.5]))];
+        let opt = vec![(
+            "a/exp_avg".to_string(),
+            Tensor::from_slice(&[0.5f32, 0.5, 0.5]),
+        )];
         for s in [1, 2, 3, 4] {
             save(dir.path(), &vs, &opt, &state(s), 2).unwrap();
         }

@@ -15,16 +15,17 @@ impl MetricsLog {
     /// by the interrupted run are dropped first, so the history reads as one uninterrupted run.
     pub fn open(path: &Path, resume_step: Option<u64>) -> Result<Self> {
         if let (Some(step), true) = (resume_step, path.exists()) {
-            let kept: Vec<String> = BufReader::new(File::open(path).with_context(|| format!("{}", path.display()))?)
-                .lines()
-                .map_while(|l| l.ok())
-                .filter(|l| {
-                    serde_json::from_str::<Value>(l)
-                        .ok()
-                        .and_then(|v| v.get("step").and_then(Value::as_u64))
-                        .is_some_and(|s| s <= step)
-                })
-                .collect();
+            let kept: Vec<String> =
+                BufReader::new(File::open(path).with_context(|| format!("{}", path.display()))?)
+                    .lines()
+                    .map_while(|l| l.ok())
+                    .filter(|l| {
+                        serde_json::from_str::<Value>(l)
+                            .ok()
+                            .and_then(|v| v.get("step").and_then(Value::as_u64))
+                            .is_some_and(|s| s <= step)
+                    })
+                    .collect();
             let tmp = path.with_extension("jsonl.tmp");
             let mut f = File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
             for l in kept {
@@ -33,12 +34,20 @@ impl MetricsLog {
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("{}", path.display()))?;
-        Ok(MetricsLog { path: path.to_path_buf(), file })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     pub fn write(&mut self, record: &Value) -> Result<()> {
-        writeln!(self.file, "{record}").with_context(|| format!("writing {}", self.path.display()))?;
+        writeln!(self.file, "{record}")
+            .with_context(|| format!("writing {}", self.path.display()))?;
         self.file.flush()?;
         Ok(())
     }
@@ -52,7 +61,8 @@ pub fn read(path: &Path) -> Result<Vec<Value>> {
         .enumerate()
         .map(|(i, l)| {
             let l = l?;
-            serde_json::from_str(&l).with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))
+            serde_json::from_str(&l)
+                .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))
         })
         .collect()
 }
@@ -73,7 +83,11 @@ mod tests {
         drop(m);
         let mut m = MetricsLog::open(&p, Some(20)).unwrap();
         m.write(&json!({"step": 30, "loss": 0.5})).unwrap();
-        let steps: Vec<u64> = read(&p).unwrap().iter().map(|v| v["step"].as_u64().unwrap()).collect();
+        let steps: Vec<u64> = read(&p)
+            .unwrap()
+            .iter()
+            .map(|v| v["step"].as_u64().unwrap())
+            .collect();
         assert_eq!(steps, vec![10, 20, 30]);
         assert_eq!(read(&p).unwrap()[2]["loss"], 0.5);
     }

@@ -110,11 +110,21 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(cfg: OptimizerConfig, vs: &VarStore) -> Self {
-        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut params: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let buffers: &[&str] = match cfg {
-            OptimizerConfig::Adam { .. } | OptimizerConfig::Adamw { .. } => &["exp_avg", "exp_avg_sq"],
-            OptimizerConfig::Sgd { momentum, .. } | OptimizerConfig::Lars { momentum, .. } if momentum > 0.0 => &["momentum"],
+            OptimizerConfig::Adam { .. } | OptimizerConfig::Adamw { .. } => {
+                &["exp_avg", "exp_avg_sq"]
+            }
+            OptimizerConfig::Sgd { momentum, .. } | OptimizerConfig::Lars { momentum, .. }
+                if momentum > 0.0 =>
+            {
+                &["momentum"]
+            }
             _ => &[],
         };
         let mut state = BTreeMap::new();
@@ -123,7 +133,12 @@ impl Optimizer {
                 state.insert(format!("{name}/{b}"), p.zeros_like());
             }
         }
-        Optimizer { cfg, params, state, steps: 0 }
+        Optimizer {
+            cfg,
+            params,
+            state,
+            steps: 0,
+        }
     }
 
     pub fn config(&self) -> &OptimizerConfig {
@@ -158,7 +173,10 @@ impl Optimizer {
     /// Scales gradients so that their global norm is at most `max_norm` (no host sync).
     pub fn clip_grad_norm(&mut self, norm: &Tensor, max_norm: f64) {
         let _guard = tch::no_grad_guard();
-        let coef = (norm + 1e-6).reciprocal().g_mul_scalar(max_norm).clamp_max(1.0);
+        let coef = (norm + 1e-6)
+            .reciprocal()
+            .g_mul_scalar(max_norm)
+            .clamp_max(1.0);
         for (_, p) in &self.params {
             let mut g = p.grad();
             if g.defined() {
@@ -178,22 +196,52 @@ impl Optimizer {
                 continue;
             }
             match self.cfg {
-                OptimizerConfig::Sgd { momentum, weight_decay, nesterov, .. } => {
-                    let g = if weight_decay != 0.0 { &g + &*p * weight_decay } else { g };
+                OptimizerConfig::Sgd {
+                    momentum,
+                    weight_decay,
+                    nesterov,
+                    ..
+                } => {
+                    let g = if weight_decay != 0.0 {
+                        &g + &*p * weight_decay
+                    } else {
+                        g
+                    };
                     let d = momentum_direction(&mut self.state, name, g, momentum, nesterov);
                     let _ = p.g_sub_(&(d * lr));
                 }
-                OptimizerConfig::Adam { betas, eps, weight_decay, .. } | OptimizerConfig::Adamw { betas, eps, weight_decay, .. } => {
+                OptimizerConfig::Adam {
+                    betas,
+                    eps,
+                    weight_decay,
+                    ..
+                }
+                | OptimizerConfig::Adamw {
+                    betas,
+                    eps,
+                    weight_decay,
+                    ..
+                } => {
                     let decoupled = matches!(self.cfg, OptimizerConfig::Adamw { .. });
-                    let g = if weight_decay != 0.0 && !decoupled { &g + &*p * weight_decay } else { g };
+                    let g = if weight_decay != 0.0 && !decoupled {
+                        &g + &*p * weight_decay
+                    } else {
+                        g
+                    };
                     if decoupled && weight_decay != 0.0 {
                         let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
                     }
                     let [b1, b2] = betas;
-                    let m = &mut self.state.get_mut(&format!("{name}/exp_avg")).expect("state made in new()");
+                    let m = &mut self
+                        .state
+                        .get_mut(&format!("{name}/exp_avg"))
+                        .expect("state made in new()");
                     let _ = m.lerp_(&g, 1.0 - b1);
                     let m = m.shallow_clone();
-                    let v = self.state.get_mut(&format!("{name}/exp_avg_sq")).expect("state made in new()");
+                    let v = self
+                        .state
+                        .get_mut(&format!("{name}/exp_avg_sq"))
+                        .expect("state made in new()");
                     let _ = v.g_mul_scalar_(b2);
                     let _ = v.g_add_(&(g.square() * (1.0 - b2)));
                     let bc1 = 1.0 - b1.powi(t);
@@ -201,7 +249,13 @@ impl Optimizer {
                     let denom = v.sqrt() / bc2.sqrt() + eps;
                     let _ = p.g_sub_(&(m / denom * (lr / bc1)));
                 }
-                OptimizerConfig::Lars { momentum, weight_decay, trust_coefficient, exclude_bias_and_norm, .. } => {
+                OptimizerConfig::Lars {
+                    momentum,
+                    weight_decay,
+                    trust_coefficient,
+                    exclude_bias_and_norm,
+                    ..
+                } => {
                     let adapt = !(exclude_bias_and_norm && p.dim() <= 1);
                     let mut g = g;
                     if adapt {
@@ -211,7 +265,10 @@ impl Optimizer {
                         // trust = η‖w‖/‖g‖, or 1 where either norm is zero (LARS paper, eq. 6).
                         let wn = p.norm();
                         let gn = g.norm();
-                        let ratio = (&wn * trust_coefficient / &gn).where_self(&(wn.gt(0.0).logical_and(&gn.gt(0.0))), &Tensor::ones_like(&wn));
+                        let ratio = (&wn * trust_coefficient / &gn).where_self(
+                            &(wn.gt(0.0).logical_and(&gn.gt(0.0))),
+                            &Tensor::ones_like(&wn),
+                        );
                         g = g * ratio;
                     }
                     let d = momentum_direction(&mut self.state, name, g, momentum, false);
@@ -223,7 +280,10 @@ impl Optimizer {
 
     /// Everything needed to continue exactly: the buffers, named, and the step count.
     pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        self.state.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect()
+        self.state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect()
     }
 
     /// Restores buffers saved by [`Optimizer::state_tensors`]; names and shapes must match.
@@ -235,7 +295,11 @@ impl Optimizer {
                 Some(t) if t.size() == v.size() => {
                     let _ = v.copy_(&t);
                 }
-                Some(t) => bail!("optimizer state {k}: shape {:?} in the checkpoint, {:?} in the model", t.size(), v.size()),
+                Some(t) => bail!(
+                    "optimizer state {k}: shape {:?} in the checkpoint, {:?} in the model",
+                    t.size(),
+                    v.size()
+                ),
                 None => bail!("optimizer state {k} missing from the checkpoint"),
             }
         }
@@ -249,11 +313,19 @@ impl Optimizer {
 
 /// Heavy-ball momentum buffer update `buf = μ·buf + g` (first step: `buf = g`, as PyTorch);
 /// returns the step direction.
-fn momentum_direction(state: &mut BTreeMap<String, Tensor>, name: &str, g: Tensor, momentum: f64, nesterov: bool) -> Tensor {
+fn momentum_direction(
+    state: &mut BTreeMap<String, Tensor>,
+    name: &str,
+    g: Tensor,
+    momentum: f64,
+    nesterov: bool,
+) -> Tensor {
     if momentum == 0.0 {
         return g;
     }
-    let buf = state.get_mut(&format!("{name}/momentum")).expect("state made in new()");
+    let buf = state
+        .get_mut(&format!("{name}/momentum"))
+        .expect("state made in new()");
     let _ = buf.g_mul_scalar_(momentum);
     let _ = buf.g_add_(&g);
     if nesterov {
@@ -296,7 +368,15 @@ mod tests {
     #[test]
     fn sgd_momentum_matches_hand_computation() {
         let (vs, p) = one_param(&[1.0, -2.0]);
-        let mut o = Optimizer::new(OptimizerConfig::Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0, nesterov: false }, &vs);
+        let mut o = Optimizer::new(
+            OptimizerConfig::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 0.0,
+                nesterov: false,
+            },
+            &vs,
+        );
         set_grad(&p, &[1.0, 2.0]);
         o.step(0.1); // buf = g; p = p - 0.1 g
         close(&values(&p), &[0.9, -2.2]);
@@ -309,7 +389,15 @@ mod tests {
     fn adam_first_step_moves_by_lr_and_adamw_decays() {
         // Adam's first step is lr·g/|g| (bias-corrected moments are g and g²), up to eps.
         let (vs, p) = one_param(&[1.0, -2.0]);
-        let mut o = Optimizer::new(OptimizerConfig::Adam { lr: 0.01, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.0 }, &vs);
+        let mut o = Optimizer::new(
+            OptimizerConfig::Adam {
+                lr: 0.01,
+                betas: [0.9, 0.999],
+                eps: 1e-8,
+                weight_decay: 0.0,
+            },
+            &vs,
+        );
         set_grad(&p, &[0.5, -3.0]);
         o.step(0.01);
         close(&values(&p), &[0.99, -1.99]);
@@ -319,7 +407,15 @@ mod tests {
         close(&values(&p), &[0.98, -1.98]);
 
         let (vs, p) = one_param(&[1.0]);
-        let mut o = Optimizer::new(OptimizerConfig::Adamw { lr: 0.1, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.5 }, &vs);
+        let mut o = Optimizer::new(
+            OptimizerConfig::Adamw {
+                lr: 0.1,
+                betas: [0.9, 0.999],
+                eps: 1e-8,
+                weight_decay: 0.5,
+            },
+            &vs,
+        );
         set_grad(&p, &[2.0]);
         o.step(0.1); // p·(1 − 0.1·0.5) − 0.1·sign(g)
         close(&values(&p), &[0.95 - 0.1]);
@@ -328,13 +424,23 @@ mod tests {
     #[test]
     fn lars_scales_by_trust_ratio_and_skips_biases() {
         let vs = VarStore::new(Device::Cpu);
-        let w = vs.root().var_copy("w", &Tensor::from_slice(&[3.0f32, 4.0]).view([1, 2])); // ‖w‖ = 5
+        let w = vs
+            .root()
+            .var_copy("w", &Tensor::from_slice(&[3.0f32, 4.0]).view([1, 2])); // ‖w‖ = 5
         let b = vs.root().var_copy("b", &Tensor::from_slice(&[1.0f32]));
         let mut o = Optimizer::new(
-            OptimizerConfig::Lars { lr: 1.0, momentum: 0.0, weight_decay: 0.0, trust_coefficient: 0.01, exclude_bias_and_norm: true },
+            OptimizerConfig::Lars {
+                lr: 1.0,
+                momentum: 0.0,
+                weight_decay: 0.0,
+                trust_coefficient: 0.01,
+                exclude_bias_and_norm: true,
+            },
             &vs,
         );
-        ((&w * Tensor::from_slice(&[0.0f32, 2.0]).view([1, 2])).sum(Kind::Float) + (&b * 2.0).sum(Kind::Float)).backward(); // ‖g‖ = 2
+        ((&w * Tensor::from_slice(&[0.0f32, 2.0]).view([1, 2])).sum(Kind::Float)
+            + (&b * 2.0).sum(Kind::Float))
+        .backward(); // ‖g‖ = 2
         o.step(1.0);
         // w: g·(0.01·5/2) = [0, 0.05]; b: unadapted, −2.
         close(&values(&w.view([-1])), &[3.0, 3.95]);
@@ -344,7 +450,15 @@ mod tests {
     #[test]
     fn clipping_bounds_the_global_norm() {
         let (vs, p) = one_param(&[0.0, 0.0]);
-        let mut o = Optimizer::new(OptimizerConfig::Sgd { lr: 1.0, momentum: 0.0, weight_decay: 0.0, nesterov: false }, &vs);
+        let mut o = Optimizer::new(
+            OptimizerConfig::Sgd {
+                lr: 1.0,
+                momentum: 0.0,
+                weight_decay: 0.0,
+                nesterov: false,
+            },
+            &vs,
+        );
         set_grad(&p, &[3.0, 4.0]);
         let n = o.grad_norm();
         assert!((f64::try_from(&n).unwrap() - 5.0).abs() < 1e-6);
@@ -355,19 +469,31 @@ mod tests {
     #[test]
     fn state_round_trips_and_mismatches_are_refused() {
         let (vs, p) = one_param(&[1.0, 2.0]);
-        let cfg = OptimizerConfig::Adamw { lr: 0.1, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0.0 };
+        let cfg = OptimizerConfig::Adamw {
+            lr: 0.1,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 0.0,
+        };
         let mut o = Optimizer::new(cfg.clone(), &vs);
         set_grad(&p, &[1.0, 1.0]);
         o.step(0.1);
         let saved = o.state_tensors();
         let (vs2, _) = one_param(&[0.0, 0.0]);
         let mut o2 = Optimizer::new(cfg.clone(), &vs2);
-        o2.load_state(saved.iter().map(|(k, v)| (k.clone(), v.copy())).collect(), o.steps).unwrap();
+        o2.load_state(
+            saved.iter().map(|(k, v)| (k.clone(), v.copy())).collect(),
+            o.steps,
+        )
+        .unwrap();
         for ((k1, a), (k2, b)) in o.state_tensors().iter().zip(o2.state_tensors().iter()) {
             assert_eq!(k1, k2);
             assert!(a.equal(b));
         }
-        let bad = vec![("w/exp_avg".to_string(), Tensor::zeros([3], (Kind::Float, Device::Cpu)))];
+        let bad = vec![(
+            "w/exp_avg".to_string(),
+            Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+        )];
         assert!(o2.load_state(bad, 1).is_err());
         let _ = nn::VarStore::new(Device::Cpu);
     }

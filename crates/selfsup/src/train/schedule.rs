@@ -32,7 +32,10 @@ impl LrSchedule {
             Decay::Cosine => {
                 let span = self.total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
                 let t = ((step - self.warmup_steps) as f64 / span).min(1.0);
-                self.final_lr + 0.5 * (self.base_lr - self.final_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+                self.final_lr
+                    + 0.5
+                        * (self.base_lr - self.final_lr)
+                        * (1.0 + (std::f64::consts::PI * t).cos())
             }
         }
     }
@@ -44,7 +47,13 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine() {
-        let s = LrSchedule { base_lr: 1.0, warmup_steps: 10, total_steps: 110, decay: Decay::Cosine, final_lr: 0.0 };
+        let s = LrSchedule {
+            base_lr: 1.0,
+            warmup_steps: 10,
+            total_steps: 110,
+            decay: Decay::Cosine,
+            final_lr: 0.0,
+        };
         assert!((s.lr_at(0) - 0.1).abs() < 1e-12);
         assert!((s.lr_at(9) - 1.0).abs() < 1e-12);
         assert!((s.lr_at(10) - 1.0).abs() < 1e-12);
@@ -58,7 +67,13 @@ mod tests {
 
     #[test]
     fn constant_without_warmup() {
-        let s = LrSchedule { base_lr: 0.3, warmup_steps: 0, total_steps: 5, decay: Decay::Constant, final_lr: 0.0 };
+        let s = LrSchedule {
+            base_lr: 0.3,
+            warmup_steps: 0,
+            total_steps: 5,
+            decay: Decay::Constant,
+            final_lr: 0.0,
+        };
         assert_eq!(s.lr_at(0), 0.3);
         assert_eq!(s.lr_at(100), 0.3);
     }

@@ -20,7 +20,9 @@ use tch::{nn::VarStore, Device};
 /// Why training stopped early on purpose.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainStop {
-    #[error("interrupted at step {step}; checkpoint written to {checkpoint} (continue with --resume)")]
+    #[error(
+        "interrupted at step {step}; checkpoint written to {checkpoint} (continue with --resume)"
+    )]
     Interrupted { step: u64, checkpoint: PathBuf },
     #[error("non-finite loss or gradient at step {step} ({reason}); weights were not updated. The last good checkpoint is kept")]
     NonFinite { step: u64, reason: String },
@@ -61,7 +63,10 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
     let n = ctx.source.len();
     let spe = steps_per_epoch(n, t.batch_size);
     if spe == 0 {
-        bail!("the training set has {n} samples, fewer than one batch of {}", t.batch_size);
+        bail!(
+            "the training set has {n} samples, fewer than one batch of {}",
+            t.batch_size
+        );
     }
     let total = t.epochs * spe;
     let schedule = LrSchedule {
@@ -90,8 +95,14 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             bail!("{}: the checkpoint was trained on different data (fingerprint {} vs {}); refusing to resume", c.path.display(), c.state.data_fingerprint, st.data_fingerprint);
         }
         checkpoint::restore_model(ctx.vs, &c.model, &c.path)?;
-        opt.load_state(c.optimizer, c.state.optimizer_steps).with_context(|| format!("{}", c.path.display()))?;
-        tracing::info!("resuming from {} (epoch {}, step {})", c.path.display(), c.state.epoch, c.state.step);
+        opt.load_state(c.optimizer, c.state.optimizer_steps)
+            .with_context(|| format!("{}", c.path.display()))?;
+        tracing::info!(
+            "resuming from {} (epoch {}, step {})",
+            c.path.display(),
+            c.state.epoch,
+            c.state.step
+        );
         st = c.state;
     }
     let mut metrics = MetricsLog::open(&ctx.metrics_path, Some(st.step))?;
@@ -104,13 +115,32 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
     let (mut window_loss, mut window_n, mut window_start) = (0.0, 0u64, Instant::now());
     let mut last_loss = None;
     let save = |st: &TrainState, opt: &Optimizer| -> Result<PathBuf> {
-        Ok(checkpoint::save(&ctx.checkpoints, ctx.vs, &opt.state_tensors(), st, t.keep_checkpoints)?)
+        Ok(checkpoint::save(
+            &ctx.checkpoints,
+            ctx.vs,
+            &opt.state_tensors(),
+            st,
+            t.keep_checkpoints,
+        )?)
     };
 
     while st.epoch < t.epochs {
-        let stream = BatchStream::new(ctx.source.clone(), r.seed, st.epoch, st.step_in_epoch, t.batch_size, n_views, t.workers, t.prefetch);
+        let stream = BatchStream::new(
+            ctx.source.clone(),
+            r.seed,
+            st.epoch,
+            st.step_in_epoch,
+            t.batch_size,
+            n_views,
+            t.workers,
+            t.prefetch,
+        );
         for batch in stream {
-            let views: Vec<tch::Tensor> = batch.views.iter().map(|v| v.to_device(ctx.device)).collect();
+            let views: Vec<tch::Tensor> = batch
+                .views
+                .iter()
+                .map(|v| v.to_device(ctx.device))
+                .collect();
             let lr = schedule.lr_at(st.step);
             opt.zero_grad();
             let loss = ctx.method.loss(&views);
@@ -133,16 +163,29 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 metrics.write(&json!({"step": st.step, "epoch": st.epoch, "event": "non_finite", "reason": reason}))?;
                 if t.nan_policy == NanPolicy::Stop || st.nan_skips > t.max_nan_skips {
                     bar.abandon();
-                    return Err(TrainStop::NonFinite { step: st.step, reason: format!("{reason}; {} skipped so far", st.nan_skips) }.into());
+                    return Err(TrainStop::NonFinite {
+                        step: st.step,
+                        reason: format!("{reason}; {} skipped so far", st.nan_skips),
+                    }
+                    .into());
                 }
-                tracing::warn!("step {}: {reason}; update skipped ({} of at most {})", st.step, st.nan_skips, t.max_nan_skips);
+                tracing::warn!(
+                    "step {}: {reason}; update skipped ({} of at most {})",
+                    st.step,
+                    st.nan_skips,
+                    t.max_nan_skips
+                );
             }
             st.step += 1;
             st.step_in_epoch += 1;
             bar.inc(1);
             if st.step % t.log_every == 0 {
                 let secs = window_start.elapsed().as_secs_f64();
-                let mean = if window_n > 0 { window_loss / window_n as f64 } else { f64::NAN };
+                let mean = if window_n > 0 {
+                    window_loss / window_n as f64
+                } else {
+                    f64::NAN
+                };
                 let sps = (t.log_every as usize * t.batch_size) as f64 / secs.max(1e-9);
                 metrics.write(&json!({"step": st.step, "epoch": st.epoch, "loss": mean, "lr": lr, "samples_per_s": sps}))?;
                 bar.set_message(format!("loss {mean:.4}  {sps:.0} samples/s"));
@@ -154,8 +197,13 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             if ctx.stop.load(Ordering::SeqCst) {
                 let path = save(&st, &opt)?;
                 bar.abandon();
-                metrics.write(&json!({"step": st.step, "epoch": st.epoch, "event": "interrupted"}))?;
-                return Err(TrainStop::Interrupted { step: st.step, checkpoint: path }.into());
+                metrics
+                    .write(&json!({"step": st.step, "epoch": st.epoch, "event": "interrupted"}))?;
+                return Err(TrainStop::Interrupted {
+                    step: st.step,
+                    checkpoint: path,
+                }
+                .into());
             }
             if st.step >= max_steps {
                 break;
@@ -174,8 +222,13 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 if st.best_monitor.is_none_or(|(b, _)| acc > b) {
                     st.best_monitor = Some((acc, st.epoch));
                 }
-                metrics.write(&json!({"step": st.step, "epoch": st.epoch, "monitor_knn_acc": acc}))?;
-                bar.println(format!("epoch {}: online kNN accuracy {:.2}%", st.epoch, acc * 100.0));
+                metrics
+                    .write(&json!({"step": st.step, "epoch": st.epoch, "monitor_knn_acc": acc}))?;
+                bar.println(format!(
+                    "epoch {}: online kNN accuracy {:.2}%",
+                    st.epoch,
+                    acc * 100.0
+                ));
             }
         }
         save(&st, &opt)?;
@@ -202,8 +255,10 @@ fn progress_bar(enabled: bool, total: u64, done: u64) -> indicatif::ProgressBar 
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps  {msg}  ETA {eta}")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let style = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps  {msg}  ETA {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_position(done);
     bar

@@ -27,12 +27,17 @@ impl ViewSource for ImageViews {
         self.images.len
     }
     fn sample_shape(&self) -> Vec<i64> {
-        let s = self.augments[0].output_shape(self.images.channels, self.images.height, self.images.width);
+        let s = self.augments[0].output_shape(
+            self.images.channels,
+            self.images.height,
+            self.images.width,
+        );
         s.iter().map(|&d| d as i64).collect()
     }
     fn make_view(&self, index: usize, view: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
         let im = &self.images;
-        self.augment_for(view).augment(im.image(index), im.channels, im.height, im.width, rng, out);
+        self.augment_for(view)
+            .augment(im.image(index), im.channels, im.height, im.width, rng, out);
     }
     fn make_plain(&self, index: usize, out: &mut [f32]) {
         let im = &self.images;
@@ -43,7 +48,11 @@ impl ViewSource for ImageViews {
     }
     fn n_classes(&self) -> usize {
         match &self.images.labels {
-            Some(l) => self.images.class_names.len().max(l.iter().copied().max().map_or(0, |m| m as usize + 1)),
+            Some(l) => self
+                .images
+                .class_names
+                .len()
+                .max(l.iter().copied().max().map_or(0, |m| m as usize + 1)),
             None => 0,
         }
     }

@@ -40,7 +40,16 @@ pub struct BatchStream {
 impl BatchStream {
     /// Streams batches `start..steps_per_epoch` of `epoch`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(source: Arc<dyn ViewSource>, seed: u64, epoch: u64, start: u64, batch: usize, n_views: usize, workers: usize, prefetch: usize) -> Self {
+    pub fn new(
+        source: Arc<dyn ViewSource>,
+        seed: u64,
+        epoch: u64,
+        start: u64,
+        batch: usize,
+        n_views: usize,
+        workers: usize,
+        prefetch: usize,
+    ) -> Self {
         let end = steps_per_epoch(source.len(), batch);
         let order = Arc::new(rng::epoch_permutation(seed, epoch, source.len()));
         let workers = workers.max(1);
@@ -48,7 +57,8 @@ impl BatchStream {
         let stop = Arc::new(AtomicBool::new(false));
         let handles = (0..workers)
             .map(|w| {
-                let (tx, source, order, stop) = (tx.clone(), source.clone(), order.clone(), stop.clone());
+                let (tx, source, order, stop) =
+                    (tx.clone(), source.clone(), order.clone(), stop.clone());
                 std::thread::Builder::new()
                     .name(format!("views-{w}"))
                     .spawn(move || {
@@ -65,12 +75,27 @@ impl BatchStream {
                     .expect("spawning a view worker thread")
             })
             .collect();
-        BatchStream { rx, pending: BTreeMap::new(), next: start, end, stop, workers: handles, wait: Duration::ZERO }
+        BatchStream {
+            rx,
+            pending: BTreeMap::new(),
+            next: start,
+            end,
+            stop,
+            workers: handles,
+            wait: Duration::ZERO,
+        }
     }
 }
 
 /// Builds one batch: every view of every sample, keyed so that the result is thread-independent.
-pub fn build_batch(source: &dyn ViewSource, seed: u64, epoch: u64, step_in_epoch: u64, indices: &[usize], n_views: usize) -> Batch {
+pub fn build_batch(
+    source: &dyn ViewSource,
+    seed: u64,
+    epoch: u64,
+    step_in_epoch: u64,
+    indices: &[usize],
+    n_views: usize,
+) -> Batch {
     let per = source.sample_len();
     let mut shape = vec![indices.len() as i64];
     shape.extend(source.sample_shape());
@@ -84,7 +109,11 @@ pub fn build_batch(source: &dyn ViewSource, seed: u64, epoch: u64, step_in_epoch
             Tensor::from_slice(&buf).view(shape.as_slice())
         })
         .collect();
-    Batch { step_in_epoch, views, indices: indices.to_vec() }
+    Batch {
+        step_in_epoch,
+        views,
+        indices: indices.to_vec(),
+    }
 }
 
 impl Iterator for BatchStream {
@@ -184,7 +213,10 @@ mod tests {
         assert_eq!(one, collect(3, 0));
         assert_eq!(one[4..], collect(2, 4)[..]);
         // Each sample appears at most once per epoch.
-        let mut seen: Vec<i64> = one.iter().flat_map(|b| b[..30].chunks(3).map(|c| c[0] as i64).collect::<Vec<_>>()).collect();
+        let mut seen: Vec<i64> = one
+            .iter()
+            .flat_map(|b| b[..30].chunks(3).map(|c| c[0] as i64).collect::<Vec<_>>())
+            .collect();
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), 100);

@@ -21,7 +21,11 @@ pub struct TableCorruption {
 
 impl Default for TableCorruption {
     fn default() -> Self {
-        TableCorruption { corruption_rate: 0.6, noise_std: 0.0, clean_first_view: true }
+        TableCorruption {
+            corruption_rate: 0.6,
+            noise_std: 0.0,
+            clean_first_view: true,
+        }
     }
 }
 
@@ -110,9 +114,25 @@ mod tests {
         for i in 0..n {
             values.extend([i as f32, 100.0 + i as f32, 200.0 + i as f32, (i % 3) as f32]);
         }
-        let num = |name: &str| Feature { name: name.into(), kind: FeatureKind::Numeric { mean: 0.0, std: 1.0 } };
+        let num = |name: &str| Feature {
+            name: name.into(),
+            kind: FeatureKind::Numeric {
+                mean: 0.0,
+                std: 1.0,
+            },
+        };
         TableSet {
-            features: vec![num("a"), num("b"), num("c"), Feature { name: "d".into(), kind: FeatureKind::Categorical { levels: vec!["x".into(), "y".into(), "z".into()] } }],
+            features: vec![
+                num("a"),
+                num("b"),
+                num("c"),
+                Feature {
+                    name: "d".into(),
+                    kind: FeatureKind::Categorical {
+                        levels: vec!["x".into(), "y".into(), "z".into()],
+                    },
+                },
+            ],
             values,
             n_rows: n,
             labels: None,
@@ -124,7 +144,14 @@ mod tests {
     #[test]
     fn corrupts_the_requested_fraction_from_the_marginals() {
         let t = Arc::new(table());
-        let v = TableViews { table: t.clone(), corruption: TableCorruption { corruption_rate: 0.5, noise_std: 0.0, clean_first_view: true } };
+        let v = TableViews {
+            table: t.clone(),
+            corruption: TableCorruption {
+                corruption_rate: 0.5,
+                noise_std: 0.0,
+                clean_first_view: true,
+            },
+        };
         let mut changed_total = 0;
         for i in 0..t.n_rows {
             let mut rng = ChaCha8Rng::seed_from_u64(i as u64);
@@ -139,13 +166,19 @@ mod tests {
             }
         }
         // Exactly 2 of 4 features are resampled per row; a donor equal to the row itself leaves it unchanged.
-        assert!(changed_total > 50 && changed_total <= 100, "{changed_total}");
+        assert!(
+            changed_total > 50 && changed_total <= 100,
+            "{changed_total}"
+        );
     }
 
     #[test]
     fn first_view_is_clean_and_encoding_is_one_hot() {
         let t = Arc::new(table());
-        let v = TableViews { table: t.clone(), corruption: TableCorruption::default() };
+        let v = TableViews {
+            table: t.clone(),
+            corruption: TableCorruption::default(),
+        };
         assert_eq!(v.sample_shape(), vec![6]);
         let mut out = vec![0f32; 6];
         let mut rng = ChaCha8Rng::seed_from_u64(0);

@@ -1,0 +1,105 @@
+//! The binary as a user meets it: exit codes and messages for bad recipes and bad data.
+use std::process::Command;
+
+fn selfsup(args: &[&str], dir: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_selfsup"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const TABLE_RECIPE: &str = r#"
+name = "t"
+[data]
+format = "csv"
+train = "train.csv"
+options = { header = true, label = "y" }
+[encoder]
+kind = "mlp"
+dims = [8]
+[method]
+name = "barlow_twins"
+projector = [{ dim = 8 }]
+[train]
+epochs = 1
+batch_size = 2
+optimizer = { name = "adam", lr = 1e-3 }
+"#;
+
+#[test]
+fn a_ragged_csv_row_names_file_and_line_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("train.csv"),
+        "a,b,y\n1,2,x\n3,4,y\n5,z\n7,8,x\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("r.toml"), TABLE_RECIPE).unwrap();
+    let (code, err) = selfsup(&["pretrain", "r.toml", "--quiet"], dir.path());
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("train.csv:4"), "{err}");
+    // Under --on-bad-input=skip the row is counted and training goes ahead.
+    let (code, err) = selfsup(
+        &[
+            "pretrain",
+            "r.toml",
+            "--quiet",
+            "--on-bad-input",
+            "skip",
+            "--run-dir",
+            "run",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let manifest = std::fs::read_to_string(dir.path().join("run/manifest.json")).unwrap();
+    assert!(manifest.contains("\"skipped\": 1"), "{manifest}");
+}
+
+#[test]
+fn recipe_errors_exit_2_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.toml"), TABLE_RECIPE).unwrap();
+    let (code, err) = selfsup(
+        &["pretrain", "r.toml", "--set", "train.batch_size=1"],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("batch_size = 1"), "{err}");
+    let (code, err) = selfsup(
+        &["pretrain", "r.toml", "--set", "train.epoch=1"],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("epoch"), "{err}");
+    assert!(
+        !dir.path().join("runs").exists(),
+        "no run folder for a refused recipe"
+    );
+}
+
+#[test]
+fn a_corrupt_png_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = dir.path().join("imgs/cat");
+    std::fs::create_dir_all(&imgs).unwrap();
+    std::fs::write(imgs.join("broken.png"), b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
+    let recipe = TABLE_RECIPE
+        .replace(
+            "format = \"csv\"\ntrain = \"train.csv\"\noptions = { header = true, label = \"y\" }",
+            "format = \"image_folder\"\ntrain = \"imgs\"",
+        )
+        .replace(
+            "kind = \"mlp\"\ndims = [8]",
+            "kind = \"small_cnn\"\nwidths = [4]",
+        );
+    std::fs::write(dir.path().join("r.toml"), recipe).unwrap();
+    let (code, err) = selfsup(&["pretrain", "r.toml", "--quiet"], dir.path());
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("broken.png"), "{err}");
+}
