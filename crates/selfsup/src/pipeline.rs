@@ -50,6 +50,16 @@ fn first_rows(mut t: TableSet, n: Option<usize>) -> TableSet {
     t
 }
 
+type Sources = (Arc<dyn ViewSource>, Option<Arc<dyn ViewSource>>);
+
+/// Train and test image sets as view sources, both with the recipe's augmentation.
+fn image_sources(train: ImageSet, test: Option<ImageSet>, recipe: &Recipe) -> Sources {
+    let aug = vec![recipe.image_augment()];
+    let source =
+        |s: ImageSet| Arc::new(ImageViews::new(Arc::new(s), aug.clone())) as Arc<dyn ViewSource>;
+    (source(train), test.map(source))
+}
+
 /// Reads the recipe's data. `train_limit` keeps only the first N training samples.
 pub fn prepare_data(
     recipe: &Recipe,
@@ -58,14 +68,13 @@ pub fn prepare_data(
     test_limit: Option<usize>,
 ) -> Result<Prepared> {
     let mut skipped = SkipReport::default();
-    let (train, test): (Arc<dyn ViewSource>, Option<Arc<dyn ViewSource>>) = match &recipe.data {
+    let (train, test): Sources = match &recipe.data {
         DataConfig::Idx {
             train_images,
             train_labels,
             test_images,
             test_labels,
         } => {
-            let aug = vec![recipe.image_augment()];
             let tr = first_images(
                 data::idx::load_idx(train_images, train_labels.as_deref())?,
                 train_limit,
@@ -77,17 +86,13 @@ pub fn prepare_data(
                 )),
                 None => None,
             };
-            (
-                Arc::new(ImageViews::new(Arc::new(tr), aug.clone())),
-                te.map(|t| Arc::new(ImageViews::new(Arc::new(t), aug)) as Arc<dyn ViewSource>),
-            )
+            image_sources(tr, te, recipe)
         }
         DataConfig::ImageFolder {
             train,
             test,
             options,
         } => {
-            let aug = vec![recipe.image_augment()];
             let (tr, s) = data::image_folder::load_image_folder(train, options, policy)?;
             skipped.merge(s);
             let te = match test {
@@ -98,13 +103,7 @@ pub fn prepare_data(
                 }
                 None => None,
             };
-            (
-                Arc::new(ImageViews::new(
-                    Arc::new(first_images(tr, train_limit)),
-                    aug.clone(),
-                )),
-                te.map(|t| Arc::new(ImageViews::new(Arc::new(t), aug)) as Arc<dyn ViewSource>),
-            )
+            image_sources(first_images(tr, train_limit), te, recipe)
         }
         DataConfig::Csv {
             train,
