@@ -6,6 +6,9 @@
 pub mod csv_table;
 pub mod idx;
 pub mod image_folder;
+pub mod pickle;
+pub mod planetoid;
+pub mod tu;
 
 use crate::error::DataError;
 use std::io::{Read, Seek, SeekFrom};

@@ -12,7 +12,7 @@ use crate::views::table_corruption::TableCorruption;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-mod overrides;
+pub mod overrides;
 mod validate;
 pub use validate::RecipeError;
 

@@ -1,0 +1,122 @@
+//! Times the pieces of one GraphMAE step on Cora (forward + backward of each piece).
+//! `cargo run --release --example graph_step_profile -- ../shared/data/planetoid`
+use selfsup::graph::batch::GraphBatch;
+use selfsup::graph::encoders::gat::{GatConv, GatConvConfig};
+use selfsup::graph::sparse::NodeInput;
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+
+fn time(label: &str, reps: usize, mut f: impl FnMut()) {
+    f();
+    let t = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    println!(
+        "{label:<40} {:>8.1} ms",
+        t.elapsed().as_secs_f64() * 1000.0 / reps as f64
+    );
+}
+
+fn main() {
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or("../shared/data/planetoid".into());
+    let mut g = selfsup::data::planetoid::load_planetoid(dir.as_ref(), "cora").unwrap();
+    g.features.row_normalise();
+    let b = GraphBatch::from_graph(&g, Device::Cpu);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let cfg = |i, o, h| GatConvConfig {
+        in_dim: i,
+        out: o,
+        heads: h,
+        feat_drop: 0.2,
+        attn_drop: 0.1,
+        negative_slope: 0.2,
+        residual: false,
+    };
+    let l1 = GatConv::new(&(vs.root() / "l1"), cfg(1433, 128, 4), None);
+    let l2 = GatConv::new(&(vs.root() / "l2"), cfg(512, 128, 4), None);
+    let dec = GatConv::new(&(vs.root() / "dec"), cfg(512, 1433, 1), None);
+    let h = Tensor::randn([2708, 512], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let w = Tensor::randn([512, 512], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let rows = Tensor::arange_start(0, 1354, (Kind::Int64, Device::Cpu));
+    time("layer1 sparse fwd+bwd", 10, || {
+        l1.forward(&b.input, &b.index, true)
+            .sum(Kind::Float)
+            .backward();
+    });
+    time("layer2 dense fwd+bwd", 10, || {
+        l2.forward(&NodeInput::Dense(h.shallow_clone()), &b.index, true)
+            .sum(Kind::Float)
+            .backward();
+    });
+    time("decoder rows fwd+bwd", 10, || {
+        dec.forward_rows(
+            &NodeInput::Dense(h.shallow_clone()),
+            &b.index,
+            Some(&rows),
+            true,
+        )
+        .sum(Kind::Float)
+        .backward();
+    });
+    time("e2d matmul fwd+bwd", 10, || {
+        h.matmul(&w).sum(Kind::Float).backward();
+    });
+    let feat = Tensor::randn([2708, 4, 128], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let alpha =
+        Tensor::rand([b.index.num_edges, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    time("gather*alpha+scatter fwd+bwd", 10, || {
+        b.index
+            .scatter_sum(&(b.index.gather_src(&feat) * alpha.unsqueeze(-1)))
+            .sum(Kind::Float)
+            .backward();
+    });
+    time("propagate per head fwd+bwd", 10, || {
+        let outs: Vec<Tensor> = (0..4)
+            .map(|k| {
+                b.index
+                    .propagate(&feat.select(1, k), Some(&alpha.select(1, k).contiguous()))
+            })
+            .collect();
+        Tensor::stack(&outs, 1).sum(Kind::Float).backward();
+    });
+    let s =
+        Tensor::randn([b.index.num_edges, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    time("edge softmax fwd+bwd", 10, || {
+        b.index.edge_softmax(&s).sum(Kind::Float).backward();
+    });
+    let tok = Tensor::randn([1, 1433], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let w1 = Tensor::randn([1433, 512], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    time("token rows dropout+matmul fwd+bwd", 10, || {
+        tok.expand([1286, 1433], false)
+            .dropout(0.2, true)
+            .matmul(&w1)
+            .sum(Kind::Float)
+            .backward();
+    });
+    let recipe =
+        selfsup::graph::recipe::GraphRecipe::load("recipes/graph/graphmae-cora.toml".as_ref(), &[])
+            .unwrap();
+    let vs2 = nn::VarStore::new(Device::Cpu);
+    let mut m =
+        selfsup::graph::methods::build(&recipe.method, &recipe.encoder, &vs2.root(), 1433).unwrap();
+    let mut rng = selfsup::rng::keyed(0, selfsup::rng::Stream::Method, 0, 0, 0);
+    time("graphmae loss forward", 10, || {
+        let _ = m.loss(&b, &mut rng);
+    });
+    time("graphmae loss forward+backward", 10, || {
+        m.loss(&b, &mut rng).backward();
+    });
+    let mask = selfsup::graph::masking::NodeMask::draw(2708, 0.5, 0.05, &mut rng);
+    time("mask draw + host rows", 10, || {
+        let m2 = selfsup::graph::masking::NodeMask::draw(2708, 0.5, 0.05, &mut rng);
+        let _ = selfsup::graph::sparse::SparseRows::with_row_sources(
+            &g.features,
+            &m2.row_sources(2708),
+            Device::Cpu,
+        );
+        let _ = selfsup::graph::batch::dense_rows(&g.features, Some(&mask.masked), Device::Cpu);
+    });
+}

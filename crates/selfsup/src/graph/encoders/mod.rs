@@ -1,0 +1,120 @@
+//! Message-passing encoders: GCN, GAT, GIN — stacks of layers mapping node features to node
+//! embeddings; graph-level embeddings come from a readout ([`readout`]).
+pub mod gat;
+pub mod gcn;
+pub mod gin;
+
+use crate::graph::message::EdgeIndex;
+use crate::graph::sparse::NodeInput;
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::Init, Kind, Tensor};
+
+/// Non-linearity between layers. PReLU has one learnable slope per layer (PyTorch's `nn.PReLU()`
+/// default, initial slope 0.25), as DGI and GraphMAE use.
+#[derive(Debug)]
+pub enum Activation {
+    Relu,
+    Elu,
+    Prelu(Tensor),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationKind {
+    #[default]
+    Prelu,
+    Relu,
+    Elu,
+}
+
+impl Activation {
+    pub fn new(p: &nn::Path, kind: ActivationKind) -> Self {
+        match kind {
+            ActivationKind::Relu => Activation::Relu,
+            ActivationKind::Elu => Activation::Elu,
+            ActivationKind::Prelu => Activation::Prelu(p.var("prelu", &[1], Init::Const(0.25))),
+        }
+    }
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        match self {
+            Activation::Relu => x.relu(),
+            Activation::Elu => x.elu(),
+            Activation::Prelu(w) => x.prelu(w),
+        }
+    }
+}
+
+/// Graph readout: node embeddings `[N, D]` of a batch of graphs → `[G, D]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    #[default]
+    Sum,
+    Mean,
+    Max,
+}
+
+/// Pools node rows by graph: `batch[i]` is the graph of node `i` (`[N]` int64, values < `graphs`).
+pub fn readout(x: &Tensor, batch: &Tensor, graphs: i64, pooling: Pooling) -> Tensor {
+    let d = x.size()[1];
+    let sum = Tensor::zeros([graphs, d], (x.kind(), x.device())).index_add(0, batch, x);
+    match pooling {
+        Pooling::Sum => sum,
+        Pooling::Mean => {
+            let ones = Tensor::ones([x.size()[0]], (Kind::Float, x.device()));
+            let count =
+                Tensor::zeros([graphs], (Kind::Float, x.device())).index_add(0, batch, &ones);
+            sum / count.clamp_min(1.0).unsqueeze(1)
+        }
+        Pooling::Max => {
+            Tensor::full([graphs, d], f64::NEG_INFINITY, (x.kind(), x.device()))
+                .index_reduce(0, batch, x, "amax", true)
+                // A graph without nodes would stay -inf; make it 0 rather than poison a batch.
+                .nan_to_num(0.0, 0.0, 0.0)
+        }
+    }
+}
+
+/// Any node encoder: features + edges → node embeddings `[N, D]`.
+pub trait NodeEncoder: std::fmt::Debug + Send {
+    fn forward(&self, x: &NodeInput, edges: &EdgeIndex, train: bool) -> Tensor;
+    /// Width of the output embedding.
+    fn out_dim(&self) -> i64;
+}
+
+/// Which encoder, with its sizes (recipe `[encoder]` of a graph recipe).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GraphEncoderConfig {
+    Gcn(gcn::GcnConfig),
+    Gat(gat_stack::GatConfig),
+    Gin(gin::GinConfig),
+}
+
+pub mod gat_stack;
+
+/// Builds the encoder for `in_dim` input features.
+pub fn build(cfg: &GraphEncoderConfig, p: &nn::Path, in_dim: i64) -> Box<dyn NodeEncoder> {
+    match cfg {
+        GraphEncoderConfig::Gcn(c) => Box::new(gcn::Gcn::new(p, c, in_dim)),
+        GraphEncoderConfig::Gat(c) => Box::new(gat_stack::Gat::new(p, c, in_dim, true)),
+        GraphEncoderConfig::Gin(c) => Box::new(gin::Gin::new(p, c, in_dim, true)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn readouts_pool_each_graphs_rows() {
+        let x = Tensor::from_slice(&[1f32, 2., 3., 4., 5., 6.]).reshape([3, 2]);
+        let batch = Tensor::from_slice(&[0i64, 0, 1]);
+        let v = |t: Tensor| Vec::<f32>::try_from(&t.flatten(0, 1)).unwrap();
+        assert_eq!(v(readout(&x, &batch, 2, Pooling::Sum)), [4., 6., 5., 6.]);
+        assert_eq!(v(readout(&x, &batch, 2, Pooling::Mean)), [2., 3., 5., 6.]);
+        assert_eq!(v(readout(&x, &batch, 2, Pooling::Max)), [3., 4., 5., 6.]);
+        let _ = Device::Cpu;
+    }
+}

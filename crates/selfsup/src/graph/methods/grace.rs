@@ -1,0 +1,75 @@
+//! GRACE (Zhu et al., 2020): two views by edge dropping and feature-column masking, node-level
+//! InfoNCE between the views' projections with intra- and inter-view negatives.
+//!
+//! ```text
+//! G1 = (drop_edges(A, p_e1), mask_columns(x, p_f1));  G2 likewise with (p_e2, p_f2)
+//! u = g(f(G1));  v = g(f(G2))          # f: GCN encoder, g: 2-layer ELU projection
+//! loss = ½ mean_i [ℓ(u_i, v_i) + ℓ(v_i, u_i)]
+//! ```
+use super::GraphMethod;
+use crate::graph::batch::GraphBatch;
+use crate::graph::encoders::{self, GraphEncoderConfig, NodeEncoder};
+use crate::graph::masking::{drop_edges, feature_column_mask};
+use crate::graph::objectives::grace_loss;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraceConfig {
+    pub tau: f64,
+    /// Edge drop rate of view 1 and view 2.
+    pub drop_edge: [f64; 2],
+    /// Feature-column mask rate of view 1 and view 2.
+    pub drop_feature: [f64; 2],
+    /// Hidden width of the projection head.
+    pub proj_hidden: i64,
+}
+
+#[derive(Debug)]
+pub struct Grace {
+    cfg: GraceConfig,
+    encoder: Box<dyn NodeEncoder>,
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+}
+
+impl Grace {
+    pub fn new(p: &nn::Path, cfg: &GraceConfig, encoder: &GraphEncoderConfig, in_dim: i64) -> Self {
+        let encoder = encoders::build(encoder, &(p / "encoder"), in_dim);
+        let d = encoder.out_dim();
+        Grace {
+            cfg: cfg.clone(),
+            fc1: nn::linear(p / "proj1", d, cfg.proj_hidden, Default::default()),
+            fc2: nn::linear(p / "proj2", cfg.proj_hidden, d, Default::default()),
+            encoder,
+        }
+    }
+
+    fn view(&self, b: &GraphBatch, k: usize, rng: &mut ChaCha8Rng) -> Tensor {
+        let edges = drop_edges(&b.edges, self.cfg.drop_edge[k], rng);
+        let keep: Vec<f32> = feature_column_mask(b.features.cols, self.cfg.drop_feature[k], rng)
+            .into_iter()
+            .map(|k| k as i32 as f32)
+            .collect();
+        let keep = Tensor::from_slice(&keep).to_device(b.device);
+        let z = self
+            .encoder
+            .forward(&b.input.mask_columns(&keep), &b.with_edges(&edges), true);
+        z.apply(&self.fc1).elu().apply(&self.fc2)
+    }
+}
+
+impl GraphMethod for Grace {
+    fn loss(&mut self, batch: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
+        let u = self.view(batch, 0, rng);
+        let v = self.view(batch, 1, rng);
+        grace_loss(&u, &v, self.cfg.tau)
+    }
+
+    fn embed(&self, batch: &GraphBatch) -> Tensor {
+        let _g = tch::no_grad_guard();
+        self.encoder.forward(&batch.input, &batch.index, false)
+    }
+}
