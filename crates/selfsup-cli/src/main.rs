@@ -79,6 +79,9 @@ enum Command {
         /// Write every result (per seed, with details) as JSON to this file
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write each seed's embeddings and labels as .npy files into this folder
+        #[arg(long)]
+        save_embeddings: Option<PathBuf>,
     },
     /// Write a run's representations of a split to .npy or .safetensors
     Embed {
@@ -148,6 +151,7 @@ fn run_graph_recipes(
     overrides: &[String],
     seeds: Option<u64>,
     device: tch::Device,
+    save_embeddings: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<selfsup::graph::run::GraphRunResult>> {
     use selfsup::graph::recipe::GraphRecipe;
     // Check every recipe before spending time on the first.
@@ -161,9 +165,12 @@ fn run_graph_recipes(
     }
     let mut results = Vec::new();
     for r in &parsed {
-        results.push(selfsup::graph::run::run(r, device, |line| {
-            eprintln!("{line}")
-        })?);
+        results.push(selfsup::graph::run::run(
+            r,
+            device,
+            save_embeddings,
+            |line| eprintln!("{line}"),
+        )?);
     }
     Ok(results)
 }
@@ -182,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             if is_graph_recipe(&recipe) {
                 selfsup::backend::set_threads(cli.threads);
-                let results = run_graph_recipes(&[recipe], &overrides, None, device)?;
+                let results = run_graph_recipes(&[recipe], &overrides, None, device, None)?;
                 println!("{}", selfsup::graph::run::format_results(&results));
                 return Ok(());
             }
@@ -222,9 +229,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             overrides,
             seeds,
             out,
+            save_embeddings,
         } => {
             selfsup::backend::set_threads(cli.threads);
-            let results = run_graph_recipes(&recipes, &overrides, seeds, device)?;
+            let results = run_graph_recipes(
+                &recipes,
+                &overrides,
+                seeds,
+                device,
+                save_embeddings.as_deref(),
+            )?;
             println!("{}", selfsup::graph::run::format_results(&results));
             if let Some(out) = out {
                 std::fs::write(&out, serde_json::to_string_pretty(&results)?)

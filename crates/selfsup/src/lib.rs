@@ -20,5 +20,6 @@ pub mod pipeline;
 pub mod recipe;
 pub mod rng;
 pub mod run_folder;
+pub mod torch_init;
 pub mod train;
 pub mod views;

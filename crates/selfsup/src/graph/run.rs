@@ -182,10 +182,12 @@ fn raw_features(data: &GraphData) -> Tensor {
     }
 }
 
-/// Runs every seed of `recipe`. `log` receives progress lines.
+/// Runs every seed of `recipe`. `log` receives progress lines. With `save_embeddings`, each
+/// seed's embeddings (and labels) are written there as `<recipe>-seed<k>.npy`.
 pub fn run(
     recipe: &GraphRecipe,
     device: Device,
+    save_embeddings: Option<&std::path::Path>,
     mut log: impl FnMut(&str),
 ) -> Result<GraphRunResult> {
     let start = Instant::now();
@@ -260,6 +262,14 @@ pub fn run(
                 }
             }
         };
+        if let Some(dir) = save_embeddings {
+            let labels = match &data {
+                GraphData::Nodes(g) => Tensor::from_slice(&g.node_labels),
+                GraphData::Graphs(set) => Tensor::from_slice(&set.labels),
+            };
+            let path = dir.join(format!("{}-seed{seed}.npy", recipe.name));
+            crate::export::write_embeddings(&path, &emb.to_device(Device::Cpu), Some(&labels))?;
+        }
         let (acc, details) = score(&emb, &data, &recipe.eval, seed)?;
         log(&format!(
             "  seed {seed}: {acc:.2} %  (pretraining {:.1} s, {} epochs)",

@@ -66,10 +66,10 @@ impl Gin {
                 )
             });
             layers.push(GinLayer {
-                lin1: nn::linear(&lp / "lin1", d, cfg.hidden, Default::default()),
+                lin1: crate::torch_init::linear(&lp / "lin1", d, cfg.hidden, true),
                 norm1: bn("norm1", cfg.hidden),
                 act1: Activation::new(&(&lp / "act1"), cfg.activation),
-                lin2: nn::linear(&lp / "lin2", cfg.hidden, o, Default::default()),
+                lin2: crate::torch_init::linear(&lp / "lin2", cfg.hidden, o, true),
                 post,
             });
             d = o;

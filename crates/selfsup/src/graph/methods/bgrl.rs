@@ -80,9 +80,9 @@ impl Bgrl {
             cfg: cfg.clone(),
             online,
             target,
-            pred1: nn::linear(p / "pred1", d, cfg.predictor_hidden, Default::default()),
+            pred1: crate::torch_init::linear(p / "pred1", d, cfg.predictor_hidden, true),
             pred_act: Activation::new(&(p / "pred_act"), ActivationKind::Prelu),
-            pred2: nn::linear(p / "pred2", cfg.predictor_hidden, d, Default::default()),
+            pred2: crate::torch_init::linear(p / "pred2", cfg.predictor_hidden, d, true),
             pairs,
             _target_vs: target_vs,
         }

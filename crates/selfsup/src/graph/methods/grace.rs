@@ -41,8 +41,8 @@ impl Grace {
         let d = encoder.out_dim();
         Grace {
             cfg: cfg.clone(),
-            fc1: nn::linear(p / "proj1", d, cfg.proj_hidden, Default::default()),
-            fc2: nn::linear(p / "proj2", cfg.proj_hidden, d, Default::default()),
+            fc1: crate::torch_init::linear(p / "proj1", d, cfg.proj_hidden, true),
+            fc2: crate::torch_init::linear(p / "proj2", cfg.proj_hidden, d, true),
             encoder,
         }
     }
