@@ -120,6 +120,22 @@ fn hash_file(path: &Path) -> Result<FileEntry, CheckpointError> {
     })
 }
 
+/// Fault injection for the crash-consistency tests: with `SELFSUP_FAULT=abort-in-checkpoint:N` in
+/// the environment, the process aborts (as abruptly as a power cut or SIGKILL) in the middle of
+/// writing the checkpoint of step N — after the model file, before the manifest and the rename.
+fn crash_here_if_asked(step: u64) {
+    if let Ok(spec) = std::env::var("SELFSUP_FAULT") {
+        if spec
+            .strip_prefix("abort-in-checkpoint:")
+            .and_then(|n| n.parse::<u64>().ok())
+            == Some(step)
+        {
+            eprintln!("SELFSUP_FAULT: aborting while writing the checkpoint of step {step}");
+            std::process::abort();
+        }
+    }
+}
+
 /// Writes a checkpoint of `vs`, the optimiser buffers and `state` under `root`, then points
 /// `latest` at it and prunes old ones (keeping the newest `keep`, and never `protect`).
 pub fn save(
@@ -145,6 +161,7 @@ pub fn save(
     };
     let model_path = tmp.join(MODEL);
     Tensor::write_safetensors(&vars, &model_path).map_err(content)?;
+    crash_here_if_asked(state.step);
     let opt_path = tmp.join(OPTIMIZER);
     Tensor::write_safetensors(optimizer, &opt_path).map_err(content)?;
     let state_json = serde_json::to_vec_pretty(state).map_err(|e| CheckpointError::Content {
@@ -205,14 +222,33 @@ pub fn list(root: &Path) -> Vec<String> {
     names
 }
 
+/// Deletes old checkpoints. Each is first renamed out of the `step-*` namespace (one atomic
+/// rename) and only then removed file by file, so a crash in the middle of a deletion leaves a
+/// `.trash-*` directory, never a half-deleted directory under a checkpoint's name.
 fn prune(root: &Path, keep: usize, protect: &str) -> Result<(), CheckpointError> {
     let names = list(root);
     let excess = names.len().saturating_sub(keep.max(1));
     for n in names.iter().take(excess).filter(|n| n.as_str() != protect) {
         let p = root.join(n);
-        fs::remove_dir_all(&p).map_err(io(&p))?;
+        let trash = root.join(format!(".trash-{n}"));
+        fs::rename(&p, &trash).map_err(io(&p))?;
+        sync_dir(root);
+        fs::remove_dir_all(&trash).map_err(io(&trash))?;
     }
+    remove_leftovers(root, protect);
     Ok(())
+}
+
+/// Removes what interrupted saves and deletions left behind (`.tmp-*`, `.trash-*`). Best effort:
+/// these names are never read as checkpoints, so a failure here loses nothing.
+fn remove_leftovers(root: &Path, current: &str) {
+    let current_tmp = format!(".tmp-{current}");
+    for e in fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if (name.starts_with(".tmp-step-") || name.starts_with(".trash-")) && name != current_tmp {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Loads and verifies one checkpoint directory.
