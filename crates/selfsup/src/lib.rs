@@ -12,6 +12,7 @@ pub mod encoders;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod fault;
 pub mod graph;
 pub mod heads;
 pub mod methods;

@@ -120,19 +120,13 @@ fn hash_file(path: &Path) -> Result<FileEntry, CheckpointError> {
     })
 }
 
-/// Fault injection for the crash-consistency tests: with `SELFSUP_FAULT=abort-in-checkpoint:N` in
-/// the environment, the process aborts (as abruptly as a power cut or SIGKILL) in the middle of
-/// writing the checkpoint of step N — after the model file, before the manifest and the rename.
+/// Fault injection for the crash-consistency tests (`SELFSUP_FAULT=abort-in-checkpoint:N`): abort
+/// (as abruptly as a power cut or SIGKILL) in the middle of writing the checkpoint of step N —
+/// after the model file, before the manifest and the rename.
 fn crash_here_if_asked(step: u64) {
-    if let Ok(spec) = std::env::var("SELFSUP_FAULT") {
-        if spec
-            .strip_prefix("abort-in-checkpoint:")
-            .and_then(|n| n.parse::<u64>().ok())
-            == Some(step)
-        {
-            eprintln!("SELFSUP_FAULT: aborting while writing the checkpoint of step {step}");
-            std::process::abort();
-        }
+    if crate::fault::step_of("abort-in-checkpoint") == Some(step) {
+        eprintln!("SELFSUP_FAULT: aborting while writing the checkpoint of step {step}");
+        std::process::abort();
     }
 }
 

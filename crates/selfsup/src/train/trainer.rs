@@ -124,6 +124,14 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         )?)
     };
 
+    // Non-trainable state that forward passes change (batch-norm running statistics).
+    let buffers: Vec<tch::Tensor> = ctx
+        .vs
+        .variables()
+        .into_values()
+        .filter(|v| !v.requires_grad())
+        .collect();
+    let fault_nan_step = crate::fault::step_of("nan-input-at");
     while st.epoch < t.epochs {
         let stream = BatchStream::new(
             ctx.source.clone(),
@@ -136,13 +144,22 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             t.prefetch,
         );
         for batch in stream {
-            let views: Vec<tch::Tensor> = batch
+            let mut views: Vec<tch::Tensor> = batch
                 .views
                 .iter()
                 .map(|v| v.to_device(ctx.device))
                 .collect();
+            if fault_nan_step == Some(st.step) {
+                views[0] = views[0].to_kind(tch::Kind::Float).fill(f64::NAN);
+            }
             let lr = schedule.lr_at(st.step);
             opt.zero_grad();
+            // A forward pass in training mode updates batch-norm running statistics; keep a copy
+            // so that a bad batch cannot leave NaNs there either.
+            let buffers_before: Vec<(tch::Tensor, tch::Tensor)> = buffers
+                .iter()
+                .map(|b| (b.shallow_clone(), b.copy()))
+                .collect();
             let loss = ctx.method.loss(&views);
             loss.backward();
             let norm = opt.grad_norm();
@@ -158,6 +175,11 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 window_n += 1;
                 last_loss = Some(loss_v);
             } else {
+                tch::no_grad(|| {
+                    for (b, before) in &buffers_before {
+                        b.shallow_clone().copy_(before);
+                    }
+                });
                 st.nan_skips += 1;
                 let reason = format!("loss {loss_v}, gradient norm {norm_v}");
                 metrics.write(&json!({"step": st.step, "epoch": st.epoch, "event": "non_finite", "reason": reason}))?;

@@ -1,0 +1,11 @@
+//! Fault injection for the reliability tests, read from `SELFSUP_FAULT=<kind>:<step>`:
+//! * `abort-in-checkpoint:N` — abort the process while the checkpoint of step N is half written;
+//! * `nan-input-at:N` — replace the first view of step N by NaNs (a corrupt batch).
+//!
+//! Unset (the normal case) costs one environment lookup per use.
+
+/// The step of the fault `kind`, when `SELFSUP_FAULT` asks for one.
+pub fn step_of(kind: &str) -> Option<u64> {
+    let spec = std::env::var("SELFSUP_FAULT").ok()?;
+    spec.strip_prefix(kind)?.strip_prefix(':')?.parse().ok()
+}
