@@ -1,5 +1,5 @@
 //! Typed errors for everything that comes from a user: files, recipes, command lines.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// An error in user data. Every variant names the file, and where it can, the position in it.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,15 @@ impl DataError {
         DataError::Format {
             path: path.into(),
             message: message.into(),
+        }
+    }
+    /// The file the error is about (every variant names one).
+    pub fn path(&self) -> &Path {
+        match self {
+            DataError::Io { path, .. }
+            | DataError::Format { path, .. }
+            | DataError::Record { path, .. }
+            | DataError::Empty { path, .. } => path,
         }
     }
     pub fn record(
@@ -80,9 +89,14 @@ impl std::str::FromStr for BadInputPolicy {
 /// What a reader left out under [`BadInputPolicy::Skip`].
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SkipReport {
+    /// The exact number of samples (files or records) left out.
     pub skipped: usize,
     /// The first few reasons (at most [`SkipReport::MAX_EXAMPLES`]), each naming file and position.
     pub examples: Vec<String>,
+    /// Every file that had something skipped, in the order met, each listed once: for an image
+    /// folder, exactly the skipped images; for a table, the file its skipped rows came from.
+    /// Kept in full (unlike `examples`) so that a caller can list or move every bad file.
+    pub paths: Vec<PathBuf>,
 }
 
 impl SkipReport {
@@ -94,6 +108,7 @@ impl SkipReport {
             BadInputPolicy::Fail => Err(err),
             BadInputPolicy::Skip => {
                 self.skipped += 1;
+                self.note_path(err.path());
                 if self.examples.len() < Self::MAX_EXAMPLES {
                     self.examples.push(err.to_string());
                 }
@@ -109,5 +124,54 @@ impl SkipReport {
                 self.examples.push(e);
             }
         }
+        for p in &other.paths {
+            self.note_path(p);
+        }
+    }
+
+    /// Records `path` unless it is the last one recorded: a reader meets a file's records
+    /// together, so this lists each file once without a set (and without one entry per row
+    /// of a table that is bad throughout).
+    fn note_path(&mut self, path: &Path) {
+        if self.paths.last().map(PathBuf::as_path) != Some(path) {
+            self.paths.push(path.to_path_buf());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_report_counts_exactly_and_lists_every_file_once() {
+        let mut r = SkipReport::default();
+        for i in 0..8 {
+            let e = DataError::format(format!("img{i}.png"), "bad");
+            r.handle(BadInputPolicy::Skip, e).unwrap();
+        }
+        for line in 2..5 {
+            r.handle(
+                BadInputPolicy::Skip,
+                DataError::record("t.csv", line, 1, "bad"),
+            )
+            .unwrap();
+        }
+        assert_eq!(r.skipped, 11);
+        assert_eq!(r.examples.len(), SkipReport::MAX_EXAMPLES);
+        let want: Vec<PathBuf> = (0..8)
+            .map(|i| PathBuf::from(format!("img{i}.png")))
+            .chain([PathBuf::from("t.csv")])
+            .collect();
+        assert_eq!(r.paths, want);
+        let mut total = SkipReport::default();
+        total.merge(r.clone());
+        total.merge(r);
+        assert_eq!(total.skipped, 22);
+        assert_eq!(total.paths.len(), 18);
+        let e = DataError::format("x.png", "bad");
+        assert!(SkipReport::default()
+            .handle(BadInputPolicy::Fail, e)
+            .is_err());
     }
 }

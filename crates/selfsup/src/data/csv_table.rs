@@ -29,7 +29,10 @@ pub struct CsvOptions {
     /// The label column; `None` = unlabelled.
     pub label: Option<String>,
     /// The categorical columns; `None` = automatic: a column is categorical if any non-missing
-    /// training value is not a finite number.
+    /// training value is not a number. Number-like non-finite values ("nan", "inf", "1e999") do
+    /// not make a column categorical: in a numeric column they are record errors (or skipped
+    /// under `--on-bad-input=skip`), never fed to training. A value listed in `missing` (by
+    /// default "", "?", "NA" and "NaN", as pandas and R write a missing value) is missing, not NaN.
     pub categorical: Option<Vec<String>>,
     /// Columns to drop.
     pub ignore: Vec<String>,
@@ -88,7 +91,7 @@ pub fn load_csv_fit(
             .map(|&c| {
                 raw.rows
                     .iter()
-                    .any(|r| !is_missing(opts, &r.cells[c]) && parse_finite(&r.cells[c]).is_none())
+                    .any(|r| !is_missing(opts, &r.cells[c]) && !is_number_like(&r.cells[c]))
             })
             .collect(),
     };
@@ -477,6 +480,12 @@ fn is_missing(opts: &CsvOptions, cell: &str) -> bool {
     opts.missing.iter().any(|m| m == cell)
 }
 
+/// Whether `cell` reads as a number at all, finite or not ("inf", "NaN" and "1e999" do): such a
+/// value in an otherwise numeric column is a bad number, not a category.
+fn is_number_like(cell: &str) -> bool {
+    cell.parse::<f64>().is_ok()
+}
+
 fn parse_finite(cell: &str) -> Option<f64> {
     cell.parse::<f64>().ok().filter(|v| v.is_finite())
 }
@@ -650,6 +659,38 @@ fn fit_levels(rows: &[Row], f: usize) -> FeatureKind {
     FeatureKind::Categorical { levels }
 }
 
+/// The first numeric cell of `row` that is finite as f64 but not as f32 once standardised, as a
+/// record error. Only a file encoded with another file's fit can have one (1e300 in a test file
+/// whose training std is 1); it must not reach a model as infinity.
+fn overflowing_cell(
+    path: &Path,
+    layout: &Layout,
+    row: &Row,
+    features: &[Feature],
+) -> Option<DataError> {
+    row.cells
+        .iter()
+        .zip(features)
+        .zip(&layout.features)
+        .find_map(|((cell, feature), &col)| match (&feature.kind, cell) {
+            (FeatureKind::Numeric { mean, std }, Cell::Num(x))
+                if !(((x - mean) / std) as f32).is_finite() =>
+            {
+                Some(DataError::record(
+                    path,
+                    row.line,
+                    col + 1,
+                    format!(
+                        "{x} in numeric column {:?} does not fit in f32 once standardised \
+                         (training mean {mean}, std {std})",
+                        feature.name
+                    ),
+                ))
+            }
+            _ => None,
+        })
+}
+
 /// Encodes parsed rows with a fitted schema. A label outside `label_names` is a record error;
 /// a category outside the levels becomes the missing level (or code 0) and is counted.
 #[allow(clippy::too_many_arguments)]
@@ -691,6 +732,10 @@ fn encode(
     let mut unseen: BTreeMap<usize, (usize, BTreeSet<String>)> = BTreeMap::new();
     let mut n_rows = 0;
     for row in rows {
+        if let Some(e) = overflowing_cell(path, layout, &row, &features) {
+            report.handle(policy, e)?;
+            continue;
+        }
         match &row.label {
             Label::Class(s) => match label_index.get(s.as_str()) {
                 Some(&i) => labels.push(i),
@@ -1022,6 +1067,121 @@ mod tests {
         };
         let err = load_csv_fit(&p, &o, BadInputPolicy::Fail).unwrap_err();
         assert!(err.to_string().contains("skip.csv:6:0"), "{err}");
+    }
+
+    /// A record error's position, or a panic naming what came back instead.
+    fn position(r: Result<(TableSet, SkipReport), DataError>) -> (String, usize, usize) {
+        match r {
+            Err(DataError::Record {
+                path, line, column, ..
+            }) => (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                line,
+                column,
+            ),
+            other => panic!("expected a record error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn non_finite_numbers_are_record_errors_not_categories() {
+        let d = tempfile::tempdir().unwrap();
+        // Automatic kinds: "nan" and "inf" read as numbers, so column b stays numeric and they
+        // are bad values in it (before, they turned b into a categorical column of strings).
+        for bad in ["nan", "inf", "-inf", "Infinity", "1e999", "-1E400"] {
+            let p = write(
+                d.path(),
+                "nf.csv",
+                &format!("a,b,y\n1,2,p\n3,{bad},q\n5,6,p\n7,8,q\n"),
+            );
+            let r = load_csv_fit(&p, &opts(), BadInputPolicy::Fail);
+            let e = r.as_ref().map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("not a finite number"), "{bad}: {e}");
+            assert_eq!(position(r), ("nf.csv".into(), 3, 2), "{bad}");
+            let (t, report) = load_csv_fit(&p, &opts(), BadInputPolicy::Skip).unwrap();
+            assert_eq!((t.n_rows, report.skipped), (3, 1), "{bad}");
+            assert_eq!(report.paths, vec![p.clone()]);
+            let (mean, std) = numeric(&t, 1);
+            assert!((mean - 16.0 / 3.0).abs() < 1e-12, "{mean}");
+            assert!((std - (56.0f64 / 9.0).sqrt()).abs() < 1e-12, "{std}");
+            assert!(t.values.iter().all(|v| v.is_finite()));
+        }
+        // "NaN" is a configured missing marker (pandas and R write missing values so): it is
+        // imputed, not fed as NaN. Without it in `missing`, it is an error like "nan".
+        let p = write(d.path(), "m.csv", "a,y\n1,p\nNaN,q\n3,p\n");
+        let t = fit(&p, &opts());
+        assert_eq!(column(&t, 0), [-1.0, 0.0, 1.0]);
+        let o = CsvOptions {
+            missing: vec![],
+            ..opts()
+        };
+        let r = load_csv_fit(&p, &o, BadInputPolicy::Fail);
+        assert_eq!(position(r), ("m.csv".into(), 3, 1));
+        // A real text value still makes an automatic column categorical, "nan" then a level.
+        let p = write(d.path(), "cat.csv", "a,y\nred,p\nnan,q\n");
+        assert_eq!(levels(&fit(&p, &opts()), 0), ["nan", "red"]);
+        // Every row bad: nothing left is an error under Skip, not an empty table.
+        let p = write(d.path(), "all.csv", "a,y\ninf,p\nnan,q\n");
+        let r = load_csv_fit(&p, &o, BadInputPolicy::Skip);
+        assert!(matches!(r, Err(DataError::Empty { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn test_file_non_finite_and_overflowing_values_name_line_and_column() {
+        let d = tempfile::tempdir().unwrap();
+        let train = write(d.path(), "train.csv", "a,b,y\n1,2,p\n3,4,q\n");
+        let fitted = fit(&train, &opts());
+        let cases = [
+            ("a,b,y\n1,2,p\n1,inf,q\n", 3, 2, "not a finite number"),
+            ("a,b,y\nnan,2,p\n", 2, 1, "not a finite number"),
+            // Finite in f64, infinite in f32 once standardised with the training fit.
+            (
+                "a,b,y\n1,2,p\n2,3,q\n1e300,2,p\n",
+                4,
+                1,
+                "does not fit in f32",
+            ),
+            ("a,b,y\n1,-1e39,p\n", 2, 2, "does not fit in f32"),
+            ("a,b,y\n1,x,p\n", 2, 2, "not a finite number"),
+        ];
+        for (text, line, column, msg) in cases {
+            let p = write(d.path(), "test.csv", text);
+            let r = load_csv_with(&p, &opts(), &fitted, BadInputPolicy::Fail);
+            let e = r.as_ref().map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(msg), "{text:?}: {e}");
+            assert_eq!(position(r), ("test.csv".into(), line, column), "{text:?}");
+            match load_csv_with(&p, &opts(), &fitted, BadInputPolicy::Skip) {
+                Ok((t, report)) => {
+                    assert_eq!(report.skipped, 1);
+                    assert_eq!(t.n_rows + 1, text.lines().count() - 1);
+                    assert!(t.values.iter().all(|v| v.is_finite()));
+                    assert_eq!(t.labels.as_ref().unwrap().len(), t.n_rows);
+                }
+                Err(e) => assert!(matches!(e, DataError::Empty { .. }), "{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn mistyped_cell_in_numeric_column_names_line_and_column() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "typed.csv",
+            "a,b,c,y\n1,2,3,p\n4,5,6,q\n7,8,seven,p\n",
+        );
+        let o = CsvOptions {
+            categorical: Some(vec![]),
+            ..opts()
+        };
+        let r = load_csv_fit(&p, &o, BadInputPolicy::Fail);
+        let e = r.as_ref().map(|_| ()).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:4:3: ", p.display())), "{e}");
+        assert!(
+            e.contains("\"seven\"") && e.contains("numeric column \"c\""),
+            "{e}"
+        );
+        assert_eq!(position(r), ("typed.csv".into(), 4, 3));
     }
 
     #[test]

@@ -302,10 +302,28 @@ fn decode(path: &Path, max_pixels: u64) -> Result<DynamicImage, DataError> {
             )),
         }
     };
+    // The configured budget governs the header read too: a decoder may size a row buffer from
+    // the header (a PNG declaring 2^29 × 1 pixels), and without these limits the `image` crate's
+    // own default (512 MiB) would decide instead of `max_pixels`. 16 bytes per pixel covers
+    // 16-bit RGBA output plus decoder working memory.
+    let mut limits = Limits::default();
+    let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    limits.max_alloc = Some(max_pixels.saturating_mul(16).max(64 << 20));
+    let over_limit = |stage: &str, e: &image::ImageError| {
+        DataError::format(
+            path,
+            format!("image exceeds max_pixels = {max_pixels} {stage}: {e}"),
+        )
+    };
     // Only the header is parsed here: nothing proportional to the declared size is allocated.
-    let (w, h) = reader()?
-        .into_dimensions()
-        .map_err(|e| DataError::format(path, format!("cannot read the image header: {e}")))?;
+    let mut r = reader()?;
+    r.limits(limits.clone());
+    let (w, h) = r.into_dimensions().map_err(|e| match e {
+        image::ImageError::Limits(_) => over_limit("by its header", &e),
+        other => DataError::format(path, format!("cannot read the image header: {other}")),
+    })?;
     let declared = u64::from(w) * u64::from(h);
     if declared > max_pixels {
         return Err(DataError::format(
@@ -315,20 +333,12 @@ fn decode(path: &Path, max_pixels: u64) -> Result<DynamicImage, DataError> {
             ),
         ));
     }
-    // Belt and braces: the decoder itself is held to the same budget (16 bytes per pixel covers
-    // 16-bit RGBA output plus decoder working memory), in case a format reports its size lazily.
-    let mut limits = Limits::default();
-    let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
-    limits.max_image_width = Some(side);
-    limits.max_image_height = Some(side);
-    limits.max_alloc = Some(max_pixels.saturating_mul(16).max(64 << 20));
+    // Belt and braces: the decoder is held to the same budget, in case a format reports its size
+    // lazily.
     let mut r = reader()?;
     r.limits(limits);
     r.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => DataError::format(
-            path,
-            format!("image exceeds max_pixels = {max_pixels} while decoding: {e}"),
-        ),
+        image::ImageError::Limits(_) => over_limit("while decoding", &e),
         other => DataError::format(path, format!("cannot decode image: {other}")),
     })
 }
@@ -532,6 +542,27 @@ mod tests {
             BadInputPolicy::Skip,
         );
         assert!(matches!(r, Err(DataError::Empty { .. })));
+    }
+
+    #[test]
+    fn one_long_side_is_refused_by_max_pixels_not_by_the_decoder_default() {
+        let t = tempfile::tempdir().unwrap();
+        let mut png = Vec::new();
+        gray(2, 2, 0)
+            .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        // 2^29 + 1 wide, 1 high: its row buffer alone would pass 512 MiB, the `image` crate's
+        // default budget; the configured limit must be the one that refuses it.
+        png[16..20].copy_from_slice(&536_870_913u32.to_be_bytes());
+        png[20..24].copy_from_slice(&1u32.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(t.path().join("long.png"), &png).unwrap();
+        let e = fail(t.path(), &ImageFolderOptions::default());
+        assert!(
+            e.contains("long.png") && e.contains("max_pixels = 40000000 by its header"),
+            "{e}"
+        );
     }
 
     #[test]

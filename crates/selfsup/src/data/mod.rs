@@ -10,6 +10,9 @@ pub mod pickle;
 pub mod planetoid;
 pub mod tu;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use crate::error::DataError;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;

@@ -213,6 +213,11 @@ impl GraphRecipe {
     }
 
     fn validate(&self, origin: &str) -> Result<(), RecipeError> {
+        // Every number of a graph recipe must be finite (TOML allows nan and inf).
+        let value = toml::Value::try_from(self).map_err(|e| invalid(origin, e.to_string()))?;
+        if let Some(path) = first_non_finite(&value, "") {
+            return Err(invalid(origin, format!("{path}: must be a finite number")));
+        }
         if self.seeds.is_empty() {
             return Err(invalid(origin, "seeds: at least one seed is needed"));
         }
@@ -288,6 +293,26 @@ impl GraphRecipe {
             return Err(invalid(origin, "encoder: at least one layer is needed"));
         }
         Ok(())
+    }
+}
+
+/// The dotted path of the first NaN or infinite float in `v`.
+fn first_non_finite(v: &toml::Value, path: &str) -> Option<String> {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => Some(path.to_string()),
+        toml::Value::Table(t) => t.iter().find_map(|(k, x)| first_non_finite(x, &join(k))),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| first_non_finite(x, &format!("{path}[{i}]"))),
+        _ => None,
     }
 }
 

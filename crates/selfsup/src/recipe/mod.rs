@@ -298,4 +298,6 @@ impl Recipe {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;

@@ -204,6 +204,10 @@ impl Recipe {
             if let Some(&s) = a.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
                 return Err(RecipeError::NonPositiveStd(s));
             }
+            // A non-finite mean would turn every normalised pixel into NaN or infinity.
+            for &m in &a.mean {
+                finite("views.image.mean", f64::from(m))?;
+            }
             if let Some(size) = a.size {
                 widths("views.image.size", size.iter().map(|&d| d as i64))?;
             }
