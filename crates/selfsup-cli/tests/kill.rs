@@ -2,6 +2,8 @@
 //! checkpoint, SIGINT/SIGTERM — each followed by `--resume` must end with final weights
 //! bit-identical (blake3 over every variable) to an uninterrupted run with the same seed and
 //! thread count. `SELFSUP_KILL_POINTS=20` runs the longer variant (5 kill points by default).
+mod common;
+
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -93,12 +95,9 @@ fn weights_hash(run: &Path) -> String {
     let c = selfsup::train::checkpoint::load_latest(&run.join("checkpoints"))
         .unwrap()
         .expect("a checkpoint");
-    let mut model = c.model;
-    model.sort_by(|a, b| a.0.cmp(&b.0));
     let mut h = blake3::Hasher::new();
-    for (name, t) in model {
+    for (name, v) in common::sorted_values(c.model) {
         h.update(name.as_bytes());
-        let v = Vec::<f32>::try_from(t.flatten(0, -1).to_kind(tch::Kind::Float)).unwrap();
         for x in v {
             h.update(&x.to_le_bytes());
         }

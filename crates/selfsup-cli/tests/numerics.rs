@@ -1,5 +1,7 @@
 //! The NaN guard seen from the binary: a corrupt batch (NaN inputs, injected with
 //! `SELFSUP_FAULT=nan-input-at:N`) never reaches the weights nor the batch-norm statistics.
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -65,16 +67,7 @@ fn variables(dir: &Path, step: u64) -> Vec<(String, Vec<f32>)> {
         selfsup::train::checkpoint::dir_name(step)
     )))
     .unwrap();
-    let mut m: Vec<(String, Vec<f32>)> = c
-        .model
-        .into_iter()
-        .map(|(k, t)| {
-            let v = Vec::<f32>::try_from(t.flatten(0, -1).to_kind(tch::Kind::Float)).unwrap();
-            (k, v)
-        })
-        .collect();
-    m.sort_by(|a, b| a.0.cmp(&b.0));
-    m
+    common::sorted_values(c.model)
 }
 
 #[test]
@@ -115,8 +108,7 @@ fn stop_policy_exits_with_a_message_and_keeps_the_last_good_checkpoint() {
         latest.state.step, 5,
         "the last good checkpoint is the one before the bad step"
     );
-    for (k, t) in latest.model {
-        let v = Vec::<f32>::try_from(t.flatten(0, -1).to_kind(tch::Kind::Float)).unwrap();
+    for (k, v) in common::sorted_values(latest.model) {
         assert!(v.iter().all(|x| x.is_finite()), "{k}");
     }
 }

@@ -84,6 +84,24 @@ impl GraphBatch {
     pub fn with_edges(&self, edges: &[[u32; 2]]) -> EdgeIndex {
         EdgeIndex::new(edges, self.num_nodes, true, self.device)
     }
+
+    /// GRACE/BGRL's augmented view: each directed edge dropped with probability `p_edge`, then
+    /// each feature column zeroed with probability `p_feature` (draws in that order).
+    pub fn dropped_view(
+        &self,
+        p_edge: f64,
+        p_feature: f64,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> (NodeInput, EdgeIndex) {
+        let edges = super::masking::drop_edges(&self.edges, p_edge, rng);
+        let keep: Vec<f32> =
+            super::masking::feature_column_mask(self.features.cols, p_feature, rng)
+                .into_iter()
+                .map(|k| k as i32 as f32)
+                .collect();
+        let keep = Tensor::from_slice(&keep).to_device(self.device);
+        (self.input.mask_columns(&keep), self.with_edges(&edges))
+    }
 }
 
 /// Rows `rows` (all when `None`) of a CSR matrix as a dense `[M, cols]` tensor.

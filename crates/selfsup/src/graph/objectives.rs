@@ -36,17 +36,18 @@ pub fn dgi_bce(real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {
 /// `s` the cosine similarity; the loss is `mean_i ½[ℓ(u_i,v_i) + ℓ(v_i,u_i)]`.
 pub fn grace_loss(u: &Tensor, v: &Tensor, tau: f64) -> Tensor {
     let (u, v) = (l2_normalise(u), l2_normalise(v));
-    let half = |a: &Tensor, b: &Tensor| -> Tensor {
+    // s(u_i, v_k)/τ once; the other direction is its transpose.
+    let uv = u.matmul(&v.transpose(0, 1)) / tau;
+    let half = |a: &Tensor, inter: &Tensor| -> Tensor {
         let n = a.size()[0];
-        let inter = a.matmul(&b.transpose(0, 1)) / tau; // s(a_i, b_k)/τ
         let intra = a.matmul(&a.transpose(0, 1)) / tau; // s(a_i, a_k)/τ
                                                         // Leave s(a_i, a_i) out of the denominator with a -inf on the diagonal.
         let eye = Tensor::eye(n, (Kind::Bool, a.device()));
         let intra = intra.masked_fill(&eye, f64::NEG_INFINITY);
-        let denom = Tensor::cat(&[&inter, &intra], 1).logsumexp([1i64].as_slice(), false);
+        let denom = Tensor::cat(&[inter, &intra], 1).logsumexp([1i64].as_slice(), false);
         (denom - inter.diagonal(0, 0, 1)).mean(a.kind())
     };
-    (half(&u, &v) + half(&v, &u)) * 0.5
+    (half(&u, &uv) + half(&v, &uv.transpose(0, 1))) * 0.5
 }
 
 /// BGRL's loss (Thakoor et al. 2022, eq. 4 symmetrised): `2 − mean cos(q1, y2) − mean cos(q2, y1)`

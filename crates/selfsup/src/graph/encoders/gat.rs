@@ -111,11 +111,8 @@ impl GatConv {
             let wl = (&fc3 * self.attn_l.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
             let wr = (&fc3 * self.attn_r.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
             let alpha = self.attention(&hd.matmul(&wl), &hd.matmul(&wr), edges, train);
-            // z_i^h = Σ_j α_ij^h h_j, one propagation per head.
-            let per_head: Vec<Tensor> = (0..self.heads)
-                .map(|k| edges.propagate(hd, Some(&alpha.select(1, k).contiguous())))
-                .collect();
-            let mut z = Tensor::stack(&per_head, 1); // [N, heads, in]
+            // z_i^h = Σ_j α_ij^h h_j.
+            let mut z = propagate_heads(edges, &alpha, |_| hd.shallow_clone()); // [N, heads, in]
             if let Some(r) = rows {
                 z = z.index_select(0, r);
             }
@@ -128,13 +125,7 @@ impl GatConv {
             let el = (&feat * self.attn_l.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
             let er = (&feat * self.attn_r.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
             let alpha = self.attention(&el, &er, edges, train);
-            // Σ_j α_ij^h z_j^h as one CSR product per head (cheaper than materialising [E, H, D]).
-            let per_head: Vec<Tensor> = (0..self.heads)
-                .map(|k| {
-                    edges.propagate(&feat.select(1, k), Some(&alpha.select(1, k).contiguous()))
-                })
-                .collect();
-            let out = Tensor::stack(&per_head, 1);
+            let out = propagate_heads(edges, &alpha, |k| feat.select(1, k));
             match rows {
                 Some(r) => out.index_select(0, r),
                 None => out,
@@ -164,6 +155,16 @@ impl GatConv {
             .leaky_relu_with_slope(self.negative_slope);
         edges.edge_softmax(&e).dropout(self.attn_drop, train)
     }
+}
+
+/// `[N, heads, D]`: for each head k, `Σ_j α_ij^k x_k[j]` with `x_k = features(k)` (`[N, D]`), as one
+/// CSR product per head — cheaper than materialising `[E, heads, D]` messages.
+fn propagate_heads(edges: &EdgeIndex, alpha: &Tensor, features: impl Fn(i64) -> Tensor) -> Tensor {
+    let heads = alpha.size()[1];
+    let per_head: Vec<Tensor> = (0..heads)
+        .map(|k| edges.propagate(&features(k), Some(&alpha.select(1, k).contiguous())))
+        .collect();
+    Tensor::stack(&per_head, 1)
 }
 
 trait LeakyReluSlope {

@@ -11,7 +11,6 @@
 use super::GraphMethod;
 use crate::graph::batch::GraphBatch;
 use crate::graph::encoders::{self, Activation, ActivationKind, GraphEncoderConfig, NodeEncoder};
-use crate::graph::masking::{drop_edges, feature_column_mask};
 use crate::graph::objectives::bgrl_loss;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -97,17 +96,9 @@ impl Bgrl {
 
 impl GraphMethod for Bgrl {
     fn loss(&mut self, b: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
-        let mut views = Vec::new();
-        for k in 0..2 {
-            let edges = drop_edges(&b.edges, self.cfg.drop_edge[k], rng);
-            let keep: Vec<f32> =
-                feature_column_mask(b.features.cols, self.cfg.drop_feature[k], rng)
-                    .into_iter()
-                    .map(|k| k as i32 as f32)
-                    .collect();
-            let keep = Tensor::from_slice(&keep).to_device(b.device);
-            views.push((b.input.mask_columns(&keep), b.with_edges(&edges)));
-        }
+        let views: Vec<_> = (0..2)
+            .map(|k| b.dropped_view(self.cfg.drop_edge[k], self.cfg.drop_feature[k], rng))
+            .collect();
         let q1 = self.predict(&self.online.forward(&views[0].0, &views[0].1, true));
         let q2 = self.predict(&self.online.forward(&views[1].0, &views[1].1, true));
         let (y1, y2) = {

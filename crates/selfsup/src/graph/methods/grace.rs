@@ -9,7 +9,6 @@
 use super::GraphMethod;
 use crate::graph::batch::GraphBatch;
 use crate::graph::encoders::{self, GraphEncoderConfig, NodeEncoder};
-use crate::graph::masking::{drop_edges, feature_column_mask};
 use crate::graph::objectives::grace_loss;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -48,15 +47,8 @@ impl Grace {
     }
 
     fn view(&self, b: &GraphBatch, k: usize, rng: &mut ChaCha8Rng) -> Tensor {
-        let edges = drop_edges(&b.edges, self.cfg.drop_edge[k], rng);
-        let keep: Vec<f32> = feature_column_mask(b.features.cols, self.cfg.drop_feature[k], rng)
-            .into_iter()
-            .map(|k| k as i32 as f32)
-            .collect();
-        let keep = Tensor::from_slice(&keep).to_device(b.device);
-        let z = self
-            .encoder
-            .forward(&b.input.mask_columns(&keep), &b.with_edges(&edges), true);
+        let (x, edges) = b.dropped_view(self.cfg.drop_edge[k], self.cfg.drop_feature[k], rng);
+        let z = self.encoder.forward(&x, &edges, true);
         z.apply(&self.fc1).elu().apply(&self.fc2)
     }
 }
