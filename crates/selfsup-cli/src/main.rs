@@ -4,9 +4,10 @@
 //! 75 interrupted by SIGINT/SIGTERM after writing a checkpoint (continue with `--resume`);
 //! 130 a second SIGINT/SIGTERM (immediate exit; the last checkpoint stays valid).
 use clap::{Parser, Subcommand, ValueEnum};
-use selfsup::commands::{self, PretrainArgs, Split};
+use selfsup::commands::{self, EvalSource, PretrainArgs, Split};
 use selfsup::error::{BadInputPolicy, DataError};
-use selfsup::pipeline::{format_table, Protocol};
+use selfsup::eval::suite::{format_records, SuiteConfig, SuiteProtocol};
+use selfsup::pipeline::format_table;
 use selfsup::recipe::RecipeError;
 use selfsup::train::trainer::{self, TrainStop};
 use std::path::PathBuf;
@@ -54,14 +55,30 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Evaluate a run's latest checkpoint with a protocol
+    /// Evaluate representations: a run's latest checkpoint (with the raw-input baseline beside
+    /// it) or exported embeddings, under one or more protocols
     Eval {
-        protocol: ProtocolArg,
-        #[arg(long)]
-        run: PathBuf,
-        /// Override an evaluation setting, e.g. --set eval.knn_k=20
+        /// knn, knn-grid, linear, label-fractions, few-shot, cluster, calibration, or all
+        #[arg(required = true, value_enum)]
+        protocols: Vec<ProtocolArg>,
+        /// A run folder
+        #[arg(long, conflicts_with_all = ["train", "test"])]
+        run: Option<PathBuf>,
+        /// Embeddings to fit probes / kNN memory on (.npy with .labels.npy, or .safetensors)
+        #[arg(long, requires = "test")]
+        train: Option<PathBuf>,
+        /// Embeddings to score
+        #[arg(long, requires = "train")]
+        test: Option<PathBuf>,
+        /// Seeds 0..N for protocols with randomness (label subsets, episodes, k-means)
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Override an evaluation setting of the run's recipe, e.g. --set eval.knn_k=20
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// Also write the records as JSON to this file
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Graph recipes (Planetoid node classification, TU graph classification): pretrain one
     /// fresh model per seed, score it with the recipe's protocol, print the table beside the
@@ -83,6 +100,27 @@ enum Command {
         #[arg(long)]
         save_embeddings: Option<PathBuf>,
     },
+    /// Compare methods at an equal budget: pretrain each recipe once per seed, score kNN and
+    /// linear-probe accuracy and the effective rank on the test split, beside the raw inputs
+    /// and an untrained encoder measured by the same code
+    Compare {
+        /// One recipe per method (e.g. recipes/fmnist/*.toml); epochs, batch, encoder and
+        /// training samples must agree (force them with --set)
+        #[arg(required = true)]
+        recipes: Vec<PathBuf>,
+        /// Override a field in every recipe, e.g. --set train.epochs=2 (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Seeds 0..N
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Folder for the run folders (one per recipe and seed; must not hold them yet)
+        #[arg(long, default_value = "runs/compare")]
+        runs: PathBuf,
+        /// Write every figure (per seed) as JSON to this file
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write a run's representations of a split to .npy or .safetensors
     Embed {
         #[arg(long)]
@@ -94,11 +132,40 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum ProtocolArg {
     Knn,
+    KnnGrid,
     Linear,
+    LabelFractions,
+    FewShot,
+    Cluster,
+    Calibration,
     All,
+}
+
+impl ProtocolArg {
+    fn protocols(args: &[ProtocolArg]) -> Vec<SuiteProtocol> {
+        let mut v = Vec::new();
+        for a in args {
+            let add: &[SuiteProtocol] = match a {
+                ProtocolArg::Knn => &[SuiteProtocol::Knn],
+                ProtocolArg::KnnGrid => &[SuiteProtocol::KnnGrid],
+                ProtocolArg::Linear => &[SuiteProtocol::Linear],
+                ProtocolArg::LabelFractions => &[SuiteProtocol::LabelFractions],
+                ProtocolArg::FewShot => &[SuiteProtocol::FewShot],
+                ProtocolArg::Cluster => &[SuiteProtocol::Cluster],
+                ProtocolArg::Calibration => &[SuiteProtocol::Calibration],
+                ProtocolArg::All => &SuiteProtocol::ALL,
+            };
+            for p in add {
+                if !v.contains(p) {
+                    v.push(*p);
+                }
+            }
+        }
+        v
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -212,17 +279,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Eval {
-            protocol,
+            protocols,
             run,
+            train,
+            test,
+            seeds,
             overrides,
+            out,
         } => {
-            let protocols = match protocol {
-                ProtocolArg::Knn => vec![Protocol::Knn],
-                ProtocolArg::Linear => vec![Protocol::Linear],
-                ProtocolArg::All => vec![Protocol::Knn, Protocol::Linear],
+            let source = match (run, train, test) {
+                (Some(r), None, None) => EvalSource::Run(r),
+                (None, Some(train), Some(test)) => EvalSource::Files { train, test },
+                _ => anyhow::bail!("give --run DIR, or --train FILE and --test FILE"),
             };
-            let records = commands::eval_run(&run, &overrides, &protocols, device, cli.threads)?;
-            println!("{}", format_table(&records));
+            let cfg = SuiteConfig {
+                seeds: (0..seeds.max(1)).collect(),
+                ..Default::default()
+            };
+            let records = commands::eval_suite(
+                &source,
+                &overrides,
+                &ProtocolArg::protocols(&protocols),
+                cfg,
+                device,
+                cli.threads,
+            )?;
+            println!("{}", format_records(&records));
+            if let Some(out) = out {
+                std::fs::write(&out, serde_json::to_string_pretty(&records)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                println!("(records in {})", out.display());
+            }
         }
         Command::Graph {
             recipes,
@@ -243,6 +330,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(out) = out {
                 std::fs::write(&out, serde_json::to_string_pretty(&results)?)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                println!("(per-seed results in {})", out.display());
+            }
+        }
+        Command::Compare {
+            recipes,
+            overrides,
+            seeds,
+            runs,
+            out,
+        } => {
+            let stop = trainer::install_signal_handlers()?;
+            let report = selfsup::compare::compare(
+                selfsup::compare::CompareArgs {
+                    recipes,
+                    overrides,
+                    seeds: (0..seeds).collect(),
+                    runs,
+                    device,
+                    threads: cli.threads,
+                    stop,
+                },
+                |line| eprintln!("{line}"),
+            )?;
+            println!("{}", selfsup::compare::format_report(&report));
+            if let Some(out) = out {
+                selfsup::compare::write_json(&out, &report)?;
                 println!("(per-seed results in {})", out.display());
             }
         }

@@ -4,10 +4,10 @@
 //! thread count. `SELFSUP_KILL_POINTS=20` runs the longer variant (5 kill points by default).
 mod common;
 
+use common::{latest_step, wait_for_step, weights_hash};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 const RECIPE: &str = r#"
 name = "kill"
@@ -55,69 +55,11 @@ fn write_data(dir: &Path) {
 }
 
 fn command(dir: &Path, run: &str, resume: bool) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_selfsup"));
-    c.args([
-        "pretrain",
-        "r.toml",
-        "--quiet",
-        "--no-eval",
-        "--threads",
-        "1",
-        "--run-dir",
-        run,
-    ])
-    .current_dir(dir)
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    if resume {
-        c.arg("--resume");
-    }
-    c
+    common::pretrain_command(dir, "r.toml", run, resume)
 }
 
 fn run_to_end(dir: &Path, run: &str, resume: bool) {
-    let out = command(dir, run, resume).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Step of the checkpoint `latest` names, if any.
-fn latest_step(run: &Path) -> Option<u64> {
-    let name = std::fs::read_to_string(run.join("checkpoints/latest")).ok()?;
-    name.trim().strip_prefix("step-")?.parse().ok()
-}
-
-/// blake3 over every variable of the newest valid checkpoint, in name order.
-fn weights_hash(run: &Path) -> String {
-    let c = selfsup::train::checkpoint::load_latest(&run.join("checkpoints"))
-        .unwrap()
-        .expect("a checkpoint");
-    let mut h = blake3::Hasher::new();
-    for (name, v) in common::sorted_values(c.model) {
-        h.update(name.as_bytes());
-        for x in v {
-            h.update(&x.to_le_bytes());
-        }
-    }
-    h.finalize().to_hex().to_string()
-}
-
-/// Waits until the run has checkpointed step `step` (or the child ended); true if still running.
-fn wait_for_step(child: &mut Child, run: &Path, step: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        if latest_step(run).is_some_and(|s| s >= step) {
-            return true;
-        }
-        assert!(Instant::now() < deadline, "no progress to step {step}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    common::run_to_end(dir, "r.toml", run, resume)
 }
 
 fn signal(child: &Child, sig: &str) {

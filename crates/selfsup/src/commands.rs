@@ -257,3 +257,154 @@ pub fn embed_run(
     let s = e.size();
     Ok((s[0], s[1]))
 }
+
+/// Where `selfsup eval` takes its features from.
+pub enum EvalSource {
+    /// A run folder: its latest checkpoint embeds the recipe's train and test splits; the raw
+    /// inputs are scored beside them when the recipe's `eval.raw_baseline` is on.
+    Run(PathBuf),
+    /// Exported embeddings (`.npy` with a `.labels.npy` beside it, or `.safetensors` with
+    /// `embeddings` and `labels`): the probe/kNN training split and the test split.
+    Files { train: PathBuf, test: PathBuf },
+}
+
+/// Reads embeddings and labels written by `selfsup embed` (or by any tool in the same layout).
+pub fn read_embeddings(path: &Path) -> Result<(tch::Tensor, tch::Tensor)> {
+    let ctx = || format!("{}", path.display());
+    let (e, l) = match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => {
+            let e = tch::Tensor::read_npy(path).with_context(ctx)?;
+            let lp = path.with_extension("labels.npy");
+            let l = tch::Tensor::read_npy(&lp)
+                .with_context(|| format!("{}: labels for {}", lp.display(), path.display()))?;
+            (e, l)
+        }
+        Some("safetensors") => {
+            let named = tch::Tensor::read_safetensors(path).with_context(ctx)?;
+            let get = |n: &str| {
+                named
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, t)| t.shallow_clone())
+                    .with_context(|| format!("{}: no tensor named {n}", path.display()))
+            };
+            (get("embeddings")?, get("labels")?)
+        }
+        _ => anyhow::bail!("{}: use a .npy or .safetensors file", path.display()),
+    };
+    anyhow::ensure!(
+        e.dim() == 2,
+        "{}: embeddings must be a matrix [N, D], found shape {:?}",
+        path.display(),
+        e.size()
+    );
+    anyhow::ensure!(
+        l.dim() == 1 && l.size()[0] == e.size()[0],
+        "{}: {} labels for {} embeddings",
+        path.display(),
+        l.numel(),
+        e.size()[0]
+    );
+    let e = e.to_kind(tch::Kind::Float);
+    anyhow::ensure!(
+        bool::try_from(e.isfinite().all()).unwrap_or(false),
+        "{}: the embeddings contain NaN or infinite values",
+        path.display()
+    );
+    let l = l.to_kind(tch::Kind::Int64);
+    anyhow::ensure!(
+        e.size()[0] == 0 || i64::try_from(l.min()).unwrap_or(-1) >= 0,
+        "{}: labels must be non-negative class indices",
+        path.display()
+    );
+    Ok((e, l))
+}
+
+/// Runs evaluation-suite protocols; with a run, the records also go to `<run>/eval-suite.json`.
+pub fn eval_suite(
+    source: &EvalSource,
+    overrides: &[String],
+    protocols: &[crate::eval::suite::SuiteProtocol],
+    mut cfg: crate::eval::suite::SuiteConfig,
+    device: Device,
+    threads: usize,
+) -> Result<Vec<crate::eval::suite::SuiteRecord>> {
+    use crate::eval::suite::{run_protocol, Split as DataSplit};
+    backend::set_threads(threads);
+    let mut sets: Vec<(String, tch::Tensor, tch::Tensor, tch::Tensor, tch::Tensor)> = Vec::new();
+    let mut written_to = None;
+    match source {
+        EvalSource::Files { train, test } => {
+            let (a, ya) = read_embeddings(train)?;
+            let (b, yb) = read_embeddings(test)?;
+            anyhow::ensure!(
+                a.size()[1] == b.size()[1],
+                "{} has {} dimensions, {} has {}",
+                train.display(),
+                a.size()[1],
+                test.display(),
+                b.size()[1]
+            );
+            sets.push(("file".into(), a, ya, b, yb));
+        }
+        EvalSource::Run(dir) => {
+            let r = load_run(dir, overrides, device, BadInputPolicy::Fail)?;
+            let ev = &r.recipe.eval;
+            cfg.knn.k = ev.knn_k;
+            cfg.knn.temperature = ev.knn_temperature;
+            cfg.probe.max_iters = ev.probe_iters;
+            cfg.probe.weight_decay = ev.probe_weight_decay;
+            let test = r
+                .prepared
+                .test
+                .as_ref()
+                .context("the run's recipe names no test split to evaluate on")?;
+            let train = r.prepared.train.as_ref();
+            let ntr = ev.max_train_samples.unwrap_or(usize::MAX).min(train.len());
+            let nte = ev.max_test_samples.unwrap_or(usize::MAX).min(test.len());
+            let test = test.as_ref();
+            let (ytr, yte) = (pipeline::labels(train, ntr)?, pipeline::labels(test, nte)?);
+            let m = r.model.method.as_ref();
+            sets.push((
+                "learned".into(),
+                pipeline::embed(m, train, ntr, ev.batch, device),
+                ytr.shallow_clone(),
+                pipeline::embed(m, test, nte, ev.batch, device),
+                yte.shallow_clone(),
+            ));
+            if ev.raw_baseline {
+                sets.push((
+                    "raw".into(),
+                    pipeline::raw_features(train, ntr),
+                    ytr,
+                    pipeline::raw_features(test, nte),
+                    yte,
+                ));
+            }
+            written_to = Some((r.run, r.step));
+        }
+    }
+    let mut out = Vec::new();
+    for (name, a, ya, b, yb) in &sets {
+        let n_classes = i64::try_from(ya.max().max_other(&yb.max()))? + 1;
+        anyhow::ensure!(n_classes >= 2, "evaluation needs at least two classes");
+        let split = DataSplit {
+            train: a,
+            train_labels: ya,
+            test: b,
+            test_labels: yb,
+            n_classes,
+        };
+        for &p in protocols {
+            out.extend(run_protocol(p, name, &split, &cfg)?);
+        }
+    }
+    if let Some((run, step)) = written_to {
+        let v = json!({"checkpoint_step": step, "time": run_folder::unix_time(), "records": out});
+        run_folder::atomic_write(
+            &run.dir.join("eval-suite.json"),
+            serde_json::to_string_pretty(&v)?.as_bytes(),
+        )?;
+    }
+    Ok(out)
+}

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod commands;
+pub mod compare;
 pub mod data;
 pub mod encoders;
 pub mod error;

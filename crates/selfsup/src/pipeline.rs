@@ -54,7 +54,7 @@ type Sources = (Arc<dyn ViewSource>, Option<Arc<dyn ViewSource>>);
 
 /// Train and test image sets as view sources, both with the recipe's augmentation.
 fn image_sources(train: ImageSet, test: Option<ImageSet>, recipe: &Recipe) -> Sources {
-    let aug = vec![recipe.image_augment()];
+    let aug = recipe.image_augments();
     let source =
         |s: ImageSet| Arc::new(ImageViews::new(Arc::new(s), aug.clone())) as Arc<dyn ViewSource>;
     (source(train), test.map(source))
@@ -209,8 +209,8 @@ pub fn build_model(recipe: &Recipe, sample_shape: &[i64], device: Device) -> Res
     // Initialisation is the only use of libtorch's generator; every later draw is keyed (rng.rs).
     tch::manual_seed(recipe.seed as i64);
     let vs = VarStore::new(device);
-    let encoder = encoders::build(&recipe.encoder, &(vs.root() / "encoder"), sample_shape)?;
-    let method = methods::build(&recipe.method, &(vs.root() / "method"), encoder);
+    let make_encoder = |p: &tch::nn::Path| encoders::build(&recipe.encoder, p, sample_shape);
+    let method = methods::build(&recipe.method, &vs, &make_encoder)?;
     Ok(Model { vs, method })
 }
 

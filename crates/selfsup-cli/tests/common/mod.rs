@@ -1,4 +1,9 @@
-//! Shared by the binary's crash and numerics tests.
+//! Shared by the binary's crash, resume and numerics tests (each test crate uses a part).
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A checkpoint's variables as `f32` values, in name order.
 pub fn sorted_values(model: Vec<(String, tch::Tensor)>) -> Vec<(String, Vec<f32>)> {
@@ -11,4 +16,71 @@ pub fn sorted_values(model: Vec<(String, tch::Tensor)>) -> Vec<(String, Vec<f32>
         .collect();
     m.sort_by(|a, b| a.0.cmp(&b.0));
     m
+}
+
+/// `selfsup pretrain <recipe>` in `dir`, one thread, no evaluation, into run folder `run`.
+pub fn pretrain_command(dir: &Path, recipe: &str, run: &str, resume: bool) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_selfsup"));
+    c.args([
+        "pretrain",
+        recipe,
+        "--quiet",
+        "--no-eval",
+        "--threads",
+        "1",
+        "--run-dir",
+        run,
+    ])
+    .current_dir(dir)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    if resume {
+        c.arg("--resume");
+    }
+    c
+}
+
+pub fn run_to_end(dir: &Path, recipe: &str, run: &str, resume: bool) {
+    let out = pretrain_command(dir, recipe, run, resume).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Step of the checkpoint `latest` names, if any.
+pub fn latest_step(run: &Path) -> Option<u64> {
+    let name = std::fs::read_to_string(run.join("checkpoints/latest")).ok()?;
+    name.trim().strip_prefix("step-")?.parse().ok()
+}
+
+/// blake3 over every variable of the newest valid checkpoint, in name order.
+pub fn weights_hash(run: &Path) -> String {
+    let c = selfsup::train::checkpoint::load_latest(&run.join("checkpoints"))
+        .unwrap()
+        .expect("a checkpoint");
+    let mut h = blake3::Hasher::new();
+    for (name, v) in sorted_values(c.model) {
+        h.update(name.as_bytes());
+        for x in v {
+            h.update(&x.to_le_bytes());
+        }
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Waits until the run has checkpointed step `step` (or the child ended); true if still running.
+pub fn wait_for_step(child: &mut Child, run: &Path, step: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if latest_step(run).is_some_and(|s| s >= step) {
+            return true;
+        }
+        assert!(Instant::now() < deadline, "no progress to step {step}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }

@@ -1,6 +1,12 @@
 //! Evaluation protocols: each a function of embeddings + labels + split, usable without the trainer.
 
+pub mod calibration;
+pub mod clustering;
+pub mod collapse;
+pub mod few_shot;
 pub mod knn;
+pub mod label_fraction;
 pub mod lbfgs;
 pub mod linear_probe;
 pub mod standardise;
+pub mod suite;

@@ -1,4 +1,5 @@
 //! Heads on top of the representation, built from a list of blocks.
+pub mod dino_head;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 

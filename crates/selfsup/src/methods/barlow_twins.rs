@@ -1,5 +1,5 @@
 //! Barlow Twins (Zbontar et al. 2021): two views → encoder → projector → cross-correlation loss.
-use super::Method;
+use super::{Method, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
 use crate::objectives::barlow_twins;
@@ -45,7 +45,8 @@ impl Method for BarlowTwins {
     fn name(&self) -> &'static str {
         "barlow_twins"
     }
-    fn loss(&self, views: &[Tensor]) -> Tensor {
+    fn loss(&self, input: &StepInput) -> Tensor {
+        let views = input.views;
         barlow_twins(
             &self.project(&views[0]),
             &self.project(&views[1]),

@@ -1,5 +1,5 @@
 //! SimCLR (Chen et al. 2020): two augmented views → encoder → projector → NT-Xent.
-use super::Method;
+use super::{Method, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
 use crate::objectives::nt_xent;
@@ -49,7 +49,8 @@ impl Method for SimClr {
     fn name(&self) -> &'static str {
         "simclr"
     }
-    fn loss(&self, views: &[Tensor]) -> Tensor {
+    fn loss(&self, input: &StepInput) -> Tensor {
+        let views = input.views;
         // The views go through the network separately so that batch norm sees one view at a time,
         // as in the reference pipeline.
         nt_xent(

@@ -27,11 +27,8 @@ pub fn barlow_twins(z1: &Tensor, z2: &Tensor, lambda: f64) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objectives::test_util::scalar;
     use tch::Device;
-
-    fn scalar(t: &Tensor) -> f64 {
-        f64::try_from(t).unwrap()
-    }
 
     /// Element-by-element f64 computation of the definition.
     fn reference(z1: &[Vec<f64>], z2: &[Vec<f64>], lambda: f64) -> f64 {

@@ -37,10 +37,7 @@ fn positive_index(n: i64, device: Device) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scalar(t: &Tensor) -> f64 {
-        f64::try_from(t).unwrap()
-    }
+    use crate::objectives::test_util::scalar;
 
     /// Loss computed element by element from the definition, in f64, for comparison.
     fn reference(z1: &[Vec<f64>], z2: &[Vec<f64>], t: f64) -> f64 {

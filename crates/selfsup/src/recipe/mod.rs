@@ -125,6 +125,15 @@ impl DataConfig {
 #[serde(deny_unknown_fields)]
 pub struct ViewsConfig {
     pub image: Option<ImageAugment>,
+    /// The second view's pipeline when the pair is asymmetric (BYOL: blur with p = 0.1 and
+    /// solarisation with p = 0.2 on the second view); defaults to `image`.
+    pub image2: Option<ImageAugment>,
+    /// Extra low-resolution crops per sample for multi-crop methods (DINO, SwAV).
+    #[serde(default)]
+    pub local_crops: usize,
+    /// Pipeline of the local crops (needed when `local_crops > 0`; e.g. `size = [12, 12]`,
+    /// `crop_scale = [0.05, 0.4]`).
+    pub local: Option<ImageAugment>,
     pub table: Option<TableCorruption>,
 }
 
@@ -291,6 +300,21 @@ impl Recipe {
     /// The augmentation for image data (paper defaults when `[views.image]` is absent).
     pub fn image_augment(&self) -> ImageAugment {
         self.views.image.clone().unwrap_or_default()
+    }
+    /// One pipeline per view: the first global view, the second, then the local crops (the
+    /// view source reuses the last entry for every further view).
+    pub fn image_augments(&self) -> Vec<ImageAugment> {
+        let first = self.image_augment();
+        let second = self.views.image2.clone().unwrap_or_else(|| first.clone());
+        let mut v = vec![first, second];
+        if self.views.local_crops > 0 {
+            v.extend(self.views.local.clone());
+        }
+        v
+    }
+    /// Views per sample in a training batch: the method's global views plus local crops.
+    pub fn n_views(&self) -> usize {
+        self.method.n_global_views() + self.views.local_crops
     }
     pub fn table_corruption(&self) -> TableCorruption {
         self.views.table.clone().unwrap_or_default()

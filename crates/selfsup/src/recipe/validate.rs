@@ -2,6 +2,116 @@
 use super::{DataConfig, Recipe};
 use crate::methods::MethodConfig;
 use crate::train::optim::OptimizerConfig;
+use crate::views::image_aug::ImageAugment;
+
+/// Field names of one `[views.*]` augmentation table, for error messages.
+struct AugmentFields {
+    table: &'static str,
+    blur_p: &'static str,
+    blur_sigma: &'static str,
+    brightness: &'static str,
+    contrast: &'static str,
+    crop_ratio: &'static str,
+    crop_scale: &'static str,
+    grayscale_p: &'static str,
+    hflip_p: &'static str,
+    hue: &'static str,
+    jitter_p: &'static str,
+    mean: &'static str,
+    saturation: &'static str,
+    size: &'static str,
+    solarize_p: &'static str,
+}
+
+macro_rules! augment_fields {
+    ($p:literal) => {
+        AugmentFields {
+            table: $p,
+            blur_p: concat!("views.", $p, ".blur_p"),
+            blur_sigma: concat!("views.", $p, ".blur_sigma"),
+            brightness: concat!("views.", $p, ".brightness"),
+            contrast: concat!("views.", $p, ".contrast"),
+            crop_ratio: concat!("views.", $p, ".crop_ratio"),
+            crop_scale: concat!("views.", $p, ".crop_scale"),
+            grayscale_p: concat!("views.", $p, ".grayscale_p"),
+            hflip_p: concat!("views.", $p, ".hflip_p"),
+            hue: concat!("views.", $p, ".hue"),
+            jitter_p: concat!("views.", $p, ".jitter_p"),
+            mean: concat!("views.", $p, ".mean"),
+            saturation: concat!("views.", $p, ".saturation"),
+            size: concat!("views.", $p, ".size"),
+            solarize_p: concat!("views.", $p, ".solarize_p"),
+        }
+    };
+}
+
+fn check_augment(a: &ImageAugment, f: &AugmentFields) -> R {
+    let [lo, hi] = a.crop_scale;
+    if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+        return Err(RecipeError::BadRange {
+            field: f.crop_scale,
+            lo,
+            hi,
+            rule: "need 0 < lo <= hi <= 1",
+        });
+    }
+    let [lo, hi] = a.crop_ratio;
+    if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+        return Err(RecipeError::BadRange {
+            field: f.crop_ratio,
+            lo,
+            hi,
+            rule: "need 0 < lo <= hi",
+        });
+    }
+    let [lo, hi] = a.blur_sigma;
+    if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+        return Err(RecipeError::BadRange {
+            field: f.blur_sigma,
+            lo,
+            hi,
+            rule: "need 0 < lo <= hi",
+        });
+    }
+    for (f, p) in [
+        (f.hflip_p, a.hflip_p),
+        (f.jitter_p, a.jitter_p),
+        (f.grayscale_p, a.grayscale_p),
+        (f.blur_p, a.blur_p),
+        (f.solarize_p, a.solarize_p),
+    ] {
+        probability(f, p)?;
+    }
+    for (f, v) in [
+        (f.brightness, a.brightness),
+        (f.contrast, a.contrast),
+        (f.saturation, a.saturation),
+    ] {
+        non_negative(f, v)?;
+    }
+    if !(0.0..=0.5).contains(&a.hue) {
+        return Err(RecipeError::BadRange {
+            field: f.hue,
+            lo: a.hue,
+            hi: a.hue,
+            rule: "hue jitter must be in [0, 0.5]",
+        });
+    }
+    if a.blur_kernel != 0 && a.blur_kernel % 2 == 0 {
+        return Err(RecipeError::EvenBlurKernel(a.blur_kernel));
+    }
+    if let Some(&s) = a.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
+        return Err(RecipeError::NonPositiveStd(s));
+    }
+    // A non-finite mean would turn every normalised pixel into NaN or infinity.
+    for &m in &a.mean {
+        finite(f.mean, f64::from(m))?;
+    }
+    if let Some(size) = a.size {
+        widths(f.size, size.iter().map(|&d| d as i64))?;
+    }
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RecipeError {
@@ -44,6 +154,12 @@ pub enum RecipeError {
     LambdaNotPositive(f64),
     #[error("eval.knn_k = 0: kNN needs at least one neighbour")]
     KnnKZero,
+    #[error(
+        "views.local_crops = {0}: local crops need a [views.local] pipeline (at least its size)"
+    )]
+    LocalCropsWithoutPipeline(usize),
+    #[error("views.local_crops: {method} does not use multi-crop views (DINO and SwAV do)")]
+    NoMultiCrop { method: &'static str },
     #[error("[views.{given}] does not apply to {data} data")]
     ViewsMismatch {
         given: &'static str,
@@ -146,70 +262,30 @@ impl Recipe {
                 });
             }
         }
-        if let Some(a) = &self.views.image {
-            let [lo, hi] = a.crop_scale;
-            if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-                return Err(RecipeError::BadRange {
-                    field: "views.image.crop_scale",
-                    lo,
-                    hi,
-                    rule: "need 0 < lo <= hi <= 1",
+        let views = &self.views;
+        for (a, f) in [
+            (&views.image, augment_fields!("image")),
+            (&views.image2, augment_fields!("image2")),
+            (&views.local, augment_fields!("local")),
+        ] {
+            if let Some(a) = a {
+                if table {
+                    return Err(RecipeError::ViewsMismatch {
+                        given: f.table,
+                        data: "table",
+                    });
+                }
+                check_augment(a, &f)?;
+            }
+        }
+        if views.local_crops > 0 {
+            if views.local.is_none() {
+                return Err(RecipeError::LocalCropsWithoutPipeline(views.local_crops));
+            }
+            if !self.method.accepts_local_crops() {
+                return Err(RecipeError::NoMultiCrop {
+                    method: self.method.name(),
                 });
-            }
-            let [lo, hi] = a.crop_ratio;
-            if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-                return Err(RecipeError::BadRange {
-                    field: "views.image.crop_ratio",
-                    lo,
-                    hi,
-                    rule: "need 0 < lo <= hi",
-                });
-            }
-            let [lo, hi] = a.blur_sigma;
-            if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-                return Err(RecipeError::BadRange {
-                    field: "views.image.blur_sigma",
-                    lo,
-                    hi,
-                    rule: "need 0 < lo <= hi",
-                });
-            }
-            for (f, p) in [
-                ("views.image.hflip_p", a.hflip_p),
-                ("views.image.jitter_p", a.jitter_p),
-                ("views.image.grayscale_p", a.grayscale_p),
-                ("views.image.blur_p", a.blur_p),
-                ("views.image.solarize_p", a.solarize_p),
-            ] {
-                probability(f, p)?;
-            }
-            for (f, v) in [
-                ("views.image.brightness", a.brightness),
-                ("views.image.contrast", a.contrast),
-                ("views.image.saturation", a.saturation),
-            ] {
-                non_negative(f, v)?;
-            }
-            if !(0.0..=0.5).contains(&a.hue) {
-                return Err(RecipeError::BadRange {
-                    field: "views.image.hue",
-                    lo: a.hue,
-                    hi: a.hue,
-                    rule: "hue jitter must be in [0, 0.5]",
-                });
-            }
-            if a.blur_kernel != 0 && a.blur_kernel % 2 == 0 {
-                return Err(RecipeError::EvenBlurKernel(a.blur_kernel));
-            }
-            if let Some(&s) = a.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
-                return Err(RecipeError::NonPositiveStd(s));
-            }
-            // A non-finite mean would turn every normalised pixel into NaN or infinity.
-            for &m in &a.mean {
-                finite("views.image.mean", f64::from(m))?;
-            }
-            if let Some(size) = a.size {
-                widths("views.image.size", size.iter().map(|&d| d as i64))?;
             }
         }
         if let Some(t) = &self.views.table {
@@ -228,6 +304,18 @@ impl Recipe {
     }
 
     fn validate_method(&self) -> R {
+        let momentum = |field: &'static str, m: f64| -> R {
+            if (0.0..=1.0).contains(&m) {
+                Ok(())
+            } else {
+                Err(RecipeError::BadRange {
+                    field,
+                    lo: m,
+                    hi: m,
+                    rule: "a momentum must be in [0, 1]",
+                })
+            }
+        };
         match &self.method {
             MethodConfig::Simclr { temperature: t, .. } => temperature("method.temperature", *t)?,
             MethodConfig::BarlowTwins { lambda, .. } => {
@@ -235,11 +323,81 @@ impl Recipe {
                     return Err(RecipeError::LambdaNotPositive(*lambda));
                 }
             }
+            MethodConfig::Byol(c) => momentum("method.base_momentum", c.base_momentum)?,
+            MethodConfig::Simsiam(_) => {}
+            MethodConfig::MocoV2(c) => {
+                temperature("method.temperature", c.temperature)?;
+                momentum("method.momentum", c.momentum)?;
+                widths("method.queue_size", [c.queue_size])?;
+            }
+            MethodConfig::MocoV3(c) => {
+                temperature("method.temperature", c.temperature)?;
+                momentum("method.base_momentum", c.base_momentum)?;
+            }
+            MethodConfig::Vicreg(c) => {
+                for (f, v) in [
+                    ("method.sim_coeff", c.sim_coeff),
+                    ("method.std_coeff", c.std_coeff),
+                    ("method.cov_coeff", c.cov_coeff),
+                ] {
+                    non_negative(f, v)?;
+                }
+            }
+            MethodConfig::Dino(c) => {
+                temperature("method.student_temperature", c.student_temperature)?;
+                temperature("method.teacher_temperature", c.teacher_temperature)?;
+                temperature(
+                    "method.warmup_teacher_temperature",
+                    c.warmup_teacher_temperature,
+                )?;
+                momentum("method.center_momentum", c.center_momentum)?;
+                momentum("method.base_momentum", c.base_momentum)?;
+                widths("method.hidden", [c.hidden])?;
+                widths("method.bottleneck", [c.bottleneck])?;
+                widths("method.out_dim", [c.out_dim])?;
+                non_negative("method.warmup_teacher_epochs", c.warmup_teacher_epochs)?;
+                non_negative(
+                    "method.freeze_last_layer_epochs",
+                    c.freeze_last_layer_epochs,
+                )?;
+            }
+            MethodConfig::Swav(c) => {
+                temperature("method.temperature", c.temperature)?;
+                temperature("method.epsilon", c.epsilon)?;
+                widths("method.prototypes", [c.prototypes])?;
+                widths("method.sinkhorn_iters", [c.sinkhorn_iters as i64])?;
+                non_negative(
+                    "method.freeze_prototypes_epochs",
+                    c.freeze_prototypes_epochs,
+                )?;
+            }
+            MethodConfig::Nnclr(c) => {
+                temperature("method.temperature", c.temperature)?;
+                widths("method.support_size", [c.support_size])?;
+            }
+            MethodConfig::Supcon(c) => {
+                temperature("method.temperature", c.temperature)?;
+                temperature("method.base_temperature", c.base_temperature)?;
+            }
         }
-        widths(
-            "method.projector",
-            self.method.projector().iter().map(|b| b.dim),
-        )?;
+        if !matches!(self.method, MethodConfig::Dino(_)) {
+            widths(
+                "method.projector",
+                self.method.projector().iter().map(|b| b.dim),
+            )?;
+        }
+        if matches!(
+            self.method,
+            MethodConfig::Byol(_)
+                | MethodConfig::Simsiam(_)
+                | MethodConfig::MocoV3(_)
+                | MethodConfig::Nnclr(_)
+        ) {
+            widths(
+                "method.predictor",
+                self.method.predictor().iter().map(|b| b.dim),
+            )?;
+        }
         let min = self.method.min_batch();
         if self.train.batch_size < min {
             return Err(RecipeError::BatchTooSmall {

@@ -5,7 +5,7 @@ use super::checkpoint::{self, Loaded, TrainState};
 use super::metrics::MetricsLog;
 use super::optim::Optimizer;
 use super::schedule::LrSchedule;
-use crate::methods::Method;
+use crate::methods::{Method, Progress, StepInput};
 use crate::recipe::{NanPolicy, Recipe};
 use crate::views::loader::{steps_per_epoch, BatchStream};
 use crate::views::ViewSource;
@@ -107,7 +107,13 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
     }
     let mut metrics = MetricsLog::open(&ctx.metrics_path, Some(st.step))?;
     let max_steps = t.max_steps.unwrap_or(u64::MAX);
-    let n_views = ctx.method.n_views();
+    let n_views = ctx.method.n_views() + r.views.local_crops;
+    if ctx.method.needs_labels() && (0..n.min(1)).any(|i| ctx.source.label(i).is_none()) {
+        bail!(
+            "{} is supervised and needs class labels for the training data (e.g. data.train_labels)",
+            ctx.method.name()
+        );
+    }
 
     let bar = progress_bar(ctx.progress, total.min(max_steps), st.step);
     let started = Instant::now();
@@ -160,8 +166,20 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 .iter()
                 .map(|b| (b.shallow_clone(), b.copy()))
                 .collect();
-            let loss = ctx.method.loss(&views);
+            let progress = Progress {
+                step: st.step,
+                total_steps: total,
+                steps_per_epoch: spe,
+            };
+            let labels = batch.labels.as_ref().map(|l| l.to_device(ctx.device));
+            let input = StepInput {
+                views: &views,
+                labels: labels.as_ref(),
+                progress,
+            };
+            let loss = ctx.method.loss(&input);
             loss.backward();
+            ctx.method.before_update(progress);
             let norm = opt.grad_norm();
             let loss_v = f64::try_from(&loss)?;
             let norm_v = f64::try_from(&norm)?;
@@ -170,6 +188,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                     opt.clip_grad_norm(&norm, c);
                 }
                 opt.step(lr);
+                ctx.method.after_update(progress);
                 st.optimizer_steps = opt.steps;
                 window_loss += loss_v;
                 window_n += 1;
@@ -209,7 +228,10 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                     f64::NAN
                 };
                 let sps = (t.log_every as usize * t.batch_size) as f64 / secs.max(1e-9);
-                metrics.write(&json!({"step": st.step, "epoch": st.epoch, "loss": mean, "lr": lr, "samples_per_s": sps}))?;
+                // Collapse diagnostics on this batch's representations (RankMe, normalised std).
+                let z = tch::no_grad(|| ctx.method.embed(&views[0]));
+                let c = crate::eval::collapse::collapse_stats(&z.to_device(tch::Device::Cpu));
+                metrics.write(&json!({"step": st.step, "epoch": st.epoch, "loss": mean, "lr": lr, "samples_per_s": sps, "rankme": c.rankme, "normalised_std": c.normalised_std}))?;
                 bar.set_message(format!("loss {mean:.4}  {sps:.0} samples/s"));
                 (window_loss, window_n, window_start) = (0.0, 0, Instant::now());
             }

@@ -34,6 +34,14 @@ impl ViewSource for ImageViews {
         );
         s.iter().map(|&d| d as i64).collect()
     }
+    fn view_shape(&self, view: usize) -> Vec<i64> {
+        let s = self.augment_for(view).output_shape(
+            self.images.channels,
+            self.images.height,
+            self.images.width,
+        );
+        s.iter().map(|&d| d as i64).collect()
+    }
     fn make_view(&self, index: usize, view: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
         let im = &self.images;
         self.augment_for(view)

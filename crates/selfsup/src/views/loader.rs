@@ -19,6 +19,8 @@ pub struct Batch {
     /// `views[v]` is `[B, ...sample_shape]`.
     pub views: Vec<Tensor>,
     pub indices: Vec<usize>,
+    /// Class labels of the samples, when the source has them.
+    pub labels: Option<Tensor>,
 }
 
 /// Number of whole batches per epoch (the last partial batch is dropped, as the reference does).
@@ -96,11 +98,11 @@ pub fn build_batch(
     indices: &[usize],
     n_views: usize,
 ) -> Batch {
-    let per = source.sample_len();
-    let mut shape = vec![indices.len() as i64];
-    shape.extend(source.sample_shape());
     let views = (0..n_views)
         .map(|v| {
+            let mut shape = vec![indices.len() as i64];
+            shape.extend(source.view_shape(v));
+            let per = shape[1..].iter().product::<i64>() as usize;
             let mut buf = vec![0f32; per * indices.len()];
             for (slot, &i) in buf.chunks_exact_mut(per).zip(indices) {
                 let mut r = rng::keyed(seed, Stream::View, epoch, i as u64, v as u64);
@@ -109,10 +111,12 @@ pub fn build_batch(
             Tensor::from_slice(&buf).view(shape.as_slice())
         })
         .collect();
+    let labels: Option<Vec<i64>> = indices.iter().map(|&i| source.label(i)).collect();
     Batch {
         step_in_epoch,
         views,
         indices: indices.to_vec(),
+        labels: labels.map(|l| Tensor::from_slice(&l)),
     }
 }
 

@@ -17,6 +17,10 @@ pub trait ViewSource: Send + Sync {
     }
     /// Shape of one sample as the model sees it (`[C, H, W]` or `[D]`).
     fn sample_shape(&self) -> Vec<i64>;
+    /// Shape of view `view` (multi-crop local views are smaller than the global ones).
+    fn view_shape(&self, _view: usize) -> Vec<i64> {
+        self.sample_shape()
+    }
     fn sample_len(&self) -> usize {
         self.sample_shape().iter().product::<i64>() as usize
     }

@@ -1,0 +1,184 @@
+//! DINO (Caron et al. 2021, Algorithm 1): a student matches the centred, sharpened output of a
+//! momentum teacher across crops — the teacher sees the global crops, the student every crop.
+use super::branch::{Branch, MomentumBranch};
+use super::ema::cosine_momentum;
+use super::{EncoderFactory, Method, Progress, StepInput};
+use crate::encoders::Encoder;
+use crate::heads::dino_head::DinoHead;
+use crate::objectives::dino::{dino_loss, teacher_temperature, updated_center};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use tch::{nn, Tensor};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DinoConfig {
+    /// Head: hidden 2048, bottleneck 256, K = 65,536 outputs (§3.1); scaled down for small data.
+    #[serde(default = "default_hidden")]
+    pub hidden: i64,
+    #[serde(default = "default_bottleneck")]
+    pub bottleneck: i64,
+    #[serde(default = "default_out_dim")]
+    pub out_dim: i64,
+    /// τ_s = 0.1 (§3.1).
+    #[serde(default = "default_student_temp")]
+    pub student_temperature: f64,
+    /// τ_t warms up linearly from 0.04 to 0.07 over the first 30 epochs (App. B).
+    #[serde(default = "default_warmup_teacher_temp")]
+    pub warmup_teacher_temperature: f64,
+    #[serde(default = "default_teacher_temp")]
+    pub teacher_temperature: f64,
+    #[serde(default = "default_warmup_teacher_epochs")]
+    pub warmup_teacher_epochs: f64,
+    /// Centre momentum m = 0.9 (§3.1).
+    #[serde(default = "default_center_momentum")]
+    pub center_momentum: f64,
+    /// Teacher momentum λ from 0.996 to 1 on a cosine schedule (§3.1).
+    #[serde(default = "default_base_momentum")]
+    pub base_momentum: f64,
+    /// The last layer is frozen during the first epoch (reference code, `freeze_last_layer`).
+    #[serde(default = "default_freeze_epochs")]
+    pub freeze_last_layer_epochs: f64,
+}
+
+impl Default for DinoConfig {
+    fn default() -> Self {
+        DinoConfig {
+            hidden: default_hidden(),
+            bottleneck: default_bottleneck(),
+            out_dim: default_out_dim(),
+            student_temperature: default_student_temp(),
+            warmup_teacher_temperature: default_warmup_teacher_temp(),
+            teacher_temperature: default_teacher_temp(),
+            warmup_teacher_epochs: default_warmup_teacher_epochs(),
+            center_momentum: default_center_momentum(),
+            base_momentum: default_base_momentum(),
+            freeze_last_layer_epochs: default_freeze_epochs(),
+        }
+    }
+}
+
+pub fn default_hidden() -> i64 {
+    1024
+}
+pub fn default_bottleneck() -> i64 {
+    256
+}
+pub fn default_out_dim() -> i64 {
+    4096
+}
+pub fn default_student_temp() -> f64 {
+    0.1
+}
+pub fn default_warmup_teacher_temp() -> f64 {
+    0.04
+}
+pub fn default_teacher_temp() -> f64 {
+    0.07
+}
+pub fn default_warmup_teacher_epochs() -> f64 {
+    30.0
+}
+pub fn default_center_momentum() -> f64 {
+    0.9
+}
+pub fn default_base_momentum() -> f64 {
+    0.996
+}
+pub fn default_freeze_epochs() -> f64 {
+    1.0
+}
+
+pub struct Dino {
+    student: Branch,
+    last_layer: Tensor,
+    teacher: MomentumBranch,
+    center: Tensor,
+    next_center: RefCell<Option<Tensor>>,
+    cfg: DinoConfig,
+}
+
+impl Dino {
+    pub fn new(
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        make_encoder: &EncoderFactory,
+        cfg: &DinoConfig,
+    ) -> anyhow::Result<Self> {
+        let p = vs.root() / "method";
+        let d = encoder.out_dim();
+        let c = cfg.clone();
+        let make_head =
+            move |p: &nn::Path| DinoHead::new(p, d, c.hidden, c.bottleneck, c.out_dim, 3);
+        let head = make_head(&(&p / "head"));
+        let last_layer = head.last_layer.shallow_clone();
+        let teacher =
+            MomentumBranch::new(vs, make_encoder, "head", move |p| Box::new(make_head(p)))?;
+        let center = p.zeros_no_train("center", &[1, cfg.out_dim]);
+        Ok(Dino {
+            student: Branch {
+                encoder,
+                head: Box::new(head),
+            },
+            last_layer,
+            teacher,
+            center,
+            next_center: RefCell::new(None),
+            cfg: cfg.clone(),
+        })
+    }
+}
+
+impl Method for Dino {
+    fn name(&self) -> &'static str {
+        "dino"
+    }
+    fn accepts_local_crops(&self) -> bool {
+        true
+    }
+    fn loss(&self, input: &StepInput) -> Tensor {
+        let views = input.views;
+        let student: Vec<Tensor> = views
+            .iter()
+            .map(|v| self.student.forward(v, true))
+            .collect();
+        let teacher: Vec<Tensor> = views[..2].iter().map(|v| self.teacher.forward(v)).collect();
+        let c = &self.cfg;
+        let t_temp = teacher_temperature(
+            input.progress.epoch(),
+            c.warmup_teacher_epochs,
+            c.warmup_teacher_temperature,
+            c.teacher_temperature,
+        );
+        *self.next_center.borrow_mut() =
+            Some(updated_center(&self.center, &teacher, c.center_momentum));
+        dino_loss(
+            &student,
+            &teacher,
+            &self.center,
+            c.student_temperature,
+            t_temp,
+        )
+    }
+    fn before_update(&self, progress: Progress) {
+        if progress.epoch() < self.cfg.freeze_last_layer_epochs {
+            let mut g = self.last_layer.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+    }
+    fn after_update(&self, progress: Progress) {
+        self.teacher
+            .update(cosine_momentum(self.cfg.base_momentum, progress.fraction()));
+        if let Some(c) = self.next_center.borrow_mut().take() {
+            tch::no_grad(|| self.center.shallow_clone().copy_(&c));
+        }
+    }
+    fn embed(&self, x: &Tensor) -> Tensor {
+        self.student.encoder.forward_t(x, false)
+    }
+    fn encoder(&self) -> &dyn Encoder {
+        self.student.encoder.as_ref()
+    }
+}

@@ -1,0 +1,134 @@
+//! Every registered method: a few real training steps on a tiny batch (loss, backward, the
+//! method's hooks, an SGD update), with local crops and labels where the method takes them.
+use super::*;
+use crate::encoders::{self, EncoderConfig};
+use tch::{Device, Kind};
+
+/// A small version of every method (narrow heads, short queues).
+pub(crate) fn all_methods() -> Vec<MethodConfig> {
+    let small = vec![
+        Block::new(16, true, true, true),
+        Block::new(8, false, false, true),
+    ];
+    vec![
+        MethodConfig::Simclr {
+            temperature: 0.5,
+            projector: small.clone(),
+        },
+        MethodConfig::BarlowTwins {
+            lambda: 5e-3,
+            projector: small.clone(),
+        },
+        MethodConfig::Byol(byol::ByolConfig {
+            projector: small.clone(),
+            predictor: small.clone(),
+            ..Default::default()
+        }),
+        MethodConfig::Simsiam(simsiam::SimSiamConfig {
+            projector: small.clone(),
+            predictor: small.clone(),
+        }),
+        MethodConfig::MocoV2(moco::MocoV2Config {
+            projector: small.clone(),
+            queue_size: 10,
+            symmetric: true,
+            ..Default::default()
+        }),
+        MethodConfig::MocoV3(moco_v3::MocoV3Config {
+            projector: small.clone(),
+            predictor: small.clone(),
+            ..Default::default()
+        }),
+        MethodConfig::Vicreg(vicreg::VicregConfig {
+            projector: small.clone(),
+            ..Default::default()
+        }),
+        MethodConfig::Dino(dino::DinoConfig {
+            hidden: 16,
+            bottleneck: 8,
+            out_dim: 32,
+            // Past the frozen first epoch from the second step on, so the last layer trains.
+            freeze_last_layer_epochs: 1.0,
+            ..Default::default()
+        }),
+        MethodConfig::Swav(swav::SwavConfig {
+            projector: small.clone(),
+            prototypes: 12,
+            freeze_prototypes_epochs: 1.0,
+            ..Default::default()
+        }),
+        MethodConfig::Nnclr(nnclr::NnclrConfig {
+            projector: small.clone(),
+            predictor: small.clone(),
+            support_size: 10,
+            ..Default::default()
+        }),
+        MethodConfig::Supcon(supcon::SupConConfig {
+            projector: small,
+            ..Default::default()
+        }),
+    ]
+}
+
+fn cnn_factory(shape: Vec<i64>) -> impl Fn(&nn::Path) -> anyhow::Result<Box<dyn Encoder>> {
+    move |p: &nn::Path| encoders::build(&EncoderConfig::SmallCnn { widths: vec![4, 8] }, p, &shape)
+}
+
+fn views_for(m: &dyn Method, n: i64) -> Vec<Tensor> {
+    let mut v: Vec<Tensor> = (0..m.n_views())
+        .map(|_| Tensor::randn([n, 1, 8, 8], (Kind::Float, Device::Cpu)))
+        .collect();
+    if m.accepts_local_crops() {
+        v.extend((0..2).map(|_| Tensor::randn([n, 1, 6, 6], (Kind::Float, Device::Cpu))));
+    }
+    v
+}
+
+/// Loss finite, a finite gradient on every trainable variable through the hooks, and a
+/// representation of the encoder's width.
+#[test]
+fn every_method_trains_for_a_few_steps() {
+    for cfg in all_methods() {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = build(&cfg, &vs, &cnn_factory(vec![1, 8, 8])).unwrap();
+        let labels = Tensor::from_slice(&[0i64, 1, 0, 1, 2, 2]);
+        let total = 3;
+        for step in 0..total {
+            let views = views_for(m.as_ref(), 6);
+            let progress = Progress::at(step, total, 1);
+            let mut input = StepInput::new(&views, progress);
+            if m.needs_labels() {
+                input.labels = Some(&labels);
+            }
+            for (_, p) in vs.variables() {
+                if p.requires_grad() {
+                    p.grad().defined().then(|| p.grad().zero_());
+                }
+            }
+            let loss = m.loss(&input);
+            let l = f64::try_from(&loss).unwrap();
+            assert!(l.is_finite(), "{} loss {l}", m.name());
+            loss.backward();
+            m.before_update(progress);
+            tch::no_grad(|| {
+                for (name, p) in vs.variables() {
+                    if p.requires_grad() {
+                        let g = p.grad();
+                        assert!(g.defined(), "{}: no gradient for {name}", m.name());
+                        assert!(
+                            bool::try_from(g.isfinite().all()).unwrap(),
+                            "{}: non-finite gradient for {name}",
+                            m.name()
+                        );
+                        let _ = p.shallow_clone().g_sub_(&(g * 0.01));
+                    }
+                }
+            });
+            m.after_update(progress);
+        }
+        let views = views_for(m.as_ref(), 6);
+        let e = tch::no_grad(|| m.embed(&views[0]));
+        assert_eq!(e.size(), vec![6, 8], "{}", m.name());
+    }
+}
