@@ -9,30 +9,9 @@ use rand::{Rng, SeedableRng};
 use std::path::Path;
 
 const IMAGES: usize = 96;
-const SIDE: usize = 12;
 
-/// 96 grey 12×12 images of two classes (bright left half vs bright right half, plus noise), as
-/// uncompressed IDX files.
 fn write_idx(dir: &Path) {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let mut images = vec![0u8, 0, 8, 3];
-    for d in [IMAGES, SIDE, SIDE] {
-        images.extend((d as u32).to_be_bytes());
-    }
-    let mut labels = vec![0u8, 0, 8, 1];
-    labels.extend((IMAGES as u32).to_be_bytes());
-    for i in 0..IMAGES {
-        let class = i % 2;
-        labels.push(class as u8);
-        for _ in 0..SIDE {
-            for x in 0..SIDE {
-                let bright = (x < SIDE / 2) == (class == 0);
-                images.push(if bright { 160 } else { 40 } + rng.gen_range(0..60));
-            }
-        }
-    }
-    std::fs::write(dir.join("images.idx"), images).unwrap();
-    std::fs::write(dir.join("labels.idx"), labels).unwrap();
+    common::write_idx(dir, "images.idx", "labels.idx", IMAGES, 2, 5);
 }
 
 const COMMON: &str = r#"

@@ -84,3 +84,30 @@ pub fn wait_for_step(child: &mut Child, run: &Path, step: u64) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// `n` grey 12×12 images of `classes` classes, class c bright in the c-th vertical band (plus
+/// noise drawn with `seed`), as uncompressed IDX image and label files.
+pub fn write_idx(dir: &Path, images: &str, labels: &str, n: usize, classes: usize, seed: u64) {
+    use rand::{Rng, SeedableRng};
+    const SIDE: usize = 12;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut img = vec![0u8, 0, 8, 3];
+    for d in [n, SIDE, SIDE] {
+        img.extend((d as u32).to_be_bytes());
+    }
+    let mut lab = vec![0u8, 0, 8, 1];
+    lab.extend((n as u32).to_be_bytes());
+    let band = SIDE / classes.max(1);
+    for i in 0..n {
+        let class = i % classes;
+        lab.push(class as u8);
+        for _ in 0..SIDE {
+            for x in 0..SIDE {
+                let bright = x / band.max(1) == class;
+                img.push(if bright { 160 } else { 40 } + rng.gen_range(0..60));
+            }
+        }
+    }
+    std::fs::write(dir.join(images), img).unwrap();
+    std::fs::write(dir.join(labels), lab).unwrap();
+}

@@ -390,3 +390,109 @@ fn training_hash_ignores_threads_and_eval_but_not_the_model() {
     assert_eq!(a.training_hash(), b.training_hash());
     assert_ne!(a.training_hash(), c.training_hash());
 }
+
+#[test]
+fn rule_local_crops_need_a_pipeline_and_a_multi_crop_method() {
+    assert_eq!(
+        err(IMAGE, "views.local_crops=2"),
+        RecipeError::LocalCropsWithoutPipeline(2)
+    );
+    let e = with(IMAGE, &["views.local_crops=2", "views.local.size=[8, 8]"]).unwrap_err();
+    assert_eq!(e, RecipeError::NoMultiCrop { method: "simclr" });
+    let r = with(
+        IMAGE,
+        &[
+            "views.local_crops=2",
+            "views.local.size=[8, 8]",
+            "method.name=\"dino\"",
+        ],
+    )
+    .unwrap();
+    // Two global views, then one pipeline shared by every local crop.
+    assert_eq!(r.n_views(), 4);
+    let aug = r.image_augments();
+    assert_eq!(aug.len(), 3);
+    assert_eq!(aug[2].size, Some([8, 8]));
+    assert_eq!(aug[0], aug[1]);
+}
+
+#[test]
+fn rule_second_view_and_local_pipelines_are_checked_like_the_first() {
+    assert_eq!(
+        err(IMAGE, "views.image2.solarize_p=2.0"),
+        RecipeError::ProbabilityOutOfRange {
+            field: "views.image2.solarize_p",
+            value: 2.0
+        }
+    );
+    assert!(matches!(
+        err(IMAGE, "views.local.crop_scale=[0.5, 0.1]"),
+        RecipeError::BadRange {
+            field: "views.local.crop_scale",
+            ..
+        }
+    ));
+    assert_eq!(
+        err(TABLE, "views.image2.hflip_p=0.5"),
+        RecipeError::ViewsMismatch {
+            given: "image2",
+            data: "table"
+        }
+    );
+    let r = with(IMAGE, &["views.image2.solarize_p=0.2"]).unwrap();
+    let aug = r.image_augments();
+    assert_eq!((aug[0].solarize_p, aug[1].solarize_p), (0.0, 0.2));
+}
+
+#[test]
+fn rule_joint_embedding_method_settings() {
+    assert!(matches!(
+        err(IMAGE, "method={ name = \"moco_v2\", temperature = 0.0 }"),
+        RecipeError::TemperatureNotPositive {
+            field: "method.temperature",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(IMAGE, "method={ name = \"byol\", base_momentum = 1.5 }"),
+        RecipeError::BadRange {
+            field: "method.base_momentum",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(IMAGE, "method={ name = \"swav\", prototypes = 0 }"),
+        RecipeError::NonPositiveWidth {
+            field: "method.prototypes",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(IMAGE, "method={ name = \"nnclr\", predictor = [] }"),
+        RecipeError::NoLayers {
+            field: "method.predictor"
+        }
+    ));
+    // Unknown keys inside a method's table are refused by name.
+    let e = err(IMAGE, "method={ name = \"vicreg\", lambda = 1.0 }");
+    assert!(e.to_string().contains("lambda"), "{e}");
+}
+
+/// Every method's shipped Fashion-MNIST recipe parses and validates.
+#[test]
+fn the_fashion_mnist_comparison_recipes_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/fmnist");
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let r = Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        names.push(r.method.name());
+    }
+    names.sort_unstable();
+    let mut all: Vec<&str> = MethodConfig::all_defaults()
+        .iter()
+        .map(|m| m.name())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(names, all, "one recipe per registered method");
+}

@@ -226,6 +226,46 @@ mod tests {
         assert_eq!(seen.len(), 100);
     }
 
+    /// Multi-crop: two global views of 3 values, then smaller local views of 2; labels follow
+    /// the batch's samples.
+    struct MultiCrop;
+    impl ViewSource for MultiCrop {
+        fn len(&self) -> usize {
+            8
+        }
+        fn sample_shape(&self) -> Vec<i64> {
+            vec![3]
+        }
+        fn view_shape(&self, view: usize) -> Vec<i64> {
+            vec![if view < 2 { 3 } else { 2 }]
+        }
+        fn make_view(&self, index: usize, view: usize, _: &mut ChaCha8Rng, out: &mut [f32]) {
+            out.fill(index as f32 * 10.0 + view as f32);
+        }
+        fn make_plain(&self, _: usize, out: &mut [f32]) {
+            out.fill(0.0);
+        }
+        fn label(&self, index: usize) -> Option<i64> {
+            Some(index as i64 % 3)
+        }
+        fn n_classes(&self) -> usize {
+            3
+        }
+    }
+
+    #[test]
+    fn local_views_take_their_own_shape_and_labels_follow_the_samples() {
+        let b = build_batch(&MultiCrop, 0, 0, 0, &[5, 1, 7], 4);
+        let shapes: Vec<Vec<i64>> = b.views.iter().map(|v| v.size()).collect();
+        assert_eq!(shapes, vec![vec![3, 3], vec![3, 3], vec![3, 2], vec![3, 2]]);
+        let v3 = Vec::<f32>::try_from(b.views[3].flatten(0, -1)).unwrap();
+        assert_eq!(v3, vec![53.0, 53.0, 13.0, 13.0, 73.0, 73.0]);
+        let labels = Vec::<i64>::try_from(b.labels.unwrap()).unwrap();
+        assert_eq!(labels, vec![2, 1, 1]);
+        // Unlabelled sources give no labels.
+        assert!(build_batch(&Probe(4), 0, 0, 0, &[0, 1], 2).labels.is_none());
+    }
+
     #[test]
     fn dropping_midway_stops_workers() {
         let mut s = BatchStream::new(Arc::new(Probe(1000)), 1, 0, 0, 10, 2, 2, 1);

@@ -1,0 +1,178 @@
+//! `selfsup compare` (methods × seeds beside the two controls) and `selfsup eval` on exported
+//! embeddings, end to end on a tiny labelled image set.
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn selfsup(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_selfsup"))
+        .args(args)
+        .args(["--threads", "1"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn recipe(name: &str, method: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+[data]
+format = "idx"
+train_images = "train.idx"
+train_labels = "train-labels.idx"
+test_images = "test.idx"
+test_labels = "test-labels.idx"
+[encoder]
+kind = "small_cnn"
+widths = [4, 8]
+{method}
+[train]
+epochs = 1
+batch_size = 16
+optimizer = {{ name = "adam", lr = 1e-3 }}
+[eval]
+knn_k = 5
+probe_iters = 50
+"#
+    )
+}
+
+fn setup(dir: &Path) {
+    common::write_idx(dir, "train.idx", "train-labels.idx", 96, 6, 1);
+    common::write_idx(dir, "test.idx", "test-labels.idx", 144, 6, 2);
+    let simclr = "[method]\nname = \"simclr\"\nprojector = [{ dim = 8 }]";
+    let byol = "[method]\nname = \"byol\"\nprojector = [{ dim = 8 }]\npredictor = [{ dim = 8 }]";
+    std::fs::write(dir.join("simclr.toml"), recipe("s", simclr)).unwrap();
+    std::fs::write(dir.join("byol.toml"), recipe("b", byol)).unwrap();
+}
+
+#[test]
+fn compare_prints_every_method_and_both_controls_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let (code, out, err) = selfsup(
+        &[
+            "compare",
+            "simclr.toml",
+            "byol.toml",
+            "--seeds",
+            "2",
+            "--runs",
+            "cmp",
+            "--out",
+            "cmp.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    for row in [
+        "simclr",
+        "byol",
+        "control: random-init encoder",
+        "control: raw inputs",
+    ] {
+        assert!(out.contains(row), "no {row} row in\n{out}");
+    }
+    assert!(out.contains("budget: 1 epoch(s), batch 16"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("cmp.json")).unwrap())
+            .unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows[..3] {
+        let scores = r["scores"].as_array().unwrap();
+        assert_eq!(scores.len(), 2, "{r}");
+        for s in scores {
+            for k in ["knn", "linear"] {
+                let a = s[k].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&a), "{k} = {a}");
+            }
+            let rank = s["rankme"].as_f64().unwrap();
+            assert!(rank >= 1.0 && rank <= s["dim"].as_f64().unwrap() + 1e-6);
+        }
+    }
+    // One run folder per method and seed.
+    assert!(dir.path().join("cmp/s-seed1/checkpoints/latest").exists());
+    assert!(dir.path().join("cmp/b-seed0/checkpoints/latest").exists());
+}
+
+#[test]
+fn compare_refuses_unequal_budgets() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let longer = std::fs::read_to_string(dir.path().join("byol.toml"))
+        .unwrap()
+        .replace("epochs = 1", "epochs = 2");
+    std::fs::write(dir.path().join("byol.toml"), longer).unwrap();
+    let (code, _, err) = selfsup(
+        &["compare", "simclr.toml", "byol.toml", "--seeds", "1"],
+        dir.path(),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("budget differs"), "{err}");
+    assert!(!dir.path().join("runs").exists(), "nothing ran");
+}
+
+#[test]
+fn eval_runs_every_protocol_on_exported_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let d = dir.path();
+    let (code, _, err) = selfsup(&["pretrain", "simclr.toml", "--quiet", "--no-eval"], d);
+    assert_eq!(code, 0, "{err}");
+    for (split, file) in [("train", "tr.npy"), ("test", "te.npy")] {
+        let (code, _, err) = selfsup(
+            &["embed", "--run", "runs/s", "--out", file, "--split", split],
+            d,
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, out, err) = selfsup(
+        &[
+            "eval", "all", "--train", "tr.npy", "--test", "te.npy", "--seeds", "2", "--out",
+            "ev.json",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    for p in [
+        "knn(k=",
+        "knn-grid",
+        "linear-probe",
+        "labels=1%",
+        "labels=10%",
+        "labels=100%",
+        "5-way 1-shot",
+        "5-way 5-shot",
+        "k-means(k=6",
+        "ECE(15 bins)",
+    ] {
+        assert!(out.contains(p), "no {p} in\n{out}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("ev.json")).unwrap()).unwrap();
+    for r in v.as_array().unwrap() {
+        let x = r["value"].as_f64().unwrap();
+        assert!(x.is_finite(), "{r}");
+    }
+    // The run itself: the learned representation beside the raw pixels, saved in the run folder.
+    let (code, out, err) = selfsup(&["eval", "cluster", "--run", "runs/s"], d);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("learned") && out.contains("raw"), "{out}");
+    assert!(d.join("runs/s/eval-suite.json").exists());
+    // Mismatched files are refused with their names.
+    std::fs::copy(d.join("te.npy"), d.join("bad.npy")).unwrap();
+    let (code, _, err) = selfsup(
+        &["eval", "knn", "--train", "tr.npy", "--test", "bad.npy"],
+        d,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("bad.labels.npy"), "{err}");
+}
