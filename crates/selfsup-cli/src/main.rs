@@ -58,7 +58,8 @@ enum Command {
     /// Evaluate representations: a run's latest checkpoint (with the raw-input baseline beside
     /// it) or exported embeddings, under one or more protocols
     Eval {
-        /// knn, knn-grid, linear, label-fractions, few-shot, cluster, calibration, or all
+        /// knn, knn-grid, linear, label-fractions, few-shot, cluster, calibration, all (every
+        /// one of these), fine-tune
         #[arg(required = true, value_enum)]
         protocols: Vec<ProtocolArg>,
         /// A run folder
@@ -141,6 +142,8 @@ enum ProtocolArg {
     FewShot,
     Cluster,
     Calibration,
+    /// Fine-tune the run's whole encoder with a fresh head (needs --run; not part of `all`)
+    FineTune,
     All,
 }
 
@@ -156,6 +159,7 @@ impl ProtocolArg {
                 ProtocolArg::FewShot => &[SuiteProtocol::FewShot],
                 ProtocolArg::Cluster => &[SuiteProtocol::Cluster],
                 ProtocolArg::Calibration => &[SuiteProtocol::Calibration],
+                ProtocolArg::FineTune => &[],
                 ProtocolArg::All => &SuiteProtocol::ALL,
             };
             for p in add {
@@ -296,14 +300,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seeds: (0..seeds.max(1)).collect(),
                 ..Default::default()
             };
-            let records = commands::eval_suite(
-                &source,
-                &overrides,
-                &ProtocolArg::protocols(&protocols),
-                cfg,
-                device,
-                cli.threads,
-            )?;
+            let seeds = cfg.seeds.clone();
+            let feature_protocols = ProtocolArg::protocols(&protocols);
+            let mut records = if feature_protocols.is_empty() {
+                Vec::new()
+            } else {
+                commands::eval_suite(
+                    &source,
+                    &overrides,
+                    &feature_protocols,
+                    cfg,
+                    device,
+                    cli.threads,
+                )?
+            };
+            if protocols.contains(&ProtocolArg::FineTune) {
+                let EvalSource::Run(dir) = &source else {
+                    anyhow::bail!("fine-tune needs --run: it trains the run's encoder");
+                };
+                records.extend(commands::fine_tune_run(
+                    dir,
+                    &overrides,
+                    &seeds,
+                    device,
+                    cli.threads,
+                )?);
+            }
             println!("{}", format_records(&records));
             if let Some(out) = out {
                 std::fs::write(&out, serde_json::to_string_pretty(&records)?)

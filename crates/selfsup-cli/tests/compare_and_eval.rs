@@ -167,6 +167,34 @@ fn eval_runs_every_protocol_on_exported_embeddings() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("learned") && out.contains("raw"), "{out}");
     assert!(d.join("runs/s/eval-suite.json").exists());
+    // Fine-tuning the run's encoder: accuracy and calibration error per seed.
+    let (code, out, err) = selfsup(
+        &[
+            "eval",
+            "fine-tune",
+            "--run",
+            "runs/s",
+            "--seeds",
+            "2",
+            "--set",
+            "eval.finetune_epochs=1",
+            "--set",
+            "eval.finetune_batch=16",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("fine-tune(adam,lr=0.001,epochs=1,batch=16,labels=100%"),
+        "{out}"
+    );
+    assert!(out.contains("ECE"), "{out}");
+    let (code, _, err) = selfsup(
+        &["eval", "fine-tune", "--train", "tr.npy", "--test", "te.npy"],
+        d,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("fine-tune needs --run"), "{err}");
     // Mismatched files are refused with their names.
     std::fs::copy(d.join("te.npy"), d.join("bad.npy")).unwrap();
     let (code, _, err) = selfsup(

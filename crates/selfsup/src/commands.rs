@@ -408,3 +408,80 @@ pub fn eval_suite(
     }
     Ok(out)
 }
+
+/// Fine-tunes a run's encoder once per seed (each from the checkpoint) with the recipe's
+/// `eval.finetune_*` settings; records accuracy and calibration error (mean ± std over seeds).
+pub fn fine_tune_run(
+    dir: &Path,
+    overrides: &[String],
+    seeds: &[u64],
+    device: Device,
+    threads: usize,
+) -> Result<Vec<crate::eval::suite::SuiteRecord>> {
+    use crate::eval::fine_tune::{fine_tune, FineTuneConfig};
+    backend::set_threads(threads);
+    let (mut acc, mut ece, mut details) = (Vec::new(), Vec::new(), Vec::new());
+    let mut name = String::new();
+    let started = std::time::Instant::now();
+    for &seed in seeds {
+        let r = load_run(dir, overrides, device, BadInputPolicy::Fail)?;
+        let ev = &r.recipe.eval;
+        let test = r
+            .prepared
+            .test
+            .clone()
+            .context("the run's recipe names no test split")?;
+        let n_test = ev.max_test_samples.unwrap_or(usize::MAX).min(test.len());
+        let n_classes = r.prepared.train.n_classes().max(test.n_classes()) as i64;
+        let cfg = FineTuneConfig {
+            epochs: ev.finetune_epochs,
+            batch: ev.finetune_batch,
+            lr: ev.finetune_lr,
+            label_fraction: ev.finetune_label_fraction,
+            seed,
+            ..Default::default()
+        };
+        name = format!(
+            "fine-tune(adam,lr={},epochs={},batch={},labels={}%,augmented view 1)",
+            cfg.lr,
+            cfg.epochs,
+            cfg.batch,
+            cfg.label_fraction * 100.0
+        );
+        let res = fine_tune(
+            r.model.method.encoder(),
+            &r.model.vs,
+            r.prepared.train.clone(),
+            test.as_ref(),
+            n_test,
+            n_classes,
+            &cfg,
+            device,
+        )?;
+        tracing::info!(
+            "fine-tune seed {seed}: {:.2}% in {:.0}s",
+            res.test_accuracy * 100.0,
+            res.seconds
+        );
+        acc.push(res.test_accuracy);
+        ece.push(res.test_ece);
+        details.push(res);
+    }
+    let rec = |metric: &str, protocol: String, v: Vec<f64>| {
+        let (value, std) = crate::compare::mean_std(&v);
+        crate::eval::suite::SuiteRecord {
+            protocol,
+            metric: metric.into(),
+            features: "learned".into(),
+            value,
+            std,
+            per_seed: v,
+            seconds: started.elapsed().as_secs_f64(),
+            details: json!({ "seeds": seeds, "runs": details }),
+        }
+    };
+    Ok(vec![
+        rec("accuracy", name.clone(), acc),
+        rec("ece", format!("{name} ECE(15 bins)"), ece),
+    ])
+}

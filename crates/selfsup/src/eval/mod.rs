@@ -4,6 +4,7 @@ pub mod calibration;
 pub mod clustering;
 pub mod collapse;
 pub mod few_shot;
+pub mod fine_tune;
 pub mod knn;
 pub mod label_fraction;
 pub mod lbfgs;

@@ -226,6 +226,12 @@ pub struct EvalConfig {
     pub max_test_samples: Option<usize>,
     /// Samples per forward pass when embedding.
     pub batch: usize,
+    /// Fine-tuning protocol (`selfsup eval fine-tune`): epochs, Adam learning rate, batch and the
+    /// stratified fraction of training labels used.
+    pub finetune_epochs: u64,
+    pub finetune_lr: f64,
+    pub finetune_batch: usize,
+    pub finetune_label_fraction: f64,
 }
 
 impl Default for EvalConfig {
@@ -241,6 +247,10 @@ impl Default for EvalConfig {
             max_train_samples: None,
             max_test_samples: None,
             batch: 1000,
+            finetune_epochs: 5,
+            finetune_lr: 1e-3,
+            finetune_batch: 256,
+            finetune_label_fraction: 1.0,
         }
     }
 }

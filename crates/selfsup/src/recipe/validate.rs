@@ -482,12 +482,31 @@ impl Recipe {
         }
         temperature("eval.knn_temperature", e.knn_temperature)?;
         non_negative("eval.probe_weight_decay", e.probe_weight_decay)?;
+        if !(e.finetune_lr.is_finite() && e.finetune_lr > 0.0) {
+            return Err(RecipeError::BadRange {
+                field: "eval.finetune_lr",
+                lo: e.finetune_lr,
+                hi: e.finetune_lr,
+                rule: "the learning rate must be > 0",
+            });
+        }
+        let f = e.finetune_label_fraction;
+        if !(f > 0.0 && f <= 1.0) {
+            return Err(RecipeError::BadRange {
+                field: "eval.finetune_label_fraction",
+                lo: f,
+                hi: f,
+                rule: "a fraction of the labels must be in (0, 1]",
+            });
+        }
         for (field, n) in [
             ("eval.probe_iters", e.probe_iters),
             ("eval.batch", e.batch),
             ("eval.monitor_train_samples", e.monitor_train_samples),
             ("eval.max_train_samples", e.max_train_samples.unwrap_or(1)),
             ("eval.max_test_samples", e.max_test_samples.unwrap_or(1)),
+            ("eval.finetune_batch", e.finetune_batch),
+            ("eval.finetune_epochs", e.finetune_epochs as usize),
         ] {
             if n == 0 {
                 return Err(RecipeError::ZeroCount { field });

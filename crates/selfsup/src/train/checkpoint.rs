@@ -70,6 +70,9 @@ pub struct TrainState {
     pub data_fingerprint: String,
     /// Best online-monitor accuracy so far, with its epoch.
     pub best_monitor: Option<(f64, u64)>,
+    /// The latest online-monitor accuracy, with its epoch (the final-epoch figure at the end).
+    #[serde(default)]
+    pub last_monitor: Option<(f64, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -383,6 +386,7 @@ mod tests {
             recipe_hash: "r".into(),
             data_fingerprint: "d".into(),
             best_monitor: None,
+            last_monitor: None,
         }
     }
 

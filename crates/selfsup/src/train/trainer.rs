@@ -55,6 +55,8 @@ pub struct TrainSummary {
     pub seconds: f64,
     pub nan_skips: u64,
     pub best_monitor: Option<(f64, u64)>,
+    /// The monitor's figure at the last monitored epoch (reported beside the best one).
+    pub final_monitor: Option<(f64, u64)>,
 }
 
 pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainSummary> {
@@ -86,6 +88,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         recipe_hash: r.training_hash(),
         data_fingerprint: ctx.data_fingerprint.clone(),
         best_monitor: None,
+        last_monitor: None,
     };
     if let Some(c) = resume {
         if c.state.recipe_hash != st.recipe_hash {
@@ -263,6 +266,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         if every > 0 && st.epoch % every == 0 {
             if let Some(m) = ctx.monitor.as_mut() {
                 let acc = m(ctx.method, st.epoch)?;
+                st.last_monitor = Some((acc, st.epoch));
                 if st.best_monitor.is_none_or(|(b, _)| acc > b) {
                     st.best_monitor = Some((acc, st.epoch));
                 }
@@ -291,6 +295,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         seconds: secs,
         nan_skips: st.nan_skips,
         best_monitor: st.best_monitor,
+        final_monitor: st.last_monitor,
     })
 }
 
