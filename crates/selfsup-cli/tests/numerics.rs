@@ -91,6 +91,36 @@ fn skip_policy_leaves_weights_and_batch_norm_statistics_untouched() {
     assert!(metrics.contains("\"event\":\"non_finite\""), "{metrics}");
 }
 
+/// The same for methods with state outside the gradient: a skipped step changes neither the EMA
+/// target, the queue, the centre nor the support set.
+#[test]
+fn skip_policy_leaves_method_state_untouched() {
+    for method in [
+        r#"method={ name = "moco_v2", queue_size = 24, projector = [{ dim = 8 }] }"#,
+        r#"method={ name = "byol", projector = [{ dim = 8 }], predictor = [{ dim = 8 }] }"#,
+        r#"method={ name = "dino", hidden = 8, bottleneck = 4, out_dim = 16 }"#,
+        r#"method={ name = "nnclr", support_size = 24, projector = [{ dim = 8 }], predictor = [{ dim = 8 }] }"#,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        let (code, err) = run(
+            dir.path(),
+            "nan-input-at:5",
+            &["train.nan_policy=\"skip\"", method],
+        );
+        assert_eq!(code, 0, "{method}: {err}");
+        let before = variables(dir.path(), 5);
+        assert!(
+            before
+                .iter()
+                .any(|(k, _)| k.contains("teacher") || k.contains("queue") || k.contains("support")),
+            "{method}: no state variables"
+        );
+        assert_eq!(before, variables(dir.path(), 6), "{method}: the corrupt batch changed it");
+        assert_ne!(variables(dir.path(), 6), variables(dir.path(), 7), "{method}");
+    }
+}
+
 #[test]
 fn stop_policy_exits_with_a_message_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
