@@ -122,6 +122,35 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Performance: the reference workloads (W1 SimCLR step, W2 Barlow Twins step, W4 matmul)
+    /// and the view pipeline alone, with the PyTorch reference interleaved when a Python with
+    /// torch is found; prints samples/s (median, p10/p90), peak memory and the ratio
+    Bench {
+        /// w1, w2, w4, pipeline (default: all)
+        #[arg(value_enum)]
+        workloads: Vec<WorkloadArg>,
+        /// Timed steps per workload and round
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Rounds, each running ours then the reference
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Python with torch for the reference (default: python3 if it imports torch)
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// No reference run
+        #[arg(long)]
+        no_reference: bool,
+        /// The PyTorch reference script
+        #[arg(long, default_value = "../shared/bench/torch_reference.py")]
+        script: PathBuf,
+        /// Recipes whose view pipeline is timed
+        #[arg(long = "pipeline-recipe", default_values = ["recipes/quickstart.toml", "recipes/scarf-adult.toml"])]
+        pipeline_recipes: Vec<PathBuf>,
+        /// Also write the results as JSON
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write a run's representations of a split to .npy or .safetensors
     Embed {
         #[arg(long)]
@@ -170,6 +199,14 @@ impl ProtocolArg {
         }
         v
     }
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum WorkloadArg {
+    W1,
+    W2,
+    W4,
+    Pipeline,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -379,6 +416,78 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(out) = out {
                 selfsup::compare::write_json(&out, &report)?;
                 println!("(per-seed results in {})", out.display());
+            }
+        }
+        Command::Bench {
+            workloads,
+            steps,
+            rounds,
+            python,
+            no_reference,
+            script,
+            pipeline_recipes,
+            out,
+        } => {
+            use selfsup::bench::{self, Workload};
+            let all = [
+                WorkloadArg::W1,
+                WorkloadArg::W2,
+                WorkloadArg::W4,
+                WorkloadArg::Pipeline,
+            ];
+            let chosen = if workloads.is_empty() {
+                &all[..]
+            } else {
+                &workloads[..]
+            };
+            let workloads = chosen
+                .iter()
+                .map(|w| match w {
+                    WorkloadArg::W1 => Workload::W1,
+                    WorkloadArg::W2 => Workload::W2,
+                    WorkloadArg::W4 => Workload::W4,
+                    WorkloadArg::Pipeline => Workload::Pipeline,
+                })
+                .collect();
+            let python = if no_reference {
+                None
+            } else {
+                let py = python.unwrap_or_else(|| PathBuf::from("python3"));
+                let has_torch = std::process::Command::new(&py)
+                    .args(["-c", "import torch"])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false);
+                if has_torch && script.exists() {
+                    Some(py)
+                } else {
+                    eprintln!(
+                        "bench: no PyTorch reference ({} cannot import torch, or {} is missing); selfsup only",
+                        py.display(),
+                        script.display()
+                    );
+                    None
+                }
+            };
+            let threads = selfsup::backend::set_threads(cli.threads);
+            eprintln!("bench: {threads} libtorch threads; the reference is pinned with REF_THREADS={threads}");
+            std::env::set_var("REF_THREADS", threads.to_string());
+            let results = bench::bench(
+                &bench::BenchArgs {
+                    workloads,
+                    steps,
+                    rounds,
+                    python,
+                    script,
+                    pipeline_recipes,
+                    device,
+                },
+                |line| eprintln!("{line}"),
+            )?;
+            println!("{}", bench::format_results(&results));
+            if let Some(out) = out {
+                std::fs::write(&out, serde_json::to_string_pretty(&results)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
             }
         }
         Command::Embed { run, out, split } => {

@@ -111,13 +111,21 @@ fn skip_policy_leaves_method_state_untouched() {
         assert_eq!(code, 0, "{method}: {err}");
         let before = variables(dir.path(), 5);
         assert!(
-            before
-                .iter()
-                .any(|(k, _)| k.contains("teacher") || k.contains("queue") || k.contains("support")),
+            before.iter().any(|(k, _)| k.contains("teacher")
+                || k.contains("queue")
+                || k.contains("support")),
             "{method}: no state variables"
         );
-        assert_eq!(before, variables(dir.path(), 6), "{method}: the corrupt batch changed it");
-        assert_ne!(variables(dir.path(), 6), variables(dir.path(), 7), "{method}");
+        assert_eq!(
+            before,
+            variables(dir.path(), 6),
+            "{method}: the corrupt batch changed it"
+        );
+        assert_ne!(
+            variables(dir.path(), 6),
+            variables(dir.path(), 7),
+            "{method}"
+        );
     }
 }
 

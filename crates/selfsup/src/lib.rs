@@ -6,6 +6,7 @@
 //! subcommands as functions.
 
 pub mod backend;
+pub mod bench;
 pub mod commands;
 pub mod compare;
 pub mod data;

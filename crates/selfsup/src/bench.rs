@@ -1,0 +1,462 @@
+//! `selfsup bench`: the performance workloads of `shared/bench/torch_reference.py` built from
+//! selfsup's own encoders, heads, objectives and optimiser (so the figure is the one training
+//! gets), the view pipeline alone, and — when a Python with torch is given — the PyTorch
+//! reference run interleaved with ours in the same invocation, reported as a ratio.
+//!
+//! Timing: each workload runs `warmup` steps, then `steps` timed steps; the median and the
+//! 10th/90th percentiles of the step times are reported. Interleaving (ours, reference, ours, …
+//! for `rounds` rounds) spreads any drift of the machine over both engines.
+use crate::encoders::{small_cnn::SmallCnn, Encoder};
+use crate::heads::{Block, Head};
+use crate::objectives::{barlow_twins, nt_xent};
+use crate::recipe::Recipe;
+use crate::train::optim::{Optimizer, OptimizerConfig};
+use crate::views::loader::BatchStream;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
+
+/// One workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// SimCLR step: 2 × 128 images 3×32×32, CNN 32-64-128-256, projector 256-128, NT-Xent, Adam.
+    W1,
+    /// Barlow Twins step: batch 1024, MLP 64-512-512-256-128, Adam.
+    W2,
+    /// Dense matmul, square 1024 and 2048.
+    W4,
+    /// The view pipeline alone: augmented pairs of a recipe's training data per second.
+    Pipeline,
+}
+
+/// Timing of one engine on one workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub engine: String,
+    pub median_s: f64,
+    pub p10_s: f64,
+    pub p90_s: f64,
+    /// Samples (pairs for two-view workloads) per second at the median.
+    pub samples_per_s: f64,
+    /// Peak resident memory of the process so far, MiB (Linux; 0 elsewhere).
+    pub peak_mib: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub workload: String,
+    pub ours: Vec<Timing>,
+    pub reference: Vec<Timing>,
+    /// Our median samples/s over the reference's (medians over rounds); > 1 means faster.
+    pub ratio: Option<f64>,
+}
+
+/// Median, 10th and 90th percentile of `v` (sorted in place).
+pub fn quantiles(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    (q(0.5), q(0.1), q(0.9))
+}
+
+/// Peak resident set size of this process (VmHWM), MiB.
+pub fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn time_steps(mut f: impl FnMut(), warmup: usize, steps: usize, samples: f64) -> Timing {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut ts: Vec<f64> = (0..steps.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let (median_s, p10_s, p90_s) = quantiles(&mut ts);
+    Timing {
+        engine: "selfsup".into(),
+        median_s,
+        p10_s,
+        p90_s,
+        samples_per_s: samples / median_s,
+        peak_mib: peak_mib(),
+    }
+}
+
+fn adam() -> OptimizerConfig {
+    OptimizerConfig::Adam {
+        lr: 1e-3,
+        betas: [0.9, 0.999],
+        eps: 1e-8,
+        weight_decay: 0.0,
+    }
+}
+
+/// One training step as the trainer takes it (zero grad, loss, backward, Adam), with the loss
+/// left on the device: it is read back once at the end, not every step.
+fn train_steps(
+    vs: &nn::VarStore,
+    loss: impl Fn() -> Tensor,
+    warmup: usize,
+    steps: usize,
+    samples: f64,
+) -> Timing {
+    let mut opt = Optimizer::new(adam(), vs);
+    let mut last = None;
+    let t = time_steps(
+        || {
+            opt.zero_grad();
+            let l = loss();
+            l.backward();
+            opt.step(1e-3);
+            last = Some(l.detach());
+        },
+        warmup,
+        steps,
+        samples,
+    );
+    if let Some(l) = last {
+        tracing::debug!("final loss {}", f64::try_from(l).unwrap_or(f64::NAN));
+    }
+    t
+}
+
+fn w1(steps: usize, device: Device) -> Timing {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let enc = SmallCnn::new(&(vs.root() / "encoder"), 3, &[32, 64, 128, 256]);
+    let head = Head::new(
+        &(vs.root() / "projector"),
+        enc.out_dim(),
+        &[
+            Block::new(256, false, true, true),
+            Block::new(128, false, false, true),
+        ],
+    );
+    let opts = (Kind::Float, device);
+    let (x1, x2) = (
+        Tensor::randn([128, 3, 32, 32], opts),
+        Tensor::randn([128, 3, 32, 32], opts),
+    );
+    let f = |x: &Tensor| head.forward_t(&enc.forward_t(x, true), true);
+    train_steps(&vs, || nt_xent(&f(&x1), &f(&x2), 0.5), 3, steps, 128.0)
+}
+
+fn w2(steps: usize, device: Device) -> Timing {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let enc = crate::encoders::mlp::Mlp::new(&(vs.root() / "encoder"), 64, &[512, 512, 256], false);
+    let head = Head::new(
+        &(vs.root() / "projector"),
+        256,
+        &[Block::new(128, false, false, true)],
+    );
+    let opts = (Kind::Float, device);
+    let x = Tensor::randn([1024, 64], opts);
+    let x1 = &x + Tensor::randn([1024, 64], opts) * 0.1;
+    let x2 = &x + Tensor::randn([1024, 64], opts) * 0.1;
+    let f = |x: &Tensor| head.forward_t(&enc.forward_t(x, true), true);
+    train_steps(
+        &vs,
+        || barlow_twins(&f(&x1), &f(&x2), 5e-3),
+        3,
+        steps,
+        1024.0,
+    )
+}
+
+fn w4(steps: usize, device: Device) -> Vec<Timing> {
+    [1024i64, 2048]
+        .iter()
+        .map(|&n| {
+            let a = Tensor::randn([n, n], (Kind::Float, device));
+            let b = Tensor::randn([n, n], (Kind::Float, device));
+            let mut t = time_steps(
+                || {
+                    let _ = f64::try_from(a.matmul(&b).get(0).get(0));
+                },
+                2,
+                steps,
+                1.0,
+            );
+            t.engine = format!("selfsup n={n}");
+            // For matmul, "samples/s" is GFLOP/s.
+            t.samples_per_s = 2.0 * (n as f64).powi(3) / t.median_s / 1e9;
+            t
+        })
+        .collect()
+}
+
+/// Augmented pairs per second of `recipe`'s training data: one epoch's batches from the
+/// prefetching loader with `workers` threads, no model.
+fn pipeline(recipe: &Path, workers: usize, batches: usize) -> Result<Timing> {
+    let r = Recipe::load(recipe, &[])?;
+    let prepared = crate::pipeline::prepare_data(
+        &r,
+        crate::error::BadInputPolicy::Fail,
+        r.train.max_samples,
+        Some(1),
+    )?;
+    let batch = r.train.batch_size;
+    let mut ts = Vec::new();
+    let stream = BatchStream::new(
+        prepared.train.clone(),
+        r.seed,
+        0,
+        0,
+        batch,
+        r.n_views(),
+        workers,
+        r.train.prefetch,
+    );
+    let mut t = Instant::now();
+    for (i, b) in stream.enumerate() {
+        std::hint::black_box(&b.views);
+        if i > 0 {
+            // The first batch includes the workers' start.
+            ts.push(t.elapsed().as_secs_f64());
+        }
+        t = Instant::now();
+        if i >= batches {
+            break;
+        }
+    }
+    if ts.is_empty() {
+        bail!("{}: fewer than two batches to time", recipe.display());
+    }
+    let (median_s, p10_s, p90_s) = quantiles(&mut ts);
+    Ok(Timing {
+        engine: format!("selfsup {workers} view thread(s), {}", recipe.display()),
+        median_s,
+        p10_s,
+        p90_s,
+        samples_per_s: batch as f64 / median_s,
+        peak_mib: peak_mib(),
+    })
+}
+
+/// The PyTorch reference: `python torch_reference.py <work> <steps>`, its RESULT lines parsed,
+/// peak memory from the child's rusage.
+fn reference(python: &Path, script: &Path, work: &str, steps: usize) -> Result<Vec<Timing>> {
+    let wrapper = "import resource, runpy, sys\n\
+                   sys.argv = sys.argv[1:]\n\
+                   runpy.run_path(sys.argv[0], run_name='__main__')\n\
+                   print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)";
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(wrapper)
+        .arg(script)
+        .arg(work)
+        .arg(steps.to_string())
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "{} {} {work}: {}",
+            python.display(),
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let peak = text
+        .lines()
+        .find_map(|l| l.strip_prefix("PEAK_KB "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0);
+    let field = |line: &str, key: &str| -> Option<f64> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+    };
+    let mut v = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("RESULT ")) {
+        let median_s = field(line, "median_s").context("RESULT line without median_s")?;
+        let rate = field(line, "samples_per_s")
+            .or_else(|| field(line, "gflops"))
+            .context("RESULT line without a rate")?;
+        let n = field(line, "n").map_or(String::new(), |n| format!(" n={n}"));
+        v.push(Timing {
+            engine: format!("pytorch{n}"),
+            median_s,
+            p10_s: f64::NAN,
+            p90_s: f64::NAN,
+            samples_per_s: rate,
+            peak_mib: peak,
+        });
+    }
+    if v.is_empty() {
+        bail!("the reference printed no RESULT line:\n{text}");
+    }
+    Ok(v)
+}
+
+pub struct BenchArgs {
+    pub workloads: Vec<Workload>,
+    pub steps: usize,
+    pub rounds: usize,
+    /// Python with torch for the interleaved reference (none: ours only).
+    pub python: Option<PathBuf>,
+    pub script: PathBuf,
+    /// Recipes whose view pipeline is timed.
+    pub pipeline_recipes: Vec<PathBuf>,
+    pub device: Device,
+}
+
+fn median_rate(t: &[Timing], engine_prefix: &str) -> Option<f64> {
+    let mut v: Vec<f64> = t
+        .iter()
+        .filter(|x| x.engine.starts_with(engine_prefix))
+        .map(|x| x.samples_per_s)
+        .collect();
+    (!v.is_empty()).then(|| quantiles(&mut v).0)
+}
+
+pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
+    let mut out = Vec::new();
+    for &w in &args.workloads {
+        match w {
+            Workload::W1 | Workload::W2 | Workload::W4 => {
+                let name = match w {
+                    Workload::W1 => "w1",
+                    Workload::W2 => "w2",
+                    _ => "w4",
+                };
+                let mut r = BenchResult {
+                    workload: name.into(),
+                    ours: Vec::new(),
+                    reference: Vec::new(),
+                    ratio: None,
+                };
+                for round in 0..args.rounds.max(1) {
+                    let ours = match w {
+                        Workload::W1 => vec![w1(args.steps, args.device)],
+                        Workload::W2 => vec![w2(args.steps, args.device)],
+                        _ => w4(args.steps, args.device),
+                    };
+                    for t in &ours {
+                        log(&format!(
+                            "{name} round {round}: {} {:.1}/s (median step {:.4}s)",
+                            t.engine, t.samples_per_s, t.median_s
+                        ));
+                    }
+                    r.ours.extend(ours);
+                    if let Some(py) = &args.python {
+                        let theirs = reference(py, &args.script, name, args.steps)?;
+                        for t in &theirs {
+                            log(&format!(
+                                "{name} round {round}: {} {:.1}/s (median step {:.4}s)",
+                                t.engine, t.samples_per_s, t.median_s
+                            ));
+                        }
+                        r.reference.extend(theirs);
+                    }
+                }
+                let prefix = if w == Workload::W4 {
+                    "selfsup n=2048"
+                } else {
+                    "selfsup"
+                };
+                let ref_prefix = if w == Workload::W4 {
+                    "pytorch n=2048"
+                } else {
+                    "pytorch"
+                };
+                r.ratio = median_rate(&r.ours, prefix)
+                    .zip(median_rate(&r.reference, ref_prefix))
+                    .map(|(a, b)| a / b);
+                out.push(r);
+            }
+            Workload::Pipeline => {
+                for recipe in &args.pipeline_recipes {
+                    let mut r = BenchResult {
+                        workload: format!("pipeline {}", recipe.display()),
+                        ours: Vec::new(),
+                        reference: Vec::new(),
+                        ratio: None,
+                    };
+                    for workers in [1, 2] {
+                        match pipeline(recipe, workers, args.steps) {
+                            Ok(t) => {
+                                log(&format!("{}: {:.0} pairs/s", t.engine, t.samples_per_s));
+                                r.ours.push(t);
+                            }
+                            Err(e) => {
+                                log(&format!("pipeline {}: skipped ({e:#})", recipe.display()))
+                            }
+                        }
+                    }
+                    out.push(r);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A plain-text table of the results.
+pub fn format_results(results: &[BenchResult]) -> String {
+    let mut s = format!(
+        "{:<44} {:<48} {:>12} {:>22} {:>9}\n",
+        "workload", "engine", "rate", "step median [p10,p90]", "peak MiB"
+    );
+    for r in results {
+        for t in r.ours.iter().chain(&r.reference) {
+            s.push_str(&format!(
+                "{:<44} {:<48} {:>12.1} {:>22} {:>9.0}\n",
+                r.workload,
+                t.engine,
+                t.samples_per_s,
+                if t.p10_s.is_nan() {
+                    format!("{:.4}s", t.median_s)
+                } else {
+                    format!("{:.4}s [{:.4},{:.4}]", t.median_s, t.p10_s, t.p90_s)
+                },
+                t.peak_mib
+            ));
+        }
+        if let Some(x) = r.ratio {
+            s.push_str(&format!(
+                "{:<44} selfsup / pytorch (median over rounds): {x:.2}×\n",
+                r.workload
+            ));
+        }
+    }
+    s.push_str("rates: samples/s (pairs for W1/pipelines), GFLOP/s for w4\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_of_a_known_list() {
+        let mut v = vec![5.0, 1.0, 4.0, 2.0, 3.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0];
+        // Sorted 1..=11: median index 5 → 6; p10 index round(1.0) → 2; p90 index 9 → 10.
+        assert_eq!(quantiles(&mut v), (6.0, 2.0, 10.0));
+    }
+
+    /// The workloads run (a step or two) and report positive rates; no timing is asserted.
+    #[test]
+    fn workloads_run_and_report() {
+        let t = w2(1, Device::Cpu);
+        assert!(t.samples_per_s > 0.0 && t.median_s > 0.0);
+        let m = w4(1, Device::Cpu);
+        assert_eq!(m.len(), 2);
+        assert!(m.iter().all(|t| t.samples_per_s > 0.0));
+    }
+}
