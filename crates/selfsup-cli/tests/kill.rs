@@ -178,16 +178,11 @@ fn sigint_and_sigterm_checkpoint_and_exit_75_then_resume_is_bit_identical() {
 fn a_second_sigint_exits_130_at_once_and_the_last_checkpoint_stays_valid() {
     let dir = tempfile::tempdir().unwrap();
     write_data(dir.path());
-    // Wide layers make a step take long enough (tens of ms) that the second signal surely
-    // arrives while the first is still being honoured.
+    // Every checkpoint write pauses 1.5 s, so the checkpoint that honours the first signal is
+    // still being written when the second one arrives 0.3 s later, however fast the machine.
     let run = dir.path().join("twice");
     let mut child = command(dir.path(), "twice", false)
-        .args([
-            "--set",
-            "encoder.dims=[2048, 2048]",
-            "--set",
-            "train.batch_size=128",
-        ])
+        .env("SELFSUP_FAULT", "slow-checkpoint:1500")
         .spawn()
         .unwrap();
     assert!(wait_for_step(&mut child, &run, 2));
@@ -195,7 +190,7 @@ fn a_second_sigint_exits_130_at_once_and_the_last_checkpoint_stays_valid() {
     let ok = Command::new("sh")
         .args([
             "-c",
-            &format!("kill -INT {pid}; sleep 0.02; kill -INT {pid}"),
+            &format!("kill -INT {pid}; sleep 0.3; kill -INT {pid}"),
         ])
         .status()
         .unwrap()

@@ -1,6 +1,8 @@
 //! Fault injection for the reliability tests, read from `SELFSUP_FAULT=<kind>:<step>`:
 //! * `abort-in-checkpoint:N` — abort the process while the checkpoint of step N is half written;
-//! * `nan-input-at:N` — replace the first view of step N by NaNs (a corrupt batch).
+//! * `nan-input-at:N` — replace the first view of step N by NaNs (a corrupt batch);
+//! * `slow-checkpoint:MS` — pause MS milliseconds inside every checkpoint write (so that a test
+//!   can deliver a signal while one is being written).
 //!
 //! Unset (the normal case) costs one environment lookup per use.
 

@@ -75,6 +75,7 @@ impl ViewSource for Subset {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Fine-tunes `encoder` (its variables are the trainable ones of `encoder_vs`; they are changed
 /// in place) with a fresh linear head, and scores it on the first `n_test` test samples.
 pub fn fine_tune(

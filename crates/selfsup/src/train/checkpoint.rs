@@ -131,6 +131,9 @@ fn crash_here_if_asked(step: u64) {
         eprintln!("SELFSUP_FAULT: aborting while writing the checkpoint of step {step}");
         std::process::abort();
     }
+    if let Some(ms) = crate::fault::step_of("slow-checkpoint") {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// Writes a checkpoint of `vs`, the optimiser buffers and `state` under `root`, then points
