@@ -126,7 +126,7 @@ enum Command {
     /// and the view pipeline alone, with the PyTorch reference interleaved when a Python with
     /// torch is found; prints samples/s (median, p10/p90), peak memory and the ratio
     Bench {
-        /// w1, w2, w4, pipeline (default: all)
+        /// grad, w1, w2, w4, pipeline (default: all)
         #[arg(value_enum)]
         workloads: Vec<WorkloadArg>,
         /// Timed steps per workload and round
@@ -207,6 +207,7 @@ enum WorkloadArg {
     W2,
     W4,
     Pipeline,
+    Grad,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -447,6 +448,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     WorkloadArg::W2 => Workload::W2,
                     WorkloadArg::W4 => Workload::W4,
                     WorkloadArg::Pipeline => Workload::Pipeline,
+                    WorkloadArg::Grad => Workload::Grad,
                 })
                 .collect();
             let python = if no_reference {

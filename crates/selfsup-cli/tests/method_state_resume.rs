@@ -1,5 +1,5 @@
 //! Methods with state outside the gradient (MoCo v2's key encoder and queue, DINO's teacher and
-//! centre, with multi-crop views): SIGKILL at random steps, then `--resume`, must end
+//! centre, with multi-crop views): SIGKILL at 5 random steps (20 with `SELFSUP_KILL_POINTS=20`), then `--resume`, must end
 //! bit-identical to an uninterrupted run — which holds only if that state is checkpointed and
 //! restored exactly.
 mod common;
@@ -85,7 +85,12 @@ fn kill_and_resume_matches_uninterrupted(name: &str, method: &str, state: &[&str
     let expect = weights_hash(&full);
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(name.len() as u64);
-    let mut points: Vec<u64> = (0..2).map(|_| rng.gen_range(2..STEPS - 2)).collect();
+    // 5 kill points per method (20 with SELFSUP_KILL_POINTS=20), as for the two-view methods.
+    let n: usize = std::env::var("SELFSUP_KILL_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut points: Vec<u64> = (0..n).map(|_| rng.gen_range(2..STEPS - 2)).collect();
     points.sort_unstable();
     let run = dir.path().join("killed");
     for (i, &p) in points.iter().enumerate() {
