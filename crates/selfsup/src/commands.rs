@@ -30,6 +30,8 @@ pub struct PretrainReport {
     pub run_dir: PathBuf,
     pub summary: TrainSummary,
     pub eval: Vec<EvalRecord>,
+    /// Collapse diagnostics of the learned test representations, when evaluated.
+    pub test_collapse: Option<crate::eval::collapse::CollapseStats>,
 }
 
 /// Makes the data paths absolute, so the run folder's recipe works from any directory.
@@ -137,8 +139,8 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
     );
     run.update_manifest(json!({"finished": run_folder::unix_time(), "train": summary}))?;
 
-    let eval = if args.evaluate && prepared.test.is_some() {
-        let records = pipeline::evaluate(
+    let (eval, test_collapse) = if args.evaluate && prepared.test.is_some() {
+        let (records, collapse) = pipeline::evaluate_with_collapse(
             model.method.as_ref(),
             &prepared,
             &recipe.eval,
@@ -146,14 +148,15 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
             args.device,
         )?;
         write_eval(&run, &records, summary.steps)?;
-        records
+        (records, Some(collapse))
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     Ok(PretrainReport {
         run_dir: run.dir,
         summary,
         eval,
+        test_collapse,
     })
 }
 

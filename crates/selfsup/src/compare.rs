@@ -4,7 +4,6 @@
 //! code: the raw inputs and a randomly initialised (untrained) encoder.
 use crate::commands::{self, PretrainArgs};
 use crate::error::BadInputPolicy;
-use crate::eval::collapse::collapse_stats;
 use crate::pipeline::{self, EvalRecord, Protocol};
 use crate::recipe::Recipe;
 use anyhow::{bail, Result};
@@ -157,8 +156,10 @@ pub fn compare(args: CompareArgs, log: impl Fn(&str)) -> Result<CompareReport> {
             if protocols.is_empty() {
                 protocols = report.eval.iter().map(|r| r.protocol.clone()).collect();
             }
-            let loaded = commands::load_run(&run_dir, &[], args.device, BadInputPolicy::Fail)?;
-            let rank = test_rankme(&loaded.model, &loaded.prepared, &loaded.recipe, args.device)?;
+            let rank = report
+                .test_collapse
+                .as_ref()
+                .map_or((f64::NAN, 0), |c| (c.rankme, c.dim));
             let s = SeedScore {
                 seed,
                 knn: accuracy(&report.eval, "learned", Protocol::Knn),
@@ -189,32 +190,6 @@ pub fn compare(args: CompareArgs, log: impl Fn(&str)) -> Result<CompareReport> {
     })
 }
 
-/// RankMe of the test split's representations.
-fn test_rankme(
-    model: &pipeline::Model,
-    prepared: &pipeline::Prepared,
-    recipe: &Recipe,
-    device: Device,
-) -> Result<(f64, i64)> {
-    let Some(test) = prepared.test.as_ref() else {
-        bail!("no test split");
-    };
-    let n = recipe
-        .eval
-        .max_test_samples
-        .unwrap_or(usize::MAX)
-        .min(test.len());
-    let z = pipeline::embed(
-        model.method.as_ref(),
-        test.as_ref(),
-        n,
-        recipe.eval.batch,
-        device,
-    );
-    let c = collapse_stats(&z);
-    Ok((c.rankme, c.dim))
-}
-
 /// The raw-input baseline (seed-independent) and an untrained encoder per seed, scored by the
 /// same protocols.
 fn controls(recipe: &Recipe, args: &CompareArgs, log: &impl Fn(&str)) -> Result<Vec<Row>> {
@@ -241,14 +216,14 @@ fn controls(recipe: &Recipe, args: &CompareArgs, log: &impl Fn(&str)) -> Result<
         r.seed = seed;
         let model = pipeline::build_model(&r, &prepared.train.sample_shape(), args.device)?;
         let t = Instant::now();
-        let records = pipeline::evaluate(
+        let (records, collapse) = pipeline::evaluate_with_collapse(
             model.method.as_ref(),
             &prepared,
             &eval,
             &[Protocol::Knn, Protocol::Linear],
             args.device,
         )?;
-        let rank = test_rankme(&model, &prepared, &r, args.device)?;
+        let rank = (collapse.rankme, collapse.dim);
         let score = |features: &str, rank: (f64, i64)| SeedScore {
             seed,
             knn: accuracy(&records, features, Protocol::Knn),

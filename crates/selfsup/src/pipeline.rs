@@ -3,6 +3,7 @@
 use crate::data::{self, ImageSet, TableSet};
 use crate::encoders;
 use crate::error::{BadInputPolicy, SkipReport};
+use crate::eval::collapse::{collapse_stats, CollapseStats};
 use crate::eval::{knn, linear_probe};
 use crate::methods::{self, Method};
 use crate::recipe::{DataConfig, EvalConfig, Recipe};
@@ -345,6 +346,18 @@ pub fn evaluate(
     protocols: &[Protocol],
     device: Device,
 ) -> Result<Vec<EvalRecord>> {
+    Ok(evaluate_with_collapse(method, prepared, cfg, protocols, device)?.0)
+}
+
+/// [`evaluate`], also returning the collapse diagnostics (RankMe, normalised std) of the learned
+/// test-split representations it has already computed.
+pub fn evaluate_with_collapse(
+    method: &dyn Method,
+    prepared: &Prepared,
+    cfg: &EvalConfig,
+    protocols: &[Protocol],
+    device: Device,
+) -> Result<(Vec<EvalRecord>, CollapseStats)> {
     let test = prepared
         .test
         .as_ref()
@@ -367,6 +380,7 @@ pub fn evaluate(
         "embedded {ntr} + {nte} samples in {:.1}s",
         t.elapsed().as_secs_f64()
     );
+    let collapse = collapse_stats(&fte);
     let mut out = evaluate_features("learned", &ftr, &ytr, &fte, &yte, n_classes, cfg, protocols);
     if cfg.raw_baseline {
         out.extend(evaluate_features(
@@ -380,7 +394,7 @@ pub fn evaluate(
             protocols,
         ));
     }
-    Ok(out)
+    Ok((out, collapse))
 }
 
 /// Online kNN accuracy on a subset (the monitor during pretraining).

@@ -238,12 +238,6 @@ impl Recipe {
 
     fn validate_data_and_views(&self) -> R {
         let table = self.data.is_table();
-        if table && self.views.image.is_some() {
-            return Err(RecipeError::ViewsMismatch {
-                given: "image",
-                data: "table",
-            });
-        }
         if !table && self.views.table.is_some() {
             return Err(RecipeError::ViewsMismatch {
                 given: "table",

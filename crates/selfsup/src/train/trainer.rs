@@ -111,7 +111,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
     let mut metrics = MetricsLog::open(&ctx.metrics_path, Some(st.step))?;
     let max_steps = t.max_steps.unwrap_or(u64::MAX);
     let n_views = ctx.method.n_views() + r.views.local_crops;
-    if ctx.method.needs_labels() && (0..n.min(1)).any(|i| ctx.source.label(i).is_none()) {
+    if ctx.method.needs_labels() && ctx.source.label(0).is_none() {
         bail!(
             "{} is supervised and needs class labels for the training data (e.g. data.train_labels)",
             ctx.method.name()
