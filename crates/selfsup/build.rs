@@ -5,6 +5,32 @@ fn main() {
     if let Ok(dir) = std::env::var("LIBTORCH") {
         let lib = std::path::Path::new(&dir).join("lib");
         let lib = lib.canonicalize().unwrap_or(lib);
+        // The libtorch actually linked, for run manifests: the wheel's version.py, or the
+        // `build-version` file of a standalone libtorch.
+        let root = std::path::Path::new(&dir);
+        let version = std::fs::read_to_string(root.join("version.py"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("__version__ = "))
+                    .map(|v| v.trim().trim_matches('\'').to_string())
+            })
+            .or_else(|| {
+                std::fs::read_to_string(root.join("build-version"))
+                    .ok()
+                    .map(|v| v.trim().to_string())
+            });
+        if let Some(v) = version {
+            println!("cargo:rustc-env=SELFSUP_LIBTORCH_VERSION={v}");
+        }
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+        // A CUDA libtorch: nothing of ours calls into libtorch_cuda.so directly, so the linker's
+        // --as-needed would drop it, and then libtorch never registers its CUDA backend (0 GPUs).
+        if lib.join("libtorch_cuda.so").exists() {
+            println!(
+                "cargo:rustc-link-arg=-Wl,-L{},--no-as-needed,-ltorch_cuda,--as-needed",
+                lib.display()
+            );
+        }
     }
 }

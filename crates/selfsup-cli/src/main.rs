@@ -74,12 +74,19 @@ enum Command {
         /// Seeds 0..N for protocols with randomness (label subsets, episodes, k-means)
         #[arg(long, default_value_t = 3)]
         seeds: u64,
+        /// First seed (seeds are first-seed..first-seed+N)
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
         /// Override an evaluation setting of the run's recipe, e.g. --set eval.knn_k=20
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
         /// Also write the records as JSON to this file
         #[arg(long)]
         out: Option<PathBuf>,
+        /// fine-tune: start from a freshly initialised encoder (seeded per seed) instead of the
+        /// run's checkpoint — the from-scratch control with the same budget
+        #[arg(long)]
+        from_scratch: bool,
     },
     /// Graph recipes (Planetoid node classification, TU graph classification): pretrain one
     /// fresh model per seed, score it with the recipe's protocol, print the table beside the
@@ -126,7 +133,7 @@ enum Command {
     /// and the view pipeline alone, with the PyTorch reference interleaved when a Python with
     /// torch is found; prints samples/s (median, p10/p90), peak memory and the ratio
     Bench {
-        /// grad, w1, w2, w4, pipeline (default: all)
+        /// grad, w1, w2, w3, w3sdpa, w3explicit, w4, pipeline (default: w1 w2 w3 w4 pipeline)
         #[arg(value_enum)]
         workloads: Vec<WorkloadArg>,
         /// Timed steps per workload and round
@@ -205,6 +212,9 @@ impl ProtocolArg {
 enum WorkloadArg {
     W1,
     W2,
+    W3,
+    W3sdpa,
+    W3explicit,
     W4,
     Pipeline,
     Grad,
@@ -326,8 +336,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             train,
             test,
             seeds,
+            first_seed,
             overrides,
             out,
+            from_scratch,
         } => {
             let source = match (run, train, test) {
                 (Some(r), None, None) => EvalSource::Run(r),
@@ -335,7 +347,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => anyhow::bail!("give --run DIR, or --train FILE and --test FILE"),
             };
             let cfg = SuiteConfig {
-                seeds: (0..seeds.max(1)).collect(),
+                seeds: (first_seed..first_seed + seeds.max(1)).collect(),
                 ..Default::default()
             };
             let seeds = cfg.seeds.clone();
@@ -360,6 +372,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     dir,
                     &overrides,
                     &seeds,
+                    from_scratch,
                     device,
                     cli.threads,
                 )?);
@@ -433,6 +446,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let all = [
                 WorkloadArg::W1,
                 WorkloadArg::W2,
+                WorkloadArg::W3,
                 WorkloadArg::W4,
                 WorkloadArg::Pipeline,
             ];
@@ -446,6 +460,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|w| match w {
                     WorkloadArg::W1 => Workload::W1,
                     WorkloadArg::W2 => Workload::W2,
+                    WorkloadArg::W3 => Workload::W3,
+                    WorkloadArg::W3sdpa => Workload::W3Sdpa,
+                    WorkloadArg::W3explicit => Workload::W3Explicit,
                     WorkloadArg::W4 => Workload::W4,
                     WorkloadArg::Pipeline => Workload::Pipeline,
                     WorkloadArg::Grad => Workload::Grad,

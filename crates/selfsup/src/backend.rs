@@ -49,8 +49,12 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
-/// libtorch version this binary was built against (torch-sys pins it exactly).
-pub const LIBTORCH_VERSION: &str = "2.13.0";
+/// libtorch version this binary was built against, as the linked libtorch names itself (e.g.
+/// `2.13.0+cu130`); torch-sys pins the release.
+pub const LIBTORCH_VERSION: &str = match option_env!("SELFSUP_LIBTORCH_VERSION") {
+    Some(v) => v,
+    None => "2.13.0",
+};
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,11 @@
 //! Timing: each workload runs `warmup` steps, then `steps` timed steps; the median and the
 //! 10th/90th percentiles of the step times are reported. Interleaving (ours, reference, ours, …
 //! for `rounds` rounds) spreads any drift of the machine over both engines.
+use crate::encoders::transformer::Attention;
+use crate::encoders::vit::{Pooling, Positions, Vit};
 use crate::encoders::{small_cnn::SmallCnn, Encoder};
+use crate::methods::mae::{Mae, MaeConfig};
+use crate::views::masking::MaskSpec;
 use crate::heads::{Block, Head};
 use crate::objectives::{barlow_twins, nt_xent};
 use crate::recipe::Recipe;
@@ -27,6 +31,15 @@ pub enum Workload {
     W1,
     /// Barlow Twins step: batch 1024, MLP 64-512-512-256-128, Adam.
     W2,
+    /// MAE step: 128 images 3×32×32, patch 4, 75 % hidden; ViT 192 × 6 blocks (3 heads),
+    /// decoder 128 × 2 (4 heads); MSE on hidden patches, Adam. Ours with fused attention against
+    /// the reference's explicit attention (the workload as the issue table states it).
+    W3,
+    /// W3 with fused attention on both sides (the reference's `w3sdpa`).
+    W3Sdpa,
+    /// W3 with our explicit attention against the reference's explicit attention: with `W3`,
+    /// shows what the fused kernel gains.
+    W3Explicit,
     /// Dense matmul, square 1024 and 2048.
     W4,
     /// The view pipeline alone: augmented pairs of a recipe's training data per second.
@@ -76,14 +89,29 @@ pub fn peak_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn time_steps(mut f: impl FnMut(), warmup: usize, steps: usize, samples: f64) -> Timing {
+/// Waits for queued device work, so that a step's time includes its kernels (no-op on the CPU).
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+fn time_steps(
+    mut f: impl FnMut(),
+    warmup: usize,
+    steps: usize,
+    samples: f64,
+    device: Device,
+) -> Timing {
     for _ in 0..warmup {
         f();
     }
+    sync(device);
     let mut ts: Vec<f64> = (0..steps.max(1))
         .map(|_| {
             let t = Instant::now();
             f();
+            sync(device);
             t.elapsed().as_secs_f64()
         })
         .collect();
@@ -118,6 +146,7 @@ fn train_steps(
 ) -> Timing {
     let mut opt = Optimizer::new(adam(), vs);
     let mut last = None;
+    let device = vs.device();
     let t = time_steps(
         || {
             opt.zero_grad();
@@ -129,6 +158,7 @@ fn train_steps(
         warmup,
         steps,
         samples,
+        device,
     );
     if let Some(l) = last {
         tracing::debug!("final loss {}", f64::try_from(l).unwrap_or(f64::NAN));
@@ -180,6 +210,47 @@ fn w2(steps: usize, device: Device) -> Timing {
     )
 }
 
+fn w3(steps: usize, device: Device, attention: Attention) -> Result<Timing> {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    // No class token and learned positions, as the reference's encoder.
+    let mut vit = Vit::new(
+        &(vs.root() / "encoder"),
+        &[3, 32, 32],
+        4,
+        192,
+        6,
+        3,
+        4.0,
+        Positions::Learned,
+        Pooling::Mean,
+    )?;
+    vit.set_attention(attention);
+    let cfg = MaeConfig {
+        mask_ratio: 0.75,
+        decoder_dim: 128,
+        decoder_depth: 2,
+        decoder_heads: 4,
+        norm_pix_loss: false,
+    };
+    let mut mae = Mae::new(&(vs.root() / "method"), Box::new(vit), &cfg)?;
+    mae.set_attention(attention);
+    let img = Tensor::randn([128, 3, 32, 32], (Kind::Float, device));
+    let idx: Vec<usize> = (0..128).collect();
+    let ids = MaskSpec::Random {
+        tokens: 64,
+        ratio: 0.75,
+    }
+    .make_batch(42, 0, 0, &idx)
+    .remove(0)
+    .to_device(device);
+    let mut t = train_steps(&vs, || mae.loss_with(&img, &ids), 3, steps, 128.0);
+    if attention == Attention::Explicit {
+        t.engine = "selfsup explicit attention".into();
+    }
+    Ok(t)
+}
+
 fn w4(steps: usize, device: Device) -> Vec<Timing> {
     [1024i64, 2048]
         .iter()
@@ -193,6 +264,7 @@ fn w4(steps: usize, device: Device) -> Vec<Timing> {
                 2,
                 steps,
                 1.0,
+                device,
             );
             t.engine = format!("selfsup n={n}");
             // For matmul, "samples/s" is GFLOP/s.
@@ -223,6 +295,7 @@ fn pipeline(recipe: &Path, workers: usize, batches: usize) -> Result<Timing> {
         0,
         batch,
         r.n_views(),
+        None,
         workers,
         r.train.prefetch,
     );
@@ -247,16 +320,33 @@ fn pipeline(recipe: &Path, workers: usize, batches: usize) -> Result<Timing> {
 }
 
 /// The PyTorch reference: `python torch_reference.py <work> <steps>`, its RESULT lines parsed,
-/// peak memory from the child's rusage.
-fn reference(python: &Path, script: &Path, work: &str, steps: usize) -> Result<Vec<Timing>> {
-    let wrapper = "import resource, runpy, sys\n\
-                   sys.argv = sys.argv[1:]\n\
-                   runpy.run_path(sys.argv[0], run_name='__main__')\n\
-                   print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)";
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(wrapper)
-        .arg(script)
+/// peak memory from the child's rusage. On a CUDA device the script runs with that device as
+/// torch's default (its random generator too) and a synchronisation after every step.
+fn reference(
+    python: &Path,
+    script: &Path,
+    work: &str,
+    steps: usize,
+    device: Device,
+) -> Result<Vec<Timing>> {
+    let cpu = "import resource, runpy, sys\n\
+               sys.argv = sys.argv[1:]\n\
+               runpy.run_path(sys.argv[0], run_name='__main__')\n\
+               print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)";
+    let cuda = "import resource, sys, torch\n\
+                sys.argv = sys.argv[1:]\n\
+                dev = 'cuda:' + sys.argv.pop(1)\n\
+                torch.set_default_device(dev)\n\
+                src = open(sys.argv[0]).read().replace('torch.Generator()', 'torch.Generator(device=dev)')\n\
+                src = src.replace('last = f(); ts.append(', 'last = f(); torch.cuda.synchronize(); ts.append(')\n\
+                exec(compile(src, sys.argv[0], 'exec'), {'__name__': '__main__', 'dev': dev})\n\
+                print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)";
+    let mut cmd = Command::new(python);
+    match device {
+        Device::Cuda(i) => cmd.arg("-c").arg(cuda).arg(script).arg(i.to_string()),
+        _ => cmd.arg("-c").arg(cpu).arg(script),
+    };
+    let out = cmd
         .arg(work)
         .arg(steps.to_string())
         .output()
@@ -426,10 +516,10 @@ pub struct BenchArgs {
     pub device: Device,
 }
 
-fn median_rate(t: &[Timing], engine_prefix: &str) -> Option<f64> {
+fn median_rate(t: &[Timing], engine: &str) -> Option<f64> {
     let mut v: Vec<f64> = t
         .iter()
-        .filter(|x| x.engine.starts_with(engine_prefix))
+        .filter(|x| x.engine == engine)
         .map(|x| x.samples_per_s)
         .collect();
     (!v.is_empty()).then(|| quantiles(&mut v).0)
@@ -439,11 +529,20 @@ pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
     let mut out = Vec::new();
     for &w in &args.workloads {
         match w {
-            Workload::W1 | Workload::W2 | Workload::W4 => {
-                let name = match w {
-                    Workload::W1 => "w1",
-                    Workload::W2 => "w2",
-                    _ => "w4",
+            Workload::W1
+            | Workload::W2
+            | Workload::W3
+            | Workload::W3Sdpa
+            | Workload::W3Explicit
+            | Workload::W4 => {
+                // Our workload's name, and the reference's run compared with it.
+                let (name, ref_work) = match w {
+                    Workload::W1 => ("w1", "w1"),
+                    Workload::W2 => ("w2", "w2"),
+                    Workload::W3 => ("w3", "w3"),
+                    Workload::W3Sdpa => ("w3sdpa", "w3sdpa"),
+                    Workload::W3Explicit => ("w3explicit", "w3"),
+                    _ => ("w4", "w4"),
                 };
                 let mut r = BenchResult {
                     workload: name.into(),
@@ -455,6 +554,12 @@ pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
                     let ours = match w {
                         Workload::W1 => vec![w1(args.steps, args.device)],
                         Workload::W2 => vec![w2(args.steps, args.device)],
+                        Workload::W3 | Workload::W3Sdpa => {
+                            vec![w3(args.steps, args.device, Attention::Fused)?]
+                        }
+                        Workload::W3Explicit => {
+                            vec![w3(args.steps, args.device, Attention::Explicit)?]
+                        }
                         _ => w4(args.steps, args.device),
                     };
                     for t in &ours {
@@ -465,7 +570,8 @@ pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
                     }
                     r.ours.extend(ours);
                     if let Some(py) = &args.python {
-                        let theirs = reference(py, &args.script, name, args.steps)?;
+                        let theirs =
+                            reference(py, &args.script, ref_work, args.steps, args.device)?;
                         for t in &theirs {
                             log(&format!(
                                 "{name} round {round}: {} {:.1}/s (median step {:.4}s)",
@@ -475,10 +581,10 @@ pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
                         r.reference.extend(theirs);
                     }
                 }
-                let prefix = if w == Workload::W4 {
-                    "selfsup n=2048"
-                } else {
-                    "selfsup"
+                let prefix = match w {
+                    Workload::W4 => "selfsup n=2048",
+                    Workload::W3Explicit => "selfsup explicit attention",
+                    _ => "selfsup",
                 };
                 let ref_prefix = if w == Workload::W4 {
                     "pytorch n=2048"

@@ -183,6 +183,18 @@ pub fn load_run(
     device: Device,
     on_bad_input: BadInputPolicy,
 ) -> Result<LoadedRun> {
+    load_run_weights(dir, overrides, device, on_bad_input, true)
+}
+
+/// [`load_run`], optionally leaving the model at its initialisation (`trained = false`: the
+/// from-scratch control of fine-tuning).
+pub fn load_run_weights(
+    dir: &Path,
+    overrides: &[String],
+    device: Device,
+    on_bad_input: BadInputPolicy,
+    trained: bool,
+) -> Result<LoadedRun> {
     let run = RunFolder::open(dir)?;
     let recipe = Recipe::load(&run.recipe_path(), overrides)?;
     let prepared = pipeline::prepare_data(
@@ -192,15 +204,19 @@ pub fn load_run(
         recipe.eval.max_test_samples,
     )?;
     let model = pipeline::build_model(&recipe, &prepared.train.sample_shape(), device)?;
-    let c = checkpoint::load_latest(&run.checkpoints())?
-        .with_context(|| format!("{}: no checkpoint to evaluate", run.dir.display()))?;
-    checkpoint::restore_model(&model.vs, &c.model, &c.path)?;
+    let mut step = 0;
+    if trained {
+        let c = checkpoint::load_latest(&run.checkpoints())?
+            .with_context(|| format!("{}: no checkpoint to evaluate", run.dir.display()))?;
+        checkpoint::restore_model(&model.vs, &c.model, &c.path)?;
+        step = c.state.step;
+    }
     Ok(LoadedRun {
         run,
         recipe,
         prepared,
         model,
-        step: c.state.step,
+        step,
     })
 }
 
@@ -418,6 +434,7 @@ pub fn fine_tune_run(
     dir: &Path,
     overrides: &[String],
     seeds: &[u64],
+    from_scratch: bool,
     device: Device,
     threads: usize,
 ) -> Result<Vec<crate::eval::suite::SuiteRecord>> {
@@ -427,7 +444,14 @@ pub fn fine_tune_run(
     let mut name = String::new();
     let started = std::time::Instant::now();
     for &seed in seeds {
-        let r = load_run(dir, overrides, device, BadInputPolicy::Fail)?;
+        let r = if from_scratch {
+            // The run's recipe and data with a fresh encoder, initialised from this seed.
+            let mut o = overrides.to_vec();
+            o.push(format!("seed={seed}"));
+            load_run_weights(dir, &o, device, BadInputPolicy::Fail, false)?
+        } else {
+            load_run(dir, overrides, device, BadInputPolicy::Fail)?
+        };
         let ev = &r.recipe.eval;
         let test = r
             .prepared
@@ -442,14 +466,29 @@ pub fn fine_tune_run(
             lr: ev.finetune_lr,
             label_fraction: ev.finetune_label_fraction,
             seed,
+            layer_decay: ev.finetune_layer_decay,
+            weight_decay: ev.finetune_weight_decay,
+            cosine: ev.finetune_cosine,
             ..Default::default()
         };
+        let mut opts = vec![format!("lr={}", cfg.lr)];
+        if cfg.weight_decay > 0.0 {
+            opts.push(format!("wd={}", cfg.weight_decay));
+        }
+        if let (Some(d), Some(_)) = (cfg.layer_decay, r.model.method.encoder().lr_layers()) {
+            opts.push(format!("layer_decay={d}"));
+        }
+        if cfg.cosine {
+            opts.push("cosine".into());
+        }
         name = format!(
-            "fine-tune(adam,lr={},epochs={},batch={},labels={}%,augmented view 1)",
-            cfg.lr,
+            "fine-tune({},{},epochs={},batch={},labels={}%,augmented view 1{})",
+            if cfg.weight_decay > 0.0 { "adamw" } else { "adam" },
+            opts.join(","),
             cfg.epochs,
             cfg.batch,
-            cfg.label_fraction * 100.0
+            cfg.label_fraction * 100.0,
+            if from_scratch { ",from scratch" } else { "" }
         );
         let res = fine_tune(
             r.model.method.encoder(),
@@ -475,7 +514,7 @@ pub fn fine_tune_run(
         crate::eval::suite::SuiteRecord {
             protocol,
             metric: metric.into(),
-            features: "learned".into(),
+            features: if from_scratch { "scratch" } else { "learned" }.into(),
             value,
             std,
             per_seed: v,

@@ -16,6 +16,8 @@ pub enum Stream {
     Method = 3,
     /// Evaluation subsets, splits.
     Eval = 4,
+    /// Token masks of masked methods (drawn by the loader, like views).
+    Mask = 5,
 }
 
 /// SplitMix64 finaliser: a bijective mixer, so distinct keys give well-separated seeds.

@@ -29,6 +29,25 @@ pub fn linear(p: nn::Path, fan_in: i64, out: i64, bias: bool) -> nn::Linear {
     )
 }
 
+/// A linear layer initialised as in the MAE/ViT reference code: Xavier-uniform weight
+/// U(±√(6/(fan_in+fan_out))) and zero bias.
+pub fn xavier_linear(p: nn::Path, fan_in: i64, out: i64) -> nn::Linear {
+    let bound = (6.0 / (fan_in + out).max(1) as f64).sqrt();
+    nn::linear(
+        p,
+        fan_in,
+        out,
+        nn::LinearConfig {
+            ws_init: Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+            bs_init: Some(Init::Const(0.0)),
+            bias: true,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,11 +5,23 @@ use tch::nn;
 pub mod mlp;
 pub mod resnet;
 pub mod small_cnn;
+pub mod transformer;
+pub mod vit;
 
 /// A backbone: `forward_t(x, train)` gives the representation that evaluation uses.
 pub trait Encoder: nn::ModuleT {
     /// Width of the representation.
     fn out_dim(&self) -> i64;
+    /// The Vision Transformer behind this encoder, for methods that work on tokens (MAE,
+    /// SimMIM, I-JEPA).
+    fn as_vit(&self) -> Option<&vit::Vit> {
+        None
+    }
+    /// Number of optimiser groups ordered from input to output, when the encoder assigns its
+    /// variables to groups for layer-wise learning-rate decay.
+    fn lr_layers(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Which backbone to build, as written in a recipe's `[encoder]` table.
@@ -34,6 +46,42 @@ pub enum EncoderConfig {
         #[serde(default = "resnet_width")]
         width: i64,
     },
+    /// Vision Transformer on square patches (pre-norm blocks, fused attention). ViT-Tiny is
+    /// dim 192, depth 12, heads 3 (Touvron et al. 2021).
+    Vit {
+        patch: i64,
+        #[serde(default = "vit_dim")]
+        dim: i64,
+        #[serde(default = "vit_depth")]
+        depth: usize,
+        #[serde(default = "vit_heads")]
+        heads: i64,
+        #[serde(default = "vit_mlp_ratio")]
+        mlp_ratio: f64,
+        #[serde(default = "vit_positions")]
+        positions: vit::Positions,
+        #[serde(default = "vit_pooling")]
+        pooling: vit::Pooling,
+    },
+}
+
+fn vit_dim() -> i64 {
+    192
+}
+fn vit_depth() -> usize {
+    12
+}
+fn vit_heads() -> i64 {
+    3
+}
+fn vit_mlp_ratio() -> f64 {
+    4.0
+}
+fn vit_positions() -> vit::Positions {
+    vit::Positions::Sincos
+}
+fn vit_pooling() -> vit::Pooling {
+    vit::Pooling::Cls
 }
 
 fn yes() -> bool {
@@ -52,6 +100,7 @@ impl EncoderConfig {
             EncoderConfig::Mlp { .. } => "mlp",
             EncoderConfig::SmallCnn { .. } => "small_cnn",
             EncoderConfig::Resnet18 { .. } => "resnet18",
+            EncoderConfig::Vit { .. } => "vit",
         }
     }
     /// Whether the backbone takes images `[C, H, W]` (else flat vectors).
@@ -85,6 +134,25 @@ pub fn build(
             );
             Box::new(resnet::ResNet::resnet18_cifar(vs, sample_shape[0], *width))
         }
+        EncoderConfig::Vit {
+            patch,
+            dim,
+            depth,
+            heads,
+            mlp_ratio,
+            positions,
+            pooling,
+        } => Box::new(vit::Vit::new(
+            vs,
+            sample_shape,
+            *patch,
+            *dim,
+            *depth,
+            *heads,
+            *mlp_ratio,
+            *positions,
+            *pooling,
+        )?),
     })
 }
 
@@ -119,6 +187,30 @@ mod tests {
                 vec![1, 12, 12],
             ),
             (EncoderConfig::Resnet18 { width: 4 }, vec![3, 16, 16]),
+            (
+                EncoderConfig::Vit {
+                    patch: 4,
+                    dim: 8,
+                    depth: 2,
+                    heads: 2,
+                    mlp_ratio: 2.0,
+                    positions: vit::Positions::Learned,
+                    pooling: vit::Pooling::Cls,
+                },
+                vec![1, 8, 8],
+            ),
+            (
+                EncoderConfig::Vit {
+                    patch: 4,
+                    dim: 8,
+                    depth: 1,
+                    heads: 2,
+                    mlp_ratio: 2.0,
+                    positions: vit::Positions::Sincos,
+                    pooling: vit::Pooling::Mean,
+                },
+                vec![3, 8, 8],
+            ),
         ];
         for (cfg, shape) in cases {
             tch::manual_seed(0);

@@ -24,6 +24,12 @@ pub struct FineTuneConfig {
     pub label_fraction: f64,
     pub seed: u64,
     pub ece_bins: usize,
+    /// Layer-wise learning-rate decay (MAE's fine-tuning), for encoders that declare layers.
+    pub layer_decay: Option<f64>,
+    /// AdamW's decoupled weight decay (0: Adam).
+    pub weight_decay: f64,
+    /// Cosine decay of the learning rate to 0 (else constant).
+    pub cosine: bool,
 }
 
 impl Default for FineTuneConfig {
@@ -35,6 +41,9 @@ impl Default for FineTuneConfig {
             label_fraction: 1.0,
             seed: 0,
             ece_bins: 15,
+            layer_decay: None,
+            weight_decay: 0.0,
+            cosine: false,
         }
     }
 }
@@ -107,8 +116,14 @@ pub fn fine_tune(
         n_classes,
         Default::default(),
     );
-    let mut opt_enc = nn::Adam::default().build(encoder_vs, cfg.lr)?;
-    let mut opt_head = nn::Adam::default().build(&head_vs, cfg.lr)?;
+    let adam = nn::AdamW {
+        wd: cfg.weight_decay,
+        ..Default::default()
+    };
+    let mut opt_enc = adam.build(encoder_vs, cfg.lr)?;
+    let mut opt_head = adam.build(&head_vs, cfg.lr)?;
+    let layer_scales = layer_lr_scales(encoder.lr_layers(), cfg.layer_decay);
+    let total_steps = cfg.epochs * (n_train / cfg.batch.max(1)) as u64;
     let mut steps = 0;
     for epoch in 0..cfg.epochs {
         // View 0 of the recipe's augmentation; a seed stream apart from pretraining's.
@@ -119,6 +134,7 @@ pub fn fine_tune(
             0,
             cfg.batch,
             1,
+            None,
             1,
             2,
         );
@@ -131,6 +147,21 @@ pub fn fine_tune(
             let x = b.views[0].to_device(device);
             let logits = head.forward(&encoder.forward_t(&x, true));
             let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+            let lr = if cfg.cosine {
+                let f = steps as f64 / total_steps.max(1) as f64;
+                cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * f).cos())
+            } else {
+                cfg.lr
+            };
+            match &layer_scales {
+                Some(scales) => {
+                    for (g, s) in scales.iter().enumerate() {
+                        opt_enc.set_lr_group(g, lr * s);
+                    }
+                }
+                None => opt_enc.set_lr(lr),
+            }
+            opt_head.set_lr(lr);
             opt_enc.zero_grad();
             opt_head.zero_grad();
             loss.backward();
@@ -173,6 +204,13 @@ pub fn fine_tune(
         steps,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Learning-rate multiplier per optimiser group, from the input side (group 0) to the output
+/// side (group n−1): decay^(n−1−g). `None` when the encoder has no layers or no decay is asked.
+pub fn layer_lr_scales(layers: Option<usize>, decay: Option<f64>) -> Option<Vec<f64>> {
+    let (n, d) = (layers?, decay?);
+    Some((0..n).map(|g| d.powi((n - 1 - g) as i32)).collect())
 }
 
 #[cfg(test)]
@@ -218,6 +256,16 @@ mod tests {
 
     /// A random-initialised encoder fine-tuned on a separable task gets every test image right,
     /// and the label fraction is honoured.
+    #[test]
+    fn layer_decay_scales_from_input_to_output() {
+        assert_eq!(
+            layer_lr_scales(Some(4), Some(0.5)),
+            Some(vec![0.125, 0.25, 0.5, 1.0])
+        );
+        assert_eq!(layer_lr_scales(None, Some(0.5)), None);
+        assert_eq!(layer_lr_scales(Some(4), None), None);
+    }
+
     #[test]
     fn fine_tuning_learns_a_separable_task() {
         tch::manual_seed(0);

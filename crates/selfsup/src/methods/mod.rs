@@ -14,11 +14,14 @@ pub mod branch;
 pub mod byol;
 pub mod dino;
 pub mod ema;
+pub mod ijepa;
+pub mod mae;
 pub mod moco;
 pub mod moco_v3;
 pub mod nnclr;
 pub mod queue;
 pub mod simclr;
+pub mod simmim;
 pub mod simsiam;
 pub mod supcon;
 pub mod swav;
@@ -59,6 +62,8 @@ pub struct StepInput<'a> {
     pub views: &'a [Tensor],
     /// Class labels `[N]`, when the data has them (only supervised methods use them).
     pub labels: Option<&'a Tensor>,
+    /// Token masks the loader drew for [`Method::mask_spec`] (empty for other methods).
+    pub masks: &'a [Tensor],
     pub progress: Progress,
 }
 
@@ -67,6 +72,7 @@ impl<'a> StepInput<'a> {
         StepInput {
             views,
             labels: None,
+            masks: &[],
             progress,
         }
     }
@@ -92,6 +98,10 @@ pub trait Method {
     /// Whether the loss needs class labels (supervised contrastive).
     fn needs_labels(&self) -> bool {
         false
+    }
+    /// The masks the loader should draw with each batch (masked methods).
+    fn mask_spec(&self) -> Option<crate::views::masking::MaskSpec> {
+        None
     }
     /// The training loss for one batch.
     fn loss(&self, input: &StepInput) -> Tensor;
@@ -129,6 +139,9 @@ pub enum MethodConfig {
     Swav(swav::SwavConfig),
     Nnclr(nnclr::NnclrConfig),
     Supcon(supcon::SupConConfig),
+    Mae(mae::MaeConfig),
+    Simmim(simmim::SimMimConfig),
+    Ijepa(ijepa::IjepaConfig),
 }
 
 impl MethodConfig {
@@ -152,6 +165,9 @@ impl MethodConfig {
             MethodConfig::Swav(Default::default()),
             MethodConfig::Nnclr(Default::default()),
             MethodConfig::Supcon(Default::default()),
+            MethodConfig::Mae(Default::default()),
+            MethodConfig::Simmim(Default::default()),
+            MethodConfig::Ijepa(Default::default()),
         ]
     }
     pub fn name(&self) -> &'static str {
@@ -167,6 +183,9 @@ impl MethodConfig {
             MethodConfig::Swav(_) => "swav",
             MethodConfig::Nnclr(_) => "nnclr",
             MethodConfig::Supcon(_) => "supcon",
+            MethodConfig::Mae(_) => "mae",
+            MethodConfig::Simmim(_) => "simmim",
+            MethodConfig::Ijepa(_) => "ijepa",
         }
     }
     /// Smallest batch for which the objective is defined (contrastive losses need a negative;
@@ -174,9 +193,20 @@ impl MethodConfig {
     pub fn min_batch(&self) -> usize {
         2
     }
-    /// Global views per sample (every method here uses two).
+    /// Global views per sample: two for joint-embedding methods, one for masked ones.
     pub fn n_global_views(&self) -> usize {
-        2
+        if self.is_masked() {
+            1
+        } else {
+            2
+        }
+    }
+    /// Masked-prediction methods: one view plus a token mask, on a ViT encoder.
+    pub fn is_masked(&self) -> bool {
+        matches!(
+            self,
+            MethodConfig::Mae(_) | MethodConfig::Simmim(_) | MethodConfig::Ijepa(_)
+        )
     }
     /// Whether multi-crop local views may be added (`views.local_crops`).
     pub fn accepts_local_crops(&self) -> bool {
@@ -197,7 +227,10 @@ impl MethodConfig {
             MethodConfig::MocoV2(c) => &c.projector,
             MethodConfig::MocoV3(c) => &c.projector,
             MethodConfig::Vicreg(c) => &c.projector,
-            MethodConfig::Dino(_) => &[],
+            MethodConfig::Dino(_)
+            | MethodConfig::Mae(_)
+            | MethodConfig::Simmim(_)
+            | MethodConfig::Ijepa(_) => &[],
             MethodConfig::Swav(c) => &c.projector,
             MethodConfig::Nnclr(c) => &c.projector,
             MethodConfig::Supcon(c) => &c.projector,
@@ -246,6 +279,9 @@ pub fn build(
         MethodConfig::Swav(c) => Box::new(swav::Swav::new(&p, encoder, c)),
         MethodConfig::Nnclr(c) => Box::new(nnclr::Nnclr::new(&p, encoder, c)),
         MethodConfig::Supcon(c) => Box::new(supcon::SupCon::new(&p, encoder, c)),
+        MethodConfig::Mae(c) => Box::new(mae::Mae::new(&p, encoder, c)?),
+        MethodConfig::Simmim(c) => Box::new(simmim::SimMim::new(&p, encoder, c)?),
+        MethodConfig::Ijepa(c) => Box::new(ijepa::Ijepa::new(vs, encoder, make_encoder, c)?),
     })
 }
 

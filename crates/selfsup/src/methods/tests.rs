@@ -67,7 +67,39 @@ pub(crate) fn all_methods() -> Vec<MethodConfig> {
             projector: small,
             ..Default::default()
         }),
+        MethodConfig::Mae(mae::MaeConfig {
+            decoder_dim: 8,
+            decoder_depth: 1,
+            decoder_heads: 2,
+            ..Default::default()
+        }),
+        MethodConfig::Simmim(Default::default()),
+        MethodConfig::Ijepa(ijepa::IjepaConfig {
+            predictor_dim: 8,
+            predictor_depth: 1,
+            predictor_heads: 2,
+            ..Default::default()
+        }),
     ]
+}
+
+/// 8×8 single-channel images in 2×2 patches (a 4×4 grid), width 8 like the CNN's output.
+fn vit_factory(shape: Vec<i64>) -> impl Fn(&nn::Path) -> anyhow::Result<Box<dyn Encoder>> {
+    move |p: &nn::Path| {
+        encoders::build(
+            &EncoderConfig::Vit {
+                patch: 2,
+                dim: 8,
+                depth: 1,
+                heads: 2,
+                mlp_ratio: 2.0,
+                positions: encoders::vit::Positions::Sincos,
+                pooling: encoders::vit::Pooling::Cls,
+            },
+            p,
+            &shape,
+        )
+    }
 }
 
 fn cnn_factory(shape: Vec<i64>) -> impl Fn(&nn::Path) -> anyhow::Result<Box<dyn Encoder>> {
@@ -91,13 +123,21 @@ fn every_method_trains_for_a_few_steps() {
     for cfg in all_methods() {
         tch::manual_seed(1);
         let vs = nn::VarStore::new(Device::Cpu);
-        let m = build(&cfg, &vs, &cnn_factory(vec![1, 8, 8])).unwrap();
+        let m = if cfg.is_masked() {
+            build(&cfg, &vs, &vit_factory(vec![1, 8, 8])).unwrap()
+        } else {
+            build(&cfg, &vs, &cnn_factory(vec![1, 8, 8])).unwrap()
+        };
         let labels = Tensor::from_slice(&[0i64, 1, 0, 1, 2, 2]);
         let total = 3;
         for step in 0..total {
             let views = views_for(m.as_ref(), 6);
             let progress = Progress::at(step, total, 1);
+            let masks = m
+                .mask_spec()
+                .map_or_else(Vec::new, |s| s.make_batch(1, 0, step, &[0, 1, 2, 3, 4, 5]));
             let mut input = StepInput::new(&views, progress);
+            input.masks = &masks;
             if m.needs_labels() {
                 input.labels = Some(&labels);
             }

@@ -232,6 +232,13 @@ pub struct EvalConfig {
     pub finetune_lr: f64,
     pub finetune_batch: usize,
     pub finetune_label_fraction: f64,
+    /// Layer-wise learning-rate decay for encoders that declare layers (ViT): layer l of n gets
+    /// lr·decay^(n−1−l), as MAE fine-tunes (He et al. 2022, appendix A.2: 0.75 for ViT-B).
+    pub finetune_layer_decay: Option<f64>,
+    /// Decoupled weight decay (AdamW; 0 = plain Adam).
+    pub finetune_weight_decay: f64,
+    /// Cosine decay of the learning rate to 0 over fine-tuning (else constant).
+    pub finetune_cosine: bool,
 }
 
 impl Default for EvalConfig {
@@ -251,6 +258,9 @@ impl Default for EvalConfig {
             finetune_lr: 1e-3,
             finetune_batch: 256,
             finetune_label_fraction: 1.0,
+            finetune_layer_decay: None,
+            finetune_weight_decay: 0.0,
+            finetune_cosine: false,
         }
     }
 }

@@ -478,15 +478,19 @@ fn rule_joint_embedding_method_settings() {
     assert!(e.to_string().contains("lambda"), "{e}");
 }
 
-/// Every method's shipped Fashion-MNIST recipe parses and validates.
+/// Every method's shipped Fashion-MNIST recipe parses and validates: joint-embedding methods in
+/// `recipes/fmnist` (CNN), masked ones in `recipes/fmnist-vit` (ViT).
 #[test]
 fn the_fashion_mnist_comparison_recipes_are_valid() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/fmnist");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes");
     let mut names = Vec::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        let r = Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        names.push(r.method.name());
+    for (dir, masked) in [("fmnist", false), ("fmnist-vit", true)] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            let r = Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert_eq!(r.method.is_masked(), masked, "{}", p.display());
+            names.push(r.method.name());
+        }
     }
     names.sort_unstable();
     let mut all: Vec<&str> = MethodConfig::all_defaults()

@@ -177,6 +177,12 @@ pub enum RecipeError {
     EvenBlurKernel(usize),
     #[error("views.image.std contains {0}: normalisation std must be > 0")]
     NonPositiveStd(f32),
+    #[error("{field} = {value}: must be strictly between 0 and 1")]
+    NotOpenFraction { field: &'static str, value: f64 },
+    #[error("method.name = {method}: a masked method works on patch tokens and needs encoder.kind = \"vit\"")]
+    NeedsVit { method: &'static str },
+    #[error("{field} = {value}: must be > 0")]
+    NotPositive { field: &'static str, value: f64 },
     #[error("{field} = {value}: must be a finite number")]
     NotFinite { field: &'static str, value: f64 },
 }
@@ -204,6 +210,20 @@ fn non_negative(field: &'static str, value: f64) -> R {
         Ok(())
     } else {
         Err(RecipeError::Negative { field, value })
+    }
+}
+fn open_fraction(field: &'static str, value: f64) -> R {
+    if value > 0.0 && value < 1.0 {
+        Ok(())
+    } else {
+        Err(RecipeError::NotOpenFraction { field, value })
+    }
+}
+fn positive(field: &'static str, value: f64) -> R {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(RecipeError::NotPositive { field, value })
     }
 }
 fn temperature(field: &'static str, value: f64) -> R {
@@ -294,6 +314,20 @@ impl Recipe {
                 widths("encoder.widths", w.iter().copied())
             }
             crate::encoders::EncoderConfig::Resnet18 { width } => widths("encoder.width", [*width]),
+            crate::encoders::EncoderConfig::Vit {
+                patch,
+                dim,
+                depth,
+                heads,
+                mlp_ratio,
+                ..
+            } => {
+                widths("encoder.patch", [*patch])?;
+                widths("encoder.dim", [*dim])?;
+                widths("encoder.depth", [*depth as i64])?;
+                widths("encoder.heads", [*heads])?;
+                positive("encoder.mlp_ratio", *mlp_ratio)
+            }
         }
     }
 
@@ -373,8 +407,48 @@ impl Recipe {
                 temperature("method.temperature", c.temperature)?;
                 temperature("method.base_temperature", c.base_temperature)?;
             }
+            MethodConfig::Mae(c) => {
+                open_fraction("method.mask_ratio", c.mask_ratio)?;
+                widths("method.decoder_dim", [c.decoder_dim])?;
+                widths("method.decoder_heads", [c.decoder_heads])?;
+            }
+            MethodConfig::Simmim(c) => open_fraction("method.mask_ratio", c.mask_ratio)?,
+            MethodConfig::Ijepa(c) => {
+                momentum("method.base_momentum", c.base_momentum)?;
+                widths("method.predictor_dim", [c.predictor_dim])?;
+                widths("method.predictor_depth", [c.predictor_depth as i64])?;
+                widths("method.predictor_heads", [c.predictor_heads])?;
+                widths("method.targets", [c.targets as i64])?;
+                for (field, [lo, hi]) in [
+                    ("method.target_scale", c.target_scale),
+                    ("method.context_scale", c.context_scale),
+                ] {
+                    if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+                        return Err(RecipeError::BadRange {
+                            field,
+                            lo,
+                            hi,
+                            rule: "need 0 < lo <= hi <= 1",
+                        });
+                    }
+                }
+                let [lo, hi] = c.target_aspect;
+                if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+                    return Err(RecipeError::BadRange {
+                        field: "method.target_aspect",
+                        lo,
+                        hi,
+                        rule: "need 0 < lo <= hi",
+                    });
+                }
+            }
         }
-        if !matches!(self.method, MethodConfig::Dino(_)) {
+        if self.method.is_masked() && !matches!(self.encoder, crate::encoders::EncoderConfig::Vit { .. }) {
+            return Err(RecipeError::NeedsVit {
+                method: self.method.name(),
+            });
+        }
+        if !matches!(self.method, MethodConfig::Dino(_)) && !self.method.is_masked() {
             widths(
                 "method.projector",
                 self.method.projector().iter().map(|b| b.dim),
@@ -484,6 +558,17 @@ impl Recipe {
                 rule: "the learning rate must be > 0",
             });
         }
+        if let Some(d) = e.finetune_layer_decay {
+            if !(d > 0.0 && d <= 1.0) {
+                return Err(RecipeError::BadRange {
+                    field: "eval.finetune_layer_decay",
+                    lo: d,
+                    hi: d,
+                    rule: "a layer decay must be in (0, 1]",
+                });
+            }
+        }
+        non_negative("eval.finetune_weight_decay", e.finetune_weight_decay)?;
         let f = e.finetune_label_fraction;
         if !(f > 0.0 && f <= 1.0) {
             return Err(RecipeError::BadRange {

@@ -111,6 +111,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
     let mut metrics = MetricsLog::open(&ctx.metrics_path, Some(st.step))?;
     let max_steps = t.max_steps.unwrap_or(u64::MAX);
     let n_views = ctx.method.n_views() + r.views.local_crops;
+    let mask = ctx.method.mask_spec();
     if ctx.method.needs_labels() && ctx.source.label(0).is_none() {
         bail!(
             "{} is supervised and needs class labels for the training data (e.g. data.train_labels)",
@@ -149,6 +150,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             st.step_in_epoch,
             t.batch_size,
             n_views,
+            mask.clone(),
             t.workers,
             t.prefetch,
         );
@@ -175,9 +177,11 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 steps_per_epoch: spe,
             };
             let labels = batch.labels.as_ref().map(|l| l.to_device(ctx.device));
+            let masks: Vec<tch::Tensor> = batch.masks.iter().map(|m| m.to_device(ctx.device)).collect();
             let input = StepInput {
                 views: &views,
                 labels: labels.as_ref(),
+                masks: &masks,
                 progress,
             };
             let loss = ctx.method.loss(&input);

@@ -3,6 +3,7 @@
 //! Batch `k` of epoch `e` always holds the samples `perm(seed, e)[k·B .. (k+1)·B]` and each view
 //! is drawn from a generator keyed by (seed, epoch, sample, view): the batches are the same for any
 //! number of workers, and a resumed run can start at any (epoch, k).
+use super::masking::MaskSpec;
 use super::ViewSource;
 use crate::rng::{self, Stream};
 use crossbeam_channel::{bounded, Receiver};
@@ -21,6 +22,8 @@ pub struct Batch {
     pub indices: Vec<usize>,
     /// Class labels of the samples, when the source has them.
     pub labels: Option<Tensor>,
+    /// Token masks for masked methods (see [`MaskSpec`]); empty otherwise.
+    pub masks: Vec<Tensor>,
 }
 
 /// Number of whole batches per epoch (the last partial batch is dropped, as the reference does).
@@ -49,9 +52,11 @@ impl BatchStream {
         start: u64,
         batch: usize,
         n_views: usize,
+        mask: Option<MaskSpec>,
         workers: usize,
         prefetch: usize,
     ) -> Self {
+        let mask = Arc::new(mask);
         let end = steps_per_epoch(source.len(), batch);
         let order = Arc::new(rng::epoch_permutation(seed, epoch, source.len()));
         let workers = workers.max(1);
@@ -59,15 +64,23 @@ impl BatchStream {
         let stop = Arc::new(AtomicBool::new(false));
         let handles = (0..workers)
             .map(|w| {
-                let (tx, source, order, stop) =
-                    (tx.clone(), source.clone(), order.clone(), stop.clone());
+                let (tx, source, order, stop, mask) =
+                    (tx.clone(), source.clone(), order.clone(), stop.clone(), mask.clone());
                 std::thread::Builder::new()
                     .name(format!("views-{w}"))
                     .spawn(move || {
                         let mut k = start + w as u64;
                         while k < end && !stop.load(Ordering::Relaxed) {
                             let idx = &order[(k as usize) * batch..(k as usize + 1) * batch];
-                            let b = build_batch(source.as_ref(), seed, epoch, k, idx, n_views);
+                            let b = build_batch(
+                                source.as_ref(),
+                                seed,
+                                epoch,
+                                k,
+                                idx,
+                                n_views,
+                                mask.as_ref().as_ref(),
+                            );
                             if tx.send(b).is_err() {
                                 break; // consumer gone
                             }
@@ -97,6 +110,7 @@ pub fn build_batch(
     step_in_epoch: u64,
     indices: &[usize],
     n_views: usize,
+    mask: Option<&MaskSpec>,
 ) -> Batch {
     let views = (0..n_views)
         .map(|v| {
@@ -117,6 +131,7 @@ pub fn build_batch(
         views,
         indices: indices.to_vec(),
         labels: labels.map(|l| Tensor::from_slice(&l)),
+        masks: mask.map_or_else(Vec::new, |m| m.make_batch(seed, epoch, step_in_epoch, indices)),
     }
 }
 
@@ -200,7 +215,7 @@ mod tests {
     }
 
     fn collect(workers: usize, start: u64) -> Vec<Vec<f32>> {
-        BatchStream::new(Arc::new(Probe(103)), 5, 2, start, 10, 2, workers, 2)
+        BatchStream::new(Arc::new(Probe(103)), 5, 2, start, 10, 2, None, workers, 2)
             .map(|b| {
                 assert_eq!(b.views[0].size(), vec![10, 3]);
                 let mut v = Vec::<f32>::try_from(b.views[0].flatten(0, -1)).unwrap();
@@ -255,7 +270,7 @@ mod tests {
 
     #[test]
     fn local_views_take_their_own_shape_and_labels_follow_the_samples() {
-        let b = build_batch(&MultiCrop, 0, 0, 0, &[5, 1, 7], 4);
+        let b = build_batch(&MultiCrop, 0, 0, 0, &[5, 1, 7], 4, None);
         let shapes: Vec<Vec<i64>> = b.views.iter().map(|v| v.size()).collect();
         assert_eq!(shapes, vec![vec![3, 3], vec![3, 3], vec![3, 2], vec![3, 2]]);
         let v3 = Vec::<f32>::try_from(b.views[3].flatten(0, -1)).unwrap();
@@ -263,12 +278,12 @@ mod tests {
         let labels = Vec::<i64>::try_from(b.labels.unwrap()).unwrap();
         assert_eq!(labels, vec![2, 1, 1]);
         // Unlabelled sources give no labels.
-        assert!(build_batch(&Probe(4), 0, 0, 0, &[0, 1], 2).labels.is_none());
+        assert!(build_batch(&Probe(4), 0, 0, 0, &[0, 1], 2, None).labels.is_none());
     }
 
     #[test]
     fn dropping_midway_stops_workers() {
-        let mut s = BatchStream::new(Arc::new(Probe(1000)), 1, 0, 0, 10, 2, 2, 1);
+        let mut s = BatchStream::new(Arc::new(Probe(1000)), 1, 0, 0, 10, 2, None, 2, 1);
         assert!(s.next().is_some());
         drop(s); // must return (joins the workers)
     }
