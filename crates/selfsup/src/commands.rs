@@ -69,7 +69,12 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
             run.dir.display()
         );
     }
-    let model = pipeline::build_model(&recipe, &prepared.train.sample_shape(), args.device)?;
+    let model = pipeline::build_model(
+        &recipe,
+        &prepared.train.sample_shape(),
+        prepared.train.feature_spans().as_deref(),
+        args.device,
+    )?;
     let mut env = run_folder::environment();
     if let Some(e) = env.as_object_mut() {
         e.insert("seed".into(), json!(recipe.seed));
@@ -203,7 +208,12 @@ pub fn load_run_weights(
         recipe.train.max_samples,
         recipe.eval.max_test_samples,
     )?;
-    let model = pipeline::build_model(&recipe, &prepared.train.sample_shape(), device)?;
+    let model = pipeline::build_model(
+        &recipe,
+        &prepared.train.sample_shape(),
+        prepared.train.feature_spans().as_deref(),
+        device,
+    )?;
     let mut step = 0;
     if trained {
         let c = checkpoint::load_latest(&run.checkpoints())?

@@ -214,7 +214,12 @@ fn controls(recipe: &Recipe, args: &CompareArgs, log: &impl Fn(&str)) -> Result<
     for &seed in &args.seeds {
         let mut r = recipe.clone();
         r.seed = seed;
-        let model = pipeline::build_model(&r, &prepared.train.sample_shape(), args.device)?;
+        let model = pipeline::build_model(
+            &r,
+            &prepared.train.sample_shape(),
+            prepared.train.feature_spans().as_deref(),
+            args.device,
+        )?;
         let t = Instant::now();
         let (records, collapse) = pipeline::evaluate_with_collapse(
             model.method.as_ref(),

@@ -203,14 +203,20 @@ pub struct Model {
 /// weights depend on its seed alone.
 static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-pub fn build_model(recipe: &Recipe, sample_shape: &[i64], device: Device) -> Result<Model> {
+pub fn build_model(
+    recipe: &Recipe,
+    sample_shape: &[i64],
+    spans: Option<&[crate::data::FeatureSpan]>,
+    device: Device,
+) -> Result<Model> {
     let _init = INIT_LOCK
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     // Initialisation is the only use of libtorch's generator; every later draw is keyed (rng.rs).
     tch::manual_seed(recipe.seed as i64);
     let vs = VarStore::new(device);
-    let make_encoder = |p: &tch::nn::Path| encoders::build(&recipe.encoder, p, sample_shape);
+    let make_encoder =
+        |p: &tch::nn::Path| encoders::build_for(&recipe.encoder, p, sample_shape, spans);
     let method = methods::build(&recipe.method, &vs, &make_encoder)?;
     Ok(Model { vs, method })
 }

@@ -101,9 +101,38 @@ pub struct TableSet {
     pub targets: Option<Vec<f32>>,
 }
 
+/// Where one table feature sits in an encoded row: a numeric feature is one column, a
+/// categorical one a one-hot block of `len` columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureSpan {
+    pub start: usize,
+    pub len: usize,
+    pub categorical: bool,
+}
+
 impl TableSet {
     pub fn n_features(&self) -> usize {
         self.features.len()
+    }
+    /// The encoded row's layout, feature by feature (see [`TableSet::encode_row`]).
+    pub fn feature_spans(&self) -> Vec<FeatureSpan> {
+        let mut start = 0;
+        self.features
+            .iter()
+            .map(|f| {
+                let (len, categorical) = match &f.kind {
+                    FeatureKind::Numeric { .. } => (1, false),
+                    FeatureKind::Categorical { levels } => (levels.len(), true),
+                };
+                let s = FeatureSpan {
+                    start,
+                    len,
+                    categorical,
+                };
+                start += len;
+                s
+            })
+            .collect()
     }
     pub fn row(&self, i: usize) -> &[f32] {
         let f = self.features.len();

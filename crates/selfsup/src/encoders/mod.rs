@@ -2,6 +2,7 @@
 use serde::{Deserialize, Serialize};
 use tch::nn;
 
+pub mod feature_transformer;
 pub mod mlp;
 pub mod resnet;
 pub mod small_cnn;
@@ -15,6 +16,10 @@ pub trait Encoder: nn::ModuleT {
     /// The Vision Transformer behind this encoder, for methods that work on tokens (MAE,
     /// SimMIM, I-JEPA).
     fn as_vit(&self) -> Option<&vit::Vit> {
+        None
+    }
+    /// The feature transformer behind this encoder, for token methods on tables (T-JEPA).
+    fn as_feature_transformer(&self) -> Option<&feature_transformer::FeatureTransformer> {
         None
     }
     /// Number of optimiser groups ordered from input to output, when the encoder assigns its
@@ -63,6 +68,35 @@ pub enum EncoderConfig {
         #[serde(default = "vit_pooling")]
         pooling: vit::Pooling,
     },
+    /// Transformer over table features, one token per feature (FT-Transformer's tokenizer), with
+    /// optional register tokens; needs tabular data.
+    FeatureTransformer {
+        #[serde(default = "ft_dim")]
+        dim: i64,
+        #[serde(default = "ft_depth")]
+        depth: usize,
+        #[serde(default = "ft_heads")]
+        heads: i64,
+        #[serde(default = "vit_mlp_ratio")]
+        mlp_ratio: f64,
+        #[serde(default)]
+        registers: usize,
+        #[serde(default = "ft_pooling")]
+        pooling: feature_transformer::TablePooling,
+    },
+}
+
+fn ft_dim() -> i64 {
+    64
+}
+fn ft_depth() -> usize {
+    2
+}
+fn ft_heads() -> i64 {
+    4
+}
+fn ft_pooling() -> feature_transformer::TablePooling {
+    feature_transformer::TablePooling::Flatten
 }
 
 fn vit_dim() -> i64 {
@@ -101,11 +135,15 @@ impl EncoderConfig {
             EncoderConfig::SmallCnn { .. } => "small_cnn",
             EncoderConfig::Resnet18 { .. } => "resnet18",
             EncoderConfig::Vit { .. } => "vit",
+            EncoderConfig::FeatureTransformer { .. } => "feature_transformer",
         }
     }
     /// Whether the backbone takes images `[C, H, W]` (else flat vectors).
     pub fn wants_images(&self) -> bool {
-        !matches!(self, EncoderConfig::Mlp { .. })
+        !matches!(
+            self,
+            EncoderConfig::Mlp { .. } | EncoderConfig::FeatureTransformer { .. }
+        )
     }
 }
 
@@ -114,6 +152,16 @@ pub fn build(
     cfg: &EncoderConfig,
     vs: &nn::Path,
     sample_shape: &[i64],
+) -> anyhow::Result<Box<dyn Encoder>> {
+    build_for(cfg, vs, sample_shape, None)
+}
+
+/// [`build`], with the table's feature layout for encoders that tokenize features.
+pub fn build_for(
+    cfg: &EncoderConfig,
+    vs: &nn::Path,
+    sample_shape: &[i64],
+    spans: Option<&[crate::data::FeatureSpan]>,
 ) -> anyhow::Result<Box<dyn Encoder>> {
     let flat: i64 = sample_shape.iter().product();
     Ok(match cfg {
@@ -153,6 +201,21 @@ pub fn build(
             *positions,
             *pooling,
         )?),
+        EncoderConfig::FeatureTransformer {
+            dim,
+            depth,
+            heads,
+            mlp_ratio,
+            registers,
+            pooling,
+        } => {
+            let spans = spans.ok_or_else(|| {
+                anyhow::anyhow!("feature_transformer needs tabular data (one token per feature)")
+            })?;
+            Box::new(feature_transformer::FeatureTransformer::new(
+                vs, spans, *dim, *depth, *heads, *mlp_ratio, *registers, *pooling,
+            )?)
+        }
     })
 }
 

@@ -88,11 +88,12 @@ fn default_context_scale() -> [f64; 2] {
     [0.85, 1.0]
 }
 
-/// Narrow transformer that fills in target-block representations from the context tokens.
-struct Predictor {
+/// Narrow transformer that fills in target-token representations from the context tokens
+/// (I-JEPA's predictor; T-JEPA reuses it with learned feature positions).
+pub(crate) struct Predictor {
     embed: nn::Linear,
     mask_token: Tensor,
-    /// `[1, L, Dp]`, fixed sine-cosine.
+    /// `[1, L, Dp]`: the position of every token the encoder can see.
     pos: Tensor,
     stack: TransformerStack,
     proj: nn::Linear,
@@ -104,13 +105,21 @@ fn gather_positions(pos: &Tensor, idx: &Tensor) -> Tensor {
 }
 
 impl Predictor {
-    fn new(p: &nn::Path, vit: &Vit, cfg: &IjepaConfig) -> Result<Self> {
-        let dp = cfg.predictor_dim;
-        anyhow::ensure!(dp % 4 == 0, "method.predictor_dim = {dp}: must be divisible by 4");
-        let (gh, gw) = vit.grid();
-        let pos = fixed_sincos(p, "pos", dp, gh, gw);
+    /// `in_dim`: the encoder's width; `pos`: `[1, L, Dp]` positions (fixed or trainable).
+    pub(crate) fn new(
+        p: &nn::Path,
+        in_dim: i64,
+        pos: Tensor,
+        depth: usize,
+        heads: i64,
+    ) -> Result<Self> {
+        let dp = pos.size()[2];
+        anyhow::ensure!(
+            heads > 0 && dp % heads == 0,
+            "method.predictor_dim = {dp}: must be divisible by {heads} heads"
+        );
         Ok(Predictor {
-            embed: xavier_linear(p / "embed", vit.dim(), dp),
+            embed: xavier_linear(p / "embed", in_dim, dp),
             mask_token: p.var(
                 "mask_token",
                 &[1, 1, dp],
@@ -123,18 +132,18 @@ impl Predictor {
             stack: TransformerStack::new(
                 &(p / "blocks"),
                 dp,
-                cfg.predictor_depth,
-                cfg.predictor_heads,
+                depth,
+                heads,
                 4.0,
                 Attention::Fused,
                 |_| None,
             ),
-            proj: xavier_linear(p / "proj", dp, vit.dim()),
+            proj: xavier_linear(p / "proj", dp, in_dim),
         })
     }
 
     /// Context outputs `[B, Nc, D]` at `ctx_idx` → predictions `[B, Nt, D]` at `tgt_idx`.
-    fn forward(&self, ctx: &Tensor, ctx_idx: &Tensor, tgt_idx: &Tensor) -> Tensor {
+    pub(crate) fn forward(&self, ctx: &Tensor, ctx_idx: &Tensor, tgt_idx: &Tensor) -> Tensor {
         let (b, nt) = tgt_idx.size2().expect("target indices are [B, Nt]");
         let nc = ctx.size()[1];
         let dp = self.pos.size()[2];
@@ -144,6 +153,22 @@ impl Predictor {
             .forward(&Tensor::cat(&[x, m], 1))
             .narrow(1, nc, nt)
             .apply(&self.proj)
+    }
+
+    /// All target sets in one pass (the context repeated once per set), and the loss against
+    /// the target encoder's outputs `s_y` (`[N, L, D]`) at the same tokens.
+    pub(crate) fn loss(
+        &self,
+        s_x: &Tensor,
+        context: &Tensor,
+        targets: &[Tensor],
+        s_y: &Tensor,
+    ) -> Tensor {
+        let m = targets.len() as i64;
+        let tgt_idx = Tensor::cat(targets, 0);
+        let pred = self.forward(&s_x.repeat([m, 1, 1]), &context.repeat([m, 1]), &tgt_idx);
+        let s_y = gather_tokens(&s_y.repeat([m, 1, 1]), &tgt_idx);
+        latent_regression(&pred, &s_y)
     }
 }
 
@@ -164,7 +189,21 @@ impl Ijepa {
     ) -> Result<Self> {
         let p = vs.root() / "method";
         let vit = vit_of(encoder.as_ref(), "ijepa")?;
-        let predictor = Predictor::new(&(&p / "predictor"), vit, cfg)?;
+        anyhow::ensure!(
+            cfg.predictor_dim % 4 == 0,
+            "method.predictor_dim = {}: must be divisible by 4",
+            cfg.predictor_dim
+        );
+        let (gh, gw) = vit.grid();
+        let pp = &p / "predictor";
+        let pos = fixed_sincos(&pp, "pos", cfg.predictor_dim, gh, gw);
+        let predictor = Predictor::new(
+            &pp,
+            vit.dim(),
+            pos,
+            cfg.predictor_depth,
+            cfg.predictor_heads,
+        )?;
         let target = make_encoder(&(&p / "teacher" / "encoder"))?;
         let ema = EmaTarget::bind(vs, &[("encoder", "method.teacher.encoder")])?;
         Ok(Ijepa {
@@ -189,16 +228,7 @@ impl Ijepa {
             let t = self.target.as_vit().expect("same factory as the online encoder");
             t.encode(&t.embed_patches(&patches)).1
         });
-        // All target blocks in one predictor pass: the context repeated once per block.
-        let m = targets.len() as i64;
-        let tgt_idx = Tensor::cat(targets, 0);
-        let pred = self.predictor.forward(
-            &s_x.repeat([m, 1, 1]),
-            &context.repeat([m, 1]),
-            &tgt_idx,
-        );
-        let s_y = gather_tokens(&s_y.repeat([m, 1, 1]), &tgt_idx);
-        latent_regression(&pred, &s_y)
+        self.predictor.loss(&s_x, context, targets, &s_y)
     }
 }
 

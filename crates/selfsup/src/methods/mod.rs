@@ -24,6 +24,7 @@ pub mod simclr;
 pub mod simmim;
 pub mod simsiam;
 pub mod supcon;
+pub mod tjepa;
 pub mod swav;
 pub mod vicreg;
 
@@ -142,6 +143,7 @@ pub enum MethodConfig {
     Mae(mae::MaeConfig),
     Simmim(simmim::SimMimConfig),
     Ijepa(ijepa::IjepaConfig),
+    Tjepa(tjepa::TjepaConfig),
 }
 
 impl MethodConfig {
@@ -168,6 +170,7 @@ impl MethodConfig {
             MethodConfig::Mae(Default::default()),
             MethodConfig::Simmim(Default::default()),
             MethodConfig::Ijepa(Default::default()),
+            MethodConfig::Tjepa(Default::default()),
         ]
     }
     pub fn name(&self) -> &'static str {
@@ -186,6 +189,7 @@ impl MethodConfig {
             MethodConfig::Mae(_) => "mae",
             MethodConfig::Simmim(_) => "simmim",
             MethodConfig::Ijepa(_) => "ijepa",
+            MethodConfig::Tjepa(_) => "tjepa",
         }
     }
     /// Smallest batch for which the objective is defined (contrastive losses need a negative;
@@ -201,12 +205,20 @@ impl MethodConfig {
             2
         }
     }
-    /// Masked-prediction methods: one view plus a token mask, on a ViT encoder.
+    /// Masked-prediction methods: one view plus a token mask, on a token encoder (a ViT, or a
+    /// feature transformer for T-JEPA).
     pub fn is_masked(&self) -> bool {
         matches!(
             self,
-            MethodConfig::Mae(_) | MethodConfig::Simmim(_) | MethodConfig::Ijepa(_)
+            MethodConfig::Mae(_)
+                | MethodConfig::Simmim(_)
+                | MethodConfig::Ijepa(_)
+                | MethodConfig::Tjepa(_)
         )
+    }
+    /// Methods defined on table features only.
+    pub fn needs_tables(&self) -> bool {
+        matches!(self, MethodConfig::Tjepa(_))
     }
     /// Whether multi-crop local views may be added (`views.local_crops`).
     pub fn accepts_local_crops(&self) -> bool {
@@ -230,7 +242,8 @@ impl MethodConfig {
             MethodConfig::Dino(_)
             | MethodConfig::Mae(_)
             | MethodConfig::Simmim(_)
-            | MethodConfig::Ijepa(_) => &[],
+            | MethodConfig::Ijepa(_)
+            | MethodConfig::Tjepa(_) => &[],
             MethodConfig::Swav(c) => &c.projector,
             MethodConfig::Nnclr(c) => &c.projector,
             MethodConfig::Supcon(c) => &c.projector,
@@ -282,6 +295,7 @@ pub fn build(
         MethodConfig::Mae(c) => Box::new(mae::Mae::new(&p, encoder, c)?),
         MethodConfig::Simmim(c) => Box::new(simmim::SimMim::new(&p, encoder, c)?),
         MethodConfig::Ijepa(c) => Box::new(ijepa::Ijepa::new(vs, encoder, make_encoder, c)?),
+        MethodConfig::Tjepa(c) => Box::new(tjepa::Tjepa::new(vs, encoder, make_encoder, c)?),
     })
 }
 

@@ -80,7 +80,44 @@ pub(crate) fn all_methods() -> Vec<MethodConfig> {
             predictor_heads: 2,
             ..Default::default()
         }),
+        MethodConfig::Tjepa(tjepa::TjepaConfig {
+            predictor_dim: 8,
+            predictor_depth: 1,
+            predictor_heads: 2,
+            ..Default::default()
+        }),
     ]
+}
+
+/// Four table features (numeric, 3-level categorical, numeric, 2-level categorical) → 7 encoded
+/// columns; width 8 with mean pooling, like the CNN's output.
+fn table_spans() -> Vec<crate::data::FeatureSpan> {
+    [(0, 1, false), (1, 3, true), (4, 1, false), (5, 2, true)]
+        .iter()
+        .map(|&(start, len, categorical)| crate::data::FeatureSpan {
+            start,
+            len,
+            categorical,
+        })
+        .collect()
+}
+
+fn table_factory() -> impl Fn(&nn::Path) -> anyhow::Result<Box<dyn Encoder>> {
+    move |p: &nn::Path| {
+        encoders::build_for(
+            &EncoderConfig::FeatureTransformer {
+                dim: 8,
+                depth: 1,
+                heads: 2,
+                mlp_ratio: 2.0,
+                registers: 2,
+                pooling: encoders::feature_transformer::TablePooling::Mean,
+            },
+            p,
+            &[7],
+            Some(&table_spans()),
+        )
+    }
 }
 
 /// 8×8 single-channel images in 2×2 patches (a 4×4 grid), width 8 like the CNN's output.
@@ -107,6 +144,9 @@ fn cnn_factory(shape: Vec<i64>) -> impl Fn(&nn::Path) -> anyhow::Result<Box<dyn 
 }
 
 fn views_for(m: &dyn Method, n: i64) -> Vec<Tensor> {
+    if m.name() == "tjepa" {
+        return vec![Tensor::randn([n, 7], (Kind::Float, Device::Cpu))];
+    }
     let mut v: Vec<Tensor> = (0..m.n_views())
         .map(|_| Tensor::randn([n, 1, 8, 8], (Kind::Float, Device::Cpu)))
         .collect();
@@ -123,7 +163,9 @@ fn every_method_trains_for_a_few_steps() {
     for cfg in all_methods() {
         tch::manual_seed(1);
         let vs = nn::VarStore::new(Device::Cpu);
-        let m = if cfg.is_masked() {
+        let m = if cfg.needs_tables() {
+            build(&cfg, &vs, &table_factory()).unwrap()
+        } else if cfg.is_masked() {
             build(&cfg, &vs, &vit_factory(vec![1, 8, 8])).unwrap()
         } else {
             build(&cfg, &vs, &cnn_factory(vec![1, 8, 8])).unwrap()

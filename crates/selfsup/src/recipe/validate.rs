@@ -179,8 +179,11 @@ pub enum RecipeError {
     NonPositiveStd(f32),
     #[error("{field} = {value}: must be strictly between 0 and 1")]
     NotOpenFraction { field: &'static str, value: f64 },
-    #[error("method.name = {method}: a masked method works on patch tokens and needs encoder.kind = \"vit\"")]
-    NeedsVit { method: &'static str },
+    #[error("method.name = {method}: it works on tokens and needs encoder.kind = \"{kind}\"")]
+    NeedsEncoder {
+        method: &'static str,
+        kind: &'static str,
+    },
     #[error("{field} = {value}: must be > 0")]
     NotPositive { field: &'static str, value: f64 },
     #[error("{field} = {value}: must be a finite number")]
@@ -328,6 +331,18 @@ impl Recipe {
                 widths("encoder.heads", [*heads])?;
                 positive("encoder.mlp_ratio", *mlp_ratio)
             }
+            crate::encoders::EncoderConfig::FeatureTransformer {
+                dim,
+                depth,
+                heads,
+                mlp_ratio,
+                ..
+            } => {
+                widths("encoder.dim", [*dim])?;
+                widths("encoder.depth", [*depth as i64])?;
+                widths("encoder.heads", [*heads])?;
+                positive("encoder.mlp_ratio", *mlp_ratio)
+            }
         }
     }
 
@@ -413,6 +428,26 @@ impl Recipe {
                 widths("method.decoder_heads", [c.decoder_heads])?;
             }
             MethodConfig::Simmim(c) => open_fraction("method.mask_ratio", c.mask_ratio)?,
+            MethodConfig::Tjepa(c) => {
+                momentum("method.base_momentum", c.base_momentum)?;
+                widths("method.predictor_dim", [c.predictor_dim])?;
+                widths("method.predictor_depth", [c.predictor_depth as i64])?;
+                widths("method.predictor_heads", [c.predictor_heads])?;
+                widths("method.targets", [c.targets as i64])?;
+                for (field, [lo, hi]) in [
+                    ("method.context", c.context),
+                    ("method.target", c.target),
+                ] {
+                    if !(lo > 0.0 && lo <= hi && hi < 1.0) {
+                        return Err(RecipeError::BadRange {
+                            field,
+                            lo,
+                            hi,
+                            rule: "need 0 < lo <= hi < 1",
+                        });
+                    }
+                }
+            }
             MethodConfig::Ijepa(c) => {
                 momentum("method.base_momentum", c.base_momentum)?;
                 widths("method.predictor_dim", [c.predictor_dim])?;
@@ -443,9 +478,18 @@ impl Recipe {
                 }
             }
         }
-        if self.method.is_masked() && !matches!(self.encoder, crate::encoders::EncoderConfig::Vit { .. }) {
-            return Err(RecipeError::NeedsVit {
+        use crate::encoders::EncoderConfig as E;
+        let needs = if self.method.needs_tables() {
+            (!matches!(self.encoder, E::FeatureTransformer { .. })).then_some("feature_transformer")
+        } else if self.method.is_masked() {
+            (!matches!(self.encoder, E::Vit { .. })).then_some("vit")
+        } else {
+            None
+        };
+        if let Some(kind) = needs {
+            return Err(RecipeError::NeedsEncoder {
                 method: self.method.name(),
+                kind,
             });
         }
         if !matches!(self.method, MethodConfig::Dino(_)) && !self.method.is_masked() {

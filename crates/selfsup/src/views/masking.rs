@@ -19,6 +19,16 @@ pub enum MaskSpec {
     Random { tokens: usize, ratio: f64 },
     /// I-JEPA's multi-block masks on a patch grid (Assran et al. 2023 §3).
     Blocks(BlockMasks),
+    /// Feature subsets of a table (T-JEPA): a context subset and `targets` target subsets drawn
+    /// from the features outside the context. Subset sizes are fractions of `features` drawn per
+    /// batch; the members per sample. Tensors as for `Blocks`: context `[N, Kc]`, then each target
+    /// `[N, Kt]`, indices ascending.
+    FeatureSubsets {
+        features: usize,
+        context: [f64; 2],
+        targets: usize,
+        target: [f64; 2],
+    },
 }
 
 /// I-JEPA's sampler: `targets` rectangular target blocks of one size per batch (scale and aspect
@@ -59,6 +69,7 @@ impl MaskSpec {
         match self {
             MaskSpec::Random { .. } => 1,
             MaskSpec::Blocks(b) => 1 + b.targets,
+            MaskSpec::FeatureSubsets { targets, .. } => 1 + targets,
         }
     }
 
@@ -91,6 +102,46 @@ impl MaskSpec {
                     let rows: Vec<i64> = samples.iter().flat_map(|s| s.1[t].clone()).collect();
                     out.push(Tensor::from_slice(&rows).view([n, (th * tw) as i64]));
                 }
+                out
+            }
+            MaskSpec::FeatureSubsets {
+                features,
+                context,
+                targets,
+                target,
+            } => {
+                let f = *features;
+                let mut batch_rng = keyed(seed, Stream::Mask, epoch, step, 1);
+                let mut draw = |r: [f64; 2]| {
+                    let x = r[0] + batch_rng.gen::<f64>() * (r[1] - r[0]);
+                    ((x * f as f64).round() as usize).clamp(1, f.saturating_sub(1).max(1))
+                };
+                let kt = draw(*target);
+                // The context leaves at least one target's worth of features outside it.
+                let kc = draw(*context).min(f.saturating_sub(kt)).max(1);
+                let n = indices.len() as i64;
+                let mut ctx = Vec::with_capacity(indices.len() * kc);
+                let mut tgts = vec![Vec::with_capacity(indices.len() * kt); *targets];
+                for &i in indices {
+                    let mut rng = per_sample(i);
+                    let mut perm: Vec<i64> = (0..f as i64).collect();
+                    perm.shuffle(&mut rng);
+                    let mut c = perm[..kc].to_vec();
+                    c.sort_unstable();
+                    ctx.extend(c);
+                    let mut rest = perm[kc..].to_vec();
+                    for t in tgts.iter_mut() {
+                        rest.shuffle(&mut rng);
+                        let mut chosen = rest[..kt.min(rest.len())].to_vec();
+                        chosen.sort_unstable();
+                        t.extend(chosen);
+                    }
+                }
+                let mut out = vec![Tensor::from_slice(&ctx).view([n, kc as i64])];
+                out.extend(
+                    tgts.iter()
+                        .map(|t| Tensor::from_slice(t).view([n, kt as i64])),
+                );
                 out
             }
         }
@@ -218,6 +269,31 @@ mod tests {
         let other_seed = rows(&spec.make_batch(8, 2, 0, &[10])[0]);
         assert_ne!(a[0], other_epoch[0]);
         assert_ne!(a[0], other_seed[0]);
+    }
+
+    #[test]
+    fn feature_subsets_keep_targets_outside_the_context() {
+        let spec = MaskSpec::FeatureSubsets {
+            features: 14,
+            context: [0.5, 0.7],
+            targets: 2,
+            target: [0.15, 0.3],
+        };
+        let m = spec.make_batch(4, 1, 2, &[3, 8, 9]);
+        assert_eq!(m.len(), 3);
+        let ctx = rows(&m[0]);
+        let kc = ctx[0].len();
+        assert!((7..=10).contains(&kc), "{kc}");
+        for t in &m[1..] {
+            for (s, tr) in rows(t).iter().enumerate() {
+                assert!((2..=4).contains(&tr.len()));
+                assert!(tr.iter().all(|x| !ctx[s].contains(x)), "target inside the context");
+                assert!(tr.windows(2).all(|w| w[0] < w[1]));
+            }
+        }
+        // Keyed per sample: sample 8's context does not depend on its batch neighbours.
+        let again = spec.make_batch(4, 1, 2, &[8]);
+        assert_eq!(rows(&again[0])[0], ctx[1]);
     }
 
     #[test]

@@ -33,4 +33,12 @@ pub trait ViewSource: Send + Sync {
     fn label(&self, index: usize) -> Option<i64>;
     /// Number of classes (0 when unlabeled).
     fn n_classes(&self) -> usize;
+    /// For tables: where each feature sits in a sample (feature tokenizers need it).
+    fn feature_spans(&self) -> Option<Vec<crate::data::FeatureSpan>> {
+        None
+    }
+    /// Regression target of sample `index`, for tables with a numeric label.
+    fn target(&self, _index: usize) -> Option<f32> {
+        None
+    }
 }

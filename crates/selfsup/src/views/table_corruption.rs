@@ -99,6 +99,12 @@ impl ViewSource for TableViews {
             0
         }
     }
+    fn feature_spans(&self) -> Option<Vec<crate::data::FeatureSpan>> {
+        Some(self.table.feature_spans())
+    }
+    fn target(&self, index: usize) -> Option<f32> {
+        self.table.targets.as_ref().map(|t| t[index])
+    }
 }
 
 #[cfg(test)]
