@@ -129,6 +129,38 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Tables, as tabular SSL papers report them: per seed, pretrain each recipe's method on the
+    /// training rows, then train the same MLP on its frozen representations, on the raw
+    /// features, and gradient-boosted trees on the raw features; accuracy or RMSE on the test rows
+    Tabular {
+        /// One recipe per method, all on the same table (e.g. recipes/tables/*-adult.toml)
+        #[arg(required = true)]
+        recipes: Vec<PathBuf>,
+        /// Override a field in every recipe (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Seeds 0..N
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        /// Folder for the run folders (one per recipe and seed)
+        #[arg(long, default_value = "runs/tabular")]
+        runs: PathBuf,
+        /// Fraction of the training rows used for early stopping
+        #[arg(long, default_value_t = 0.2)]
+        val_fraction: f64,
+        /// Without a test file: fraction of the rows held out for testing
+        #[arg(long, default_value_t = 0.2)]
+        test_fraction: f64,
+        /// Most epochs of the downstream MLP (early stopping usually ends it sooner)
+        #[arg(long, default_value_t = 100)]
+        mlp_epochs: usize,
+        /// Skip the gradient-boosted-trees baseline
+        #[arg(long)]
+        no_gbdt: bool,
+        /// Write every figure (per seed) as JSON to this file
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Performance: the reference workloads (W1 SimCLR step, W2 Barlow Twins step, W4 matmul)
     /// and the view pipeline alone, with the PyTorch reference interleaved when a Python with
     /// torch is found; prints samples/s (median, p10/p90), peak memory and the ratio
@@ -429,6 +461,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", selfsup::compare::format_report(&report));
             if let Some(out) = out {
                 selfsup::compare::write_json(&out, &report)?;
+                println!("(per-seed results in {})", out.display());
+            }
+        }
+        Command::Tabular {
+            recipes,
+            overrides,
+            seeds,
+            runs,
+            val_fraction,
+            test_fraction,
+            mlp_epochs,
+            no_gbdt,
+            out,
+        } => {
+            let stop = trainer::install_signal_handlers()?;
+            let report = selfsup::tabular::tabular(
+                selfsup::tabular::TabularArgs {
+                    recipes,
+                    overrides,
+                    seeds: (0..seeds.max(1)).collect(),
+                    runs,
+                    val_fraction,
+                    test_fraction,
+                    probe: selfsup::eval::downstream::MlpProbeConfig {
+                        max_epochs: mlp_epochs,
+                        ..Default::default()
+                    },
+                    gbdt: !no_gbdt,
+                    device,
+                    threads: cli.threads,
+                    stop,
+                },
+                |line| eprintln!("{line}"),
+            )?;
+            println!("{}", selfsup::tabular::format_report(&report));
+            if let Some(out) = out {
+                std::fs::write(&out, serde_json::to_string_pretty(&report)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
                 println!("(per-seed results in {})", out.display());
             }
         }

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod recipe;
 pub mod rng;
 pub mod run_folder;
+pub mod tabular;
 pub mod torch_init;
 pub mod train;
 pub mod views;

@@ -46,6 +46,9 @@ pub struct CsvOptions {
     pub label_strip_suffix: Option<String>,
     /// "classification" (labels become class indices) or "regression" (labels become f32 targets).
     pub task: String,
+    /// Regression targets are multiplied by this (e.g. 1e-5 for house values in units of $100k,
+    /// as scikit-learn's California housing reports them).
+    pub target_scale: f64,
 }
 
 impl Default for CsvOptions {
@@ -65,6 +68,7 @@ impl Default for CsvOptions {
             trim: true,
             label_strip_suffix: None,
             task: "classification".into(),
+            target_scale: 1.0,
         }
     }
 }
@@ -557,7 +561,10 @@ fn parse_row(
             }
             match task {
                 Task::Classification => Label::Class(value.to_string()),
-                Task::Regression => match parse_finite(value).filter(|v| (*v as f32).is_finite()) {
+                Task::Regression => match parse_finite(value)
+                    .map(|v| v * opts.target_scale)
+                    .filter(|v| (*v as f32).is_finite())
+                {
                     Some(v) => Label::Target(v),
                     None => {
                         return Err(DataError::record(

@@ -3,8 +3,10 @@
 pub mod calibration;
 pub mod clustering;
 pub mod collapse;
+pub mod downstream;
 pub mod few_shot;
 pub mod fine_tune;
+pub mod gbdt;
 pub mod knn;
 pub mod label_fraction;
 pub mod lbfgs;
