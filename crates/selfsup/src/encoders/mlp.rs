@@ -4,6 +4,7 @@ use tch::{nn, nn::ModuleT, Tensor};
 #[derive(Debug)]
 pub struct Mlp {
     layers: Vec<(nn::Linear, Option<nn::BatchNorm>)>,
+    input: i64,
     out: i64,
 }
 
@@ -23,7 +24,11 @@ impl Mlp {
             layers.push((lin, bn));
             d_in = d;
         }
-        Mlp { layers, out: d_in }
+        Mlp {
+            layers,
+            input,
+            out: d_in,
+        }
     }
 }
 
@@ -44,5 +49,8 @@ impl ModuleT for Mlp {
 impl super::Encoder for Mlp {
     fn out_dim(&self) -> i64 {
         self.out
+    }
+    fn input_len(&self) -> Option<i64> {
+        Some(self.input)
     }
 }

@@ -18,6 +18,10 @@ pub trait Encoder: nn::ModuleT {
     fn as_vit(&self) -> Option<&vit::Vit> {
         None
     }
+    /// Width of a flat input, for encoders of flat vectors (methods that reconstruct inputs).
+    fn input_len(&self) -> Option<i64> {
+        None
+    }
     /// The feature transformer behind this encoder, for token methods on tables (T-JEPA).
     fn as_feature_transformer(&self) -> Option<&feature_transformer::FeatureTransformer> {
         None

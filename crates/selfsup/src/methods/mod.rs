@@ -27,6 +27,7 @@ pub mod supcon;
 pub mod tjepa;
 pub mod swav;
 pub mod vicreg;
+pub mod vime;
 
 /// Where training stands, for schedules inside a method (EMA momentum, DINO's teacher
 /// temperature, SwAV's prototype freezing).
@@ -144,6 +145,7 @@ pub enum MethodConfig {
     Simmim(simmim::SimMimConfig),
     Ijepa(ijepa::IjepaConfig),
     Tjepa(tjepa::TjepaConfig),
+    Vime(vime::VimeConfig),
 }
 
 impl MethodConfig {
@@ -171,6 +173,7 @@ impl MethodConfig {
             MethodConfig::Simmim(Default::default()),
             MethodConfig::Ijepa(Default::default()),
             MethodConfig::Tjepa(Default::default()),
+            MethodConfig::Vime(Default::default()),
         ]
     }
     pub fn name(&self) -> &'static str {
@@ -190,6 +193,7 @@ impl MethodConfig {
             MethodConfig::Simmim(_) => "simmim",
             MethodConfig::Ijepa(_) => "ijepa",
             MethodConfig::Tjepa(_) => "tjepa",
+            MethodConfig::Vime(_) => "vime",
         }
     }
     /// Smallest batch for which the objective is defined (contrastive losses need a negative;
@@ -218,7 +222,7 @@ impl MethodConfig {
     }
     /// Methods defined on table features only.
     pub fn needs_tables(&self) -> bool {
-        matches!(self, MethodConfig::Tjepa(_))
+        matches!(self, MethodConfig::Tjepa(_) | MethodConfig::Vime(_))
     }
     /// Whether multi-crop local views may be added (`views.local_crops`).
     pub fn accepts_local_crops(&self) -> bool {
@@ -243,7 +247,8 @@ impl MethodConfig {
             | MethodConfig::Mae(_)
             | MethodConfig::Simmim(_)
             | MethodConfig::Ijepa(_)
-            | MethodConfig::Tjepa(_) => &[],
+            | MethodConfig::Tjepa(_)
+            | MethodConfig::Vime(_) => &[],
             MethodConfig::Swav(c) => &c.projector,
             MethodConfig::Nnclr(c) => &c.projector,
             MethodConfig::Supcon(c) => &c.projector,
@@ -296,6 +301,7 @@ pub fn build(
         MethodConfig::Simmim(c) => Box::new(simmim::SimMim::new(&p, encoder, c)?),
         MethodConfig::Ijepa(c) => Box::new(ijepa::Ijepa::new(vs, encoder, make_encoder, c)?),
         MethodConfig::Tjepa(c) => Box::new(tjepa::Tjepa::new(vs, encoder, make_encoder, c)?),
+        MethodConfig::Vime(c) => Box::new(vime::Vime::new(&p, encoder, c)?),
     })
 }
 

@@ -80,6 +80,7 @@ pub(crate) fn all_methods() -> Vec<MethodConfig> {
             predictor_heads: 2,
             ..Default::default()
         }),
+        MethodConfig::Vime(Default::default()),
         MethodConfig::Tjepa(tjepa::TjepaConfig {
             predictor_dim: 8,
             predictor_depth: 1,
@@ -147,6 +148,13 @@ fn views_for(m: &dyn Method, n: i64) -> Vec<Tensor> {
     if m.name() == "tjepa" {
         return vec![Tensor::randn([n, 7], (Kind::Float, Device::Cpu))];
     }
+    if m.name() == "vime" {
+        // Clean rows, then the same rows with a few entries replaced.
+        let clean = Tensor::randn([n, 7], (Kind::Float, Device::Cpu));
+        let keep = Tensor::rand([n, 7], (Kind::Float, Device::Cpu)).gt(0.3);
+        let other = Tensor::randn([n, 7], (Kind::Float, Device::Cpu));
+        return vec![clean.shallow_clone(), clean.where_self(&keep, &other)];
+    }
     let mut v: Vec<Tensor> = (0..m.n_views())
         .map(|_| Tensor::randn([n, 1, 8, 8], (Kind::Float, Device::Cpu)))
         .collect();
@@ -163,7 +171,12 @@ fn every_method_trains_for_a_few_steps() {
     for cfg in all_methods() {
         tch::manual_seed(1);
         let vs = nn::VarStore::new(Device::Cpu);
-        let m = if cfg.needs_tables() {
+        let m = if matches!(cfg, MethodConfig::Vime(_)) {
+            let f = |p: &nn::Path| {
+                encoders::build(&EncoderConfig::Mlp { dims: vec![16, 8], batch_norm: true }, p, &[7])
+            };
+            build(&cfg, &vs, &f).unwrap()
+        } else if cfg.needs_tables() {
             build(&cfg, &vs, &table_factory()).unwrap()
         } else if cfg.is_masked() {
             build(&cfg, &vs, &vit_factory(vec![1, 8, 8])).unwrap()

@@ -428,6 +428,7 @@ impl Recipe {
                 widths("method.decoder_heads", [c.decoder_heads])?;
             }
             MethodConfig::Simmim(c) => open_fraction("method.mask_ratio", c.mask_ratio)?,
+            MethodConfig::Vime(c) => non_negative("method.alpha", c.alpha)?,
             MethodConfig::Tjepa(c) => {
                 momentum("method.base_momentum", c.base_momentum)?;
                 widths("method.predictor_dim", [c.predictor_dim])?;
@@ -479,7 +480,9 @@ impl Recipe {
             }
         }
         use crate::encoders::EncoderConfig as E;
-        let needs = if self.method.needs_tables() {
+        let needs = if matches!(self.method, MethodConfig::Vime(_)) {
+            (!matches!(self.encoder, E::Mlp { .. })).then_some("mlp")
+        } else if self.method.needs_tables() {
             (!matches!(self.encoder, E::FeatureTransformer { .. })).then_some("feature_transformer")
         } else if self.method.is_masked() {
             (!matches!(self.encoder, E::Vit { .. })).then_some("vit")
