@@ -501,3 +501,18 @@ fn the_fashion_mnist_comparison_recipes_are_valid() {
     all.sort_unstable();
     assert_eq!(names, all, "one recipe per registered method");
 }
+
+/// Every shipped table recipe parses and validates, and each names a table method or SCARF.
+#[test]
+fn the_table_recipes_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/tables");
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let r = Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        names.push(r.method.name());
+    }
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names, vec!["simclr", "tjepa", "vime"]);
+}

@@ -495,7 +495,9 @@ impl Recipe {
                 kind,
             });
         }
-        if !matches!(self.method, MethodConfig::Dino(_)) && !self.method.is_masked() {
+        if !matches!(self.method, MethodConfig::Dino(_) | MethodConfig::Vime(_))
+            && !self.method.is_masked()
+        {
             widths(
                 "method.projector",
                 self.method.projector().iter().map(|b| b.dim),
