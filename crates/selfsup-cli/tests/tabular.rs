@@ -92,16 +92,33 @@ fn tabular_prints_every_model_for_classification_and_regression() {
         let sc = format!("sc-{tag}.toml");
         let (code, out, err) = selfsup(
             &[
-                "tabular", &tj, &sc, "--seeds", "2", "--runs", "runs", "--mlp-epochs", "5",
-                "--out", "t.json",
+                "tabular",
+                &tj,
+                &sc,
+                "--seeds",
+                "2",
+                "--runs",
+                "runs",
+                "--mlp-epochs",
+                "5",
+                "--out",
+                "t.json",
             ],
             d,
         );
         assert_eq!(code, 0, "{tag}: {err}");
-        for row in ["tj (tjepa) + MLP", "sc (simclr) + MLP", "raw features + MLP", "GBDT"] {
+        for row in [
+            "tj (tjepa) + MLP",
+            "sc (simclr) + MLP",
+            "raw features + MLP",
+            "GBDT",
+        ] {
             assert!(out.contains(row), "{tag}: no row {row:?} in\n{out}");
         }
-        assert!(out.contains(if tag == "cls" { "accuracy %" } else { "RMSE" }), "{out}");
+        assert!(
+            out.contains(if tag == "cls" { "accuracy %" } else { "RMSE" }),
+            "{out}"
+        );
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(d.join("t.json")).unwrap()).unwrap();
         for row in json["rows"].as_array().unwrap() {

@@ -9,13 +9,13 @@
 use crate::encoders::transformer::Attention;
 use crate::encoders::vit::{Pooling, Positions, Vit};
 use crate::encoders::{small_cnn::SmallCnn, Encoder};
-use crate::methods::mae::{Mae, MaeConfig};
-use crate::views::masking::MaskSpec;
 use crate::heads::{Block, Head};
+use crate::methods::mae::{Mae, MaeConfig};
 use crate::objectives::{barlow_twins, nt_xent};
 use crate::recipe::Recipe;
 use crate::train::optim::{Optimizer, OptimizerConfig};
 use crate::views::loader::BatchStream;
+use crate::views::masking::MaskSpec;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

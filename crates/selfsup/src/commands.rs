@@ -493,7 +493,11 @@ pub fn fine_tune_run(
         }
         name = format!(
             "fine-tune({},{},epochs={},batch={},labels={}%,augmented view 1{})",
-            if cfg.weight_decay > 0.0 { "adamw" } else { "adam" },
+            if cfg.weight_decay > 0.0 {
+                "adamw"
+            } else {
+                "adam"
+            },
             opts.join(","),
             cfg.epochs,
             cfg.batch,

@@ -149,7 +149,12 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
         let (pool, test_idx): (Vec<usize>, Vec<usize>) = if test.is_some() {
             ((0..n).collect(), (n..n + n_test).collect())
         } else {
-            let (a, b) = split_indices(n, pick(&(0..n).collect::<Vec<_>>()).as_deref(), args.test_fraction, seed ^ 0x7e57_5e7);
+            let (a, b) = split_indices(
+                n,
+                pick(&(0..n).collect::<Vec<_>>()).as_deref(),
+                args.test_fraction,
+                seed ^ 0x7e57_5e7,
+            );
             (a, b)
         };
         let (tr, va) = split_indices(pool.len(), pick(&pool).as_deref(), args.val_fraction, seed);
@@ -188,7 +193,11 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
             let run_dir = args.runs.join(format!("{}-seed{seed}", recipe.name));
             let mut overrides = args.overrides.clone();
             overrides.push(format!("seed={seed}"));
-            log(&format!("{} seed {seed}: pretraining into {}", row.name, run_dir.display()));
+            log(&format!(
+                "{} seed {seed}: pretraining into {}",
+                row.name,
+                run_dir.display()
+            ));
             commands::pretrain(PretrainArgs {
                 recipe: path.clone(),
                 overrides: overrides.clone(),
@@ -206,12 +215,22 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
             let batch = recipe.eval.batch;
             let mut emb = pipeline::embed(m, train.as_ref(), n, batch, args.device);
             if let Some(t) = &test {
-                emb = Tensor::cat(&[emb, pipeline::embed(m, t.as_ref(), n_test, batch, args.device)], 0);
+                emb = Tensor::cat(
+                    &[
+                        emb,
+                        pipeline::embed(m, t.as_ref(), n_test, batch, args.device),
+                    ],
+                    0,
+                );
             }
             let v = mlp_score(task, &emb, &y, &split, &probe, args.device)?;
             row.per_seed.push(v);
             row.seconds.push(t.elapsed().as_secs_f64());
-            log(&format!("{} seed {seed}: {v:.4} ({:.0}s)", row.name, t.elapsed().as_secs_f64()));
+            log(&format!(
+                "{} seed {seed}: {v:.4} ({:.0}s)",
+                row.name,
+                t.elapsed().as_secs_f64()
+            ));
         }
         let t = Instant::now();
         let v = mlp_score(task, &raw, &y, &split, &probe, args.device)?;
@@ -236,7 +255,10 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
             let r = fit_gbdt(task, (&xs, &ys), (&xv, &yv), (&xt, &yt), d, &cfg)?;
             gbdt_row.per_seed.push(r.test_metric);
             gbdt_row.seconds.push(t.elapsed().as_secs_f64());
-            log(&format!("{} seed {seed}: {:.4}", gbdt_row.name, r.test_metric));
+            log(&format!(
+                "{} seed {seed}: {:.4}",
+                gbdt_row.name, r.test_metric
+            ));
         }
     }
     out_rows.push(raw_row);
@@ -277,9 +299,16 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
 /// The report as a plain-text table (mean ± sample std over seeds).
 pub fn format_report(r: &TabReport) -> String {
     let scale = if r.metric == "accuracy" { 100.0 } else { 1.0 };
-    let unit = if r.metric == "accuracy" { "accuracy %" } else { "RMSE" };
+    let unit = if r.metric == "accuracy" {
+        "accuracy %"
+    } else {
+        "RMSE"
+    };
     let mut s = format!("split: {}\nprotocol: {}\n", r.split, r.protocol);
-    s.push_str(&format!("{:<40} {:>18} {:>8}  per seed\n", "model", unit, "s/seed"));
+    s.push_str(&format!(
+        "{:<40} {:>18} {:>8}  per seed\n",
+        "model", unit, "s/seed"
+    ));
     for row in &r.rows {
         let v: Vec<f64> = row.per_seed.iter().map(|x| x * scale).collect();
         let (m, sd) = crate::compare::mean_std(&v);

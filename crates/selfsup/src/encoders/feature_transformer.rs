@@ -88,7 +88,10 @@ impl FeatureTransformer {
         registers: usize,
         pooling: TablePooling,
     ) -> anyhow::Result<Self> {
-        anyhow::ensure!(!spans.is_empty(), "feature_transformer: the table has no features");
+        anyhow::ensure!(
+            !spans.is_empty(),
+            "feature_transformer: the table has no features"
+        );
         anyhow::ensure!(
             heads > 0 && dim % heads == 0,
             "feature_transformer: width {dim} is not divisible by {heads} heads"
@@ -131,7 +134,13 @@ impl FeatureTransformer {
             Some(r) => {
                 let (n, k) = (tokens.size()[0], tokens.size()[1]);
                 let r_len = r.size()[1];
-                let x = Tensor::cat(&[r.expand([n, r_len, self.dim], false), tokens.shallow_clone()], 1);
+                let x = Tensor::cat(
+                    &[
+                        r.expand([n, r_len, self.dim], false),
+                        tokens.shallow_clone(),
+                    ],
+                    1,
+                );
                 self.stack.forward(&x).narrow(1, r_len, k)
             }
             None => self.stack.forward(tokens),
@@ -207,7 +216,10 @@ mod tests {
             w.get(4) * -1.0 + b.get(2),
         ];
         for (j, wj) in want.iter().enumerate() {
-            let d = (tok.get(0).get(j as i64) - wj).abs().max().double_value(&[]);
+            let d = (tok.get(0).get(j as i64) - wj)
+                .abs()
+                .max()
+                .double_value(&[]);
             assert!(d < 1e-6, "feature {j}: {d}");
         }
         // An all-zero categorical block gives the bias alone.
@@ -219,8 +231,17 @@ mod tests {
     fn registers_are_dropped_from_the_output_and_pooling_sets_the_width() {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
-        let f = FeatureTransformer::new(&(vs.root() / "e"), &spans(), 8, 1, 2, 2.0, 2, TablePooling::Flatten)
-            .unwrap();
+        let f = FeatureTransformer::new(
+            &(vs.root() / "e"),
+            &spans(),
+            8,
+            1,
+            2,
+            2.0,
+            2,
+            TablePooling::Flatten,
+        )
+        .unwrap();
         let x = Tensor::randn([4, 5], (Kind::Float, Device::Cpu));
         let h = f.encode(&f.tokens(&x));
         assert_eq!(h.size(), vec![4, 3, 8]);

@@ -72,9 +72,16 @@ impl TransformerBlock {
             .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let o = match self.attention {
-            Attention::Fused => {
-                Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, None, false)
-            }
+            Attention::Fused => Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                0.0,
+                false,
+                None,
+                false,
+            ),
             Attention::Explicit => {
                 let scores = q.matmul(&k.transpose(-2, -1)) / (hd as f64).sqrt();
                 scores.softmax(-1, Kind::Float).matmul(&v)
@@ -87,7 +94,11 @@ impl TransformerBlock {
 impl Module for TransformerBlock {
     fn forward(&self, x: &Tensor) -> Tensor {
         let x = x + self.attend(&x.apply(&self.ln1));
-        let h = x.apply(&self.ln2).apply(&self.fc1).gelu("none").apply(&self.fc2);
+        let h = x
+            .apply(&self.ln2)
+            .apply(&self.fc1)
+            .gelu("none")
+            .apply(&self.fc2);
         x + h
     }
 }
@@ -134,13 +145,18 @@ impl TransformerStack {
         self.blocks.len()
     }
     pub fn set_attention(&mut self, attention: Attention) {
-        self.blocks.iter_mut().for_each(|b| b.set_attention(attention));
+        self.blocks
+            .iter_mut()
+            .for_each(|b| b.set_attention(attention));
     }
 }
 
 impl Module for TransformerStack {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let mut h = self.blocks.iter().fold(x.shallow_clone(), |h, b| b.forward(&h));
+        let mut h = self
+            .blocks
+            .iter()
+            .fold(x.shallow_clone(), |h, b| b.forward(&h));
         h = h.apply(&self.norm);
         h
     }
@@ -162,7 +178,10 @@ pub fn fixed_sincos(p: &nn::Path, name: &str, dim: i64, gh: i64, gw: i64) -> Ten
 /// half the channels encode the column, half the row, each as [sin(ω·pos), cos(ω·pos)] with
 /// ω_k = 1 / 10000^(k / (dim/4)) (MAE's `get_2d_sincos_pos_embed`).
 pub fn sincos_2d(dim: i64, gh: i64, gw: i64) -> Vec<f32> {
-    assert!(dim % 4 == 0, "sine-cosine positions need a width divisible by 4, got {dim}");
+    assert!(
+        dim % 4 == 0,
+        "sine-cosine positions need a width divisible by 4, got {dim}"
+    );
     let quarter = (dim / 4) as usize;
     let omega: Vec<f64> = (0..quarter)
         .map(|k| 1.0 / 10000f64.powf(k as f64 / quarter as f64))

@@ -105,15 +105,9 @@ impl Vit {
                 },
             )
         });
-        let stack = TransformerStack::new(
-            p,
-            dim,
-            depth,
-            heads,
-            mlp_ratio,
-            Attention::Fused,
-            |i| Some(i + 1),
-        );
+        let stack = TransformerStack::new(p, dim, depth, heads, mlp_ratio, Attention::Fused, |i| {
+            Some(i + 1)
+        });
         Ok(Vit {
             in_channels: c,
             patch,
@@ -177,7 +171,10 @@ impl Vit {
         match &self.cls {
             Some(cls) => {
                 let n = tokens.size()[0];
-                let x = Tensor::cat(&[cls.expand([n, 1, self.dim], false), tokens.shallow_clone()], 1);
+                let x = Tensor::cat(
+                    &[cls.expand([n, 1, self.dim], false), tokens.shallow_clone()],
+                    1,
+                );
                 let h = self.stack.forward(&x);
                 let k = h.size()[1] - 1;
                 (Some(h.select(1, 0)), h.narrow(1, 1, k))
@@ -281,7 +278,10 @@ mod tests {
         }
         // The class token's output depends on which tokens it saw.
         let (cls_all, _) = v.encode(&all);
-        let d = (cls_all.unwrap() - cls.unwrap()).abs().max().double_value(&[]);
+        let d = (cls_all.unwrap() - cls.unwrap())
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(d > 1e-4);
     }
 
@@ -304,8 +304,14 @@ mod tests {
         for g in 0..4 {
             opt.set_lr_group(g, if g == 0 { 0.0 } else { 1e-2 });
         }
-        let y = nn::ModuleT::forward_t(&v, &Tensor::randn([2, 2, 8, 12], (Kind::Float, Device::Cpu)), true);
-        opt.backward_step(&(y * Tensor::randn([2, 16], (Kind::Float, Device::Cpu))).sum(Kind::Float));
+        let y = nn::ModuleT::forward_t(
+            &v,
+            &Tensor::randn([2, 2, 8, 12], (Kind::Float, Device::Cpu)),
+            true,
+        );
+        opt.backward_step(
+            &(y * Tensor::randn([2, 16], (Kind::Float, Device::Cpu))).sum(Kind::Float),
+        );
         let moved: Vec<bool> = names
             .iter()
             .zip(&old)
@@ -321,7 +327,10 @@ mod tests {
         let vars = vs.variables();
         assert!(!vars["encoder.pos_embed"].requires_grad());
         use nn::ModuleT;
-        let out = v.forward_t(&Tensor::randn([2, 2, 8, 12], (Kind::Float, Device::Cpu)), false);
+        let out = v.forward_t(
+            &Tensor::randn([2, 2, 8, 12], (Kind::Float, Device::Cpu)),
+            false,
+        );
         assert_eq!(out.size(), vec![2, 16]);
         use crate::encoders::Encoder;
         assert_eq!(v.lr_layers(), Some(4));

@@ -183,8 +183,18 @@ pub fn fit_mlp_probe(
     let vs = nn::VarStore::new(device);
     let mut layers = Vec::new();
     let mut din = d;
-    for (i, &h) in cfg.hidden.iter().chain(std::iter::once(&out_dim)).enumerate() {
-        layers.push(crate::torch_init::linear(&vs.root() / format!("l{i}"), din, h, true));
+    for (i, &h) in cfg
+        .hidden
+        .iter()
+        .chain(std::iter::once(&out_dim))
+        .enumerate()
+    {
+        layers.push(crate::torch_init::linear(
+            &vs.root() / format!("l{i}"),
+            din,
+            h,
+            true,
+        ));
         din = h;
     }
     let mlp = Mlp {
@@ -275,7 +285,10 @@ mod tests {
         assert!(tr.iter().all(|i| !va.contains(i)));
         assert_eq!(va.iter().filter(|&&i| labels[i] == 0).count(), 14);
         assert_eq!(va.iter().filter(|&&i| labels[i] == 1).count(), 6);
-        assert_eq!(split_indices(100, Some(&labels), 0.2, 3), (tr.clone(), va.clone()));
+        assert_eq!(
+            split_indices(100, Some(&labels), 0.2, 3),
+            (tr.clone(), va.clone())
+        );
         assert_ne!(split_indices(100, Some(&labels), 0.2, 4).1, va);
     }
 
@@ -300,8 +313,18 @@ mod tests {
         let task = Task::Classification { n_classes: 2 };
         let a = fit_mlp_probe(task, &x, &c, &xv, &cv, &xt, &ct, &cfg, Device::Cpu).unwrap();
         assert!(a.test_metric >= 0.97, "accuracy {}", a.test_metric);
-        let e = fit_mlp_probe(Task::Regression, &x, &r, &xv, &rv, &xt, &rt, &cfg, Device::Cpu)
-            .unwrap();
+        let e = fit_mlp_probe(
+            Task::Regression,
+            &x,
+            &r,
+            &xv,
+            &rv,
+            &xt,
+            &rt,
+            &cfg,
+            Device::Cpu,
+        )
+        .unwrap();
         assert!(e.test_metric < 0.25, "rmse {}", e.test_metric);
         // RMSE is reported in the target's units: targets ×100 give an RMSE about 100× larger.
         let e100 = fit_mlp_probe(

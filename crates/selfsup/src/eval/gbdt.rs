@@ -77,7 +77,10 @@ pub fn fit_gbdt(
         n == y_train.len() && nv == y_val.len() && nt == y_test.len(),
         "row and target counts differ"
     );
-    ensure!(n > 0 && nv > 0 && nt > 0, "empty train, validation or test set");
+    ensure!(
+        n > 0 && nv > 0 && nt > 0,
+        "empty train, validation or test set"
+    );
     // Early stopping watches the objective's own metric on the validation rows.
     let (objective, metric) = match task {
         Task::Classification { n_classes: 2 } => (ObjectiveType::LogLoss, Metric::LogLoss),
@@ -86,7 +89,11 @@ pub fn fit_gbdt(
         }
         Task::Regression => (ObjectiveType::SquaredLoss, Metric::RootMeanSquaredError),
     };
-    let (xtr, xva, xte) = (column_major(x_train, d), column_major(x_val, d), column_major(x_test, d));
+    let (xtr, xva, xte) = (
+        column_major(x_train, d),
+        column_major(x_val, d),
+        column_major(x_test, d),
+    );
     let mut booster = GradientBooster::default()
         .set_objective_type(objective)
         .set_iterations(cfg.trees)
@@ -114,9 +121,13 @@ pub fn fit_gbdt(
                 .count() as f64
                 / nt as f64
         }
-        Task::Regression => {
-            (pred.iter().zip(y_test).map(|(p, y)| (p - y).powi(2)).sum::<f64>() / nt as f64).sqrt()
-        }
+        Task::Regression => (pred
+            .iter()
+            .zip(y_test)
+            .map(|(p, y)| (p - y).powi(2))
+            .sum::<f64>()
+            / nt as f64)
+            .sqrt(),
     };
     Ok(GbdtResult {
         test_metric: metric,
@@ -134,7 +145,11 @@ mod tests {
         let mut x = Vec::new();
         let (mut xor, mut step) = (Vec::new(), Vec::new());
         for _ in 0..n {
-            let (a, b, c): (f32, f32, f32) = (rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0), rng.gen());
+            let (a, b, c): (f32, f32, f32) = (
+                rng.gen_range(-1.0..1.0),
+                rng.gen_range(-1.0..1.0),
+                rng.gen(),
+            );
             x.extend([a, b, c]);
             xor.push(if (a > 0.0) != (b > 0.0) { 1.0 } else { 0.0 });
             step.push(if a > 0.2 { 2.0 } else { -1.0 });
@@ -152,14 +167,24 @@ mod tests {
         let cfg = GbdtConfig::default();
         let r = fit_gbdt(task, (&x, &xor), (&xv, &xor_v), (&xt, &xor_t), 3, &cfg).unwrap();
         assert!(r.test_metric >= 0.9, "accuracy {}", r.test_metric);
-        let r = fit_gbdt(Task::Regression, (&x, &step), (&xv, &step_v), (&xt, &step_t), 3, &cfg)
-            .unwrap();
+        let r = fit_gbdt(
+            Task::Regression,
+            (&x, &step),
+            (&xv, &step_v),
+            (&xt, &step_t),
+            3,
+            &cfg,
+        )
+        .unwrap();
         assert!(r.test_metric < 0.2, "rmse {}", r.test_metric);
     }
 
     #[test]
     fn column_major_transposes() {
-        assert_eq!(column_major(&[1., 2., 3., 4., 5., 6.], 3), vec![1., 4., 2., 5., 3., 6.]);
+        assert_eq!(
+            column_major(&[1., 2., 3., 4., 5., 6.], 3),
+            vec![1., 4., 2., 5., 3., 6.]
+        );
     }
 
     #[test]

@@ -225,7 +225,10 @@ impl Ijepa {
         let patches = vit.patchify(x);
         let (_, s_x) = vit.encode(&gather_tokens(&vit.embed_patches(&patches), context));
         let s_y = tch::no_grad(|| {
-            let t = self.target.as_vit().expect("same factory as the online encoder");
+            let t = self
+                .target
+                .as_vit()
+                .expect("same factory as the online encoder");
             t.encode(&t.embed_patches(&patches)).1
         });
         self.predictor.loss(&s_x, context, targets, &s_y)

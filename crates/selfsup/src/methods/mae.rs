@@ -88,7 +88,10 @@ impl Mae {
     pub fn new(p: &nn::Path, encoder: Box<dyn Encoder>, cfg: &MaeConfig) -> Result<Self> {
         let vit = vit_of(encoder.as_ref(), "mae")?;
         let (l, dd) = (vit.n_patches(), cfg.decoder_dim);
-        anyhow::ensure!(dd % 4 == 0, "method.decoder_dim = {dd}: must be divisible by 4");
+        anyhow::ensure!(
+            dd % 4 == 0,
+            "method.decoder_dim = {dd}: must be divisible by 4"
+        );
         let (gh, gw) = vit.grid();
         let dec_pos = fixed_sincos(p, "decoder_pos", dd, gh, gw);
         Ok(Mae {
@@ -149,7 +152,9 @@ impl Mae {
             // The class token enters the decoder too (with a zero position), as in the paper's code.
             Some(c) => {
                 let c = c.apply(&self.dec_embed).unsqueeze(1);
-                self.decoder.forward(&Tensor::cat(&[c, full], 1)).narrow(1, 1, l)
+                self.decoder
+                    .forward(&Tensor::cat(&[c, full], 1))
+                    .narrow(1, 1, l)
             }
             None => self.decoder.forward(&full),
         };
@@ -255,7 +260,10 @@ mod tests {
             let got = m.loss_with(&x, &ids).double_value(&[]);
             assert!((got - want).abs() < 1e-6, "norm {norm}: {got} vs {want}");
             let all: f64 = (0..16).map(|p| err(0, p) + err(1, p)).sum::<f64>() / 32.0;
-            assert!((got - all).abs() > 1e-4, "the visible patches must not count");
+            assert!(
+                (got - all).abs() > 1e-4,
+                "the visible patches must not count"
+            );
         }
     }
 

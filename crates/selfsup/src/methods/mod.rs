@@ -24,8 +24,8 @@ pub mod simclr;
 pub mod simmim;
 pub mod simsiam;
 pub mod supcon;
-pub mod tjepa;
 pub mod swav;
+pub mod tjepa;
 pub mod vicreg;
 pub mod vime;
 

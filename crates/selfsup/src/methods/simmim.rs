@@ -80,7 +80,12 @@ impl SimMim {
         let t = vit.patch_tokens(&patches);
         let t = &t * (1.0 - &w) + &self.mask_token * &w;
         let (_, h) = vit.encode(&vit.add_positions(&t));
-        masked_patch_loss(&h.apply(&self.head), &patches, &hidden, PatchError::Absolute)
+        masked_patch_loss(
+            &h.apply(&self.head),
+            &patches,
+            &hidden,
+            PatchError::Absolute,
+        )
     }
 }
 

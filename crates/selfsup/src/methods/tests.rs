@@ -173,7 +173,14 @@ fn every_method_trains_for_a_few_steps() {
         let vs = nn::VarStore::new(Device::Cpu);
         let m = if matches!(cfg, MethodConfig::Vime(_)) {
             let f = |p: &nn::Path| {
-                encoders::build(&EncoderConfig::Mlp { dims: vec![16, 8], batch_norm: true }, p, &[7])
+                encoders::build(
+                    &EncoderConfig::Mlp {
+                        dims: vec![16, 8],
+                        batch_norm: true,
+                    },
+                    p,
+                    &[7],
+                )
             };
             build(&cfg, &vs, &f).unwrap()
         } else if cfg.needs_tables() {

@@ -112,13 +112,8 @@ impl Tjepa {
                 stdev: 0.02,
             },
         );
-        let predictor = Predictor::new(
-            &pp,
-            ft.dim(),
-            pos,
-            cfg.predictor_depth,
-            cfg.predictor_heads,
-        )?;
+        let predictor =
+            Predictor::new(&pp, ft.dim(), pos, cfg.predictor_depth, cfg.predictor_heads)?;
         let target = make_encoder(&(&p / "teacher" / "encoder"))?;
         let ema = EmaTarget::bind(vs, &[("encoder", "method.teacher.encoder")])?;
         Ok(Tjepa {

@@ -44,9 +44,9 @@ pub struct Vime {
 
 impl Vime {
     pub fn new(p: &nn::Path, encoder: Box<dyn Encoder>, cfg: &VimeConfig) -> Result<Self> {
-        let d = encoder
-            .input_len()
-            .ok_or_else(|| anyhow!("vime reconstructs flat rows and needs encoder.kind = \"mlp\""))?;
+        let d = encoder.input_len().ok_or_else(|| {
+            anyhow!("vime reconstructs flat rows and needs encoder.kind = \"mlp\"")
+        })?;
         let h = encoder.out_dim();
         Ok(Vime {
             mask_head: crate::torch_init::linear(p / "mask_head", h, d, true),
@@ -63,7 +63,10 @@ impl Vime {
             .mask_head
             .forward(&z)
             .binary_cross_entropy_with_logits::<Tensor>(&m, None, None, Reduction::Mean);
-        let recon = self.feature_head.forward(&z).mse_loss(clean, Reduction::Mean);
+        let recon = self
+            .feature_head
+            .forward(&z)
+            .mse_loss(clean, Reduction::Mean);
         mask_loss * self.alpha + recon
     }
 }
@@ -100,8 +103,16 @@ mod tests {
         let clean = Tensor::from_slice(&[1f32, 2., 3., 4., 5., 6.]).view([2, 3]);
         let corrupted = Tensor::from_slice(&[1f32, 9., 3., 0., 5., 6.]).view([2, 3]);
         let z = v.encoder.forward_t(&corrupted, true);
-        let logits = Vec::<f64>::try_from(v.mask_head.forward(&z).flatten(0, -1).to_kind(Kind::Double)).unwrap();
-        let recon = Vec::<f64>::try_from(v.feature_head.forward(&z).flatten(0, -1).to_kind(Kind::Double)).unwrap();
+        let logits =
+            Vec::<f64>::try_from(v.mask_head.forward(&z).flatten(0, -1).to_kind(Kind::Double))
+                .unwrap();
+        let recon = Vec::<f64>::try_from(
+            v.feature_head
+                .forward(&z)
+                .flatten(0, -1)
+                .to_kind(Kind::Double),
+        )
+        .unwrap();
         let m = [0., 1., 0., 1., 0., 0.];
         let x = [1., 2., 3., 4., 5., 6.];
         let bce: f64 = logits
@@ -113,8 +124,17 @@ mod tests {
             })
             .sum::<f64>()
             / 6.0;
-        let mse: f64 = recon.iter().zip(x).map(|(r, x)| (r - x).powi(2)).sum::<f64>() / 6.0;
+        let mse: f64 = recon
+            .iter()
+            .zip(x)
+            .map(|(r, x)| (r - x).powi(2))
+            .sum::<f64>()
+            / 6.0;
         let got = v.loss_with(&clean, &corrupted).double_value(&[]);
-        assert!((got - (2.0 * bce + mse)).abs() < 1e-4, "{got} vs {}", 2.0 * bce + mse);
+        assert!(
+            (got - (2.0 * bce + mse)).abs() < 1e-4,
+            "{got} vs {}",
+            2.0 * bce + mse
+        );
     }
 }

@@ -34,7 +34,8 @@ pub fn masked_patch_loss(pred: &Tensor, target: &Tensor, hidden: &Tensor, e: Pat
 /// `[N, L]` float mask with 1 at the tokens listed in `hidden_idx` (`[N, M]` int64).
 pub fn hidden_mask(n_tokens: i64, hidden_idx: &Tensor) -> Tensor {
     let n = hidden_idx.size()[0];
-    Tensor::zeros([n, n_tokens], (Kind::Float, hidden_idx.device())).scatter_value(1, hidden_idx, 1.0)
+    Tensor::zeros([n, n_tokens], (Kind::Float, hidden_idx.device()))
+        .scatter_value(1, hidden_idx, 1.0)
 }
 
 /// I-JEPA's latent regression (Assran et al. 2023, eq. 2 with the reference code's smooth-ℓ1):
@@ -54,10 +55,14 @@ mod tests {
     #[test]
     fn the_loss_sees_only_hidden_patches() {
         // Two samples, three patches of two values; each hides patch 1 only.
-        let pred = Tensor::from_slice(&[1f32, 2., 3., 4., 5., 6., 0., 0., 1., 1., 2., 2.]).view([2, 3, 2]);
+        let pred =
+            Tensor::from_slice(&[1f32, 2., 3., 4., 5., 6., 0., 0., 1., 1., 2., 2.]).view([2, 3, 2]);
         let target = Tensor::zeros([2, 3, 2], (Kind::Float, Device::Cpu));
         let hidden = hidden_mask(3, &Tensor::from_slice(&[1i64, 1]).view([2, 1]));
-        assert_eq!(Vec::<f32>::try_from(hidden.flatten(0, -1)).unwrap(), vec![0., 1., 0., 0., 1., 0.]);
+        assert_eq!(
+            Vec::<f32>::try_from(hidden.flatten(0, -1)).unwrap(),
+            vec![0., 1., 0., 0., 1., 0.]
+        );
         let l = masked_patch_loss(&pred, &target, &hidden, PatchError::Squared).double_value(&[]);
         // ((3² + 4²)/2 + (1² + 1²)/2) / 2 = (12.5 + 1) / 2
         assert!((l - 6.75).abs() < 1e-6, "{l}");
@@ -73,7 +78,10 @@ mod tests {
         masked_patch_loss(&pred, &target, &hidden, PatchError::Squared).backward();
         let g = pred.grad();
         for p in [0, 1, 3] {
-            assert_eq!(g.get(0).get(p).abs().sum(Kind::Float).double_value(&[]), 0.0);
+            assert_eq!(
+                g.get(0).get(p).abs().sum(Kind::Float).double_value(&[]),
+                0.0
+            );
         }
         // d/dpred of mean((pred - t)²) over the 3 values of the one hidden patch = 2(pred - t)/3.
         let want = (pred.get(0).get(2) - target.get(0).get(2)) * 2.0 / 3.0;
@@ -98,7 +106,13 @@ mod tests {
         let pred = Tensor::from_slice(&[0f32, 0., 3.]).view([1, 1, 3]);
         let s = (2f64 / 3.0 + 1e-6).sqrt();
         let t = [-1.0 / s, 0.0, 1.0 / s];
-        let huber = |d: f64| if d.abs() < 1.0 { 0.5 * d * d } else { d.abs() - 0.5 };
+        let huber = |d: f64| {
+            if d.abs() < 1.0 {
+                0.5 * d * d
+            } else {
+                d.abs() - 0.5
+            }
+        };
         let want = (huber(0.0 - t[0]) + huber(0.0 - t[1]) + huber(3.0 - t[2])) / 3.0;
         let got = latent_regression(&pred, &target).double_value(&[]);
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");

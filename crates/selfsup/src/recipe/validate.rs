@@ -435,10 +435,9 @@ impl Recipe {
                 widths("method.predictor_depth", [c.predictor_depth as i64])?;
                 widths("method.predictor_heads", [c.predictor_heads])?;
                 widths("method.targets", [c.targets as i64])?;
-                for (field, [lo, hi]) in [
-                    ("method.context", c.context),
-                    ("method.target", c.target),
-                ] {
+                for (field, [lo, hi]) in
+                    [("method.context", c.context), ("method.target", c.target)]
+                {
                     if !(lo > 0.0 && lo <= hi && hi < 1.0) {
                         return Err(RecipeError::BadRange {
                             field,

@@ -177,7 +177,11 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 steps_per_epoch: spe,
             };
             let labels = batch.labels.as_ref().map(|l| l.to_device(ctx.device));
-            let masks: Vec<tch::Tensor> = batch.masks.iter().map(|m| m.to_device(ctx.device)).collect();
+            let masks: Vec<tch::Tensor> = batch
+                .masks
+                .iter()
+                .map(|m| m.to_device(ctx.device))
+                .collect();
             let input = StepInput {
                 views: &views,
                 labels: labels.as_ref(),

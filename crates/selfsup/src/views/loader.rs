@@ -64,8 +64,13 @@ impl BatchStream {
         let stop = Arc::new(AtomicBool::new(false));
         let handles = (0..workers)
             .map(|w| {
-                let (tx, source, order, stop, mask) =
-                    (tx.clone(), source.clone(), order.clone(), stop.clone(), mask.clone());
+                let (tx, source, order, stop, mask) = (
+                    tx.clone(),
+                    source.clone(),
+                    order.clone(),
+                    stop.clone(),
+                    mask.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("views-{w}"))
                     .spawn(move || {
@@ -131,7 +136,9 @@ pub fn build_batch(
         views,
         indices: indices.to_vec(),
         labels: labels.map(|l| Tensor::from_slice(&l)),
-        masks: mask.map_or_else(Vec::new, |m| m.make_batch(seed, epoch, step_in_epoch, indices)),
+        masks: mask.map_or_else(Vec::new, |m| {
+            m.make_batch(seed, epoch, step_in_epoch, indices)
+        }),
     }
 }
 
@@ -278,7 +285,9 @@ mod tests {
         let labels = Vec::<i64>::try_from(b.labels.unwrap()).unwrap();
         assert_eq!(labels, vec![2, 1, 1]);
         // Unlabelled sources give no labels.
-        assert!(build_batch(&Probe(4), 0, 0, 0, &[0, 1], 2, None).labels.is_none());
+        assert!(build_batch(&Probe(4), 0, 0, 0, &[0, 1], 2, None)
+            .labels
+            .is_none());
     }
 
     #[test]

@@ -205,9 +205,13 @@ impl BlockMasks {
     ) -> (Vec<i64>, Vec<Vec<i64>>) {
         let mut best: Option<(Vec<i64>, Vec<Vec<i64>>)> = None;
         for _ in 0..10 {
-            let targets: Vec<Vec<i64>> = (0..self.targets).map(|_| self.place(target, rng)).collect();
+            let targets: Vec<Vec<i64>> =
+                (0..self.targets).map(|_| self.place(target, rng)).collect();
             let mut hidden = vec![false; self.grid.0 * self.grid.1];
-            targets.iter().flatten().for_each(|&t| hidden[t as usize] = true);
+            targets
+                .iter()
+                .flatten()
+                .for_each(|&t| hidden[t as usize] = true);
             for _ in 0..20 {
                 let ctx: Vec<i64> = self
                     .place(context, rng)
@@ -240,7 +244,9 @@ mod tests {
 
     #[test]
     fn random_masks_hide_exactly_the_requested_ratio_and_are_permutations() {
-        for (tokens, ratio, visible) in [(64, 0.75, 16), (49, 0.75, 12), (16, 0.6, 6), (10, 0.99, 1)] {
+        for (tokens, ratio, visible) in
+            [(64, 0.75, 16), (49, 0.75, 12), (16, 0.6, 6), (10, 0.99, 1)]
+        {
             assert_eq!(visible_count(tokens, ratio), visible);
             let spec = MaskSpec::Random { tokens, ratio };
             let m = spec.make_batch(3, 1, 0, &[0, 1, 2, 3, 4]);
@@ -287,7 +293,10 @@ mod tests {
         for t in &m[1..] {
             for (s, tr) in rows(t).iter().enumerate() {
                 assert!((2..=4).contains(&tr.len()));
-                assert!(tr.iter().all(|x| !ctx[s].contains(x)), "target inside the context");
+                assert!(
+                    tr.iter().all(|x| !ctx[s].contains(x)),
+                    "target inside the context"
+                );
                 assert!(tr.windows(2).all(|w| w[0] < w[1]));
             }
         }
@@ -314,8 +323,15 @@ mod tests {
                 assert_eq!(b.len(), n_t);
                 let (r0, c0) = (b[0] / 7, b[0] % 7);
                 let (r1, c1) = (b[n_t - 1] / 7, b[n_t - 1] % 7);
-                assert_eq!(((r1 - r0 + 1) * (c1 - c0 + 1)) as usize, n_t, "not a rectangle: {b:?}");
-                assert!(ctx[s].iter().all(|c| !b.contains(c)), "context overlaps a target");
+                assert_eq!(
+                    ((r1 - r0 + 1) * (c1 - c0 + 1)) as usize,
+                    n_t,
+                    "not a rectangle: {b:?}"
+                );
+                assert!(
+                    ctx[s].iter().all(|c| !b.contains(c)),
+                    "context overlaps a target"
+                );
             }
         }
         // Keyed: the same step and samples give the same masks.
