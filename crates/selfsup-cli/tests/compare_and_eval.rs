@@ -3,21 +3,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-
-fn selfsup(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_selfsup"))
-        .args(args)
-        .args(["--threads", "1"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn recipe(name: &str, method: &str) -> String {
     format!(
@@ -57,7 +42,7 @@ fn setup(dir: &Path) {
 fn compare_prints_every_method_and_both_controls_and_writes_json() {
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
-    let (code, out, err) = selfsup(
+    let (code, out, err) = common::selfsup(
         &[
             "compare",
             "simclr.toml",
@@ -111,7 +96,7 @@ fn compare_refuses_unequal_budgets() {
         .unwrap()
         .replace("epochs = 1", "epochs = 2");
     std::fs::write(dir.path().join("byol.toml"), longer).unwrap();
-    let (code, _, err) = selfsup(
+    let (code, _, err) = common::selfsup(
         &["compare", "simclr.toml", "byol.toml", "--seeds", "1"],
         dir.path(),
     );
@@ -125,16 +110,16 @@ fn eval_runs_every_protocol_on_exported_embeddings() {
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
     let d = dir.path();
-    let (code, _, err) = selfsup(&["pretrain", "simclr.toml", "--quiet", "--no-eval"], d);
+    let (code, _, err) = common::selfsup(&["pretrain", "simclr.toml", "--quiet", "--no-eval"], d);
     assert_eq!(code, 0, "{err}");
     for (split, file) in [("train", "tr.npy"), ("test", "te.npy")] {
-        let (code, _, err) = selfsup(
+        let (code, _, err) = common::selfsup(
             &["embed", "--run", "runs/s", "--out", file, "--split", split],
             d,
         );
         assert_eq!(code, 0, "{err}");
     }
-    let (code, out, err) = selfsup(
+    let (code, out, err) = common::selfsup(
         &[
             "eval", "all", "--train", "tr.npy", "--test", "te.npy", "--seeds", "2", "--out",
             "ev.json",
@@ -163,12 +148,12 @@ fn eval_runs_every_protocol_on_exported_embeddings() {
         assert!(x.is_finite(), "{r}");
     }
     // The run itself: the learned representation beside the raw pixels, saved in the run folder.
-    let (code, out, err) = selfsup(&["eval", "cluster", "--run", "runs/s"], d);
+    let (code, out, err) = common::selfsup(&["eval", "cluster", "--run", "runs/s"], d);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("learned") && out.contains("raw"), "{out}");
     assert!(d.join("runs/s/eval-suite.json").exists());
     // Fine-tuning the run's encoder: accuracy and calibration error per seed.
-    let (code, out, err) = selfsup(
+    let (code, out, err) = common::selfsup(
         &[
             "eval",
             "fine-tune",
@@ -189,7 +174,7 @@ fn eval_runs_every_protocol_on_exported_embeddings() {
         "{out}"
     );
     assert!(out.contains("ECE"), "{out}");
-    let (code, _, err) = selfsup(
+    let (code, _, err) = common::selfsup(
         &["eval", "fine-tune", "--train", "tr.npy", "--test", "te.npy"],
         d,
     );
@@ -197,7 +182,7 @@ fn eval_runs_every_protocol_on_exported_embeddings() {
     assert!(err.contains("fine-tune needs --run"), "{err}");
     // Mismatched files are refused with their names.
     std::fs::copy(d.join("te.npy"), d.join("bad.npy")).unwrap();
-    let (code, _, err) = selfsup(
+    let (code, _, err) = common::selfsup(
         &["eval", "knn", "--train", "tr.npy", "--test", "bad.npy"],
         d,
     );

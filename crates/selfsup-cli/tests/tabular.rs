@@ -1,22 +1,9 @@
 //! `selfsup tabular` end to end on a small synthetic table: T-JEPA and a SCARF-style recipe, the raw
 //! MLP and the GBDT baseline, for a classification file pair and a regression file held out by
 //! the command itself.
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn selfsup(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_selfsup"))
-        .args(args)
-        .args(["--threads", "1"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use std::path::Path;
 
 /// Rows `a,b,colour,y`: y (class or value) depends on a and on the colour.
 fn write_table(path: &Path, n: usize, seed: u64, regression: bool) {
@@ -90,7 +77,7 @@ fn tabular_prints_every_model_for_classification_and_regression() {
         std::fs::write(d.join(format!("sc-{tag}.toml")), recipe("sc", data, SCARF)).unwrap();
         let tj = format!("tj-{tag}.toml");
         let sc = format!("sc-{tag}.toml");
-        let (code, out, err) = selfsup(
+        let (code, out, err) = common::selfsup(
             &[
                 "tabular",
                 &tj,

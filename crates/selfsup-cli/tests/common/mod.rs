@@ -5,6 +5,21 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs the binary in `dir` with one thread: (exit code, stdout, stderr).
+pub fn selfsup(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_selfsup"))
+        .args(args)
+        .args(["--threads", "1"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A checkpoint's variables as `f32` values, in name order.
 pub fn sorted_values(model: Vec<(String, tch::Tensor)>) -> Vec<(String, Vec<f32>)> {
     let mut m: Vec<(String, Vec<f32>)> = model

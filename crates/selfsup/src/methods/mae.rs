@@ -133,10 +133,15 @@ impl Mae {
     /// Predicted patches `[N, L, p²C]` for images `x` and mask order `ids` (`[N, L]`: visible
     /// tokens first, as [`MaskSpec::Random`] draws them).
     pub fn reconstruct(&self, x: &Tensor, ids: &Tensor) -> Tensor {
+        self.reconstruct_patches(&self.vit().patchify(x), ids)
+    }
+
+    /// [`Mae::reconstruct`] from already patchified images `[N, L, p²C]`.
+    fn reconstruct_patches(&self, patches: &Tensor, ids: &Tensor) -> Tensor {
         let vit = self.vit();
         let (n, l) = ids.size2().expect("mask order is [N, L]");
         let k = self.n_visible;
-        let tokens = gather_tokens(&vit.embed_patches(&vit.patchify(x)), &ids.narrow(1, 0, k));
+        let tokens = gather_tokens(&vit.embed_patches(patches), &ids.narrow(1, 0, k));
         let (cls, h) = vit.encode(&tokens);
         let dd = self.cfg.decoder_dim;
         let shuffled = Tensor::cat(
@@ -164,8 +169,8 @@ impl Mae {
     /// The loss on images `x` with mask order `ids`.
     pub fn loss_with(&self, x: &Tensor, ids: &Tensor) -> Tensor {
         let (_, l) = ids.size2().expect("mask order is [N, L]");
-        let pred = self.reconstruct(x, ids);
         let patches = self.vit().patchify(x);
+        let pred = self.reconstruct_patches(&patches, ids);
         let target = if self.cfg.norm_pix_loss {
             normalise_patches(&patches)
         } else {

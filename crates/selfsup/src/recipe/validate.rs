@@ -215,6 +215,24 @@ fn non_negative(field: &'static str, value: f64) -> R {
         Err(RecipeError::Negative { field, value })
     }
 }
+/// An ordered range of fractions: 0 < lo <= hi <= 1 (or < 1 when `one_allowed` is false).
+fn fraction_range(field: &'static str, [lo, hi]: [f64; 2], one_allowed: bool) -> R {
+    let hi_ok = if one_allowed { hi <= 1.0 } else { hi < 1.0 };
+    if lo > 0.0 && lo <= hi && hi_ok {
+        Ok(())
+    } else {
+        Err(RecipeError::BadRange {
+            field,
+            lo,
+            hi,
+            rule: if one_allowed {
+                "need 0 < lo <= hi <= 1"
+            } else {
+                "need 0 < lo <= hi < 1"
+            },
+        })
+    }
+}
 fn open_fraction(field: &'static str, value: f64) -> R {
     if value > 0.0 && value < 1.0 {
         Ok(())
@@ -435,18 +453,8 @@ impl Recipe {
                 widths("method.predictor_depth", [c.predictor_depth as i64])?;
                 widths("method.predictor_heads", [c.predictor_heads])?;
                 widths("method.targets", [c.targets as i64])?;
-                for (field, [lo, hi]) in
-                    [("method.context", c.context), ("method.target", c.target)]
-                {
-                    if !(lo > 0.0 && lo <= hi && hi < 1.0) {
-                        return Err(RecipeError::BadRange {
-                            field,
-                            lo,
-                            hi,
-                            rule: "need 0 < lo <= hi < 1",
-                        });
-                    }
-                }
+                fraction_range("method.context", c.context, false)?;
+                fraction_range("method.target", c.target, false)?;
             }
             MethodConfig::Ijepa(c) => {
                 momentum("method.base_momentum", c.base_momentum)?;
@@ -454,19 +462,8 @@ impl Recipe {
                 widths("method.predictor_depth", [c.predictor_depth as i64])?;
                 widths("method.predictor_heads", [c.predictor_heads])?;
                 widths("method.targets", [c.targets as i64])?;
-                for (field, [lo, hi]) in [
-                    ("method.target_scale", c.target_scale),
-                    ("method.context_scale", c.context_scale),
-                ] {
-                    if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-                        return Err(RecipeError::BadRange {
-                            field,
-                            lo,
-                            hi,
-                            rule: "need 0 < lo <= hi <= 1",
-                        });
-                    }
-                }
+                fraction_range("method.target_scale", c.target_scale, true)?;
+                fraction_range("method.context_scale", c.context_scale, true)?;
                 let [lo, hi] = c.target_aspect;
                 if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
                     return Err(RecipeError::BadRange {
