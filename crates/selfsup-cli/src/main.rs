@@ -165,7 +165,9 @@ enum Command {
     /// and the view pipeline alone, with the PyTorch reference interleaved when a Python with
     /// torch is found; prints samples/s (median, p10/p90), peak memory and the ratio
     Bench {
-        /// grad, w1, w2, w3, w3sdpa, w3explicit, w4, pipeline (default: w1 w2 w3 w4 pipeline)
+        /// grad, w1, w2, w3, w3sdpa, w3explicit, w4, pipeline, e2e (default: w1 w2 w3 w4
+        /// pipeline). e2e: whole pretraining runs of --e2e-recipe against
+        /// torch_e2e_reference.py, one per seed 0..rounds, interleaved
         #[arg(value_enum)]
         workloads: Vec<WorkloadArg>,
         /// Timed steps per workload and round
@@ -186,7 +188,29 @@ enum Command {
         /// Recipes whose view pipeline is timed
         #[arg(long = "pipeline-recipe", default_values = ["recipes/quickstart.toml", "recipes/scarf-adult.toml"])]
         pipeline_recipes: Vec<PathBuf>,
-        /// Also write the results as JSON
+        /// e2e: the recipe both engines run (its model, views, batch and optimiser must be ones
+        /// the reference can express)
+        #[arg(long, default_value = "recipes/quickstart.toml")]
+        e2e_recipe: PathBuf,
+        /// e2e: recipe overrides (repeatable); the default gives the reference's CNN
+        #[arg(long = "e2e-set", value_name = "KEY=VALUE", default_values = ["encoder.widths=[32,64,128,256]"])]
+        e2e_overrides: Vec<String>,
+        /// e2e: the PyTorch + torchvision reference pipeline
+        #[arg(long, default_value = "../shared/bench/torch_e2e_reference.py")]
+        e2e_script: PathBuf,
+        /// e2e: the reference's DataLoader worker processes
+        #[arg(long, default_value_t = 2)]
+        e2e_workers: usize,
+        /// e2e: stop each run after N steps (smoke runs)
+        #[arg(long)]
+        e2e_max_steps: Option<u64>,
+        /// e2e: timed model-only steps per seed (0: skip)
+        #[arg(long, default_value_t = 20)]
+        e2e_model_steps: usize,
+        /// e2e: where our run folders go
+        #[arg(long, default_value = "runs/bench-e2e")]
+        e2e_runs: PathBuf,
+        /// Also write the results as JSON ({"steps": [...], "e2e": {...}})
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -250,6 +274,7 @@ enum WorkloadArg {
     W4,
     Pipeline,
     Grad,
+    E2e,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -510,9 +535,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_reference,
             script,
             pipeline_recipes,
+            e2e_recipe,
+            e2e_overrides,
+            e2e_script,
+            e2e_workers,
+            e2e_max_steps,
+            e2e_model_steps,
+            e2e_runs,
             out,
         } => {
             use selfsup::bench::{self, Workload};
+            use selfsup::bench_e2e;
             let all = [
                 WorkloadArg::W1,
                 WorkloadArg::W2,
@@ -525,8 +558,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 &workloads[..]
             };
+            let run_e2e = chosen.iter().any(|w| matches!(w, WorkloadArg::E2e));
             let workloads = chosen
                 .iter()
+                .filter(|w| !matches!(w, WorkloadArg::E2e))
                 .map(|w| match w {
                     WorkloadArg::W1 => Workload::W1,
                     WorkloadArg::W2 => Workload::W2,
@@ -536,8 +571,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     WorkloadArg::W4 => Workload::W4,
                     WorkloadArg::Pipeline => Workload::Pipeline,
                     WorkloadArg::Grad => Workload::Grad,
+                    WorkloadArg::E2e => unreachable!("filtered above"),
                 })
-                .collect();
+                .collect::<Vec<_>>();
             let python = if no_reference {
                 None
             } else {
@@ -561,21 +597,66 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let threads = selfsup::backend::set_threads(cli.threads);
             eprintln!("bench: {threads} libtorch threads; the reference is pinned with REF_THREADS={threads}");
             std::env::set_var("REF_THREADS", threads.to_string());
-            let results = bench::bench(
-                &bench::BenchArgs {
-                    workloads,
-                    steps,
-                    rounds,
-                    python,
-                    script,
-                    pipeline_recipes,
-                    device,
-                },
-                |line| eprintln!("{line}"),
-            )?;
-            println!("{}", bench::format_results(&results));
+            let results = if workloads.is_empty() {
+                Vec::new()
+            } else {
+                bench::bench(
+                    &bench::BenchArgs {
+                        workloads,
+                        steps,
+                        rounds,
+                        python: python.clone(),
+                        script,
+                        pipeline_recipes,
+                        device,
+                    },
+                    |line| eprintln!("{line}"),
+                )?
+            };
+            if !results.is_empty() {
+                println!("{}", bench::format_results(&results));
+            }
+            let e2e = if run_e2e {
+                let e2e_python = python.filter(|py| {
+                    let ok = e2e_script.exists()
+                        && std::process::Command::new(py)
+                            .args(["-c", "import torch, torchvision"])
+                            .output()
+                            .map(|o| o.status.success())
+                            .unwrap_or(false);
+                    if !ok {
+                        eprintln!(
+                            "bench e2e: no reference ({} cannot import torchvision, or {} is missing); selfsup only",
+                            py.display(),
+                            e2e_script.display()
+                        );
+                    }
+                    ok
+                });
+                let report = bench_e2e::bench_e2e(
+                    &bench_e2e::E2eArgs {
+                        exe: std::env::current_exe()?,
+                        recipe: e2e_recipe,
+                        overrides: e2e_overrides,
+                        seeds: rounds as u64,
+                        python: e2e_python,
+                        script: e2e_script,
+                        threads,
+                        reference_workers: e2e_workers,
+                        max_steps: e2e_max_steps,
+                        model_steps: e2e_model_steps,
+                        work_dir: e2e_runs,
+                    },
+                    |line| eprintln!("{line}"),
+                )?;
+                println!("{}", bench_e2e::format_report(&report));
+                Some(report)
+            } else {
+                None
+            };
             if let Some(out) = out {
-                std::fs::write(&out, serde_json::to_string_pretty(&results)?)
+                let v = serde_json::json!({"steps": results, "e2e": e2e});
+                std::fs::write(&out, serde_json::to_string_pretty(&v)?)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
             }
         }

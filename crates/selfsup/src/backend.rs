@@ -56,6 +56,19 @@ pub const LIBTORCH_VERSION: &str = match option_env!("SELFSUP_LIBTORCH_VERSION")
     None => "2.13.0",
 };
 
+/// Peak resident set size of this process so far (`VmHWM` of `/proc/self/status`), MiB; 0 where
+/// the kernel does not report it.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

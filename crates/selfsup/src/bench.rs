@@ -77,18 +77,6 @@ pub fn quantiles(v: &mut [f64]) -> (f64, f64, f64) {
     (q(0.5), q(0.1), q(0.9))
 }
 
-/// Peak resident set size of this process (VmHWM), MiB.
-pub fn peak_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Waits for queued device work, so that a step's time includes its kernels (no-op on the CPU).
 fn sync(device: Device) {
     if let Device::Cuda(i) = device {
@@ -122,7 +110,7 @@ fn time_steps(
         p10_s,
         p90_s,
         samples_per_s: samples / median_s,
-        peak_mib: peak_mib(),
+        peak_mib: crate::backend::peak_rss_mib(),
     }
 }
 
@@ -315,7 +303,7 @@ fn pipeline(recipe: &Path, workers: usize, batches: usize) -> Result<Timing> {
         p10_s,
         p90_s,
         samples_per_s: batch as f64 / median_s,
-        peak_mib: peak_mib(),
+        peak_mib: crate::backend::peak_rss_mib(),
     })
 }
 

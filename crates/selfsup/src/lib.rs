@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod bench_e2e;
 pub mod commands;
 pub mod compare;
 pub mod data;
