@@ -1,8 +1,23 @@
 // Lets binaries and test executables of this crate find libtorch without LD_LIBRARY_PATH:
 // an rpath to the libtorch that torch-sys linked against (LIBTORCH, see .cargo/config.toml).
+// Also compiles csrc/autocast.cpp (libtorch's autocast switches for bfloat16) against that
+// libtorch's headers.
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo::rustc-check-cfg=cfg(selfsup_autocast)");
     if let Ok(dir) = std::env::var("LIBTORCH") {
+        let include = std::path::Path::new(&dir).join("include");
+        if include.join("c10/core/ScalarType.h").exists() {
+            cc::Build::new()
+                .cpp(true)
+                .std("c++17")
+                .include(&include)
+                .file("csrc/autocast.cpp")
+                .warnings(false)
+                .compile("selfsup_autocast");
+            println!("cargo:rustc-cfg=selfsup_autocast");
+        }
         let lib = std::path::Path::new(&dir).join("lib");
         let lib = lib.canonicalize().unwrap_or(lib);
         // The libtorch actually linked, for run manifests: the wheel's version.py, or the

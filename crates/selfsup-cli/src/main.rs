@@ -161,12 +161,31 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Performance: the reference workloads (W1 SimCLR step, W2 Barlow Twins step, W4 matmul)
-    /// and the view pipeline alone, with the PyTorch reference interleaved when a Python with
-    /// torch is found; prints samples/s (median, p10/p90), peak memory and the ratio
+    /// Self-pretraining ("never train from scratch"): pretrain the recipe's method on the task's
+    /// own training inputs, fine-tune with the recipe's eval.finetune_* protocol, and print it
+    /// beside two from-scratch controls (same fine-tune; fine-tune for as many epochs in all)
+    SelfPretrain {
+        recipe: PathBuf,
+        /// Override a recipe field (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Seeds 0..N
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Folder for the run folders (one per seed)
+        #[arg(long, default_value = "runs/self-pretrain")]
+        runs: PathBuf,
+        /// Write every figure (per seed) as JSON to this file
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Performance: the reference workloads (W1 SimCLR step, W2 Barlow Twins step, W3 MAE step,
+    /// W4 matmul), the view pipeline alone, a graph pretraining epoch, and whole end-to-end runs,
+    /// with the PyTorch reference interleaved when a Python with torch is found; prints
+    /// samples/s (median, p10/p90), peak memory and the ratio
     Bench {
-        /// grad, w1, w2, w3, w3sdpa, w3explicit, w4, pipeline, e2e (default: w1 w2 w3 w4
-        /// pipeline). e2e: whole pretraining runs of --e2e-recipe against
+        /// grad, w1, w2, w3, w3sdpa, w3explicit, w4, pipeline, graph-epoch, e2e (default: w1
+        /// w2 w3 w4 pipeline). graph-epoch: pretraining epochs of --graph-recipe. e2e: whole pretraining runs of --e2e-recipe against
         /// torch_e2e_reference.py, one per seed 0..rounds, interleaved
         #[arg(value_enum)]
         workloads: Vec<WorkloadArg>,
@@ -188,6 +207,9 @@ enum Command {
         /// Recipes whose view pipeline is timed
         #[arg(long = "pipeline-recipe", default_values = ["recipes/quickstart.toml", "recipes/scarf-adult.toml"])]
         pipeline_recipes: Vec<PathBuf>,
+        /// The node-level graph recipe timed by graph-epoch
+        #[arg(long, default_value = "recipes/graph/graphmae-cora.toml")]
+        graph_recipe: PathBuf,
         /// e2e: the recipe both engines run (its model, views, batch and optimiser must be ones
         /// the reference can express)
         #[arg(long, default_value = "recipes/quickstart.toml")]
@@ -275,6 +297,7 @@ enum WorkloadArg {
     Pipeline,
     Grad,
     E2e,
+    GraphEpoch,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -535,6 +558,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_reference,
             script,
             pipeline_recipes,
+            graph_recipe,
             e2e_recipe,
             e2e_overrides,
             e2e_script,
@@ -571,6 +595,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     WorkloadArg::W4 => Workload::W4,
                     WorkloadArg::Pipeline => Workload::Pipeline,
                     WorkloadArg::Grad => Workload::Grad,
+                    WorkloadArg::GraphEpoch => Workload::GraphEpoch,
                     WorkloadArg::E2e => unreachable!("filtered above"),
                 })
                 .collect::<Vec<_>>();
@@ -608,6 +633,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         python: python.clone(),
                         script,
                         pipeline_recipes,
+                        graph_recipe,
                         device,
                     },
                     |line| eprintln!("{line}"),
@@ -657,6 +683,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(out) = out {
                 let v = serde_json::json!({"steps": results, "e2e": e2e});
                 std::fs::write(&out, serde_json::to_string_pretty(&v)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+            }
+        }
+        Command::SelfPretrain {
+            recipe,
+            overrides,
+            seeds,
+            runs,
+            out,
+        } => {
+            use selfsup::self_pretrain::{format_report, self_pretrain, SelfPretrainArgs};
+            let report = self_pretrain(
+                &SelfPretrainArgs {
+                    recipe,
+                    overrides,
+                    seeds,
+                    runs,
+                    device,
+                    threads: cli.threads,
+                },
+                |line| eprintln!("{line}"),
+            )?;
+            println!("{}", format_report(&report));
+            if let Some(out) = out {
+                std::fs::write(&out, serde_json::to_string_pretty(&report)?)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
             }
         }

@@ -189,3 +189,59 @@ fn eval_runs_every_protocol_on_exported_embeddings() {
     assert_ne!(code, 0);
     assert!(err.contains("bad.labels.npy"), "{err}");
 }
+
+/// Self-pretraining: MAE on the task's own training images, fine-tuned, beside both
+/// from-scratch controls; one run folder per seed.
+#[test]
+fn self_pretrain_reports_the_pretrained_arm_beside_both_controls() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let vit = recipe(
+        "v",
+        "[method]\nname = \"mae\"\ndecoder_dim = 8\ndecoder_depth = 1\ndecoder_heads = 2",
+    )
+    .replace(
+        "kind = \"small_cnn\"\nwidths = [4, 8]",
+        "kind = \"vit\"\npatch = 4\ndim = 8\ndepth = 1\nheads = 2",
+    )
+    .replace(
+        "probe_iters = 50",
+        "probe_iters = 50\nfinetune_epochs = 1\nfinetune_batch = 16",
+    );
+    std::fs::write(dir.path().join("vit.toml"), vit).unwrap();
+    let (code, out, err) = common::selfsup(
+        &[
+            "self-pretrain",
+            "vit.toml",
+            "--seeds",
+            "2",
+            "--runs",
+            "sp",
+            "--out",
+            "sp.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    for row in [
+        "self-pretrained (mae) + fine-tune",
+        "from scratch, same fine-tune",
+        "from scratch, equal epochs",
+    ] {
+        assert!(out.contains(row), "no {row} row in\n{out}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("sp.json")).unwrap())
+            .unwrap();
+    let arms = v["arms"].as_array().unwrap();
+    let epochs: Vec<&str> = arms.iter().map(|a| a["epochs"].as_str().unwrap()).collect();
+    assert_eq!(epochs, ["1 + 1", "0 + 1", "0 + 2"]);
+    for a in arms {
+        let per_seed = a["per_seed"].as_array().unwrap();
+        assert_eq!(per_seed.len(), 2, "{a}");
+        assert!(per_seed
+            .iter()
+            .all(|x| (0.0..=1.0).contains(&x.as_f64().unwrap())));
+    }
+    assert!(dir.path().join("sp/v-seed1/checkpoints/latest").exists());
+}

@@ -259,20 +259,21 @@ fn run_ours(args: &E2eArgs, seed: u64, model_only: Option<f64>) -> Result<E2eRun
     let manifest = read("manifest.json")?;
     let eval = read("eval.json").ok();
     let acc = |prefix: &str| -> Option<f64> {
-        eval.as_ref()?["records"]
-            .as_array()?
-            .iter()
-            .find(|r| {
-                r["features"] == "learned"
-                    && r["protocol"].as_str().is_some_and(|p| p.starts_with(prefix))
-            })?["accuracy"]
+        eval.as_ref()?["records"].as_array()?.iter().find(|r| {
+            r["features"] == "learned"
+                && r["protocol"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(prefix))
+        })?["accuracy"]
             .as_f64()
     };
     let train = &manifest["train"];
     Ok(E2eRun {
         engine: "selfsup".into(),
         seed,
-        pairs_per_s: train["samples_per_s"].as_f64().context("manifest without train.samples_per_s")?,
+        pairs_per_s: train["samples_per_s"]
+            .as_f64()
+            .context("manifest without train.samples_per_s")?,
         model_only_pairs_per_s: model_only,
         train_s: train["seconds"].as_f64().unwrap_or(f64::NAN),
         peak_rss_mib: manifest["peak_rss_mib_after_evaluation"]
@@ -302,7 +303,11 @@ fn run_reference(python: &Path, script: &Path, ref_args: &[String], seed: u64) -
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    parse_reference(&String::from_utf8_lossy(&out.stdout), seed, started.elapsed().as_secs_f64())
+    parse_reference(
+        &String::from_utf8_lossy(&out.stdout),
+        seed,
+        started.elapsed().as_secs_f64(),
+    )
 }
 
 /// The reference's final JSON line (its docstring: one JSON line on stdout).
@@ -358,8 +363,12 @@ pub fn bench_e2e(args: &E2eArgs, log: impl Fn(&str)) -> Result<E2eReport> {
         log(&format_run(&ours));
         report.runs.push(ours);
         if let Some(py) = &args.python {
-            let ref_args =
-                reference_args(&recipe, args.threads, args.reference_workers, args.max_steps)?;
+            let ref_args = reference_args(
+                &recipe,
+                args.threads,
+                args.reference_workers,
+                args.max_steps,
+            )?;
             let theirs = run_reference(py, &args.script, &ref_args, seed)?;
             log(&format_run(&theirs));
             report.runs.push(theirs);

@@ -142,8 +142,10 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
             .final_loss
             .map_or("n/a".into(), |l| format!("{l:.4}"))
     );
-    run.update_manifest(json!({"finished": run_folder::unix_time(), "train": summary,
-        "peak_rss_mib_after_training": backend::peak_rss_mib()}))?;
+    run.update_manifest(
+        json!({"finished": run_folder::unix_time(), "train": summary,
+        "peak_rss_mib_after_training": backend::peak_rss_mib()}),
+    )?;
 
     let (eval, test_collapse) = if args.evaluate && prepared.test.is_some() {
         let (records, collapse) = pipeline::evaluate_with_collapse(

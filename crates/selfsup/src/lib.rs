@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod recipe;
 pub mod rng;
 pub mod run_folder;
+pub mod self_pretrain;
 pub mod tabular;
 pub mod torch_init;
 pub mod train;

@@ -32,6 +32,11 @@ pub fn linear(p: nn::Path, fan_in: i64, out: i64, bias: bool) -> nn::Linear {
 /// A linear layer initialised as in the MAE/ViT reference code: Xavier-uniform weight
 /// U(±√(6/(fan_in+fan_out))) and zero bias.
 pub fn xavier_linear(p: nn::Path, fan_in: i64, out: i64) -> nn::Linear {
+    xavier_linear_with(p, fan_in, out, true)
+}
+
+/// [`xavier_linear`], with or without its bias.
+pub fn xavier_linear_with(p: nn::Path, fan_in: i64, out: i64, bias: bool) -> nn::Linear {
     let bound = (6.0 / (fan_in + out).max(1) as f64).sqrt();
     nn::linear(
         p,
@@ -43,7 +48,7 @@ pub fn xavier_linear(p: nn::Path, fan_in: i64, out: i64) -> nn::Linear {
                 up: bound,
             },
             bs_init: Some(Init::Const(0.0)),
-            bias: true,
+            bias,
         },
     )
 }

@@ -54,6 +54,13 @@ fn pretrain_evaluate_and_embed() {
         serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["seed"], 7);
     assert!(manifest["data_fingerprint"].as_str().unwrap().len() == 16);
+    for k in [
+        "peak_rss_mib_after_training",
+        "peak_rss_mib_after_evaluation",
+    ] {
+        let mib = manifest[k].as_f64().unwrap();
+        assert!(mib > 10.0, "{k} = {mib}");
+    }
     // The online monitor logged one kNN figure per epoch.
     let metrics = selfsup::train::metrics::read(&run.join("metrics.jsonl")).unwrap();
     assert_eq!(
@@ -81,4 +88,32 @@ fn pretrain_evaluate_and_embed() {
     assert_eq!((n, d), (40, 8));
     let back = tch::Tensor::read_npy(&out).unwrap();
     assert_eq!(back.size(), vec![40, 8]);
+}
+
+/// `train.precision = "bf16"`: the forward passes run under bf16 autocast, the weights stay fp32,
+/// and training still lowers nothing to NaN; the loss is logged as usual.
+#[test]
+fn bf16_autocast_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = common::tiny_image_recipe(dir.path(), "simclr", "");
+    let run = dir.path().join("run");
+    let report = commands::pretrain(PretrainArgs {
+        recipe,
+        overrides: vec!["train.precision=\"bf16\"".into()],
+        run_dir: Some(run.clone()),
+        resume: false,
+        device: tch::Device::Cpu,
+        threads: 2,
+        on_bad_input: BadInputPolicy::Fail,
+        evaluate: false,
+        progress: false,
+        stop: Arc::new(AtomicBool::new(false)),
+    })
+    .unwrap();
+    assert_eq!(report.summary.nan_skips, 0);
+    let loss = report.summary.final_loss.unwrap();
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+    let saved = std::fs::read_to_string(run.join("recipe.toml")).unwrap();
+    assert!(saved.contains("precision = \"bf16\""), "{saved}");
+    assert!(!selfsup::train::precision::autocast_enabled(tch::Device::Cpu).unwrap());
 }

@@ -1,7 +1,7 @@
 //! Pre-norm transformer blocks (Vaswani et al. 2017, with the pre-norm placement of ViT,
 //! Dosovitskiy et al. 2021) and 2-D sine-cosine positions (MAE, He et al. 2022, appendix A.1).
 //! Shared by the ViT encoder, MAE's decoder and I-JEPA's predictor.
-use crate::torch_init::xavier_linear;
+use crate::torch_init::{xavier_linear, xavier_linear_with};
 use tch::{nn, nn::Module, Kind, Tensor};
 
 /// How attention is computed. `Fused` calls libtorch's scaled-dot-product attention (one kernel,
@@ -63,32 +63,38 @@ impl TransformerBlock {
     }
 
     fn attend(&self, x: &Tensor) -> Tensor {
-        let (b, t, d) = x.size3().expect("tokens are [N, T, D]");
-        let hd = d / self.heads;
-        // [N, T, 3D] → [3, N, H, T, hd]
-        let qkv = x
-            .apply(&self.qkv)
-            .view([b, t, 3, self.heads, hd])
-            .permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let o = match self.attention {
-            Attention::Fused => Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                None::<Tensor>,
-                0.0,
-                false,
-                None,
-                false,
-            ),
-            Attention::Explicit => {
-                let scores = q.matmul(&k.transpose(-2, -1)) / (hd as f64).sqrt();
-                scores.softmax(-1, Kind::Float).matmul(&v)
-            }
-        };
-        o.transpose(1, 2).reshape([b, t, d]).apply(&self.proj)
+        let qkv = x.apply(&self.qkv).chunk(3, -1);
+        multi_head(&qkv[0], &qkv[1], &qkv[2], self.heads, self.attention).apply(&self.proj)
     }
+}
+
+/// Multi-head attention of projected queries `[N, T, D]` on projected keys and values `[N, S, D]`:
+/// softmax(QKᵀ/√d_head)·V per head, heads concatenated back to `[N, T, D]` (before the output
+/// projection).
+pub fn multi_head(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64, attention: Attention) -> Tensor {
+    let (b, t, d) = q.size3().expect("queries are [N, T, D]");
+    let s = k.size()[1];
+    let hd = d / heads;
+    // [N, T, D] → [N, H, T, hd]
+    let split = |x: &Tensor, len: i64| x.view([b, len, heads, hd]).transpose(1, 2);
+    let (q, k, v) = (split(q, t), split(k, s), split(v, s));
+    let o = match attention {
+        Attention::Fused => Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            false,
+            None,
+            false,
+        ),
+        Attention::Explicit => {
+            let scores = q.matmul(&k.transpose(-2, -1)) / (hd as f64).sqrt();
+            scores.softmax(-1, Kind::Float).matmul(&v)
+        }
+    };
+    o.transpose(1, 2).reshape([b, t, d])
 }
 
 impl Module for TransformerBlock {
@@ -100,6 +106,84 @@ impl Module for TransformerBlock {
             .gelu("none")
             .apply(&self.fc2);
         x + h
+    }
+}
+
+/// The layer of CAE's latent regressor (Chen et al. 2022, as in the paper's reference code):
+/// queries attend to a separate key/value set; positions enter queries and keys but not values;
+/// the attention residual is followed by a LayerNorm (post-norm), and both residual branches are
+/// scaled by learned per-channel factors γ (layer scale, initialised to `layer_scale`).
+///
+/// ```text
+/// x = LN₂(x_q + γ₁ ⊙ proj(Attn(W_q LN_q(x_q + pos_q), W_k LN_k(kv + pos_kv), W_v LN_v(kv))))
+/// out = x + γ₂ ⊙ MLP(x)
+/// ```
+/// The key projection has no bias: a key bias adds the same q·b to every score of a query and
+/// cancels in the softmax.
+#[derive(Debug)]
+pub struct CrossAttentionBlock {
+    ln_q: nn::LayerNorm,
+    ln_k: nn::LayerNorm,
+    ln_v: nn::LayerNorm,
+    q: nn::Linear,
+    k: nn::Linear,
+    v: nn::Linear,
+    proj: nn::Linear,
+    ln2: nn::LayerNorm,
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+    gamma1: Tensor,
+    gamma2: Tensor,
+    heads: i64,
+    attention: Attention,
+}
+
+impl CrossAttentionBlock {
+    pub fn new(
+        p: &nn::Path,
+        dim: i64,
+        heads: i64,
+        mlp_ratio: f64,
+        layer_scale: f64,
+        attention: Attention,
+    ) -> Self {
+        assert!(
+            heads > 0 && dim % heads == 0,
+            "width {dim} is not divisible by {heads} heads"
+        );
+        let hidden = (dim as f64 * mlp_ratio).round() as i64;
+        CrossAttentionBlock {
+            ln_q: layer_norm(p / "ln_q", dim),
+            ln_k: layer_norm(p / "ln_k", dim),
+            ln_v: layer_norm(p / "ln_v", dim),
+            q: xavier_linear(p / "q", dim, dim),
+            k: xavier_linear_with(p / "k", dim, dim, false),
+            v: xavier_linear(p / "v", dim, dim),
+            proj: xavier_linear(p / "proj", dim, dim),
+            ln2: layer_norm(p / "ln2", dim),
+            fc1: xavier_linear(p / "fc1", dim, hidden),
+            fc2: xavier_linear(p / "fc2", hidden, dim),
+            gamma1: p.var("gamma1", &[dim], nn::Init::Const(layer_scale)),
+            gamma2: p.var("gamma2", &[dim], nn::Init::Const(layer_scale)),
+            heads,
+            attention,
+        }
+    }
+
+    /// Queries `x_q` `[N, T, D]` with positions `pos_q`, attending to `kv` `[N, S, D]` with
+    /// positions `pos_kv`.
+    pub fn forward(&self, x_q: &Tensor, kv: &Tensor, pos_q: &Tensor, pos_kv: &Tensor) -> Tensor {
+        let q = (x_q + pos_q).apply(&self.ln_q).apply(&self.q);
+        let k = (kv + pos_kv).apply(&self.ln_k).apply(&self.k);
+        let v = kv.apply(&self.ln_v).apply(&self.v);
+        let o = multi_head(&q, &k, &v, self.heads, self.attention).apply(&self.proj);
+        let x = (x_q + &self.gamma1 * o).apply(&self.ln2);
+        let h = x.apply(&self.fc1).gelu("none").apply(&self.fc2);
+        &x + &self.gamma2 * h
+    }
+
+    pub fn set_attention(&mut self, attention: Attention) {
+        self.attention = attention;
     }
 }
 
@@ -214,6 +298,54 @@ mod tests {
         let b = block.forward(&x);
         let diff = (&a - &b).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "fused and explicit attention differ by {diff}");
+    }
+
+    /// The cross-attention block against its formula written out with one head: softmax over the
+    /// keys of each query's scaled scores, values without positions, post-norm, layer scale.
+    #[test]
+    fn cross_attention_follows_its_formula() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut block =
+            CrossAttentionBlock::new(&(vs.root() / "c"), 4, 1, 2.0, 0.1, Attention::Fused);
+        let opts = (Kind::Float, Device::Cpu);
+        let (xq, kv) = (
+            Tensor::randn([1, 2, 4], opts),
+            Tensor::randn([1, 3, 4], opts),
+        );
+        let (pq, pkv) = (
+            Tensor::randn([1, 2, 4], opts),
+            Tensor::randn([1, 3, 4], opts),
+        );
+        let got = block.forward(&xq, &kv, &pq, &pkv);
+        let ln = |x: &Tensor| x.layer_norm([4], None::<Tensor>, None::<Tensor>, 1e-6, false);
+        let lin = |x: &Tensor, l: &nn::Linear| {
+            let y = x.matmul(&l.ws.tr());
+            match &l.bs {
+                Some(b) => y + b,
+                None => y,
+            }
+        };
+        // Fresh LayerNorms are the identity affine map, so plain normalisation is theirs.
+        let q = lin(&ln(&(&xq + &pq)), &block.q).get(0);
+        let k = lin(&ln(&(&kv + &pkv)), &block.k).get(0);
+        let v = lin(&ln(&kv), &block.v).get(0);
+        let mut rows = Vec::new();
+        for t in 0..2 {
+            let scores = k.matmul(&q.get(t)) / 2.0; // √d_head = √4
+            let w = scores.softmax(0, Kind::Float);
+            rows.push((w.unsqueeze(1) * &v).sum_dim_intlist(0, false, Kind::Float));
+        }
+        let attn = lin(&Tensor::stack(&rows, 0), &block.proj).unsqueeze(0);
+        let x = ln(&(&xq + attn * 0.1));
+        let h = lin(&lin(&x, &block.fc1).gelu("none"), &block.fc2);
+        let want = &x + h * 0.1;
+        let diff = (&got - &want).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{diff}");
+        assert!(block.k.bs.is_none(), "the key projection has no bias");
+        block.set_attention(Attention::Explicit);
+        let explicit = block.forward(&xq, &kv, &pq, &pkv);
+        assert!((&got - explicit).abs().max().double_value(&[]) < 1e-5);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tch::{nn, Tensor};
 pub mod barlow_twins;
 pub mod branch;
 pub mod byol;
+pub mod cae;
 pub mod dino;
 pub mod ema;
 pub mod ijepa;
@@ -142,6 +143,7 @@ pub enum MethodConfig {
     Nnclr(nnclr::NnclrConfig),
     Supcon(supcon::SupConConfig),
     Mae(mae::MaeConfig),
+    Cae(cae::CaeConfig),
     Simmim(simmim::SimMimConfig),
     Ijepa(ijepa::IjepaConfig),
     Tjepa(tjepa::TjepaConfig),
@@ -170,6 +172,7 @@ impl MethodConfig {
             MethodConfig::Nnclr(Default::default()),
             MethodConfig::Supcon(Default::default()),
             MethodConfig::Mae(Default::default()),
+            MethodConfig::Cae(Default::default()),
             MethodConfig::Simmim(Default::default()),
             MethodConfig::Ijepa(Default::default()),
             MethodConfig::Tjepa(Default::default()),
@@ -190,6 +193,7 @@ impl MethodConfig {
             MethodConfig::Nnclr(_) => "nnclr",
             MethodConfig::Supcon(_) => "supcon",
             MethodConfig::Mae(_) => "mae",
+            MethodConfig::Cae(_) => "cae",
             MethodConfig::Simmim(_) => "simmim",
             MethodConfig::Ijepa(_) => "ijepa",
             MethodConfig::Tjepa(_) => "tjepa",
@@ -215,6 +219,7 @@ impl MethodConfig {
         matches!(
             self,
             MethodConfig::Mae(_)
+                | MethodConfig::Cae(_)
                 | MethodConfig::Simmim(_)
                 | MethodConfig::Ijepa(_)
                 | MethodConfig::Tjepa(_)
@@ -245,6 +250,7 @@ impl MethodConfig {
             MethodConfig::Vicreg(c) => &c.projector,
             MethodConfig::Dino(_)
             | MethodConfig::Mae(_)
+            | MethodConfig::Cae(_)
             | MethodConfig::Simmim(_)
             | MethodConfig::Ijepa(_)
             | MethodConfig::Tjepa(_)
@@ -298,6 +304,7 @@ pub fn build(
         MethodConfig::Nnclr(c) => Box::new(nnclr::Nnclr::new(&p, encoder, c)),
         MethodConfig::Supcon(c) => Box::new(supcon::SupCon::new(&p, encoder, c)),
         MethodConfig::Mae(c) => Box::new(mae::Mae::new(&p, encoder, c)?),
+        MethodConfig::Cae(c) => Box::new(cae::Cae::new(&p, encoder, c)?),
         MethodConfig::Simmim(c) => Box::new(simmim::SimMim::new(&p, encoder, c)?),
         MethodConfig::Ijepa(c) => Box::new(ijepa::Ijepa::new(vs, encoder, make_encoder, c)?),
         MethodConfig::Tjepa(c) => Box::new(tjepa::Tjepa::new(vs, encoder, make_encoder, c)?),

@@ -74,6 +74,12 @@ pub(crate) fn all_methods() -> Vec<MethodConfig> {
             ..Default::default()
         }),
         MethodConfig::Simmim(Default::default()),
+        MethodConfig::Cae(cae::CaeConfig {
+            regressor_depth: 1,
+            decoder_depth: 1,
+            heads: 2,
+            ..Default::default()
+        }),
         MethodConfig::Ijepa(ijepa::IjepaConfig {
             predictor_dim: 8,
             predictor_depth: 1,

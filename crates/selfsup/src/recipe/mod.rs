@@ -187,6 +187,9 @@ pub struct TrainConfig {
     /// Use only the first N training samples.
     #[serde(default)]
     pub max_samples: Option<usize>,
+    /// `fp32`, or `bf16`: the forward pass under bf16 autocast (train/precision.rs).
+    #[serde(default)]
+    pub precision: crate::train::precision::Precision,
 }
 
 fn default_max_nan_skips() -> u64 {

@@ -446,6 +446,13 @@ impl Recipe {
                 widths("method.decoder_heads", [c.decoder_heads])?;
             }
             MethodConfig::Simmim(c) => open_fraction("method.mask_ratio", c.mask_ratio)?,
+            MethodConfig::Cae(c) => {
+                open_fraction("method.mask_ratio", c.mask_ratio)?;
+                widths("method.heads", [c.heads])?;
+                widths("method.regressor_depth", [c.regressor_depth as i64])?;
+                non_negative("method.align_weight", c.align_weight)?;
+                non_negative("method.layer_scale", c.layer_scale)?;
+            }
             MethodConfig::Vime(c) => non_negative("method.alpha", c.alpha)?,
             MethodConfig::Tjepa(c) => {
                 momentum("method.base_momentum", c.base_momentum)?;

@@ -4,6 +4,7 @@
 use super::checkpoint::{self, Loaded, TrainState};
 use super::metrics::MetricsLog;
 use super::optim::Optimizer;
+use super::precision::with_precision;
 use super::schedule::LrSchedule;
 use crate::methods::{Method, Progress, StepInput};
 use crate::recipe::{NanPolicy, Recipe};
@@ -188,7 +189,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 masks: &masks,
                 progress,
             };
-            let loss = ctx.method.loss(&input);
+            let loss = with_precision(t.precision, ctx.device, || ctx.method.loss(&input))?;
             loss.backward();
             ctx.method.before_update(progress);
             let norm = opt.grad_norm();
