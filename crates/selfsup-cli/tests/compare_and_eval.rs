@@ -245,3 +245,55 @@ fn self_pretrain_reports_the_pretrained_arm_beside_both_controls() {
     }
     assert!(dir.path().join("sp/v-seed1/checkpoints/latest").exists());
 }
+
+/// `bench e2e` without a reference: our side runs as a child process per seed, and its speed,
+/// model-only speed, peak memory and accuracies come back from the run folder.
+#[test]
+fn bench_e2e_reports_our_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let (code, out, err) = common::selfsup(
+        &[
+            "--threads",
+            "1",
+            "bench",
+            "e2e",
+            "--no-reference",
+            "--rounds",
+            "2",
+            "--e2e-recipe",
+            "simclr.toml",
+            "--e2e-set",
+            "encoder.widths=[4,8]",
+            "--e2e-max-steps",
+            "2",
+            "--e2e-model-steps",
+            "1",
+            "--e2e-runs",
+            "e2e",
+            "--out",
+            "e2e.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("not the reference's CNN"), "{err}");
+    assert!(out.contains("selfsup  mean over 2 seed(s)"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("e2e.json")).unwrap())
+            .unwrap();
+    let runs = v["e2e"]["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for (seed, r) in runs.iter().enumerate() {
+        assert_eq!(r["engine"], "selfsup");
+        assert_eq!(r["seed"], seed as u64);
+        for k in ["pairs_per_s", "model_only_pairs_per_s", "peak_rss_mib"] {
+            assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
+        }
+        for k in ["knn_acc", "linear_acc"] {
+            assert!((0.0..=1.0).contains(&r[k].as_f64().unwrap()), "{k}: {r}");
+        }
+    }
+    assert!(v["e2e"]["ratio"].is_null(), "no reference, no ratio");
+    assert!(dir.path().join("e2e/ours-seed1/manifest.json").exists());
+}

@@ -349,6 +349,10 @@ pub fn bench_e2e(args: &E2eArgs, log: impl Fn(&str)) -> Result<E2eReport> {
         runs: Vec::new(),
         ratio: None,
     };
+    if args.python.is_some() {
+        // Refuse a recipe the reference cannot run before spending time on our side.
+        reference_args(&base, args.threads, args.reference_workers, args.max_steps)?;
+    }
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("creating {}", args.work_dir.display()))?;
     for seed in 0..args.seeds.max(1) {
