@@ -229,7 +229,7 @@ enum Command {
         /// e2e: timed model-only steps per seed (0: skip)
         #[arg(long, default_value_t = 20)]
         e2e_model_steps: usize,
-        /// e2e: where our run folders go
+        /// e2e: where our run folders go (scratch: ours-seed<k> there is replaced on each run)
         #[arg(long, default_value = "runs/bench-e2e")]
         e2e_runs: PathBuf,
         /// Also write the results as JSON ({"steps": [...], "e2e": {...}})

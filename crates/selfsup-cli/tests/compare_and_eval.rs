@@ -244,6 +244,13 @@ fn self_pretrain_reports_the_pretrained_arm_beside_both_controls() {
             .all(|x| (0.0..=1.0).contains(&x.as_f64().unwrap())));
     }
     assert!(dir.path().join("sp/v-seed1/checkpoints/latest").exists());
+    // A second invocation into the same folder is refused instead of overwriting the runs.
+    let (code, _, err) = common::selfsup(
+        &["self-pretrain", "vit.toml", "--seeds", "1", "--runs", "sp"],
+        dir.path(),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("exists already"), "{err}");
 }
 
 /// `bench e2e` without a reference: our side runs as a child process per seed, and its speed,

@@ -92,9 +92,11 @@ pub fn self_pretrain(args: &SelfPretrainArgs, log: impl Fn(&str)) -> Result<Self
     let mut protocol = String::new();
     for seed in 0..args.seeds.max(1) {
         let dir = args.runs.join(format!("{}-seed{seed}", recipe.name));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
+        anyhow::ensure!(
+            !dir.exists(),
+            "{} exists already; choose another folder with --runs (nothing was overwritten)",
+            dir.display()
+        );
         let mut o = args.overrides.clone();
         o.push(format!("seed={seed}"));
         let report = commands::pretrain(PretrainArgs {
