@@ -8,6 +8,7 @@
 //! forward + backward + Adam, no data loading), which shows how much of the model's speed the
 //! whole pipeline keeps. The reference's settings are derived from the recipe; recipes the
 //! reference cannot express (other methods, optimisers or schedules) are refused.
+use crate::compare::mean_std;
 use crate::encoders::EncoderConfig;
 use crate::methods::{MethodConfig, Progress, StepInput};
 use crate::recipe::{DataConfig, Recipe};
@@ -386,7 +387,7 @@ pub fn bench_e2e(args: &E2eArgs, log: impl Fn(&str)) -> Result<E2eReport> {
             .filter(|r| r.engine == engine)
             .map(|r| r.pairs_per_s)
             .collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        (!v.is_empty()).then(|| mean_std(&v).0)
     };
     report.ratio = mean_rate("selfsup")
         .zip(mean_rate("pytorch"))
@@ -412,18 +413,6 @@ fn format_run(r: &E2eRun) -> String {
         pct(r.linear_acc),
         r.wall_s
     )
-}
-
-/// Mean ± sample standard deviation.
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let s = if v.len() > 1 {
-        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    (m, s)
 }
 
 /// Per-run lines, then per engine the mean ± std over seeds, then the ratio.

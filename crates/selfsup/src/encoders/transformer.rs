@@ -13,6 +13,15 @@ pub enum Attention {
     Explicit,
 }
 
+/// The hidden width of a block's MLP, after checking that the heads split the width evenly.
+fn mlp_width(dim: i64, heads: i64, mlp_ratio: f64) -> i64 {
+    assert!(
+        heads > 0 && dim % heads == 0,
+        "width {dim} is not divisible by {heads} heads"
+    );
+    (dim as f64 * mlp_ratio).round() as i64
+}
+
 /// x + Attn(LN(x)), then x + MLP(LN(x)) with GELU; query, key and value from one fused projection.
 #[derive(Debug)]
 pub struct TransformerBlock {
@@ -40,11 +49,7 @@ pub fn layer_norm(p: nn::Path, dim: i64) -> nn::LayerNorm {
 
 impl TransformerBlock {
     pub fn new(p: &nn::Path, dim: i64, heads: i64, mlp_ratio: f64, attention: Attention) -> Self {
-        assert!(
-            heads > 0 && dim % heads == 0,
-            "width {dim} is not divisible by {heads} heads"
-        );
-        let hidden = (dim as f64 * mlp_ratio).round() as i64;
+        let hidden = mlp_width(dim, heads, mlp_ratio);
         TransformerBlock {
             ln1: layer_norm(p / "ln1", dim),
             qkv: xavier_linear(p / "qkv", dim, 3 * dim),
@@ -147,11 +152,7 @@ impl CrossAttentionBlock {
         layer_scale: f64,
         attention: Attention,
     ) -> Self {
-        assert!(
-            heads > 0 && dim % heads == 0,
-            "width {dim} is not divisible by {heads} heads"
-        );
-        let hidden = (dim as f64 * mlp_ratio).round() as i64;
+        let hidden = mlp_width(dim, heads, mlp_ratio);
         CrossAttentionBlock {
             ln_q: layer_norm(p / "ln_q", dim),
             ln_k: layer_norm(p / "ln_k", dim),

@@ -208,26 +208,13 @@ impl Method for Mae {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encoders::{self, vit, EncoderConfig};
+    use crate::methods::tests::vit_factory;
     use tch::{Device, Kind};
 
     fn mae(mask_ratio: f64, norm_pix_loss: bool) -> (nn::VarStore, Mae) {
         tch::manual_seed(2);
         let vs = nn::VarStore::new(Device::Cpu);
-        let enc = encoders::build(
-            &EncoderConfig::Vit {
-                patch: 2,
-                dim: 8,
-                depth: 1,
-                heads: 2,
-                mlp_ratio: 2.0,
-                positions: vit::Positions::Sincos,
-                pooling: vit::Pooling::Cls,
-            },
-            &(vs.root() / "encoder"),
-            &[1, 8, 8],
-        )
-        .unwrap();
+        let enc = vit_factory(vec![1, 8, 8])(&(vs.root() / "encoder")).unwrap();
         let cfg = MaeConfig {
             mask_ratio,
             decoder_dim: 8,

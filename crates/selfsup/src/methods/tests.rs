@@ -128,7 +128,9 @@ fn table_factory() -> impl Fn(&nn::Path) -> anyhow::Result<Box<dyn Encoder>> {
 }
 
 /// 8×8 single-channel images in 2×2 patches (a 4×4 grid), width 8 like the CNN's output.
-fn vit_factory(shape: Vec<i64>) -> impl Fn(&nn::Path) -> anyhow::Result<Box<dyn Encoder>> {
+pub(super) fn vit_factory(
+    shape: Vec<i64>,
+) -> impl Fn(&nn::Path) -> anyhow::Result<Box<dyn Encoder>> {
     move |p: &nn::Path| {
         encoders::build(
             &EncoderConfig::Vit {
