@@ -1,9 +1,22 @@
 //! PyTorch's default initialisations, for layers whose published results were obtained with them.
 //!
-//! tch's `nn::linear` draws weights from U(±√(6/fan_in)) (Kaiming with the ReLU gain), about 2.45×
-//! wider than PyTorch's `nn.Linear` default, U(±1/√fan_in) (Kaiming-uniform with a = √5). Papers'
-//! hyper-parameters (learning rates, weight decays) were tuned with the latter.
+//! tch's defaults differ from PyTorch's in two ways that move results:
+//! - `nn::linear` and `nn::conv2d` draw weights from U(±√(6/fan_in)) (Kaiming with the ReLU gain),
+//!   about 2.45× wider than PyTorch's `nn.Linear` / `nn.Conv2d` default, U(±1/√fan_in)
+//!   (Kaiming-uniform with a = √5);
+//! - `nn::batch_norm*` draws the scale γ from U(0, 1); PyTorch starts it at 1. Random scales near
+//!   zero silence channels at the start of training.
+//!
+//! Papers' hyper-parameters (learning rates, weight decays) were tuned with PyTorch's.
 use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
+
+/// Kaiming-uniform with gain √(2/(1+5)) = 1/√3: the bound √3·gain/√fan_in is 1/√fan_in, PyTorch's
+/// `kaiming_uniform_(w, a=√5)` for linear and convolution weights (fan_in counts the kernel taps).
+const TORCH_DEFAULT_WEIGHT: Init = Init::Kaiming {
+    dist: NormalOrUniform::Uniform,
+    fan: FanInOut::FanIn,
+    non_linearity: NonLinearity::ExplicitGain(0.577_350_269_189_625_8),
+};
 
 /// A linear layer initialised as PyTorch's `nn.Linear(fan_in, out, bias)`: weight and bias
 /// U(±1/√fan_in).
@@ -14,12 +27,7 @@ pub fn linear(p: nn::Path, fan_in: i64, out: i64, bias: bool) -> nn::Linear {
         fan_in,
         out,
         nn::LinearConfig {
-            // Kaiming-uniform with gain √(2/(1+5)) = 1/√3 gives the bound √3·gain/√fan_in = 1/√fan_in.
-            ws_init: Init::Kaiming {
-                dist: NormalOrUniform::Uniform,
-                fan: FanInOut::FanIn,
-                non_linearity: NonLinearity::ExplicitGain((1.0f64 / 3.0).sqrt()),
-            },
+            ws_init: TORCH_DEFAULT_WEIGHT,
             bs_init: Some(Init::Uniform {
                 lo: -bound,
                 up: bound,
@@ -27,6 +35,54 @@ pub fn linear(p: nn::Path, fan_in: i64, out: i64, bias: bool) -> nn::Linear {
             bias,
         },
     )
+}
+
+/// A convolution initialised as PyTorch's `nn.Conv2d(c_in, c_out, k, stride, k / 2, bias)`:
+/// weight and bias U(±1/√(c_in·k²)).
+pub fn conv2d(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
+    let bound = 1.0 / ((c_in * k * k).max(1) as f64).sqrt();
+    nn::conv2d(
+        p,
+        c_in,
+        c_out,
+        k,
+        nn::ConvConfig {
+            stride,
+            padding: k / 2,
+            bias,
+            ws_init: TORCH_DEFAULT_WEIGHT,
+            bs_init: Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+            ..Default::default()
+        },
+    )
+}
+
+/// PyTorch's `nn.BatchNorm1d(dim)`: γ = 1, β = 0, ε = 1e-5, momentum 0.1.
+pub fn batch_norm1d(p: nn::Path, dim: i64) -> nn::BatchNorm {
+    batch_norm1d_with_momentum(p, dim, 0.1)
+}
+
+/// [`batch_norm1d`] with another running-statistics momentum (PyTorch's convention: the weight
+/// of the newest batch).
+pub fn batch_norm1d_with_momentum(p: nn::Path, dim: i64, momentum: f64) -> nn::BatchNorm {
+    nn::batch_norm1d(p, dim, batch_norm_config(momentum))
+}
+
+/// PyTorch's `nn.BatchNorm2d(dim)`: γ = 1, β = 0, ε = 1e-5, momentum 0.1.
+pub fn batch_norm2d(p: nn::Path, dim: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, dim, batch_norm_config(0.1))
+}
+
+fn batch_norm_config(momentum: f64) -> nn::BatchNormConfig {
+    nn::BatchNormConfig {
+        momentum,
+        ws_init: Init::Const(1.0),
+        bs_init: Init::Const(0.0),
+        ..Default::default()
+    }
 }
 
 /// A linear layer initialised as in the MAE/ViT reference code: Xavier-uniform weight
@@ -68,5 +124,37 @@ mod tests {
         assert!(w_max <= bound + 1e-7 && w_max > 0.95 * bound, "{w_max}");
         let b_max = l.bs.as_ref().unwrap().abs().max().double_value(&[]);
         assert!(b_max <= bound + 1e-7, "{b_max}");
+    }
+
+    #[test]
+    fn convolution_weights_fill_pytorchs_bound_over_the_kernel_fan_in() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        // fan_in = 16 · 3 · 3 = 144, bound 1/12.
+        let c = conv2d(vs.root() / "c", 16, 64, 3, 2, true);
+        let bound = 1.0 / 12.0;
+        let w_max = c.ws.abs().max().double_value(&[]);
+        assert!(w_max <= bound + 1e-7 && w_max > 0.95 * bound, "{w_max}");
+        let b_max = c.bs.as_ref().unwrap().abs().max().double_value(&[]);
+        assert!(b_max <= bound + 1e-7, "{b_max}");
+        assert_eq!(c.ws.size(), [64, 16, 3, 3]);
+    }
+
+    #[test]
+    fn batch_norms_start_as_the_identity_scale() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        for bn in [
+            batch_norm1d(vs.root() / "a", 7),
+            batch_norm2d(vs.root() / "b", 7),
+            batch_norm1d_with_momentum(vs.root() / "c", 7, 0.99),
+        ] {
+            let w = bn.ws.as_ref().unwrap();
+            let b = bn.bs.as_ref().unwrap();
+            assert_eq!(Vec::<f32>::try_from(w).unwrap(), vec![1.0; 7]);
+            assert_eq!(Vec::<f32>::try_from(b).unwrap(), vec![0.0; 7]);
+        }
+        // tch's own default would have drawn γ from U(0, 1).
+        let tch_default = nn::batch_norm1d(vs.root() / "d", 1000, Default::default());
+        assert!(tch_default.ws.unwrap().max().double_value(&[]) < 1.0);
     }
 }

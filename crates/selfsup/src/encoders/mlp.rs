@@ -15,12 +15,8 @@ impl Mlp {
         for (i, &d) in dims.iter().enumerate() {
             let p = vs.sub(format!("layer{i}"));
             // A bias before batch norm is redundant: BN's shift replaces it.
-            let cfg = nn::LinearConfig {
-                bias: !batch_norm,
-                ..Default::default()
-            };
-            let lin = nn::linear(&p / "linear", d_in, d, cfg);
-            let bn = batch_norm.then(|| nn::batch_norm1d(&p / "bn", d, Default::default()));
+            let lin = crate::torch_init::linear(&p / "linear", d_in, d, !batch_norm);
+            let bn = batch_norm.then(|| crate::torch_init::batch_norm1d(&p / "bn", d));
             layers.push((lin, bn));
             d_in = d;
         }

@@ -11,15 +11,10 @@ pub struct ConvBn {
 
 impl ConvBn {
     pub fn new(vs: &nn::Path, c_in: i64, c_out: i64, ksize: i64, stride: i64) -> Self {
-        let cfg = nn::ConvConfig {
-            stride,
-            padding: ksize / 2,
-            bias: false,
-            ..Default::default()
-        };
+        // PyTorch's defaults, as in the reference pipeline (`torch_e2e_reference.py`) and torchvision.
         ConvBn {
-            conv: nn::conv2d(vs / "conv", c_in, c_out, ksize, cfg),
-            bn: nn::batch_norm2d(vs / "bn", c_out, Default::default()),
+            conv: crate::torch_init::conv2d(vs / "conv", c_in, c_out, ksize, stride, false),
+            bn: crate::torch_init::batch_norm2d(vs / "bn", c_out),
         }
     }
     /// conv → BN, without the activation (ResNet adds the shortcut before it).

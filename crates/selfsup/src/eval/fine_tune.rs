@@ -110,12 +110,8 @@ pub fn fine_tune(
     let subset: Arc<dyn ViewSource> = Arc::new(Subset { inner: train, idx });
     tch::manual_seed(cfg.seed as i64);
     let head_vs = nn::VarStore::new(device);
-    let head = nn::linear(
-        head_vs.root() / "head",
-        encoder.out_dim(),
-        n_classes,
-        Default::default(),
-    );
+    let head =
+        crate::torch_init::linear(head_vs.root() / "head", encoder.out_dim(), n_classes, true);
     let adam = nn::AdamW {
         wd: cfg.weight_decay,
         ..Default::default()

@@ -25,11 +25,20 @@ impl DinoHead {
         let mut d = input;
         for i in 0..layers {
             let out = if i + 1 == layers { bottleneck } else { hidden };
+            // DINO's `_init_weights`: weights N(0, 0.02²) (its truncation at ±2 is 100 σ away, never
+            // reached), biases zero.
             mlp.push(nn::linear(
                 vs / format!("mlp{i}"),
                 d,
                 out,
-                Default::default(),
+                nn::LinearConfig {
+                    ws_init: nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 0.02,
+                    },
+                    bs_init: Some(nn::Init::Const(0.0)),
+                    bias: true,
+                },
             ));
             d = out;
         }

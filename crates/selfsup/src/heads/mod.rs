@@ -44,18 +44,11 @@ impl Head {
         let mut d_in = input;
         for (i, b) in blocks.iter().enumerate() {
             let p = vs.sub(format!("block{i}"));
-            let lin = nn::linear(
-                &p / "linear",
-                d_in,
-                b.dim,
-                nn::LinearConfig {
-                    bias: b.bias,
-                    ..Default::default()
-                },
-            );
+            // PyTorch's nn.Linear / nn.BatchNorm1d defaults, with which the papers' heads were tuned.
+            let lin = crate::torch_init::linear(&p / "linear", d_in, b.dim, b.bias);
             let bn = b
                 .batch_norm
-                .then(|| nn::batch_norm1d(&p / "bn", b.dim, Default::default()));
+                .then(|| crate::torch_init::batch_norm1d(&p / "bn", b.dim));
             layers.push((lin, bn, b.relu));
             d_in = b.dim;
         }

@@ -55,16 +55,9 @@ impl Gcn {
             let b = lp.var("bias", &[o], Init::Const(0.0));
             let act = Activation::new(&lp, cfg.activation);
             // BGRL uses PyG's BatchNorm with momentum 0.99 (running stats ≈ the last batch).
-            let norm = cfg.batch_norm.then(|| {
-                nn::batch_norm1d(
-                    &lp / "norm",
-                    o,
-                    nn::BatchNormConfig {
-                        momentum: 0.99,
-                        ..Default::default()
-                    },
-                )
-            });
+            let norm = cfg
+                .batch_norm
+                .then(|| crate::torch_init::batch_norm1d_with_momentum(&lp / "norm", o, 0.99));
             layers.push(GcnLayer { w, b, norm, act });
             d = o;
         }

@@ -57,7 +57,7 @@ impl Gin {
             let lp = p / format!("layer{i}");
             let bn = |name: &str, width: i64| {
                 cfg.batch_norm
-                    .then(|| nn::batch_norm1d(&lp / name, width, Default::default()))
+                    .then(|| crate::torch_init::batch_norm1d(&lp / name, width))
             };
             let post = (!last || encoding).then(|| {
                 (
