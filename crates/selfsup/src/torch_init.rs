@@ -60,6 +60,34 @@ pub fn conv2d(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: boo
     )
 }
 
+/// A bias-free convolution initialised as torchvision's ResNets do: Kaiming-normal over fan_out
+/// with the ReLU gain, N(0, 2/(c_out·k²)).
+pub fn conv2d_kaiming_fan_out(
+    p: nn::Path,
+    c_in: i64,
+    c_out: i64,
+    k: i64,
+    stride: i64,
+) -> nn::Conv2D {
+    nn::conv2d(
+        p,
+        c_in,
+        c_out,
+        k,
+        nn::ConvConfig {
+            stride,
+            padding: k / 2,
+            bias: false,
+            ws_init: Init::Kaiming {
+                dist: NormalOrUniform::Normal,
+                fan: FanInOut::FanOut,
+                non_linearity: NonLinearity::ReLU,
+            },
+            ..Default::default()
+        },
+    )
+}
+
 /// PyTorch's `nn.BatchNorm1d(dim)`: γ = 1, β = 0, ε = 1e-5, momentum 0.1.
 pub fn batch_norm1d(p: nn::Path, dim: i64) -> nn::BatchNorm {
     batch_norm1d_with_momentum(p, dim, 0.1)
@@ -138,6 +166,17 @@ mod tests {
         let b_max = c.bs.as_ref().unwrap().abs().max().double_value(&[]);
         assert!(b_max <= bound + 1e-7, "{b_max}");
         assert_eq!(c.ws.size(), [64, 16, 3, 3]);
+    }
+
+    #[test]
+    fn resnet_convolutions_have_the_fan_out_kaiming_spread() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        // fan_out = 128 · 3 · 3 = 1152, std √(2/1152) = 1/24.
+        let c = conv2d_kaiming_fan_out(vs.root() / "c", 64, 128, 3, 1);
+        let std = c.ws.std(true).double_value(&[]);
+        assert!((std - 1.0 / 24.0).abs() < 0.02 / 24.0, "{std}");
+        assert!(c.bs.is_none());
     }
 
     #[test]

@@ -14,10 +14,10 @@ struct BasicBlock {
 impl BasicBlock {
     fn new(vs: &nn::Path, c_in: i64, c_out: i64, stride: i64) -> Self {
         let shortcut = (stride != 1 || c_in != c_out)
-            .then(|| ConvBn::new(&(vs / "shortcut"), c_in, c_out, 1, stride));
+            .then(|| ConvBn::resnet(&(vs / "shortcut"), c_in, c_out, 1, stride));
         BasicBlock {
-            conv1: ConvBn::new(&(vs / "conv1"), c_in, c_out, 3, stride),
-            conv2: ConvBn::new(&(vs / "conv2"), c_out, c_out, 3, 1),
+            conv1: ConvBn::resnet(&(vs / "conv1"), c_in, c_out, 3, stride),
+            conv2: ConvBn::resnet(&(vs / "conv2"), c_out, c_out, 3, 1),
             shortcut,
         }
     }
@@ -46,7 +46,7 @@ pub struct ResNet {
 impl ResNet {
     /// ResNet-18: stages of [2, 2, 2, 2] basic blocks with widths w, 2w, 4w, 8w.
     pub fn resnet18_cifar(vs: &nn::Path, channels: i64, width: i64) -> Self {
-        let stem = ConvBn::new(&(vs / "stem"), channels, width, 3, 1);
+        let stem = ConvBn::resnet(&(vs / "stem"), channels, width, 3, 1);
         let mut blocks = Vec::new();
         let mut c = width;
         for (stage, mult) in [1i64, 2, 4, 8].into_iter().enumerate() {

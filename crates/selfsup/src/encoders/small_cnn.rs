@@ -10,10 +10,24 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
+    /// PyTorch's default initialisation, as in the reference pipeline (`torch_e2e_reference.py`).
     pub fn new(vs: &nn::Path, c_in: i64, c_out: i64, ksize: i64, stride: i64) -> Self {
-        // PyTorch's defaults, as in the reference pipeline (`torch_e2e_reference.py`) and torchvision.
         ConvBn {
             conv: crate::torch_init::conv2d(vs / "conv", c_in, c_out, ksize, stride, false),
+            bn: crate::torch_init::batch_norm2d(vs / "bn", c_out),
+        }
+    }
+    /// torchvision's ResNet initialisation (Kaiming-normal, fan_out), which the papers' ResNet
+    /// results were obtained with.
+    pub fn resnet(vs: &nn::Path, c_in: i64, c_out: i64, ksize: i64, stride: i64) -> Self {
+        ConvBn {
+            conv: crate::torch_init::conv2d_kaiming_fan_out(
+                vs / "conv",
+                c_in,
+                c_out,
+                ksize,
+                stride,
+            ),
             bn: crate::torch_init::batch_norm2d(vs / "bn", c_out),
         }
     }
