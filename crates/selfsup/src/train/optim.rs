@@ -4,7 +4,8 @@
 //! Update rules follow the papers / PyTorch's documented formulas:
 //! * SGD with momentum (and Nesterov), L2 weight decay added to the gradient;
 //! * Adam (Kingma & Ba 2015) with L2 weight decay, and AdamW (Loshchilov & Hutter 2019) with
-//!   decoupled weight decay;
+//!   decoupled weight decay, optionally not applied to biases and normalisation parameters (what
+//!   MAE, DINO and I-JEPA do: their parameter groups put every 1-D tensor at weight decay 0);
 //! * LARS (You et al. 2017) as used by SimCLR/BYOL/Barlow Twins: per-layer trust ratio
 //!   η‖w‖/‖g + wd·w‖, biases and normalisation parameters excluded from decay and adaptation.
 use anyhow::{bail, Result};
@@ -41,6 +42,10 @@ pub enum OptimizerConfig {
         eps: f64,
         #[serde(default = "adamw_decay")]
         weight_decay: f64,
+        /// Leave 1-D parameters (biases, norm scales) out of the decay. Off by default, so
+        /// existing recipes keep their figures; MAE/DINO/I-JEPA's code turns it on.
+        #[serde(default)]
+        exclude_bias_and_norm: bool,
     },
     Lars {
         lr: f64,
@@ -223,6 +228,14 @@ impl Optimizer {
                     ..
                 } => {
                     let decoupled = matches!(self.cfg, OptimizerConfig::Adamw { .. });
+                    let excluded = matches!(
+                        self.cfg,
+                        OptimizerConfig::Adamw {
+                            exclude_bias_and_norm: true,
+                            ..
+                        }
+                    ) && p.dim() <= 1;
+                    let weight_decay = if excluded { 0.0 } else { weight_decay };
                     let g = if weight_decay != 0.0 && !decoupled {
                         &g + &*p * weight_decay
                     } else {
@@ -413,12 +426,37 @@ mod tests {
                 betas: [0.9, 0.999],
                 eps: 1e-8,
                 weight_decay: 0.5,
+                exclude_bias_and_norm: false,
             },
             &vs,
         );
         set_grad(&p, &[2.0]);
         o.step(0.1); // p·(1 − 0.1·0.5) − 0.1·sign(g)
         close(&values(&p), &[0.95 - 0.1]);
+    }
+
+    #[test]
+    fn adamw_can_leave_biases_and_norm_scales_undecayed() {
+        let vs = VarStore::new(Device::Cpu);
+        let w = vs
+            .root()
+            .var_copy("w", &Tensor::from_slice(&[1.0f32, 1.0]).view([1, 2]));
+        let b = vs.root().var_copy("b", &Tensor::from_slice(&[1.0f32]));
+        let mut o = Optimizer::new(
+            OptimizerConfig::Adamw {
+                lr: 0.1,
+                betas: [0.9, 0.999],
+                eps: 1e-8,
+                weight_decay: 0.5,
+                exclude_bias_and_norm: true,
+            },
+            &vs,
+        );
+        ((&w * 2.0).sum(Kind::Float) + (&b * 2.0).sum(Kind::Float)).backward();
+        o.step(0.1);
+        // The matrix is decayed, p·(1 − 0.05) − 0.1; the bias only takes the Adam step, 1 − 0.1.
+        close(&values(&w.view([-1])), &[0.85, 0.85]);
+        close(&values(&b), &[0.9]);
     }
 
     #[test]
@@ -474,6 +512,7 @@ mod tests {
             betas: [0.9, 0.999],
             eps: 1e-8,
             weight_decay: 0.0,
+            exclude_bias_and_norm: false,
         };
         let mut o = Optimizer::new(cfg.clone(), &vs);
         set_grad(&p, &[1.0, 1.0]);
