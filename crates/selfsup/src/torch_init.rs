@@ -41,23 +41,11 @@ pub fn linear(p: nn::Path, fan_in: i64, out: i64, bias: bool) -> nn::Linear {
 /// weight and bias U(±1/√(c_in·k²)).
 pub fn conv2d(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, bias: bool) -> nn::Conv2D {
     let bound = 1.0 / ((c_in * k * k).max(1) as f64).sqrt();
-    nn::conv2d(
-        p,
-        c_in,
-        c_out,
-        k,
-        nn::ConvConfig {
-            stride,
-            padding: k / 2,
-            bias,
-            ws_init: TORCH_DEFAULT_WEIGHT,
-            bs_init: Init::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-            ..Default::default()
-        },
-    )
+    let bias_init = bias.then_some(Init::Uniform {
+        lo: -bound,
+        up: bound,
+    });
+    same_padded_conv(p, c_in, c_out, k, stride, TORCH_DEFAULT_WEIGHT, bias_init)
 }
 
 /// A bias-free convolution initialised as torchvision's ResNets do: Kaiming-normal over fan_out
@@ -69,6 +57,24 @@ pub fn conv2d_kaiming_fan_out(
     k: i64,
     stride: i64,
 ) -> nn::Conv2D {
+    let kaiming_fan_out = Init::Kaiming {
+        dist: NormalOrUniform::Normal,
+        fan: FanInOut::FanOut,
+        non_linearity: NonLinearity::ReLU,
+    };
+    same_padded_conv(p, c_in, c_out, k, stride, kaiming_fan_out, None)
+}
+
+/// A k×k convolution with padding k / 2; a bias exactly when `bias_init` is given.
+fn same_padded_conv(
+    p: nn::Path,
+    c_in: i64,
+    c_out: i64,
+    k: i64,
+    stride: i64,
+    ws_init: Init,
+    bias_init: Option<Init>,
+) -> nn::Conv2D {
     nn::conv2d(
         p,
         c_in,
@@ -77,12 +83,9 @@ pub fn conv2d_kaiming_fan_out(
         nn::ConvConfig {
             stride,
             padding: k / 2,
-            bias: false,
-            ws_init: Init::Kaiming {
-                dist: NormalOrUniform::Normal,
-                fan: FanInOut::FanOut,
-                non_linearity: NonLinearity::ReLU,
-            },
+            bias: bias_init.is_some(),
+            ws_init,
+            bs_init: bias_init.unwrap_or(Init::Const(0.0)),
             ..Default::default()
         },
     )

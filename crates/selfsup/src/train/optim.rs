@@ -227,15 +227,18 @@ impl Optimizer {
                     weight_decay,
                     ..
                 } => {
-                    let decoupled = matches!(self.cfg, OptimizerConfig::Adamw { .. });
-                    let excluded = matches!(
-                        self.cfg,
+                    let (decoupled, exclude_1d) = match self.cfg {
                         OptimizerConfig::Adamw {
-                            exclude_bias_and_norm: true,
+                            exclude_bias_and_norm,
                             ..
-                        }
-                    ) && p.dim() <= 1;
-                    let weight_decay = if excluded { 0.0 } else { weight_decay };
+                        } => (true, exclude_bias_and_norm),
+                        _ => (false, false),
+                    };
+                    let weight_decay = if exclude_1d && p.dim() <= 1 {
+                        0.0
+                    } else {
+                        weight_decay
+                    };
                     let g = if weight_decay != 0.0 && !decoupled {
                         &g + &*p * weight_decay
                     } else {
