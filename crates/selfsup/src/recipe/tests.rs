@@ -516,3 +516,23 @@ fn the_table_recipes_are_valid() {
     names.dedup();
     assert_eq!(names, vec!["simclr", "tjepa", "vime"]);
 }
+
+/// Every shipped `selfsup pretrain` recipe at the top of `recipes/` (quickstart, long benchmarks,
+/// Adult) parses and validates, so a recipe the README names cannot rot unnoticed.
+#[test]
+fn the_top_level_pretrain_recipes_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes");
+    let mut checked = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("toml") {
+            continue;
+        }
+        let r = Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        checked.push(r.name.clone());
+    }
+    checked.sort_unstable();
+    for name in ["quickstart", "fmnist-simclr-long", "fmnist-simclr-long-wide", "scarf-adult"] {
+        assert!(checked.iter().any(|n| n == name), "{name} missing from {checked:?}");
+    }
+}
