@@ -532,7 +532,15 @@ fn the_top_level_pretrain_recipes_are_valid() {
         checked.push(r.name.clone());
     }
     checked.sort_unstable();
-    for name in ["quickstart", "fmnist-simclr-long", "fmnist-simclr-long-wide", "scarf-adult"] {
-        assert!(checked.iter().any(|n| n == name), "{name} missing from {checked:?}");
+    for name in [
+        "quickstart",
+        "fmnist-simclr-long",
+        "fmnist-simclr-long-wide",
+        "scarf-adult",
+    ] {
+        assert!(
+            checked.iter().any(|n| n == name),
+            "{name} missing from {checked:?}"
+        );
     }
 }
