@@ -478,16 +478,30 @@ fn rule_joint_embedding_method_settings() {
     assert!(e.to_string().contains("lambda"), "{e}");
 }
 
+/// Loads (and so validates) every `.toml` recipe directly in `recipes/<sub>` (`""` = the top
+/// folder), panicking with the file's path on the first that fails.
+fn shipped_recipes(sub: &str) -> Vec<(std::path::PathBuf, Recipe)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../recipes")
+        .join(sub);
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) == Some("toml") {
+            let r = Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            out.push((p, r));
+        }
+    }
+    out
+}
+
 /// Every method's shipped Fashion-MNIST recipe parses and validates: joint-embedding methods in
 /// `recipes/fmnist` (CNN), masked ones in `recipes/fmnist-vit` (ViT).
 #[test]
 fn the_fashion_mnist_comparison_recipes_are_valid() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes");
     let mut names = Vec::new();
     for (dir, masked) in [("fmnist", false), ("fmnist-vit", true)] {
-        for e in std::fs::read_dir(root.join(dir)).unwrap() {
-            let p = e.unwrap().path();
-            let r = Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        for (p, r) in shipped_recipes(dir) {
             assert_eq!(r.method.is_masked(), masked, "{}", p.display());
             names.push(r.method.name());
         }
@@ -505,13 +519,10 @@ fn the_fashion_mnist_comparison_recipes_are_valid() {
 /// Every shipped table recipe parses and validates, and each names a table method or SCARF.
 #[test]
 fn the_table_recipes_are_valid() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/tables");
-    let mut names = Vec::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        let r = Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        names.push(r.method.name());
-    }
+    let mut names: Vec<&str> = shipped_recipes("tables")
+        .iter()
+        .map(|(_, r)| r.method.name())
+        .collect();
     names.sort_unstable();
     names.dedup();
     assert_eq!(names, vec!["simclr", "tjepa", "vime"]);
@@ -521,17 +532,10 @@ fn the_table_recipes_are_valid() {
 /// Adult) parses and validates, so a recipe the README names cannot rot unnoticed.
 #[test]
 fn the_top_level_pretrain_recipes_are_valid() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes");
-    let mut checked = Vec::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().and_then(|x| x.to_str()) != Some("toml") {
-            continue;
-        }
-        let r = Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        checked.push(r.name.clone());
-    }
-    checked.sort_unstable();
+    let checked: Vec<String> = shipped_recipes("")
+        .into_iter()
+        .map(|(_, r)| r.name)
+        .collect();
     for name in [
         "quickstart",
         "fmnist-simclr-long",
