@@ -154,7 +154,21 @@ impl GraphMae {
 impl GraphMethod for GraphMae {
     fn loss(&mut self, b: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
         let mask = NodeMask::draw(b.num_nodes, self.cfg.mask_rate, self.cfg.replace_rate, rng);
-        let x_masked = self.masked_input(b, &mask);
+        self.loss_with_mask(b, &mask)
+    }
+
+    fn embed(&self, b: &GraphBatch) -> Tensor {
+        let _g = tch::no_grad_guard();
+        self.encoder
+            .forward(&b.input, b, false)
+            .to_kind(Kind::Float)
+    }
+}
+
+impl GraphMae {
+    /// The loss for a given mask (`loss` draws one; tests replay a reference's).
+    pub fn loss_with_mask(&self, b: &GraphBatch, mask: &NodeMask) -> Tensor {
+        let x_masked = self.masked_input(b, mask);
         let h = self.encoder.forward(&x_masked, b, true);
         let masked = Tensor::from_slice(&mask.masked).to_device(b.device);
         // Re-mask: the decoder must rebuild masked nodes from their neighbours only.
@@ -166,12 +180,5 @@ impl GraphMethod for GraphMae {
             .forward_rows(&NodeInput::Dense(r), b, &masked, true);
         let target = dense_rows(&b.features, Some(&mask.masked), b.device);
         scaled_cosine_error(&recon, &target.to_kind(recon.kind()), self.cfg.alpha)
-    }
-
-    fn embed(&self, b: &GraphBatch) -> Tensor {
-        let _g = tch::no_grad_guard();
-        self.encoder
-            .forward(&b.input, b, false)
-            .to_kind(Kind::Float)
     }
 }

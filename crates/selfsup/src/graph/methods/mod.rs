@@ -3,6 +3,8 @@ pub mod bgrl;
 pub mod dgi;
 pub mod grace;
 pub mod graphmae;
+#[cfg(test)]
+mod graphmae_reference_test;
 
 use super::batch::GraphBatch;
 use super::encoders::GraphEncoderConfig;
