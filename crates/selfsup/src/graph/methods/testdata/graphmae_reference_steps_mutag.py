@@ -5,7 +5,7 @@ saved beside the losses, so that selfsup's GraphMAE can replay the same steps an
 Run from a checkout of THUDM/GraphMAE, branch `pyg` (commit 9127f25 was used), with torch,
 torch_geometric and safetensors installed:
 
-    python graphmae_reference_steps.py OUT_DIR
+    python graphmae_reference_steps_mutag.py OUT_DIR
 
 Setting: MUTAG's `configs.yml` (GIN 5 x 32, batch norm, PReLU, mask rate 0.75, replace rate 0.1,
 SCE alpha 2, Adam lr 5e-4) with feature dropout 0 (dropout draws cannot be shared between the two
