@@ -149,23 +149,7 @@ impl GraphMae {
             }
         }
     }
-}
 
-impl GraphMethod for GraphMae {
-    fn loss(&mut self, b: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
-        let mask = NodeMask::draw(b.num_nodes, self.cfg.mask_rate, self.cfg.replace_rate, rng);
-        self.loss_with_mask(b, &mask)
-    }
-
-    fn embed(&self, b: &GraphBatch) -> Tensor {
-        let _g = tch::no_grad_guard();
-        self.encoder
-            .forward(&b.input, b, false)
-            .to_kind(Kind::Float)
-    }
-}
-
-impl GraphMae {
     /// The loss for a given mask (`loss` draws one; tests replay a reference's).
     pub fn loss_with_mask(&self, b: &GraphBatch, mask: &NodeMask) -> Tensor {
         let x_masked = self.masked_input(b, mask);
@@ -180,5 +164,19 @@ impl GraphMae {
             .forward_rows(&NodeInput::Dense(r), b, &masked, true);
         let target = dense_rows(&b.features, Some(&mask.masked), b.device);
         scaled_cosine_error(&recon, &target.to_kind(recon.kind()), self.cfg.alpha)
+    }
+}
+
+impl GraphMethod for GraphMae {
+    fn loss(&mut self, b: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
+        let mask = NodeMask::draw(b.num_nodes, self.cfg.mask_rate, self.cfg.replace_rate, rng);
+        self.loss_with_mask(b, &mask)
+    }
+
+    fn embed(&self, b: &GraphBatch) -> Tensor {
+        let _g = tch::no_grad_guard();
+        self.encoder
+            .forward(&b.input, b, false)
+            .to_kind(Kind::Float)
     }
 }

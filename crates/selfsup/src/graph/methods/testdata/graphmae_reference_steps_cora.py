@@ -1,11 +1,11 @@
 """Writes the Cora fixture of `graph/methods/graphmae_reference_test.rs`: 30 training steps of the
 GraphMAE authors' GAT model on Cora, from initial weights and a mask saved beside the losses.
 
-Run from a checkout of THUDM/GraphMAE, branch `pyg` (commit 9127f25 was used), with torch,
-torch_geometric and safetensors installed, and the Planetoid files `ind.cora.*` in `cora/raw/`
-(as its `Planetoid("", "cora")` expects):
+Run from the root of a checkout of THUDM/GraphMAE, branch `pyg` (commit 9127f25 was used), with
+torch, torch_geometric and safetensors installed, and the Planetoid files `ind.cora.*` in
+`cora/raw/` (as its `Planetoid("", "cora")` expects):
 
-    python graphmae_reference_steps_cora.py OUT_DIR
+    python <this folder>/graphmae_reference_steps_cora.py OUT_DIR
 
 Setting: Cora's `configs.yml` (2 GAT layers, PReLU, mask rate 0.5, replace rate 0.05, SCE alpha 3,
 Adam lr 1e-3 with weight decay 2e-4, row-normalised features, self-loops) with two changes so that
@@ -14,20 +14,20 @@ and feature and attention dropout 0. The mask is drawn once, as the reference dr
 at every step. Weights are renamed to selfsup's variable names; linear maps are stored as
 `[in, out]` (selfsup applies them as h W).
 """
-import json
 import os
 import sys
 
 import torch
-from safetensors.torch import save_file
 
+from graphmae_reference_common import fix_mask, run_and_save
+
+sys.path.insert(0, os.getcwd())  # the GraphMAE checkout
 out_dir = sys.argv[1]
 sys.argv = [sys.argv[0], "--dataset", "cora", "--use_cfg"]
 from graphmae.datasets.data_util import load_dataset  # noqa: E402
 from graphmae.models import build_model  # noqa: E402
 from graphmae.utils import build_args, load_best_configs, set_random_seed  # noqa: E402
 
-STEPS = 30
 torch.set_num_threads(1)
 args = load_best_configs(build_args(), "configs.yml")
 graph, (num_features, _) = load_dataset("cora")
@@ -38,25 +38,7 @@ set_random_seed(0)
 model = build_model(args)
 x, edge_index = graph.x, graph.edge_index
 
-n = x.shape[0]
-num_mask = int(args.mask_rate * n)
-perm = torch.randperm(n)
-masked = perm[:num_mask]
-order = torch.randperm(num_mask)
-token = masked[order[: int((1 - args.replace_rate) * num_mask)]]
-noise = masked[order[-int(args.replace_rate * num_mask):]]
-sources = torch.randperm(n)[: int(args.replace_rate * num_mask)]
-
-
-def fixed_mask(x, mask_rate=None):
-    out = x.clone()
-    out[token] = 0.0
-    out[noise] = x[sources]
-    out[token] += model.enc_mask_token
-    return out, (masked, None)
-
-
-model.encoding_mask_noise = fixed_mask
+mask = fix_mask(model, x.shape[0], args.mask_rate, args.replace_rate)
 
 sd = model.state_dict()
 ours = {}
@@ -77,31 +59,7 @@ for i in range(args.num_layers):
 gat_layer("decoder.layer0", "decoder.gat_layers.0", False)
 ours["encoder_to_decoder"] = sd["encoder_to_decoder.weight"].t()
 ours["mask_token"] = sd["enc_mask_token"]
-os.makedirs(out_dir, exist_ok=True)
-save_file({k: v.detach().contiguous().clone() for k, v in ours.items()},
-          os.path.join(out_dir, "graphmae_cora_init.safetensors"))
-
 optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-model.train()
-losses = []
-for _ in range(STEPS):
-    loss, _ = model(x, edge_index)
-    losses.append(loss.item())
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-
-with open(os.path.join(out_dir, "graphmae_cora_steps.json"), "w") as f:
-    json.dump({
-        "source": "THUDM/GraphMAE branch pyg, commit 9127f25; torch " + torch.__version__,
-        "nodes": n,
-        "hidden_per_head": args.num_hidden // args.num_heads,
-        "heads": args.num_heads,
-        "masked": masked.tolist(),
-        "token": token.tolist(),
-        "noise": [[int(a), int(b)] for a, b in zip(noise, sources)],
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "losses": losses,
-    }, f)
-print("losses", losses[0], "...", losses[-1])
+run_and_save(model, x, edge_index, optimizer, ours, mask, out_dir, "graphmae_cora",
+             {"hidden_per_head": args.num_hidden // args.num_heads, "heads": args.num_heads,
+              "lr": args.lr, "weight_decay": args.weight_decay})

@@ -2,10 +2,10 @@
 GraphMAE authors' model on the first 64 MUTAG graphs, from initial weights and a mask that are
 saved beside the losses, so that selfsup's GraphMAE can replay the same steps and compare.
 
-Run from a checkout of THUDM/GraphMAE, branch `pyg` (commit 9127f25 was used), with torch,
-torch_geometric and safetensors installed:
+Run from the root of a checkout of THUDM/GraphMAE, branch `pyg` (commit 9127f25 was used), with
+torch, torch_geometric and safetensors installed:
 
-    python graphmae_reference_steps_mutag.py OUT_DIR
+    python <this folder>/graphmae_reference_steps_mutag.py OUT_DIR
 
 Setting: MUTAG's `configs.yml` (GIN 5 x 32, batch norm, PReLU, mask rate 0.75, replace rate 0.1,
 SCE alpha 2, Adam lr 5e-4) with feature dropout 0 (dropout draws cannot be shared between the two
@@ -13,21 +13,21 @@ implementations). The mask is drawn once, as the reference draws it, and reused 
 Weights are renamed to selfsup's variable names; the encoder-to-decoder matrix is stored
 transposed (selfsup applies it as h W).
 """
-import json
 import os
 import sys
 
 import torch
-from safetensors.torch import save_file
 from torch_geometric.loader import DataLoader
 
+from graphmae_reference_common import fix_mask, run_and_save
+
+sys.path.insert(0, os.getcwd())  # the GraphMAE checkout
 out_dir = sys.argv[1]
 sys.argv = [sys.argv[0], "--dataset", "MUTAG", "--use_cfg"]
 from graphmae.datasets.data_util import load_graph_classification_dataset  # noqa: E402
 from graphmae.models import build_model  # noqa: E402
 from graphmae.utils import build_args, load_best_configs, set_random_seed  # noqa: E402
 
-STEPS = 30
 torch.set_num_threads(1)
 args = load_best_configs(build_args(), "configs.yml")
 graphs, (num_features, _) = load_graph_classification_dataset("MUTAG")
@@ -38,26 +38,7 @@ model = build_model(args)
 batch = next(iter(DataLoader(graphs, batch_size=64, shuffle=False)))
 x, edge_index = batch.x, batch.edge_index
 
-# The reference's draw (`encoding_mask_noise`), with the token and noise sets kept.
-n = x.shape[0]
-num_mask = int(args.mask_rate * n)
-perm = torch.randperm(n)
-masked = perm[:num_mask]
-order = torch.randperm(num_mask)
-token = masked[order[: int((1 - args.replace_rate) * num_mask)]]
-noise = masked[order[-int(args.replace_rate * num_mask):]]
-sources = torch.randperm(n)[: int(args.replace_rate * num_mask)]
-
-
-def fixed_mask(x, mask_rate=None):
-    out = x.clone()
-    out[token] = 0.0
-    out[noise] = x[sources]
-    out[token] += model.enc_mask_token
-    return out, (masked, None)
-
-
-model.encoding_mask_noise = fixed_mask
+mask = fix_mask(model, x.shape[0], args.mask_rate, args.replace_rate)
 
 sd = model.state_dict()
 ours = {}
@@ -85,29 +66,6 @@ for i in range(args.num_layers):
 mlp("decoder.layer0", "decoder.layers.0.nn")
 ours["encoder_to_decoder"] = sd["encoder_to_decoder.weight"].t()
 ours["mask_token"] = sd["enc_mask_token"]
-os.makedirs(out_dir, exist_ok=True)
-save_file({k: v.detach().contiguous().clone() for k, v in ours.items()},
-          os.path.join(out_dir, "graphmae_mutag_init.safetensors"))
-
 optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-model.train()
-losses = []
-for _ in range(STEPS):
-    loss, _ = model(x, edge_index)
-    losses.append(loss.item())
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-
-with open(os.path.join(out_dir, "graphmae_mutag_steps.json"), "w") as f:
-    json.dump({
-        "source": "THUDM/GraphMAE branch pyg, commit 9127f25; torch " + torch.__version__,
-        "graphs": 64,
-        "nodes": n,
-        "masked": masked.tolist(),
-        "token": token.tolist(),
-        "noise": [[int(a), int(b)] for a, b in zip(noise, sources)],
-        "lr": args.lr,
-        "losses": losses,
-    }, f)
-print("losses", losses[0], "...", losses[-1])
+run_and_save(model, x, edge_index, optimizer, ours, mask, out_dir, "graphmae_mutag",
+             {"graphs": 64, "lr": args.lr})
