@@ -3,7 +3,9 @@
 //! MLP is then trained on its frozen representations, on the raw encoded features, and a
 //! gradient-boosted-trees model on the raw features — all on one seeded train/validation split of
 //! the training file (early stopping on validation), scored once on the test file. Classification
-//! reports accuracy, regression RMSE in the target's units.
+//! reports accuracy, regression RMSE in the target's units and, beside it, divided by the target's
+//! standard deviation over all rows — the unit of T-JEPA's tables (its code fits a
+//! `StandardScaler` on every row's target and reports RMSE on the scaled target).
 use crate::commands::{self, PretrainArgs};
 use crate::error::BadInputPolicy;
 use crate::eval::downstream::{fit_mlp_probe, split_indices, MlpProbeConfig, Task};
@@ -50,6 +52,9 @@ pub struct TabReport {
     pub metric: String,
     pub split: String,
     pub protocol: String,
+    /// Regression: population standard deviation of the target over all rows (train and test),
+    /// the scale of a standardised RMSE.
+    pub target_std: Option<f64>,
     pub rows: Vec<TabRow>,
 }
 
@@ -137,6 +142,10 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
         y = Tensor::cat(&[y, outputs(t.as_ref(), task, n_test)?], 0);
         raw = Tensor::cat(&[raw, pipeline::raw_features(t.as_ref(), n_test)], 0);
     }
+    let target_std = match task {
+        Task::Regression => Some(f64::try_from(y.to_kind(Kind::Double).std(false))?),
+        Task::Classification { .. } => None,
+    };
     let labels: Option<Vec<i64>> = match task {
         Task::Classification { .. } => Some(Vec::<i64>::try_from(&y)?),
         Task::Regression => None,
@@ -292,11 +301,13 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
             "MLP {:?} (ReLU, dropout {}), AdamW lr {} wd {}, batch {}, ≤{} epochs, early stopping patience {} on validation; inputs standardised on train",
             args.probe.hidden, args.probe.dropout, args.probe.lr, args.probe.weight_decay, args.probe.batch, args.probe.max_epochs, args.probe.patience
         ),
+        target_std,
         rows: out_rows,
     })
 }
 
-/// The report as a plain-text table (mean ± sample std over seeds).
+/// The report as a plain-text table (mean ± sample std over seeds); regression adds the RMSE in
+/// units of the target's standard deviation.
 pub fn format_report(r: &TabReport) -> String {
     let scale = if r.metric == "accuracy" { 100.0 } else { 1.0 };
     let unit = if r.metric == "accuracy" {
@@ -305,23 +316,63 @@ pub fn format_report(r: &TabReport) -> String {
         "RMSE"
     };
     let mut s = format!("split: {}\nprotocol: {}\n", r.split, r.protocol);
-    s.push_str(&format!(
-        "{:<40} {:>18} {:>8}  per seed\n",
-        "model", unit, "s/seed"
-    ));
+    if let Some(sd) = r.target_std {
+        s.push_str(&format!(
+            "RMSE / σ: RMSE divided by the target's standard deviation over all rows (σ = {sd:.4}), \
+             the unit T-JEPA's tables use\n"
+        ));
+    }
+    s.push_str(&format!("{:<40} {:>18}", "model", unit));
+    if r.target_std.is_some() {
+        s.push_str(&format!(" {:>16}", "RMSE / σ"));
+    }
+    s.push_str(&format!(" {:>8}  per seed\n", "s/seed"));
     for row in &r.rows {
         let v: Vec<f64> = row.per_seed.iter().map(|x| x * scale).collect();
         let (m, sd) = crate::compare::mean_std(&v);
         let secs = row.seconds.iter().sum::<f64>() / row.seconds.len().max(1) as f64;
         let per: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
-        s.push_str(&format!(
-            "{:<40} {:>10.3} ± {:<5.3} {:>8.0}  {}\n",
-            row.name,
-            m,
-            sd,
-            secs,
-            per.join(" ")
-        ));
+        s.push_str(&format!("{:<40} {:>10.3} ± {:<5.3}", row.name, m, sd));
+        if let Some(t) = r.target_std {
+            s.push_str(&format!(" {:>8.3} ± {:<5.3}", m / t, sd / t));
+        }
+        s.push_str(&format!(" {:>8.0}  {}\n", secs, per.join(" ")));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(metric: &str, target_std: Option<f64>) -> TabReport {
+        TabReport {
+            metric: metric.into(),
+            split: "s".into(),
+            protocol: "p".into(),
+            target_std,
+            rows: vec![TabRow {
+                name: "m".into(),
+                per_seed: vec![0.5, 0.7],
+                seconds: vec![1.0, 3.0],
+            }],
+        }
+    }
+
+    #[test]
+    fn regression_reports_rmse_in_target_units_and_in_sigmas() {
+        let text = format_report(&report("rmse", Some(2.0)));
+        // mean 0.6, sample std 0.1414; divided by σ = 2: 0.3 and 0.0707.
+        let line = text.lines().last().unwrap();
+        assert!(line.contains("0.600 ± 0.141"), "{line}");
+        assert!(line.contains("0.300 ± 0.071"), "{line}");
+        assert!(text.contains("σ = 2.0000"));
+    }
+
+    #[test]
+    fn classification_has_no_sigma_column() {
+        let text = format_report(&report("accuracy", None));
+        assert!(!text.contains("σ"));
+        assert!(text.lines().last().unwrap().contains("60.000 ± 14.142"));
+    }
 }

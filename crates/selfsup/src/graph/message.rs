@@ -16,6 +16,8 @@ pub struct EdgeIndex {
     pub dst: Tensor,
     /// Start of each target's edges in `src`/`dst`, `[N]` int64 (CSR offsets without the last).
     pub dst_offsets: Tensor,
+    /// Number of edges into each target, `[N]` int64 (the CSR segment lengths).
+    pub dst_counts: Tensor,
     pub num_nodes: i64,
     pub num_edges: i64,
 }
@@ -37,19 +39,24 @@ impl EdgeIndex {
         pairs.dedup();
         let dst: Vec<i64> = pairs.iter().map(|p| p.0).collect();
         let src: Vec<i64> = pairs.iter().map(|p| p.1).collect();
-        let mut offsets = vec![0i64; num_nodes];
-        let mut k = 0usize;
-        for (node, off) in offsets.iter_mut().enumerate() {
-            while k < dst.len() && (dst[k] as usize) < node {
-                k += 1;
-            }
-            *off = k as i64;
+        let mut counts = vec![0i64; num_nodes];
+        for &t in &dst {
+            counts[t as usize] += 1;
         }
+        let offsets: Vec<i64> = counts
+            .iter()
+            .scan(0i64, |start, &c| {
+                let here = *start;
+                *start += c;
+                Some(here)
+            })
+            .collect();
         EdgeIndex {
             num_edges: src.len() as i64,
             src: Tensor::from_slice(&src).to_device(device),
             dst: Tensor::from_slice(&dst).to_device(device),
             dst_offsets: Tensor::from_slice(&offsets).to_device(device),
+            dst_counts: Tensor::from_slice(&counts).to_device(device),
             num_nodes: num_nodes as i64,
         }
     }
@@ -99,17 +106,23 @@ impl EdgeIndex {
 
     /// Softmax of per-edge scores over each target's incoming edges: `[E, H] → [E, H]`
     /// (the attention normalisation of GAT, Veličković et al. 2018, eq. 3). The per-target maximum
-    /// is subtracted first for stability; it is a constant, so it carries no gradient.
+    /// is subtracted first for stability; it is a constant, so it carries no gradient. The maximum
+    /// is a segment reduction over the target-sorted edges (a node without incoming edges gets
+    /// `-inf`, which no edge reads).
     pub fn edge_softmax(&self, scores: &Tensor) -> Tensor {
         let size = scores.size();
         let heads = if size.len() > 1 { size[1] } else { 1 };
         let s = scores.reshape([self.num_edges, heads]);
-        let max = Tensor::full(
-            [self.num_nodes, heads],
+        let max = Tensor::segment_reduce(
+            &s.detach(),
+            "max",
+            Some(&self.dst_counts),
+            None::<&Tensor>,
+            None::<&Tensor>,
+            0,
+            true, // the lengths come from the index itself and sum to E
             f64::NEG_INFINITY,
-            (s.kind(), s.device()),
-        )
-        .index_reduce(0, &self.dst, &s.detach(), "amax", true);
+        );
         let e = (&s - max.index_select(0, &self.dst)).exp();
         let denom = self.scatter_sum(&e);
         (e / denom.index_select(0, &self.dst)).reshape(&size)

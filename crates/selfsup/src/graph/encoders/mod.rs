@@ -57,20 +57,45 @@ pub enum Pooling {
 /// Pools node rows by graph: `batch[i]` is the graph of node `i` (`[N]` int64, values < `graphs`).
 pub fn readout(x: &Tensor, batch: &Tensor, graphs: i64, pooling: Pooling) -> Tensor {
     let d = x.size()[1];
-    let sum = Tensor::zeros([graphs, d], (x.kind(), x.device())).index_add(0, batch, x);
+    let sum = || Tensor::zeros([graphs, d], (x.kind(), x.device())).index_add(0, batch, x);
     match pooling {
-        Pooling::Sum => sum,
+        Pooling::Sum => sum(),
         Pooling::Mean => {
             let ones = Tensor::ones([x.size()[0]], (Kind::Float, x.device()));
             let count =
                 Tensor::zeros([graphs], (Kind::Float, x.device())).index_add(0, batch, &ones);
-            sum / count.clamp_min(1.0).unsqueeze(1)
+            sum() / count.clamp_min(1.0).unsqueeze(1)
         }
         Pooling::Max => {
-            Tensor::full([graphs, d], f64::NEG_INFINITY, (x.kind(), x.device()))
-                .index_reduce(0, batch, x, "amax", true)
-                // A graph without nodes would stay -inf; make it 0 rather than poison a batch.
-                .nan_to_num(0.0, 0.0, 0.0)
+            // A segment reduction over rows grouped by graph (batches list each graph's nodes
+            // together; other orders are sorted first).
+            let sorted = x.size()[0] < 2
+                || batch
+                    .diff(1, 0, None::<&Tensor>, None::<&Tensor>)
+                    .ge(0)
+                    .all()
+                    .int64_value(&[])
+                    != 0;
+            let (x, batch) = if sorted {
+                (x.shallow_clone(), batch.shallow_clone())
+            } else {
+                let order = batch.argsort(0, false);
+                (x.index_select(0, &order), batch.index_select(0, &order))
+            };
+            let lengths = batch.bincount(None::<&Tensor>, graphs);
+            Tensor::segment_reduce(
+                &x,
+                "max",
+                Some(&lengths),
+                None::<&Tensor>,
+                None::<&Tensor>,
+                0,
+                false,
+                // The reduction starts from this value in every segment.
+                f64::NEG_INFINITY,
+            )
+            // A graph without nodes would stay -inf; make it 0 rather than poison a batch.
+            .nan_to_num(0.0, 0.0, 0.0)
         }
     }
 }
@@ -115,6 +140,19 @@ mod tests {
         assert_eq!(v(readout(&x, &batch, 2, Pooling::Sum)), [4., 6., 5., 6.]);
         assert_eq!(v(readout(&x, &batch, 2, Pooling::Mean)), [2., 3., 5., 6.]);
         assert_eq!(v(readout(&x, &batch, 2, Pooling::Max)), [3., 4., 5., 6.]);
+        // Rows not grouped by graph (row 0 in graph 1, rows 1–2 in graph 0), and a graph
+        // without nodes (pooled to 0).
+        let shuffled = Tensor::from_slice(&[1i64, 0, 0]);
+        assert_eq!(
+            v(readout(&x, &shuffled, 3, Pooling::Max)),
+            [5., 6., 1., 2., 0., 0.]
+        );
+        // The gradient of a max goes to the row that holds it.
+        let xg = x.copy().set_requires_grad(true);
+        readout(&xg, &batch, 2, Pooling::Max)
+            .sum(Kind::Float)
+            .backward();
+        assert_eq!(v(xg.grad()), [0., 0., 1., 1., 1., 1.]);
         let _ = Device::Cpu;
     }
 }
