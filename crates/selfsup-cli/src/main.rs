@@ -101,9 +101,14 @@ enum Command {
         /// Use seeds 0..N instead of the recipes' seed lists
         #[arg(long)]
         seeds: Option<u64>,
-        /// Write every result (per seed, with details) as JSON to this file
+        /// Write every result (per seed, with details) as JSON to this file, rewritten after
+        /// each seed so that an interrupted table keeps its finished seeds
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue an interrupted table: seeds already in the --out file are taken from it
+        /// (refused if their recipe's settings changed), the others are run
+        #[arg(long, requires = "out")]
+        resume: bool,
         /// Also write each seed's embeddings and labels as .npy files into this folder
         #[arg(long)]
         save_embeddings: Option<PathBuf>,
@@ -352,7 +357,37 @@ fn run_graph_recipes(
     device: tch::Device,
     save_embeddings: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<selfsup::graph::run::GraphRunResult>> {
+    run_graph_table(
+        recipes,
+        overrides,
+        seeds,
+        device,
+        save_embeddings,
+        None,
+        false,
+    )
+}
+
+/// Writes `text` to `path` whole or not at all (a temporary file renamed over it).
+fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, text).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Runs graph recipes in order. With `out`, the results so far are written there after every
+/// seed; with `resume`, seeds already in `out` are reused (same recipe settings only).
+fn run_graph_table(
+    recipes: &[PathBuf],
+    overrides: &[String],
+    seeds: Option<u64>,
+    device: tch::Device,
+    save_embeddings: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+    resume: bool,
+) -> anyhow::Result<Vec<selfsup::graph::run::GraphRunResult>> {
     use selfsup::graph::recipe::GraphRecipe;
+    use selfsup::graph::run::GraphRunResult;
     // Check every recipe before spending time on the first.
     let mut parsed = Vec::new();
     for path in recipes {
@@ -362,14 +397,39 @@ fn run_graph_recipes(
         }
         parsed.push(r);
     }
-    let mut results = Vec::new();
+    let previous: Vec<GraphRunResult> = match out {
+        Some(path) if resume && path.exists() => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not a results file of `selfsup graph --out` ({e})",
+                    path.display()
+                )
+            })?
+        }
+        _ => Vec::new(),
+    };
+    let mut results: Vec<GraphRunResult> = Vec::new();
     for r in &parsed {
-        results.push(selfsup::graph::run::run(
+        let before = previous.iter().find(|p| p.recipe == r.name);
+        let done = results.clone();
+        let result = selfsup::graph::run::run(
             r,
             device,
             save_embeddings,
+            before,
+            |so_far| match out {
+                Some(path) => {
+                    let mut all = done.clone();
+                    all.push(so_far.clone());
+                    write_atomically(path, &serde_json::to_string_pretty(&all)?)
+                }
+                None => Ok(()),
+            },
             |line| eprintln!("{line}"),
-        )?);
+        )?;
+        results.push(result);
     }
     Ok(results)
 }
@@ -469,20 +529,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             overrides,
             seeds,
             out,
+            resume,
             save_embeddings,
         } => {
             selfsup::backend::set_threads(cli.threads);
-            let results = run_graph_recipes(
+            let results = run_graph_table(
                 &recipes,
                 &overrides,
                 seeds,
                 device,
                 save_embeddings.as_deref(),
+                out.as_deref(),
+                resume,
             )?;
             println!("{}", selfsup::graph::run::format_results(&results));
             if let Some(out) = out {
-                std::fs::write(&out, serde_json::to_string_pretty(&results)?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                write_atomically(&out, &serde_json::to_string_pretty(&results)?)?;
                 println!("(per-seed results in {})", out.display());
             }
         }

@@ -12,7 +12,7 @@ use super::{Graph, GraphSet};
 use crate::data::planetoid::{load_planetoid, load_planetoid_npz};
 use crate::data::tu::load_tu;
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -58,7 +58,7 @@ pub fn load_data(cfg: &GraphDataConfig) -> Result<GraphData> {
 }
 
 /// One seed's outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeedResult {
     pub seed: u64,
     /// The protocol's headline accuracy (%), e.g. test accuracy at the best validation epoch.
@@ -70,10 +70,12 @@ pub struct SeedResult {
     pub final_loss: f64,
 }
 
-/// A whole recipe's outcome.
-#[derive(Debug, Clone, Serialize)]
+/// A whole recipe's outcome (or, while it runs, the seeds finished so far).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GraphRunResult {
     pub recipe: String,
+    /// [`recipe_fingerprint`] of the recipe that produced these seeds.
+    pub recipe_fingerprint: String,
     pub method: String,
     pub dataset: String,
     pub protocol: String,
@@ -182,14 +184,41 @@ fn raw_features(data: &GraphData) -> Tensor {
     }
 }
 
-/// Runs every seed of `recipe`. `log` receives progress lines. With `save_embeddings`, each
-/// seed's embeddings (and labels) are written there as `<recipe>-seed<k>.npy`.
+/// blake3 of everything in a recipe that one seed's result depends on (all but its seed list):
+/// results of a run can be reused for the same seed only under the same fingerprint.
+pub fn recipe_fingerprint(recipe: &GraphRecipe) -> String {
+    let mut r = recipe.clone();
+    r.seeds.clear();
+    let text = serde_json::to_string(&r).expect("a recipe serialises");
+    blake3::hash(text.as_bytes()).to_hex().to_string()
+}
+
+/// Runs every seed of `recipe`. `log` receives progress lines; `on_seed` the result so far after
+/// each seed (to save it, so an interrupted table loses at most the seed it was running). Seeds
+/// already in `previous` (an earlier, interrupted run of the same recipe: same fingerprint,
+/// checked) are taken from it instead of being run again — each seed is an independent run, so
+/// this changes no figure. With `save_embeddings`, each seed's embeddings (and labels) are written
+/// there as `<recipe>-seed<k>.npy`.
 pub fn run(
     recipe: &GraphRecipe,
     device: Device,
     save_embeddings: Option<&std::path::Path>,
+    previous: Option<&GraphRunResult>,
+    mut on_seed: impl FnMut(&GraphRunResult) -> Result<()>,
     mut log: impl FnMut(&str),
 ) -> Result<GraphRunResult> {
+    let fingerprint = recipe_fingerprint(recipe);
+    if let Some(p) = previous {
+        anyhow::ensure!(
+            p.recipe == recipe.name && p.recipe_fingerprint == fingerprint,
+            "the saved results of recipe {} were made with other settings than {}'s now \
+             (fingerprint {} against {}); remove them or write to another file",
+            p.recipe,
+            recipe.name,
+            &p.recipe_fingerprint[..p.recipe_fingerprint.len().min(12)],
+            &fingerprint[..12]
+        );
+    }
     let start = Instant::now();
     let data = load_data(&recipe.data)?;
     let (dataset, in_dim) = match &data {
@@ -207,8 +236,39 @@ pub fn run(
         recipe.method.name(),
         recipe.eval.describe()
     ));
-    let mut seeds = Vec::new();
+    let summary = |seeds: &[SeedResult]| {
+        let accs: Vec<f64> = seeds.iter().map(|s| s.accuracy).collect();
+        let secs: Vec<f64> = seeds.iter().map(|s| s.pretrain_seconds).collect();
+        GraphRunResult {
+            recipe: recipe.name.clone(),
+            recipe_fingerprint: fingerprint.clone(),
+            method: recipe.method.name().to_string(),
+            dataset: dataset.clone(),
+            protocol: recipe.eval.describe(),
+            mean: mean(&accs),
+            std: std_population(&accs),
+            raw_features: raw,
+            paper: recipe.paper.clone(),
+            mean_pretrain_seconds: mean(&secs),
+            total_seconds: start.elapsed().as_secs_f64(),
+            seeds: seeds.to_vec(),
+        }
+    };
+    let mut seeds: Vec<SeedResult> = Vec::new();
     for &seed in &recipe.seeds {
+        if let Some(done) = previous.and_then(|p| p.seeds.iter().find(|s| s.seed == seed)) {
+            log(&format!(
+                "  seed {seed}: {:.2} %  (saved by an earlier run of this recipe; not run again{})",
+                done.accuracy,
+                if save_embeddings.is_some() {
+                    ", no embeddings written"
+                } else {
+                    ""
+                }
+            ));
+            seeds.push(done.clone());
+            continue;
+        }
         let (report, emb) = {
             let _lock = TORCH_RNG.lock().unwrap_or_else(|p| p.into_inner());
             tch::manual_seed(seed as i64);
@@ -283,22 +343,9 @@ pub fn run(
             epochs_run: report.epochs_run,
             final_loss: report.losses.last().copied().unwrap_or(f64::NAN),
         });
+        on_seed(&summary(&seeds))?;
     }
-    let accs: Vec<f64> = seeds.iter().map(|s| s.accuracy).collect();
-    let secs: Vec<f64> = seeds.iter().map(|s| s.pretrain_seconds).collect();
-    Ok(GraphRunResult {
-        recipe: recipe.name.clone(),
-        method: recipe.method.name().to_string(),
-        dataset,
-        protocol: recipe.eval.describe(),
-        mean: mean(&accs),
-        std: std_population(&accs),
-        raw_features: raw,
-        paper: recipe.paper.clone(),
-        mean_pretrain_seconds: mean(&secs),
-        total_seconds: start.elapsed().as_secs_f64(),
-        seeds,
-    })
+    Ok(summary(&seeds))
 }
 
 /// A Markdown table of results, one row per recipe.
