@@ -350,24 +350,6 @@ fn is_graph_recipe(path: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
-fn run_graph_recipes(
-    recipes: &[PathBuf],
-    overrides: &[String],
-    seeds: Option<u64>,
-    device: tch::Device,
-    save_embeddings: Option<&std::path::Path>,
-) -> anyhow::Result<Vec<selfsup::graph::run::GraphRunResult>> {
-    run_graph_table(
-        recipes,
-        overrides,
-        seeds,
-        device,
-        save_embeddings,
-        None,
-        false,
-    )
-}
-
 /// Writes `text` to `path` whole or not at all (a temporary file renamed over it).
 fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("partial");
@@ -413,7 +395,7 @@ fn run_graph_table(
     let mut results: Vec<GraphRunResult> = Vec::new();
     for r in &parsed {
         let before = previous.iter().find(|p| p.recipe == r.name);
-        let done = results.clone();
+        let done = &results;
         let result = selfsup::graph::run::run(
             r,
             device,
@@ -421,8 +403,8 @@ fn run_graph_table(
             before,
             |so_far| match out {
                 Some(path) => {
-                    let mut all = done.clone();
-                    all.push(so_far.clone());
+                    let all: Vec<&GraphRunResult> =
+                        done.iter().chain(std::iter::once(so_far)).collect();
                     write_atomically(path, &serde_json::to_string_pretty(&all)?)
                 }
                 None => Ok(()),
@@ -448,7 +430,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             if is_graph_recipe(&recipe) {
                 selfsup::backend::set_threads(cli.threads);
-                let results = run_graph_recipes(&[recipe], &overrides, None, device, None)?;
+                let results =
+                    run_graph_table(&[recipe], &overrides, None, device, None, None, false)?;
                 println!("{}", selfsup::graph::run::format_results(&results));
                 return Ok(());
             }
