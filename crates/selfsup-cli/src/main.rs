@@ -124,9 +124,12 @@ enum Command {
         /// Override a field in every recipe, e.g. --set train.epochs=2 (repeatable)
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// Seeds 0..N
+        /// Seeds first-seed..first-seed+N
         #[arg(long, default_value_t = 3)]
         seeds: u64,
+        /// First seed, e.g. to add seeds to an earlier comparison
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
         /// Folder for the run folders (one per recipe and seed; must not hold them yet)
         #[arg(long, default_value = "runs/compare")]
         runs: PathBuf,
@@ -144,9 +147,12 @@ enum Command {
         /// Override a field in every recipe (repeatable)
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// Seeds 0..N
+        /// Seeds first-seed..first-seed+N
         #[arg(long, default_value_t = 5)]
         seeds: u64,
+        /// First seed, e.g. to add seeds to an earlier table
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
         /// Folder for the run folders (one per recipe and seed)
         #[arg(long, default_value = "runs/tabular")]
         runs: PathBuf,
@@ -535,6 +541,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             recipes,
             overrides,
             seeds,
+            first_seed,
             runs,
             out,
         } => {
@@ -543,7 +550,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 selfsup::compare::CompareArgs {
                     recipes,
                     overrides,
-                    seeds: (0..seeds).collect(),
+                    seeds: (first_seed..first_seed + seeds).collect(),
                     runs,
                     device,
                     threads: cli.threads,
@@ -561,6 +568,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             recipes,
             overrides,
             seeds,
+            first_seed,
             runs,
             val_fraction,
             test_fraction,
@@ -573,7 +581,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 selfsup::tabular::TabularArgs {
                     recipes,
                     overrides,
-                    seeds: (0..seeds.max(1)).collect(),
+                    seeds: (first_seed..first_seed + seeds.max(1)).collect(),
                     runs,
                     val_fraction,
                     test_fraction,

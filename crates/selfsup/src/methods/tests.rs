@@ -242,3 +242,42 @@ fn every_method_trains_for_a_few_steps() {
         assert_eq!(e.size(), vec![6, 8], "{}", m.name());
     }
 }
+
+/// T-JEPA's `embed_with = "target"` reads the momentum encoder: moving the online weights leaves
+/// it unchanged until an EMA update, while `"online"` follows them.
+#[test]
+fn tjepa_embeds_with_the_chosen_encoder() {
+    let x = Tensor::randn([5, 7], (Kind::Float, Device::Cpu));
+    for embed_with in [tjepa::EmbedWith::Online, tjepa::EmbedWith::Target] {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = MethodConfig::Tjepa(tjepa::TjepaConfig {
+            predictor_dim: 8,
+            predictor_depth: 1,
+            predictor_heads: 2,
+            embed_with,
+            ..Default::default()
+        });
+        let m = build(&cfg, &vs, &table_factory()).unwrap();
+        let _g = tch::no_grad_guard();
+        let before = m.embed(&x);
+        for (name, mut v) in vs.variables() {
+            if !name.starts_with("method.") {
+                let _ = v.g_add_scalar_(0.1);
+            }
+        }
+        let after = m.embed(&x);
+        let online = m.encoder().forward_t(&x, false);
+        let moved = (&after - &before).abs().max().double_value(&[]);
+        match embed_with {
+            tjepa::EmbedWith::Online => {
+                assert!(moved > 1e-3, "online embedding ignored the weights");
+                assert!(after.equal(&online));
+            }
+            tjepa::EmbedWith::Target => {
+                assert_eq!(moved, 0.0, "target embedding moved with the online weights");
+                assert!(!after.equal(&online));
+            }
+        }
+    }
+}

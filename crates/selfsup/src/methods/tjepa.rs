@@ -41,6 +41,18 @@ pub struct TjepaConfig {
     pub targets: usize,
     #[serde(default = "default_target")]
     pub target: [f64; 2],
+    /// Which encoder gives the downstream representation: the trained (`online`) one, or the
+    /// momentum `target` encoder, which the T-JEPA authors' code embeds with.
+    #[serde(default)]
+    pub embed_with: EmbedWith,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedWith {
+    #[default]
+    Online,
+    Target,
 }
 
 impl Default for TjepaConfig {
@@ -53,6 +65,7 @@ impl Default for TjepaConfig {
             context: default_context(),
             targets: default_targets(),
             target: default_target(),
+            embed_with: EmbedWith::Online,
         }
     }
 }
@@ -165,7 +178,10 @@ impl Method for Tjepa {
             .update(linear_momentum(self.cfg.base_momentum, progress.fraction()));
     }
     fn embed(&self, x: &Tensor) -> Tensor {
-        self.encoder.forward_t(x, false)
+        match self.cfg.embed_with {
+            EmbedWith::Online => self.encoder.forward_t(x, false),
+            EmbedWith::Target => self.target.forward_t(x, false),
+        }
     }
     fn encoder(&self) -> &dyn Encoder {
         self.encoder.as_ref()
