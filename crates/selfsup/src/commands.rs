@@ -483,11 +483,15 @@ pub fn fine_tune_run(
             layer_decay: ev.finetune_layer_decay,
             weight_decay: ev.finetune_weight_decay,
             cosine: ev.finetune_cosine,
+            exclude_bias_and_norm: ev.finetune_exclude_bias_and_norm,
             ..Default::default()
         };
         let mut opts = vec![format!("lr={}", cfg.lr)];
         if cfg.weight_decay > 0.0 {
             opts.push(format!("wd={}", cfg.weight_decay));
+            if cfg.exclude_bias_and_norm {
+                opts.push("no wd on 1-d/cls/pos".into());
+            }
         }
         if let (Some(d), Some(_)) = (cfg.layer_decay, r.model.method.encoder().lr_layers()) {
             opts.push(format!("layer_decay={d}"));

@@ -28,6 +28,9 @@ pub struct FineTuneConfig {
     pub layer_decay: Option<f64>,
     /// AdamW's decoupled weight decay (0: Adam).
     pub weight_decay: f64,
+    /// Exempt biases, norm parameters (1-D tensors), the ViT's class token and its position
+    /// embedding from the decay, as MAE's fine-tuning does (timm's `param_groups_lrd`).
+    pub exclude_bias_and_norm: bool,
     /// Cosine decay of the learning rate to 0 (else constant).
     pub cosine: bool,
 }
@@ -44,6 +47,7 @@ impl Default for FineTuneConfig {
             layer_decay: None,
             weight_decay: 0.0,
             cosine: false,
+            exclude_bias_and_norm: false,
         }
     }
 }
@@ -112,13 +116,11 @@ pub fn fine_tune(
     let head_vs = nn::VarStore::new(device);
     let head =
         crate::torch_init::linear(head_vs.root() / "head", encoder.out_dim(), n_classes, true);
-    let adam = nn::AdamW {
-        wd: cfg.weight_decay,
-        ..Default::default()
-    };
-    let mut opt_enc = adam.build(encoder_vs, cfg.lr)?;
-    let mut opt_head = adam.build(&head_vs, cfg.lr)?;
     let layer_scales = layer_lr_scales(encoder.lr_layers(), cfg.layer_decay);
+    let groups = layer_scales.as_ref().map_or(1, |s| s.len());
+    let exempt = cfg.exclude_bias_and_norm;
+    let (mut opt_enc, enc_groups) = adamw(encoder_vs, cfg.lr, cfg.weight_decay, groups, exempt)?;
+    let (mut opt_head, _) = adamw(&head_vs, cfg.lr, cfg.weight_decay, 1, exempt)?;
     let total_steps = cfg.epochs * (n_train / cfg.batch.max(1)) as u64;
     let mut steps = 0;
     for epoch in 0..cfg.epochs {
@@ -152,7 +154,12 @@ pub fn fine_tune(
             match &layer_scales {
                 Some(scales) => {
                     for (g, s) in scales.iter().enumerate() {
-                        opt_enc.set_lr_group(g, lr * s);
+                        for group in [g, g + groups] {
+                            // libtorch has the groups up to the highest one holding a tensor.
+                            if group < enc_groups {
+                                opt_enc.set_lr_group(group, lr * s);
+                            }
+                        }
                     }
                 }
                 None => opt_enc.set_lr(lr),
@@ -200,6 +207,60 @@ pub fn fine_tune(
         steps,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// AdamW over `vs`. With `exempt`, every parameter exempt from weight decay — 1-D tensors
+/// (biases, norm gains and shifts, layer scales) and tensors named `cls_token` or `pos_embed` —
+/// moves from its learning-rate group `g < groups` to `g + groups`, whose decay is 0; the caller
+/// sets both groups' learning rates. Idempotent: a parameter already moved stays where it is.
+/// Returns the optimiser and its number of groups (libtorch's: one past the highest group that
+/// holds a trainable tensor; setting a group beyond it fails).
+pub fn adamw(
+    vs: &nn::VarStore,
+    lr: f64,
+    weight_decay: f64,
+    groups: usize,
+    exempt: bool,
+) -> Result<(nn::Optimizer, usize)> {
+    if exempt {
+        let mut vars = vs
+            .variables_
+            .lock()
+            .map_err(|_| anyhow!("variable store lock poisoned"))?;
+        let exempt_ptrs: std::collections::HashSet<usize> = vars
+            .named_variables
+            .iter()
+            .filter(|(name, t)| {
+                t.dim() <= 1 || name.ends_with("cls_token") || name.ends_with("pos_embed")
+            })
+            .map(|(_, t)| t.data_ptr() as usize)
+            .collect();
+        for v in vars.trainable_variables.iter_mut() {
+            if v.group < groups && exempt_ptrs.contains(&(v.tensor.data_ptr() as usize)) {
+                v.group += groups;
+            }
+        }
+    }
+    let mut opt = nn::AdamW {
+        wd: weight_decay,
+        ..Default::default()
+    }
+    .build(vs, lr)?;
+    let n_groups = vs
+        .variables_
+        .lock()
+        .map_err(|_| anyhow!("variable store lock poisoned"))?
+        .trainable_variables
+        .iter()
+        .map(|v| v.group + 1)
+        .max()
+        .unwrap_or(0);
+    if exempt {
+        for g in groups..n_groups.min(2 * groups) {
+            opt.set_weight_decay_group(g, 0.0);
+        }
+    }
+    Ok((opt, n_groups))
 }
 
 /// Learning-rate multiplier per optimiser group, from the input side (group 0) to the output
@@ -260,6 +321,50 @@ mod tests {
         );
         assert_eq!(layer_lr_scales(None, Some(0.5)), None);
         assert_eq!(layer_lr_scales(Some(4), None), None);
+    }
+
+    /// One AdamW step with zero gradients moves nothing but the decoupled decay: weights shrink
+    /// by 1 − lr·wd, biases, the class token and position embeddings keep their values.
+    #[test]
+    fn weight_decay_skips_biases_and_token_embeddings() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let lin = nn::linear(&root / "lin", 3, 4, Default::default());
+        let g1 = root.set_group(1);
+        let cls = g1.randn("cls_token", &[1, 1, 4], 0.0, 1.0);
+        let pos = g1.randn("pos_embed", &[1, 5, 4], 0.0, 1.0);
+        let w2 = g1.randn("w2", &[4, 4], 0.0, 1.0);
+        let before: Vec<Tensor> = [&lin.ws, lin.bs.as_ref().unwrap(), &cls, &pos, &w2]
+            .iter()
+            .map(|t| t.detach().copy())
+            .collect();
+        let (lr, wd) = (0.1, 0.5);
+        let (mut opt, n_groups) = adamw(&vs, lr, wd, 2, true).unwrap();
+        assert_eq!(n_groups, 4);
+        // Calling it again must not move the exempt parameters a second time.
+        let (mut opt2, _) = adamw(&vs, lr, wd, 2, true).unwrap();
+        opt2.zero_grad();
+        opt.zero_grad();
+        let zero = (lin.ws.sum(Kind::Float)
+            + lin.bs.as_ref().unwrap().sum(Kind::Float)
+            + cls.sum(Kind::Float)
+            + pos.sum(Kind::Float)
+            + w2.sum(Kind::Float))
+            * 0.0;
+        zero.backward();
+        opt.step();
+        let after = [&lin.ws, lin.bs.as_ref().unwrap(), &cls, &pos, &w2];
+        let decayed = |i: usize| (&before[i] * (1.0 - lr * wd) - after[i]).abs().max();
+        let kept = |i: usize| (&before[i] - after[i]).abs().max();
+        assert!(decayed(0).double_value(&[]) < 1e-6, "weight not decayed");
+        assert!(
+            decayed(4).double_value(&[]) < 1e-6,
+            "group-1 weight not decayed"
+        );
+        for i in 1..4 {
+            assert_eq!(kept(i).double_value(&[]), 0.0, "exempt tensor {i} changed");
+        }
     }
 
     #[test]
