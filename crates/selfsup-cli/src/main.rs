@@ -356,13 +356,6 @@ fn is_graph_recipe(path: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Writes `text` to `path` whole or not at all (a temporary file renamed over it).
-fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, text).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
 /// Runs graph recipes in order. With `out`, the results so far are written there after every
 /// seed; with `resume`, seeds already in `out` are reused (same recipe settings only).
 fn run_graph_table(
@@ -411,7 +404,10 @@ fn run_graph_table(
                 Some(path) => {
                     let all: Vec<&GraphRunResult> =
                         done.iter().chain(std::iter::once(so_far)).collect();
-                    write_atomically(path, &serde_json::to_string_pretty(&all)?)
+                    selfsup::run_folder::atomic_write(
+                        path,
+                        serde_json::to_string_pretty(&all)?.as_bytes(),
+                    )
                 }
                 None => Ok(()),
             },
@@ -533,7 +529,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             println!("{}", selfsup::graph::run::format_results(&results));
             if let Some(out) = out {
-                write_atomically(&out, &serde_json::to_string_pretty(&results)?)?;
+                selfsup::run_folder::atomic_write(
+                    &out,
+                    serde_json::to_string_pretty(&results)?.as_bytes(),
+                )?;
                 println!("(per-seed results in {})", out.display());
             }
         }

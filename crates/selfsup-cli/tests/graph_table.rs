@@ -94,7 +94,7 @@ fn an_interrupted_table_resumes_from_its_saved_seeds() {
     assert_eq!(code, 0, "{err}");
     let full = seeds_of(&out);
     assert_eq!(full.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1]);
-    assert!(!dir.path().join("res.partial").exists());
+    assert!(!dir.path().join("res.tmp").exists());
 
     // As if the run had stopped after seed 0, whose figure is marked to show it is reused.
     let mut v: serde_json::Value =

@@ -222,39 +222,34 @@ pub fn adamw(
     groups: usize,
     exempt: bool,
 ) -> Result<(nn::Optimizer, usize)> {
-    if exempt {
+    let n_groups = {
         let mut vars = vs
             .variables_
             .lock()
             .map_err(|_| anyhow!("variable store lock poisoned"))?;
-        let exempt_ptrs: std::collections::HashSet<usize> = vars
-            .named_variables
-            .iter()
-            .filter(|(name, t)| {
-                t.dim() <= 1 || name.ends_with("cls_token") || name.ends_with("pos_embed")
-            })
-            .map(|(_, t)| t.data_ptr() as usize)
-            .collect();
-        for v in vars.trainable_variables.iter_mut() {
-            if v.group < groups && exempt_ptrs.contains(&(v.tensor.data_ptr() as usize)) {
-                v.group += groups;
+        if exempt {
+            let exempt_ptrs: std::collections::HashSet<usize> = vars
+                .named_variables
+                .iter()
+                .filter(|(name, t)| {
+                    t.dim() <= 1 || name.ends_with("cls_token") || name.ends_with("pos_embed")
+                })
+                .map(|(_, t)| t.data_ptr() as usize)
+                .collect();
+            for v in vars.trainable_variables.iter_mut() {
+                if v.group < groups && exempt_ptrs.contains(&(v.tensor.data_ptr() as usize)) {
+                    v.group += groups;
+                }
             }
         }
-    }
+        let highest = vars.trainable_variables.iter().map(|v| v.group + 1).max();
+        highest.unwrap_or(0)
+    };
     let mut opt = nn::AdamW {
         wd: weight_decay,
         ..Default::default()
     }
     .build(vs, lr)?;
-    let n_groups = vs
-        .variables_
-        .lock()
-        .map_err(|_| anyhow!("variable store lock poisoned"))?
-        .trainable_variables
-        .iter()
-        .map(|v| v.group + 1)
-        .max()
-        .unwrap_or(0);
     if exempt {
         for g in groups..n_groups.min(2 * groups) {
             opt.set_weight_decay_group(g, 0.0);
