@@ -130,12 +130,19 @@ enum Command {
         /// First seed, e.g. to add seeds to an earlier comparison
         #[arg(long, default_value_t = 0)]
         first_seed: u64,
-        /// Folder for the run folders (one per recipe and seed; must not hold them yet)
+        /// Folder for the run folders (one per recipe and seed; must not hold them yet, unless
+        /// resuming)
         #[arg(long, default_value = "runs/compare")]
         runs: PathBuf,
-        /// Write every figure (per seed) as JSON to this file
+        /// Write every figure (per seed) as JSON to this file, rewritten after each seed so
+        /// that an interrupted comparison keeps its finished seeds
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue an interrupted comparison: seeds already in the --out file are taken from it
+        /// (refused if their recipe's settings changed), an interrupted pretraining continues
+        /// from its run folder's last checkpoint, the rest are run
+        #[arg(long, requires = "out")]
+        resume: bool,
     },
     /// Tables, as tabular SSL papers report them: per seed, pretrain each recipe's method on the
     /// training rows, then train the same MLP on its frozen representations, on the raw
@@ -543,8 +550,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             first_seed,
             runs,
             out,
+            resume,
         } => {
             let stop = trainer::install_signal_handlers()?;
+            let previous = match &out {
+                Some(path) if resume && path.exists() => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    Some(serde_json::from_str(&text).map_err(|e| {
+                        anyhow::anyhow!(
+                            "{}: not a results file of `selfsup compare --out` ({e})",
+                            path.display()
+                        )
+                    })?)
+                }
+                _ => None,
+            };
             let report = selfsup::compare::compare(
                 selfsup::compare::CompareArgs {
                     recipes,
@@ -554,6 +575,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     device,
                     threads: cli.threads,
                     stop,
+                    resume,
+                },
+                previous.as_ref(),
+                |so_far| match &out {
+                    Some(path) => selfsup::compare::write_json(path, so_far),
+                    None => Ok(()),
                 },
                 |line| eprintln!("{line}"),
             )?;

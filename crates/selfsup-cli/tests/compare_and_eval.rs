@@ -304,3 +304,97 @@ fn bench_e2e_reports_our_runs() {
     assert!(v["e2e"]["ratio"].is_null(), "no reference, no ratio");
     assert!(dir.path().join("e2e/ours-seed1/manifest.json").exists());
 }
+
+#[test]
+fn compare_resume_reuses_saved_seeds_continues_run_folders_and_refuses_changed_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let args = |seeds: &'static str, extra: &[&'static str]| {
+        let mut a = vec![
+            "compare",
+            "simclr.toml",
+            "--seeds",
+            seeds,
+            "--runs",
+            "cmp",
+            "--out",
+            "cmp.json",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let (code, _, err) = common::selfsup(&args("1", &[]), dir.path());
+    assert_eq!(code, 0, "{err}");
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("cmp.json")).unwrap())
+            .unwrap();
+
+    // Without --resume the existing run folder is refused, and the saved table is kept.
+    let (code, _, err) = common::selfsup(&args("2", &[]), dir.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("--resume"), "{err}");
+
+    // An interrupted pretraining of seed 1: its run folder exists, the table does not hold it.
+    let (code, _, err) = common::selfsup(
+        &[
+            "pretrain",
+            "simclr.toml",
+            "--set",
+            "seed=1",
+            "--set",
+            "eval.raw_baseline=false",
+            "--run-dir",
+            "cmp/s-seed1",
+            "--no-eval",
+            "--quiet",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+
+    let (code, out, err) = common::selfsup(&args("2", &["--resume"]), dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("simclr seed 0: taken from the saved comparison"),
+        "{err}"
+    );
+    assert!(
+        err.contains("simclr seed 1: continuing the pretraining"),
+        "{err}"
+    );
+    assert!(
+        err.contains("controls seed 0: taken from the saved comparison"),
+        "{err}"
+    );
+    assert!(out.contains("control: raw inputs"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("cmp.json")).unwrap())
+            .unwrap();
+    let simclr = v["rows"][0]["scores"].as_array().unwrap();
+    assert_eq!(simclr.len(), 2);
+    assert_eq!(
+        simclr[0], first["rows"][0]["scores"][0],
+        "seed 0 reused as saved"
+    );
+    assert_eq!(simclr[1]["resumed"], true);
+    assert_eq!(v["rows"][1]["scores"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        v["rows"][2]["scores"], first["rows"][2]["scores"],
+        "raw row"
+    );
+
+    // A setting that changes the figures but not the budget: the saved seeds are refused.
+    let (code, _, err) = common::selfsup(
+        &args("2", &["--resume", "--set", "method.temperature=0.3"]),
+        dir.path(),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("other settings"), "{err}");
+    // A different budget: refused before anything runs.
+    let (code, _, err) = common::selfsup(
+        &args("2", &["--resume", "--set", "train.batch_size=8"]),
+        dir.path(),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("another budget"), "{err}");
+}

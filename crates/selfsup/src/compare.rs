@@ -2,12 +2,18 @@
 //! each pretrained once per seed and scored by kNN and the linear probe on the test split, with
 //! the effective rank of its test representations, beside two controls measured by the same
 //! code: the raw inputs and a randomly initialised (untrained) encoder.
+//!
+//! A table of many methods and seeds can take hours, so it is resumable: the report so far is
+//! handed out after every seed (the CLI writes it to `--out`), and a later invocation given that
+//! report reuses the seeds it holds — refusing any whose recipe settings changed — and continues
+//! an interrupted pretraining from its run folder's last checkpoint (bit-identical on the CPU, so
+//! resuming changes no figure).
 use crate::commands::{self, PretrainArgs};
 use crate::error::BadInputPolicy;
 use crate::pipeline::{self, EvalRecord, Protocol};
 use crate::recipe::Recipe;
 use anyhow::{bail, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -23,23 +29,35 @@ pub struct CompareArgs {
     pub device: Device,
     pub threads: usize,
     pub stop: Arc<AtomicBool>,
+    /// Continue a run folder left by an interrupted pretraining (from its last checkpoint)
+    /// instead of refusing it.
+    pub resume: bool,
 }
 
 /// One pretraining run's figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeedScore {
     pub seed: u64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub knn: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub linear: f64,
     /// RankMe of the test-set representations (Garrido et al. 2023).
+    #[serde(deserialize_with = "nan_if_null")]
     pub rankme: f64,
     pub dim: i64,
-    /// Pretraining wall time.
+    /// Pretraining wall time (of the last invocation only when `resumed`).
     pub train_seconds: f64,
     pub run_dir: PathBuf,
+    /// [`recipe_fingerprint`] of the recipe this seed was run with.
+    #[serde(default)]
+    pub recipe_fingerprint: String,
+    /// The pretraining was continued from a checkpoint of an interrupted invocation.
+    #[serde(default)]
+    pub resumed: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     /// `method` for a pretrained encoder, or `control: raw inputs` / `control: random init`.
     pub name: String,
@@ -47,11 +65,17 @@ pub struct Row {
     pub scores: Vec<SeedScore>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompareReport {
     pub budget: String,
     pub protocols: Vec<String>,
     pub rows: Vec<Row>,
+}
+
+/// JSON has no NaN: serde_json writes a missing figure (e.g. the raw row's RankMe) as `null`,
+/// read back here as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Mean and sample standard deviation.
@@ -85,6 +109,20 @@ fn budget(r: &Recipe) -> String {
     )
 }
 
+/// blake3 of everything in a resolved recipe that one seed's figures depend on (all but its
+/// seed): a saved seed is reused only under the same fingerprint.
+pub fn recipe_fingerprint(r: &Recipe) -> String {
+    let mut r = r.clone();
+    r.seed = 0;
+    // How the work is scheduled and logged changes no figure.
+    r.train.workers = 1;
+    r.train.prefetch = 1;
+    r.train.log_every = 1;
+    r.train.checkpoint_every = 0;
+    r.train.keep_checkpoints = 1;
+    blake3::hash(r.to_toml().as_bytes()).to_hex().to_string()
+}
+
 fn accuracy(records: &[EvalRecord], features: &str, protocol: Protocol) -> f64 {
     let prefix = match protocol {
         Protocol::Knn => "knn",
@@ -96,7 +134,17 @@ fn accuracy(records: &[EvalRecord], features: &str, protocol: Protocol) -> f64 {
         .map_or(f64::NAN, |r| r.accuracy)
 }
 
-pub fn compare(args: CompareArgs, log: impl Fn(&str)) -> Result<CompareReport> {
+/// Pretrains every recipe once per seed and scores it, then the controls. `on_seed` receives the
+/// report so far after every seed (to save it). Seeds found in `previous` (an earlier, interrupted
+/// comparison; matched by run folder and checked by recipe fingerprint) are taken from it; with
+/// `args.resume`, a run folder left by an interrupted pretraining is continued from its last
+/// checkpoint instead of refused.
+pub fn compare(
+    args: CompareArgs,
+    previous: Option<&CompareReport>,
+    mut on_seed: impl FnMut(&CompareReport) -> Result<()>,
+    log: impl Fn(&str),
+) -> Result<CompareReport> {
     if args.recipes.is_empty() || args.seeds.is_empty() {
         bail!("nothing to compare: give at least one recipe and one seed");
     }
@@ -116,30 +164,74 @@ pub fn compare(args: CompareArgs, log: impl Fn(&str)) -> Result<CompareReport> {
             );
         }
     }
+    if let Some(p) = previous {
+        if p.budget != b {
+            bail!(
+                "the saved comparison was run at another budget:\n  {}\nnow:\n  {b}\n\
+                 remove it or write to another file",
+                p.budget
+            );
+        }
+    }
+    let saved = |run_dir: &Path| {
+        previous
+            .into_iter()
+            .flat_map(|p| p.rows.iter())
+            .flat_map(|row| row.scores.iter())
+            .find(|s| s.run_dir == run_dir)
+            .cloned()
+    };
     crate::backend::set_threads(args.threads);
-    let mut rows = Vec::new();
-    let mut protocols = Vec::new();
+    let mut report = CompareReport {
+        budget: b,
+        protocols: previous.map_or(Vec::new(), |p| p.protocols.clone()),
+        rows: Vec::new(),
+    };
     for (recipe, path) in recipes.iter().zip(&args.recipes) {
-        let mut row = Row {
+        let fingerprint = recipe_fingerprint(recipe);
+        report.rows.push(Row {
             name: recipe.method.name().to_string(),
             recipe: Some(path.clone()),
             scores: Vec::new(),
-        };
+        });
+        let name = recipe.method.name();
         for &seed in &args.seeds {
             let run_dir = args.runs.join(format!("{}-seed{seed}", recipe.name));
+            if let Some(s) = saved(&run_dir) {
+                if s.recipe_fingerprint != fingerprint {
+                    bail!(
+                        "{}: the saved result of {} was made with other settings than the \
+                         recipe's now; remove it from the saved comparison or write to another file",
+                        path.display(),
+                        run_dir.display()
+                    );
+                }
+                log(&format!(
+                    "{name} seed {seed}: taken from the saved comparison (kNN {:.2}%, linear {:.2}%)",
+                    s.knn * 100.0,
+                    s.linear * 100.0
+                ));
+                push_score(&mut report, s);
+                continue;
+            }
+            let resume = args.resume && run_dir.join("recipe.toml").exists();
             let mut overrides = args.overrides.clone();
             overrides.push(format!("seed={seed}"));
             overrides.push("eval.raw_baseline=false".into());
             log(&format!(
-                "{} seed {seed}: pretraining into {}",
-                row.name,
+                "{name} seed {seed}: {} into {}",
+                if resume {
+                    "continuing the pretraining"
+                } else {
+                    "pretraining"
+                },
                 run_dir.display()
             ));
-            let report = commands::pretrain(PretrainArgs {
+            let out = commands::pretrain(PretrainArgs {
                 recipe: path.clone(),
-                overrides: overrides.clone(),
+                overrides,
                 run_dir: Some(run_dir.clone()),
-                resume: false,
+                resume,
                 device: args.device,
                 threads: args.threads,
                 on_bad_input: BadInputPolicy::Fail,
@@ -147,71 +239,117 @@ pub fn compare(args: CompareArgs, log: impl Fn(&str)) -> Result<CompareReport> {
                 progress: false,
                 stop: args.stop.clone(),
             })?;
-            if report.eval.is_empty() {
+            if out.eval.is_empty() {
                 bail!(
                     "{}: the recipe has no labelled test split to score",
                     path.display()
                 );
             }
-            if protocols.is_empty() {
-                protocols = report.eval.iter().map(|r| r.protocol.clone()).collect();
+            if report.protocols.is_empty() {
+                report.protocols = out.eval.iter().map(|r| r.protocol.clone()).collect();
             }
-            let rank = report
+            let rank = out
                 .test_collapse
                 .as_ref()
                 .map_or((f64::NAN, 0), |c| (c.rankme, c.dim));
             let s = SeedScore {
                 seed,
-                knn: accuracy(&report.eval, "learned", Protocol::Knn),
-                linear: accuracy(&report.eval, "learned", Protocol::Linear),
+                knn: accuracy(&out.eval, "learned", Protocol::Knn),
+                linear: accuracy(&out.eval, "learned", Protocol::Linear),
                 rankme: rank.0,
                 dim: rank.1,
-                train_seconds: report.summary.seconds,
+                train_seconds: out.summary.seconds,
                 run_dir,
+                recipe_fingerprint: fingerprint.clone(),
+                resumed: resume,
             };
             log(&format!(
-                "{} seed {seed}: kNN {:.2}%, linear {:.2}%, RankMe {:.1} of {}, {:.0}s",
-                row.name,
+                "{name} seed {seed}: kNN {:.2}%, linear {:.2}%, RankMe {:.1} of {}, {:.0}s",
                 s.knn * 100.0,
                 s.linear * 100.0,
                 s.rankme,
                 s.dim,
                 s.train_seconds
             ));
-            row.scores.push(s);
+            push_score(&mut report, s);
+            on_seed(&report)?;
         }
-        rows.push(row);
     }
-    rows.extend(controls(&recipes[0], &args, &log)?);
-    Ok(CompareReport {
-        budget: b,
-        protocols,
-        rows,
-    })
+    controls(
+        &recipes[0],
+        &args,
+        previous,
+        &mut report,
+        &mut on_seed,
+        &log,
+    )?;
+    Ok(report)
 }
 
-/// The raw-input baseline (seed-independent) and an untrained encoder per seed, scored by the
-/// same protocols.
-fn controls(recipe: &Recipe, args: &CompareArgs, log: &impl Fn(&str)) -> Result<Vec<Row>> {
-    let mut eval = recipe.eval.clone();
-    eval.raw_baseline = true;
-    let prepared = pipeline::prepare_data(
-        recipe,
-        BadInputPolicy::Fail,
-        recipe.train.max_samples,
-        recipe.eval.max_test_samples,
-    )?;
-    let mut random = Row {
-        name: "control: random-init encoder".into(),
-        recipe: None,
-        scores: Vec::new(),
+/// Appends a score to the report's last row.
+fn push_score(report: &mut CompareReport, s: SeedScore) {
+    if let Some(row) = report.rows.last_mut() {
+        row.scores.push(s);
+    }
+}
+
+const RANDOM_CONTROL: &str = "control: random-init encoder";
+const RAW_CONTROL: &str = "control: raw inputs";
+
+/// The raw-input baseline (seed-independent, measured once) and an untrained encoder per seed,
+/// scored by the same protocols and appended to `report`. Saved control figures are reused when
+/// made with the same first recipe.
+fn controls(
+    recipe: &Recipe,
+    args: &CompareArgs,
+    previous: Option<&CompareReport>,
+    report: &mut CompareReport,
+    on_seed: &mut impl FnMut(&CompareReport) -> Result<()>,
+    log: &impl Fn(&str),
+) -> Result<()> {
+    let fingerprint = recipe_fingerprint(recipe);
+    let saved = |row: &str, seed: Option<u64>| {
+        previous
+            .into_iter()
+            .flat_map(|p| p.rows.iter())
+            .filter(|r| r.name == row)
+            .flat_map(|r| r.scores.iter())
+            .find(|s| s.recipe_fingerprint == fingerprint && seed.is_none_or(|k| s.seed == k))
+            .cloned()
     };
-    let mut raw = Row {
-        name: "control: raw inputs".into(),
-        recipe: None,
-        scores: Vec::new(),
-    };
+    let raw_saved = saved(RAW_CONTROL, None);
+    let random = report.rows.len();
+    for name in [RANDOM_CONTROL, RAW_CONTROL] {
+        report.rows.push(Row {
+            name: name.into(),
+            recipe: None,
+            scores: Vec::new(),
+        });
+    }
+    if let Some(s) = raw_saved.clone() {
+        report.rows[random + 1].scores.push(s);
+    }
+    let mut prepared = None;
     for &seed in &args.seeds {
+        // Without a saved raw row, the first seed is measured again to get it.
+        if let Some(s) = raw_saved.as_ref().and(saved(RANDOM_CONTROL, Some(seed))) {
+            log(&format!(
+                "controls seed {seed}: taken from the saved comparison"
+            ));
+            report.rows[random].scores.push(s);
+            continue;
+        }
+        if prepared.is_none() {
+            prepared = Some(pipeline::prepare_data(
+                recipe,
+                BadInputPolicy::Fail,
+                recipe.train.max_samples,
+                recipe.eval.max_test_samples,
+            )?);
+        }
+        let prepared = prepared.as_ref().expect("prepared above");
+        let mut eval = recipe.eval.clone();
+        eval.raw_baseline = report.rows[random + 1].scores.is_empty();
         let mut r = recipe.clone();
         r.seed = seed;
         let model = pipeline::build_model(
@@ -223,12 +361,11 @@ fn controls(recipe: &Recipe, args: &CompareArgs, log: &impl Fn(&str)) -> Result<
         let t = Instant::now();
         let (records, collapse) = pipeline::evaluate_with_collapse(
             model.method.as_ref(),
-            &prepared,
+            prepared,
             &eval,
             &[Protocol::Knn, Protocol::Linear],
             args.device,
         )?;
-        let rank = (collapse.rankme, collapse.dim);
         let score = |features: &str, rank: (f64, i64)| SeedScore {
             seed,
             knn: accuracy(&records, features, Protocol::Knn),
@@ -237,22 +374,28 @@ fn controls(recipe: &Recipe, args: &CompareArgs, log: &impl Fn(&str)) -> Result<
             dim: rank.1,
             train_seconds: 0.0,
             run_dir: PathBuf::new(),
+            recipe_fingerprint: fingerprint.clone(),
+            resumed: false,
         };
-        random.scores.push(score("learned", rank));
-        if raw.scores.is_empty() {
-            // The raw inputs do not depend on the seed: measured once.
+        report.rows[random]
+            .scores
+            .push(score("learned", (collapse.rankme, collapse.dim)));
+        if eval.raw_baseline {
             let dim = records
                 .iter()
                 .find(|r| r.features == "raw")
                 .map_or(0, |r| r.dim);
-            raw.scores.push(score("raw", (f64::NAN, dim)));
+            report.rows[random + 1]
+                .scores
+                .push(score("raw", (f64::NAN, dim)));
         }
         log(&format!(
             "controls seed {seed}: {:.1}s",
             t.elapsed().as_secs_f64()
         ));
+        on_seed(report)?;
     }
-    Ok(vec![random, raw])
+    Ok(())
 }
 
 /// The comparison as a plain-text table.
@@ -276,7 +419,13 @@ pub fn format_report(r: &CompareReport) -> String {
         let sc = &row.scores;
         let (rank, _) = mean_std(&sc.iter().map(|x| x.rankme).collect::<Vec<_>>());
         let dim = sc.first().map_or(0, |x| x.dim);
-        let (secs, _) = mean_std(&sc.iter().map(|x| x.train_seconds).collect::<Vec<_>>());
+        // A resumed seed's time covers its last invocation only: left out of the mean.
+        let (secs, _) = mean_std(
+            &sc.iter()
+                .filter(|x| !x.resumed)
+                .map(|x| x.train_seconds)
+                .collect::<Vec<_>>(),
+        );
         s.push_str(&format!(
             "{:<30} {:>5} {:>15} {:>15} {:>13} {:>9}\n",
             row.name,
@@ -288,7 +437,7 @@ pub fn format_report(r: &CompareReport) -> String {
             } else {
                 format!("{rank:.1} ({dim})")
             },
-            if secs > 0.0 {
+            if secs > 0.0 && !secs.is_nan() {
                 format!("{secs:.0}")
             } else {
                 "–".into()
