@@ -175,9 +175,15 @@ enum Command {
         /// Skip the gradient-boosted-trees baseline
         #[arg(long)]
         no_gbdt: bool,
-        /// Write every figure (per seed) as JSON to this file
+        /// Write every figure (per seed) as JSON to this file, rewritten after each seed so
+        /// that an interrupted table keeps its finished seeds
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue an interrupted table: seeds already in the --out file are taken from it
+        /// (refused if the settings changed), an interrupted pretraining continues from its
+        /// run folder's last checkpoint, the rest are run
+        #[arg(long, requires = "out")]
+        resume: bool,
     },
     /// Self-pretraining ("never train from scratch"): pretrain the recipe's method on the task's
     /// own training inputs, fine-tune with the recipe's eval.finetune_* protocol, and print it
@@ -363,6 +369,27 @@ fn is_graph_recipe(path: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Reads a results file written by `--out` of the command `what`, to resume from it.
+fn read_saved_table<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not a results file of `{what}` ({e})", path.display()))
+}
+
+/// Writes a table (so far) to `--out`, atomically, when one was given.
+fn save_table(out: Option<&std::path::Path>, table: &impl serde::Serialize) -> anyhow::Result<()> {
+    match out {
+        Some(path) => {
+            selfsup::run_folder::atomic_write(path, serde_json::to_string_pretty(table)?.as_bytes())
+        }
+        None => Ok(()),
+    }
+}
+
 /// Runs graph recipes in order. With `out`, the results so far are written there after every
 /// seed; with `resume`, seeds already in `out` are reused (same recipe settings only).
 fn run_graph_table(
@@ -386,16 +413,7 @@ fn run_graph_table(
         parsed.push(r);
     }
     let previous: Vec<GraphRunResult> = match out {
-        Some(path) if resume && path.exists() => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: not a results file of `selfsup graph --out` ({e})",
-                    path.display()
-                )
-            })?
-        }
+        Some(path) if resume && path.exists() => read_saved_table(path, "selfsup graph --out")?,
         _ => Vec::new(),
     };
     let mut results: Vec<GraphRunResult> = Vec::new();
@@ -407,16 +425,10 @@ fn run_graph_table(
             device,
             save_embeddings,
             before,
-            |so_far| match out {
-                Some(path) => {
-                    let all: Vec<&GraphRunResult> =
-                        done.iter().chain(std::iter::once(so_far)).collect();
-                    selfsup::run_folder::atomic_write(
-                        path,
-                        serde_json::to_string_pretty(&all)?.as_bytes(),
-                    )
-                }
-                None => Ok(()),
+            |so_far| {
+                let all: Vec<&GraphRunResult> =
+                    done.iter().chain(std::iter::once(so_far)).collect();
+                save_table(out, &all)
             },
             |line| eprintln!("{line}"),
         )?;
@@ -555,14 +567,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let stop = trainer::install_signal_handlers()?;
             let previous = match &out {
                 Some(path) if resume && path.exists() => {
-                    let text = std::fs::read_to_string(path)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                    Some(serde_json::from_str(&text).map_err(|e| {
-                        anyhow::anyhow!(
-                            "{}: not a results file of `selfsup compare --out` ({e})",
-                            path.display()
-                        )
-                    })?)
+                    Some(read_saved_table(path, "selfsup compare --out")?)
                 }
                 _ => None,
             };
@@ -578,15 +583,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     resume,
                 },
                 previous.as_ref(),
-                |so_far| match &out {
-                    Some(path) => selfsup::compare::write_json(path, so_far),
-                    None => Ok(()),
-                },
+                |so_far| save_table(out.as_deref(), so_far),
                 |line| eprintln!("{line}"),
             )?;
             println!("{}", selfsup::compare::format_report(&report));
             if let Some(out) = out {
-                selfsup::compare::write_json(&out, &report)?;
+                save_table(Some(&out), &report)?;
                 println!("(per-seed results in {})", out.display());
             }
         }
@@ -601,8 +603,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mlp_epochs,
             no_gbdt,
             out,
+            resume,
         } => {
             let stop = trainer::install_signal_handlers()?;
+            let previous = match &out {
+                Some(path) if resume && path.exists() => {
+                    Some(read_saved_table(path, "selfsup tabular --out")?)
+                }
+                _ => None,
+            };
             let report = selfsup::tabular::tabular(
                 selfsup::tabular::TabularArgs {
                     recipes,
@@ -619,13 +628,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     device,
                     threads: cli.threads,
                     stop,
+                    resume,
                 },
+                previous.as_ref(),
+                |so_far| save_table(out.as_deref(), so_far),
                 |line| eprintln!("{line}"),
             )?;
             println!("{}", selfsup::tabular::format_report(&report));
             if let Some(out) = out {
-                std::fs::write(&out, serde_json::to_string_pretty(&report)?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                save_table(Some(&out), &report)?;
                 println!("(per-seed results in {})", out.display());
             }
         }

@@ -120,3 +120,67 @@ fn tabular_prints_every_model_for_classification_and_regression() {
         std::fs::remove_dir_all(d.join("runs")).unwrap();
     }
 }
+
+#[test]
+fn tabular_resume_reuses_saved_seeds_and_refuses_changed_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_table(&d.join("train.csv"), 300, 1, false);
+    write_table(&d.join("test.csv"), 150, 2, false);
+    let cls = "[data]\nformat = \"csv\"\ntrain = \"train.csv\"\ntest = \"test.csv\"\n[data.options]\nlabel = \"y\"";
+    std::fs::write(d.join("sc.toml"), recipe("sc", cls, SCARF)).unwrap();
+    let run = |seeds: &str, extra: &[&str]| {
+        let mut a = vec![
+            "tabular",
+            "sc.toml",
+            "--seeds",
+            seeds,
+            "--runs",
+            "runs",
+            "--mlp-epochs",
+            "3",
+            "--no-gbdt",
+            "--out",
+            "t.json",
+        ];
+        a.extend_from_slice(extra);
+        common::selfsup(&a, d)
+    };
+    let read = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("t.json")).unwrap()).unwrap()
+    };
+    let (code, _, err) = run("1", &[]);
+    assert_eq!(code, 0, "{err}");
+    let first = read();
+    assert_eq!(first["seeds"], serde_json::json!([0]));
+
+    let (code, _, err) = run("2", &["--resume"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("seed 0: taken from the saved table"), "{err}");
+    assert!(
+        err.contains("sc (simclr) + MLP seed 1: pretraining"),
+        "{err}"
+    );
+    let second = read();
+    assert_eq!(second["seeds"], serde_json::json!([0, 1]));
+    for (row, old) in second["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(first["rows"].as_array().unwrap())
+    {
+        assert_eq!(row["per_seed"].as_array().unwrap().len(), 2, "{row}");
+        assert_eq!(row["per_seed"][0], old["per_seed"][0], "seed 0 reused");
+    }
+
+    // Settings that change the figures: refused, and the saved table is kept as it was.
+    for extra in [
+        &["--resume", "--set", "method.temperature=0.5"][..],
+        &["--resume", "--val-fraction", "0.3"][..],
+    ] {
+        let (code, _, err) = run("3", extra);
+        assert_ne!(code, 0, "{extra:?}");
+        assert!(err.contains("other settings"), "{extra:?}: {err}");
+    }
+    assert_eq!(read(), second);
+}

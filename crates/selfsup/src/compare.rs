@@ -447,11 +447,6 @@ pub fn format_report(r: &CompareReport) -> String {
     s
 }
 
-/// Writes the report as JSON.
-pub fn write_json(path: &Path, r: &CompareReport) -> Result<()> {
-    crate::run_folder::atomic_write(path, serde_json::to_string_pretty(r)?.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,10 @@
 //! reports accuracy, regression RMSE in the target's units and, beside it, divided by the target's
 //! standard deviation over all rows — the unit of T-JEPA's tables (its code fits a
 //! `StandardScaler` on every row's target and reports RMSE on the scaled target).
+//!
+//! Like `selfsup compare`, a table is resumable: the report so far is handed out after every
+//! seed, and a later invocation given it reuses its seeds (same settings only, checked by a
+//! fingerprint) and continues an interrupted pretraining from its last checkpoint.
 use crate::commands::{self, PretrainArgs};
 use crate::error::BadInputPolicy;
 use crate::eval::downstream::{fit_mlp_probe, split_indices, MlpProbeConfig, Task};
@@ -14,7 +18,7 @@ use crate::pipeline;
 use crate::recipe::Recipe;
 use crate::views::ViewSource;
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -36,9 +40,11 @@ pub struct TabularArgs {
     pub device: Device,
     pub threads: usize,
     pub stop: Arc<AtomicBool>,
+    /// Continue a run folder left by an interrupted pretraining instead of refusing it.
+    pub resume: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TabRow {
     pub name: String,
     /// Test metric per seed: accuracy in [0, 1] or RMSE.
@@ -46,7 +52,7 @@ pub struct TabRow {
     pub seconds: Vec<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TabReport {
     /// "accuracy" or "rmse".
     pub metric: String,
@@ -56,6 +62,13 @@ pub struct TabReport {
     /// the scale of a standardised RMSE.
     pub target_std: Option<f64>,
     pub rows: Vec<TabRow>,
+    /// The seeds every row holds a figure for, in the order of `per_seed`.
+    #[serde(default)]
+    pub seeds: Vec<u64>,
+    /// blake3 of the settings every figure depends on (recipes, split fractions, MLP, GBDT):
+    /// saved seeds are reused only under the same fingerprint.
+    #[serde(default)]
+    pub fingerprint: String,
 }
 
 fn task_of(source: &dyn ViewSource) -> Result<Task> {
@@ -110,7 +123,32 @@ fn mlp_score(
     Ok(r.test_metric)
 }
 
-pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
+/// The fingerprint of a table's settings, seeds aside.
+fn settings_fingerprint(recipes: &[Recipe], args: &TabularArgs) -> String {
+    let mut text = String::new();
+    for r in recipes {
+        text.push_str(&crate::compare::recipe_fingerprint(r));
+        text.push('\n');
+    }
+    let probe = MlpProbeConfig {
+        seed: 0,
+        ..args.probe.clone()
+    };
+    text.push_str(&format!(
+        "{} {} {probe:?} {}",
+        args.val_fraction, args.test_fraction, args.gbdt
+    ));
+    blake3::hash(text.as_bytes()).to_hex().to_string()
+}
+
+/// Runs the table. `on_seed` receives the report so far after every seed (to save it); seeds in
+/// `previous` (an interrupted or shorter table of the same settings) are taken from it.
+pub fn tabular(
+    args: TabularArgs,
+    previous: Option<&TabReport>,
+    mut on_seed: impl FnMut(&TabReport) -> Result<()>,
+    log: impl Fn(&str),
+) -> Result<TabReport> {
     if args.recipes.is_empty() || args.seeds.is_empty() {
         bail!("give at least one recipe and one seed");
     }
@@ -126,6 +164,15 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
                 "{}: its [data] differs from {}'s; every method must see the same table",
                 p.display(),
                 args.recipes[0].display()
+            );
+        }
+    }
+    let fingerprint = settings_fingerprint(&recipes, &args);
+    if let Some(p) = previous {
+        if p.fingerprint != fingerprint {
+            bail!(
+                "the saved table was made with other settings (recipes, split fractions, MLP or \
+                 GBDT) than now; remove it or write to another file"
             );
         }
     }
@@ -175,43 +222,102 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
     };
     let mut out_rows: Vec<TabRow> = recipes
         .iter()
-        .map(|r| TabRow {
-            name: format!("{} ({}) + MLP", r.name, r.method.name()),
+        .map(|r| format!("{} ({}) + MLP", r.name, r.method.name()))
+        .chain(std::iter::once("raw features + MLP".to_string()))
+        .chain(
+            args.gbdt
+                .then(|| "GBDT (forust, early-stopped) on raw features".to_string()),
+        )
+        .map(|name| TabRow {
+            name,
             per_seed: Vec::new(),
             seconds: Vec::new(),
         })
         .collect();
-    let mut raw_row = TabRow {
-        name: "raw features + MLP".into(),
-        per_seed: Vec::new(),
-        seconds: Vec::new(),
+    let (tr_n, va_n, te_n) = {
+        let s = splits(args.seeds[0]);
+        (s.0.len(), s.1.len(), s.2.len())
     };
-    let mut gbdt_row = TabRow {
-        name: "GBDT (forust, early-stopped) on raw features".into(),
-        per_seed: Vec::new(),
-        seconds: Vec::new(),
+    let mut report = TabReport {
+        metric: match task {
+            Task::Regression => "rmse".into(),
+            Task::Classification { .. } => "accuracy".into(),
+        },
+        split: if test.is_some() {
+            format!(
+                "training file {n} rows → {tr_n} train / {va_n} validation ({}% held out, {}, re-drawn per seed); test file {te_n} rows",
+                args.val_fraction * 100.0,
+                if labels.is_some() { "stratified" } else { "random" }
+            )
+        } else {
+            format!(
+                "one file of {n} rows → {tr_n} train / {va_n} validation / {te_n} test ({}% test, then {}% of the rest for validation, {}, re-drawn per seed); pretraining sees every row's features, never a label",
+                args.test_fraction * 100.0,
+                args.val_fraction * 100.0,
+                if labels.is_some() { "stratified" } else { "random" }
+            )
+        },
+        protocol: format!(
+            "MLP {:?} (ReLU, dropout {}), AdamW lr {} wd {}, batch {}, ≤{} epochs, early stopping patience {} on validation; inputs standardised on train",
+            args.probe.hidden, args.probe.dropout, args.probe.lr, args.probe.weight_decay, args.probe.batch, args.probe.max_epochs, args.probe.patience
+        ),
+        target_std,
+        rows: Vec::new(),
+        seeds: Vec::new(),
+        fingerprint,
     };
     for &seed in &args.seeds {
+        if let Some(j) = previous.and_then(|p| p.seeds.iter().position(|&k| k == seed)) {
+            let p = previous.expect("found in it");
+            if p.rows.len() != out_rows.len() {
+                bail!(
+                    "the saved table has {} rows, not {}",
+                    p.rows.len(),
+                    out_rows.len()
+                );
+            }
+            for (row, old) in out_rows.iter_mut().zip(&p.rows) {
+                let (v, t) = old
+                    .per_seed
+                    .get(j)
+                    .zip(old.seconds.get(j))
+                    .with_context(|| {
+                        format!("the saved table's row {} lacks seed {seed}", old.name)
+                    })?;
+                row.per_seed.push(*v);
+                row.seconds.push(*t);
+            }
+            log(&format!("seed {seed}: taken from the saved table"));
+            report.seeds.push(seed);
+            continue;
+        }
         let split = splits(seed);
         let probe = MlpProbeConfig {
             seed,
             ..args.probe.clone()
         };
+        let n_methods = recipes.len();
         for ((recipe, path), row) in recipes.iter().zip(&args.recipes).zip(&mut out_rows) {
             let t = Instant::now();
             let run_dir = args.runs.join(format!("{}-seed{seed}", recipe.name));
+            let resume = args.resume && run_dir.join("recipe.toml").exists();
             let mut overrides = args.overrides.clone();
             overrides.push(format!("seed={seed}"));
             log(&format!(
-                "{} seed {seed}: pretraining into {}",
+                "{} seed {seed}: {} into {}",
                 row.name,
+                if resume {
+                    "continuing the pretraining"
+                } else {
+                    "pretraining"
+                },
                 run_dir.display()
             ));
             commands::pretrain(PretrainArgs {
                 recipe: path.clone(),
                 overrides: overrides.clone(),
                 run_dir: Some(run_dir.clone()),
-                resume: false,
+                resume,
                 device: args.device,
                 threads: args.threads,
                 on_bad_input: BadInputPolicy::Fail,
@@ -241,12 +347,16 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
                 t.elapsed().as_secs_f64()
             ));
         }
+        let (raw_row, gbdt_row) = {
+            let (head, tail) = out_rows[n_methods..].split_at_mut(1);
+            (&mut head[0], tail.first_mut())
+        };
         let t = Instant::now();
         let v = mlp_score(task, &raw, &y, &split, &probe, args.device)?;
         raw_row.per_seed.push(v);
         raw_row.seconds.push(t.elapsed().as_secs_f64());
         log(&format!("{} seed {seed}: {v:.4}", raw_row.name));
-        if args.gbdt {
+        if let Some(gbdt_row) = gbdt_row {
             let t = Instant::now();
             let (tr, va, te) = &split;
             let part = |idx: &[usize]| -> Result<(Vec<f32>, Vec<f64>)> {
@@ -269,41 +379,12 @@ pub fn tabular(args: TabularArgs, log: impl Fn(&str)) -> Result<TabReport> {
                 gbdt_row.name, r.test_metric
             ));
         }
+        report.seeds.push(seed);
+        report.rows = out_rows.clone();
+        on_seed(&report)?;
     }
-    out_rows.push(raw_row);
-    if args.gbdt {
-        out_rows.push(gbdt_row);
-    }
-    let (tr_n, va_n, te_n) = {
-        let s = splits(args.seeds[0]);
-        (s.0.len(), s.1.len(), s.2.len())
-    };
-    Ok(TabReport {
-        metric: match task {
-            Task::Regression => "rmse".into(),
-            Task::Classification { .. } => "accuracy".into(),
-        },
-        split: if test.is_some() {
-            format!(
-                "training file {n} rows → {tr_n} train / {va_n} validation ({}% held out, {}, re-drawn per seed); test file {te_n} rows",
-                args.val_fraction * 100.0,
-                if labels.is_some() { "stratified" } else { "random" }
-            )
-        } else {
-            format!(
-                "one file of {n} rows → {tr_n} train / {va_n} validation / {te_n} test ({}% test, then {}% of the rest for validation, {}, re-drawn per seed); pretraining sees every row's features, never a label",
-                args.test_fraction * 100.0,
-                args.val_fraction * 100.0,
-                if labels.is_some() { "stratified" } else { "random" }
-            )
-        },
-        protocol: format!(
-            "MLP {:?} (ReLU, dropout {}), AdamW lr {} wd {}, batch {}, ≤{} epochs, early stopping patience {} on validation; inputs standardised on train",
-            args.probe.hidden, args.probe.dropout, args.probe.lr, args.probe.weight_decay, args.probe.batch, args.probe.max_epochs, args.probe.patience
-        ),
-        target_std,
-        rows: out_rows,
-    })
+    report.rows = out_rows;
+    Ok(report)
 }
 
 /// The report as a plain-text table (mean ± sample std over seeds); regression adds the RMSE in
@@ -356,6 +437,8 @@ mod tests {
                 per_seed: vec![0.5, 0.7],
                 seconds: vec![1.0, 3.0],
             }],
+            seeds: vec![0, 1],
+            fingerprint: String::new(),
         }
     }
 
