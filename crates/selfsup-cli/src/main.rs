@@ -380,7 +380,8 @@ fn read_saved_table<T: serde::de::DeserializeOwned>(
         .map_err(|e| anyhow::anyhow!("{}: not a results file of `{what}` ({e})", path.display()))
 }
 
-/// Writes a table (so far) to `--out`, atomically, when one was given.
+/// Writes a results file (a table so far) to `--out`, atomically, when one was given: an
+/// interruption leaves the previous version whole, never a truncated file.
 fn save_table(out: Option<&std::path::Path>, table: &impl serde::Serialize) -> anyhow::Result<()> {
     match out {
         Some(path) => {
@@ -523,8 +524,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("{}", format_records(&records));
             if let Some(out) = out {
-                std::fs::write(&out, serde_json::to_string_pretty(&records)?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                save_table(Some(&out), &records)?;
                 println!("(records in {})", out.display());
             }
         }
@@ -770,11 +770,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
-            if let Some(out) = out {
-                let v = serde_json::json!({"steps": results, "e2e": e2e});
-                std::fs::write(&out, serde_json::to_string_pretty(&v)?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-            }
+            save_table(
+                out.as_deref(),
+                &serde_json::json!({"steps": results, "e2e": e2e}),
+            )?;
         }
         Command::SelfPretrain {
             recipe,
@@ -796,10 +795,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 |line| eprintln!("{line}"),
             )?;
             println!("{}", format_report(&report));
-            if let Some(out) = out {
-                std::fs::write(&out, serde_json::to_string_pretty(&report)?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-            }
+            save_table(out.as_deref(), &report)?;
         }
         Command::Embed { run, out, split } => {
             let split = match split {
