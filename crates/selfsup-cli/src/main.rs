@@ -369,14 +369,20 @@ fn is_graph_recipe(path: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Reads a results file written by `--out` of the command `what`, to resume from it.
-fn read_saved_table<T: serde::de::DeserializeOwned>(
-    path: &std::path::Path,
+/// With `resume`, the results file an earlier `--out` of the command `what` left (none if it
+/// does not exist yet), to continue from it.
+fn saved_table<T: serde::de::DeserializeOwned>(
+    out: Option<&std::path::Path>,
+    resume: bool,
     what: &str,
-) -> anyhow::Result<T> {
+) -> anyhow::Result<Option<T>> {
+    let Some(path) = out.filter(|p| resume && p.exists()) else {
+        return Ok(None);
+    };
     let text =
         std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     serde_json::from_str(&text)
+        .map(Some)
         .map_err(|e| anyhow::anyhow!("{}: not a results file of `{what}` ({e})", path.display()))
 }
 
@@ -413,10 +419,8 @@ fn run_graph_table(
         }
         parsed.push(r);
     }
-    let previous: Vec<GraphRunResult> = match out {
-        Some(path) if resume && path.exists() => read_saved_table(path, "selfsup graph --out")?,
-        _ => Vec::new(),
-    };
+    let previous: Vec<GraphRunResult> =
+        saved_table(out, resume, "selfsup graph --out")?.unwrap_or_default();
     let mut results: Vec<GraphRunResult> = Vec::new();
     for r in &parsed {
         let before = previous.iter().find(|p| p.recipe == r.name);
@@ -548,10 +552,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             println!("{}", selfsup::graph::run::format_results(&results));
             if let Some(out) = out {
-                selfsup::run_folder::atomic_write(
-                    &out,
-                    serde_json::to_string_pretty(&results)?.as_bytes(),
-                )?;
+                save_table(Some(&out), &results)?;
                 println!("(per-seed results in {})", out.display());
             }
         }
@@ -565,12 +566,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             resume,
         } => {
             let stop = trainer::install_signal_handlers()?;
-            let previous = match &out {
-                Some(path) if resume && path.exists() => {
-                    Some(read_saved_table(path, "selfsup compare --out")?)
-                }
-                _ => None,
-            };
+            let previous = saved_table(out.as_deref(), resume, "selfsup compare --out")?;
             let report = selfsup::compare::compare(
                 selfsup::compare::CompareArgs {
                     recipes,
@@ -606,12 +602,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             resume,
         } => {
             let stop = trainer::install_signal_handlers()?;
-            let previous = match &out {
-                Some(path) if resume && path.exists() => {
-                    Some(read_saved_table(path, "selfsup tabular --out")?)
-                }
-                _ => None,
-            };
+            let previous = saved_table(out.as_deref(), resume, "selfsup tabular --out")?;
             let report = selfsup::tabular::tabular(
                 selfsup::tabular::TabularArgs {
                     recipes,

@@ -12,6 +12,7 @@ use crate::commands::{self, PretrainArgs};
 use crate::error::BadInputPolicy;
 use crate::pipeline::{self, EvalRecord, Protocol};
 use crate::recipe::Recipe;
+use crate::run_folder::RunFolder;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ pub struct SeedScore {
     /// Pretraining wall time (of the last invocation only when `resumed`).
     pub train_seconds: f64,
     pub run_dir: PathBuf,
-    /// [`recipe_fingerprint`] of the recipe this seed was run with.
+    /// [`Recipe::results_fingerprint`] of the recipe this seed was run with.
     #[serde(default)]
     pub recipe_fingerprint: String,
     /// The pretraining was continued from a checkpoint of an interrupted invocation.
@@ -107,20 +108,6 @@ fn budget(r: &Recipe) -> String {
             .max_samples
             .map_or("all".to_string(), |n| n.to_string()),
     )
-}
-
-/// blake3 of everything in a resolved recipe that one seed's figures depend on (all but its
-/// seed): a saved seed is reused only under the same fingerprint.
-pub fn recipe_fingerprint(r: &Recipe) -> String {
-    let mut r = r.clone();
-    r.seed = 0;
-    // How the work is scheduled and logged changes no figure.
-    r.train.workers = 1;
-    r.train.prefetch = 1;
-    r.train.log_every = 1;
-    r.train.checkpoint_every = 0;
-    r.train.keep_checkpoints = 1;
-    blake3::hash(r.to_toml().as_bytes()).to_hex().to_string()
 }
 
 fn accuracy(records: &[EvalRecord], features: &str, protocol: Protocol) -> f64 {
@@ -188,7 +175,7 @@ pub fn compare(
         rows: Vec::new(),
     };
     for (recipe, path) in recipes.iter().zip(&args.recipes) {
-        let fingerprint = recipe_fingerprint(recipe);
+        let fingerprint = recipe.results_fingerprint();
         report.rows.push(Row {
             name: recipe.method.name().to_string(),
             recipe: Some(path.clone()),
@@ -214,7 +201,7 @@ pub fn compare(
                 push_score(&mut report, s);
                 continue;
             }
-            let resume = args.resume && run_dir.join("recipe.toml").exists();
+            let resume = args.resume && RunFolder::exists(&run_dir);
             let mut overrides = args.overrides.clone();
             overrides.push(format!("seed={seed}"));
             overrides.push("eval.raw_baseline=false".into());
@@ -307,7 +294,7 @@ fn controls(
     on_seed: &mut impl FnMut(&CompareReport) -> Result<()>,
     log: &impl Fn(&str),
 ) -> Result<()> {
-    let fingerprint = recipe_fingerprint(recipe);
+    let fingerprint = recipe.results_fingerprint();
     let saved = |row: &str, seed: Option<u64>| {
         previous
             .into_iter()

@@ -19,8 +19,17 @@ pub fn unix_time() -> u64 {
 }
 
 impl RunFolder {
+    /// Whether `dir` holds a run (started, finished or interrupted).
+    pub fn exists(dir: &Path) -> bool {
+        RunFolder {
+            dir: dir.to_path_buf(),
+        }
+        .recipe_path()
+        .exists()
+    }
+
     pub fn open(dir: &Path) -> Result<Self> {
-        if !dir.join("recipe.toml").exists() {
+        if !Self::exists(dir) {
             bail!("{}: not a run folder (no recipe.toml)", dir.display());
         }
         Ok(RunFolder {
@@ -34,7 +43,7 @@ impl RunFolder {
         let f = RunFolder {
             dir: dir.to_path_buf(),
         };
-        let existing = f.recipe_path().exists();
+        let existing = Self::exists(dir);
         if existing && !resume {
             bail!("{}: a run folder already exists there; pass --resume to continue it, or --run-dir for a new run", dir.display());
         }

@@ -16,6 +16,7 @@ use crate::eval::downstream::{fit_mlp_probe, split_indices, MlpProbeConfig, Task
 use crate::eval::gbdt::{fit_gbdt, GbdtConfig};
 use crate::pipeline;
 use crate::recipe::Recipe;
+use crate::run_folder::RunFolder;
 use crate::views::ViewSource;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -127,7 +128,7 @@ fn mlp_score(
 fn settings_fingerprint(recipes: &[Recipe], args: &TabularArgs) -> String {
     let mut text = String::new();
     for r in recipes {
-        text.push_str(&crate::compare::recipe_fingerprint(r));
+        text.push_str(&r.results_fingerprint());
         text.push('\n');
     }
     let probe = MlpProbeConfig {
@@ -220,7 +221,7 @@ pub fn tabular(
             test_idx,
         )
     };
-    let mut out_rows: Vec<TabRow> = recipes
+    let table_rows: Vec<TabRow> = recipes
         .iter()
         .map(|r| format!("{} ({}) + MLP", r.name, r.method.name()))
         .chain(std::iter::once("raw features + MLP".to_string()))
@@ -262,21 +263,21 @@ pub fn tabular(
             args.probe.hidden, args.probe.dropout, args.probe.lr, args.probe.weight_decay, args.probe.batch, args.probe.max_epochs, args.probe.patience
         ),
         target_std,
-        rows: Vec::new(),
+        rows: table_rows,
         seeds: Vec::new(),
         fingerprint,
     };
     for &seed in &args.seeds {
         if let Some(j) = previous.and_then(|p| p.seeds.iter().position(|&k| k == seed)) {
             let p = previous.expect("found in it");
-            if p.rows.len() != out_rows.len() {
+            if p.rows.len() != report.rows.len() {
                 bail!(
                     "the saved table has {} rows, not {}",
                     p.rows.len(),
-                    out_rows.len()
+                    report.rows.len()
                 );
             }
-            for (row, old) in out_rows.iter_mut().zip(&p.rows) {
+            for (row, old) in report.rows.iter_mut().zip(&p.rows) {
                 let (v, t) = old
                     .per_seed
                     .get(j)
@@ -297,10 +298,10 @@ pub fn tabular(
             ..args.probe.clone()
         };
         let n_methods = recipes.len();
-        for ((recipe, path), row) in recipes.iter().zip(&args.recipes).zip(&mut out_rows) {
+        for ((recipe, path), row) in recipes.iter().zip(&args.recipes).zip(&mut report.rows) {
             let t = Instant::now();
             let run_dir = args.runs.join(format!("{}-seed{seed}", recipe.name));
-            let resume = args.resume && run_dir.join("recipe.toml").exists();
+            let resume = args.resume && RunFolder::exists(&run_dir);
             let mut overrides = args.overrides.clone();
             overrides.push(format!("seed={seed}"));
             log(&format!(
@@ -348,7 +349,7 @@ pub fn tabular(
             ));
         }
         let (raw_row, gbdt_row) = {
-            let (head, tail) = out_rows[n_methods..].split_at_mut(1);
+            let (head, tail) = report.rows[n_methods..].split_at_mut(1);
             (&mut head[0], tail.first_mut())
         };
         let t = Instant::now();
@@ -380,10 +381,8 @@ pub fn tabular(
             ));
         }
         report.seeds.push(seed);
-        report.rows = out_rows.clone();
         on_seed(&report)?;
     }
-    report.rows = out_rows;
     Ok(report)
 }
 

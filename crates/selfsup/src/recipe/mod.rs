@@ -310,19 +310,35 @@ impl Recipe {
             .unwrap_or_else(|e| format!("# could not serialise the recipe: {e}\n"))
     }
 
-    /// Hash of everything that shapes the trained weights; a resume with a different hash is refused.
-    /// Fields that cannot change the result (threads, logging, evaluation) are left out.
-    pub fn training_hash(&self) -> String {
+    /// A copy with the fields that schedule and log the work (workers, prefetch, logging and
+    /// checkpoint cadence) set to fixed values: they change no trained weight and no figure.
+    fn without_scheduling(&self) -> Recipe {
         let mut r = self.clone();
-        r.eval = EvalConfig::default();
-        r.name = String::new();
         r.train.workers = 1;
         r.train.prefetch = 1;
         r.train.log_every = 1;
         r.train.checkpoint_every = 0;
         r.train.keep_checkpoints = 1;
+        r
+    }
+
+    /// Hash of everything that shapes the trained weights; a resume with a different hash is refused.
+    /// Fields that cannot change the result (threads, logging, evaluation) are left out.
+    pub fn training_hash(&self) -> String {
+        let mut r = self.without_scheduling();
+        r.eval = EvalConfig::default();
+        r.name = String::new();
         r.train.max_steps = None;
         blake3::hash(r.to_toml().as_bytes()).to_hex()[..16].to_string()
+    }
+
+    /// blake3 of everything one seed's figures depend on — training and evaluation, all but the
+    /// seed: a saved result (`selfsup compare` / `tabular --resume`) is reused only under the
+    /// same fingerprint.
+    pub fn results_fingerprint(&self) -> String {
+        let mut r = self.without_scheduling();
+        r.seed = 0;
+        blake3::hash(r.to_toml().as_bytes()).to_hex().to_string()
     }
 
     /// The augmentation for image data (paper defaults when `[views.image]` is absent).
