@@ -305,14 +305,8 @@ pub fn evaluate_features(
                     temperature: cfg.knn_temperature,
                     ..Default::default()
                 };
-                // Raw inputs are standardised per feature first (their scales differ); learned
-                // features are used as they are — as in the reference protocol.
-                let acc = if features == "raw" {
-                    let (a, b) = crate::eval::standardise::standardise(train, test);
-                    knn::knn_accuracy(&a, ytr, &b, yte, n_classes, &kc)
-                } else {
-                    knn::knn_accuracy(train, ytr, test, yte, n_classes, &kc)
-                };
+                let (a, b) = knn::knn_inputs(features, train, test);
+                let acc = knn::knn_accuracy(&a, ytr, &b, yte, n_classes, &kc);
                 out.push(base(
                     format!("knn(k={},T={},cosine)", cfg.knn_k, cfg.knn_temperature),
                     acc,

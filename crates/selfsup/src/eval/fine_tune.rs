@@ -74,6 +74,9 @@ impl ViewSource for Subset {
     fn sample_shape(&self) -> Vec<i64> {
         self.inner.sample_shape()
     }
+    fn view_shape(&self, view: usize) -> Vec<i64> {
+        self.inner.view_shape(view)
+    }
     fn make_view(&self, index: usize, view: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
         self.inner.make_view(self.idx[index], view, rng, out)
     }

@@ -131,6 +131,19 @@ pub fn knn_predict(
     tch::no_grad(|| knn_scores(train, train_labels, test, n_classes, cfg).argmax(1, false))
 }
 
+/// The kNN protocol's inputs for one feature set: raw inputs are standardised per feature with
+/// the training statistics first (their scales differ), learned representations are used as they
+/// are — as in the reference protocol (`shared/bench/torch_e2e_reference.py`, "raw pixels are
+/// standardised per pixel before the cosine"). Every command that prints a raw kNN figure goes
+/// through here, so one protocol name means one computation.
+pub fn knn_inputs(features: &str, train: &Tensor, test: &Tensor) -> (Tensor, Tensor) {
+    if features == "raw" {
+        super::standardise::standardise(train, test)
+    } else {
+        (train.shallow_clone(), test.shallow_clone())
+    }
+}
+
 /// Fraction of test rows whose weighted-kNN prediction equals `test_labels`. NaN for an empty test
 /// set (there is no accuracy to report).
 ///

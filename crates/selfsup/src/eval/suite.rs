@@ -5,7 +5,7 @@
 use super::calibration::softmax_ece_from_logits;
 use super::clustering::clustering_scores;
 use super::few_shot::{few_shot_accuracy, FewShotConfig};
-use super::knn::{knn_accuracy, KnnConfig};
+use super::knn::{knn_accuracy, knn_inputs, KnnConfig};
 use super::label_fraction::stratified_subset;
 use super::linear_probe::{fit_linear_probe, LinearProbeConfig};
 use crate::compare::mean_std;
@@ -150,10 +150,11 @@ pub fn run_protocol(
     Ok(match protocol {
         SuiteProtocol::Knn => {
             cfg.knn.validate().map_err(|e| anyhow!(e))?;
+            let (train, test) = knn_inputs(features, split.train, split.test);
             let a = knn_accuracy(
-                split.train,
+                &train,
                 split.train_labels,
-                split.test,
+                &test,
                 split.test_labels,
                 split.n_classes,
                 &cfg.knn,
@@ -168,6 +169,7 @@ pub fn run_protocol(
             )]
         }
         SuiteProtocol::KnnGrid => {
+            let (train, test) = knn_inputs(features, split.train, split.test);
             let mut by_k = Vec::new();
             for &k in &cfg.knn_grid {
                 let kc = KnnConfig {
@@ -178,9 +180,9 @@ pub fn run_protocol(
                 by_k.push((
                     k,
                     knn_accuracy(
-                        split.train,
+                        &train,
                         split.train_labels,
-                        split.test,
+                        &test,
                         split.test_labels,
                         split.n_classes,
                         &kc,
@@ -340,6 +342,49 @@ pub fn format_records(records: &[SuiteRecord]) -> String {
 mod tests {
     use super::*;
     use tch::{Device, Kind};
+
+    /// Raw inputs are standardised before the kNN cosine, as in `selfsup pretrain`'s evaluation:
+    /// the one informative column (±1) sits beside a constant column of 1000 that makes every raw
+    /// vector point the same way. Unstandardised, the 3:1 majority class wins every vote (50 %);
+    /// standardised, the constant column is centred away and the sign decides (100 %).
+    #[test]
+    fn knn_standardises_raw_inputs_only() {
+        let rows = |signs: &[f32]| {
+            let v: Vec<f32> = signs.iter().flat_map(|&s| [s, 1000.0]).collect();
+            Tensor::from_slice(&v).view([signs.len() as i64, 2])
+        };
+        let label = |signs: &[f32]| {
+            Tensor::from_slice(
+                &signs
+                    .iter()
+                    .map(|&s| i64::from(s < 0.0))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let tr: Vec<f32> = [vec![1.0; 30], vec![-1.0; 10]].concat();
+        let te = [1.0f32, 1.0, -1.0, -1.0];
+        let (xtr, ytr, xte, yte) = (rows(&tr), label(&tr), rows(&te), label(&te));
+        let split = Split {
+            train: &xtr,
+            train_labels: &ytr,
+            test: &xte,
+            test_labels: &yte,
+            n_classes: 2,
+        };
+        let cfg = SuiteConfig {
+            knn: KnnConfig {
+                k: 40,
+                ..Default::default()
+            },
+            knn_grid: vec![40],
+            ..Default::default()
+        };
+        for p in [SuiteProtocol::Knn, SuiteProtocol::KnnGrid] {
+            let acc = |features| run_protocol(p, features, &split, &cfg).unwrap()[0].value;
+            assert_eq!(acc("raw"), 1.0, "{p:?}");
+            assert_eq!(acc("learned"), 0.5, "{p:?}");
+        }
+    }
 
     /// Three tight, well-separated classes: every accuracy protocol gives 100 %, clustering
     /// NMI = ARI = 1.

@@ -327,6 +327,9 @@ impl Recipe {
     pub fn training_hash(&self) -> String {
         let mut r = self.without_scheduling();
         r.eval = EvalConfig::default();
+        if let Some(a) = r.views.image.as_mut() {
+            a.eval_size = None;
+        }
         r.name = String::new();
         r.train.max_steps = None;
         blake3::hash(r.to_toml().as_bytes()).to_hex()[..16].to_string()

@@ -360,6 +360,36 @@ fn rule_blur_kernel_odd() {
 }
 
 #[test]
+fn rule_eval_size_only_in_the_first_pipeline_and_for_encoders_of_any_input_size() {
+    assert_eq!(
+        err(IMAGE, "views.image2.eval_size=[28, 28]"),
+        RecipeError::EvalSizeNotInImage {
+            field: "views.image2.eval_size"
+        }
+    );
+    assert_eq!(
+        err(IMAGE, "views.image.eval_size=[0, 28]"),
+        RecipeError::NonPositiveWidth {
+            field: "views.image.eval_size",
+            value: 0
+        }
+    );
+    let vit = [
+        "encoder={ kind = \"vit\", patch = 4 }",
+        "views.image.size=[20, 20]",
+        "views.image.eval_size=[28, 28]",
+    ];
+    assert_eq!(
+        with(IMAGE, &vit).unwrap_err(),
+        RecipeError::EvalSizeNeedsAnySize { encoder: "vit" }
+    );
+    // The same size is harmless for any encoder; a CNN takes a different one.
+    assert!(with(IMAGE, &[vit[0], vit[1], "views.image.eval_size=[20, 20]"]).is_ok());
+    let r = with(IMAGE, &vit[1..]).unwrap();
+    assert_eq!(r.image_augment().eval_size, Some([28, 28]));
+}
+
+#[test]
 fn rule_std_positive() {
     assert_eq!(
         err(IMAGE, "views.image.std=[0.0]"),
@@ -383,7 +413,12 @@ fn training_hash_ignores_threads_and_eval_but_not_the_model() {
     let a = with(IMAGE, &[]).unwrap();
     let b = with(
         IMAGE,
-        &["train.workers=4", "eval.knn_k=20", "train.max_steps=3"],
+        &[
+            "train.workers=4",
+            "eval.knn_k=20",
+            "train.max_steps=3",
+            "views.image.eval_size=[28, 28]",
+        ],
     )
     .unwrap();
     let c = with(IMAGE, &["method.temperature=0.2"]).unwrap();

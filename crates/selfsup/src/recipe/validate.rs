@@ -20,6 +20,7 @@ struct AugmentFields {
     mean: &'static str,
     saturation: &'static str,
     size: &'static str,
+    eval_size: &'static str,
     solarize_p: &'static str,
 }
 
@@ -40,6 +41,7 @@ macro_rules! augment_fields {
             mean: concat!("views.", $p, ".mean"),
             saturation: concat!("views.", $p, ".saturation"),
             size: concat!("views.", $p, ".size"),
+            eval_size: concat!("views.", $p, ".eval_size"),
             solarize_p: concat!("views.", $p, ".solarize_p"),
         }
     };
@@ -110,6 +112,13 @@ fn check_augment(a: &ImageAugment, f: &AugmentFields) -> R {
     if let Some(size) = a.size {
         widths(f.size, size.iter().map(|&d| d as i64))?;
     }
+    if let Some(size) = a.eval_size {
+        // The evaluation input is the first view pipeline's; elsewhere the field would be ignored.
+        if f.table != "image" {
+            return Err(RecipeError::EvalSizeNotInImage { field: f.eval_size });
+        }
+        widths(f.eval_size, size.iter().map(|&d| d as i64))?;
+    }
     Ok(())
 }
 
@@ -158,6 +167,13 @@ pub enum RecipeError {
         "views.local_crops = {0}: local crops need a [views.local] pipeline (at least its size)"
     )]
     LocalCropsWithoutPipeline(usize),
+    #[error("{field}: only [views.image] sets the evaluation input")]
+    EvalSizeNotInImage { field: &'static str },
+    #[error(
+        "views.image.eval_size differs from views.image.size, but a {encoder} encoder takes one \
+         input size (small_cnn and resnet18 take any)"
+    )]
+    EvalSizeNeedsAnySize { encoder: &'static str },
     #[error("views.local_crops: {method} does not use multi-crop views (DINO and SwAV do)")]
     NoMultiCrop { method: &'static str },
     #[error("[views.{given}] does not apply to {data} data")]
@@ -311,6 +327,18 @@ impl Recipe {
                     });
                 }
                 check_augment(a, &f)?;
+            }
+        }
+        if let Some(a) = &views.image {
+            let fixed_size = !matches!(
+                self.encoder,
+                crate::encoders::EncoderConfig::SmallCnn { .. }
+                    | crate::encoders::EncoderConfig::Resnet18 { .. }
+            );
+            if a.eval_size.is_some() && a.eval_size != a.size && fixed_size {
+                return Err(RecipeError::EvalSizeNeedsAnySize {
+                    encoder: self.encoder.kind(),
+                });
             }
         }
         if views.local_crops > 0 {

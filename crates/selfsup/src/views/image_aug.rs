@@ -36,6 +36,11 @@ const GRAY_W: [f32; 3] = [0.299, 0.587, 0.114];
 pub struct ImageAugment {
     /// Output `[h, w]`; `None` keeps the input size.
     pub size: Option<[usize; 2]>,
+    /// `[h, w]` of the evaluation input (the whole image, resized); `None` = `size`. Setting it
+    /// above `size` trains at a lower resolution than it tests: a random-resized crop enlarges
+    /// objects, so small training views match the apparent object sizes of larger test images
+    /// (FixRes, Touvron et al. 2019). Only for encoders that take any input size.
+    pub eval_size: Option<[usize; 2]>,
     /// Range of the crop's area as a fraction of the image area.
     pub crop_scale: [f64; 2],
     /// Range of the crop's aspect ratio (width / height), sampled log-uniformly.
@@ -73,6 +78,7 @@ impl Default for ImageAugment {
     fn default() -> Self {
         Self {
             size: None,
+            eval_size: None,
             // SimCLR (Chen et al. 2020), App. A: RandomResizedCrop with torchvision's defaults.
             crop_scale: [0.08, 1.0],
             crop_ratio: [3.0 / 4.0, 4.0 / 3.0],
@@ -111,6 +117,14 @@ impl ImageAugment {
         }
     }
 
+    /// Shape [C, h, w] of the evaluation input ([`Self::plain`]) for an input of (c, h, w).
+    pub fn eval_shape(&self, c: usize, h: usize, w: usize) -> [usize; 3] {
+        match self.eval_size {
+            Some([oh, ow]) => [c, oh, ow],
+            None => self.output_shape(c, h, w),
+        }
+    }
+
     /// One random view of `src` ([c,h,w] u8) into `out` (len c*oh*ow). All randomness from `rng`.
     pub fn augment<R: Rng + ?Sized>(
         &self,
@@ -121,7 +135,7 @@ impl ImageAugment {
         rng: &mut R,
         out: &mut [f32],
     ) {
-        let [_, oh, ow] = self.check(src, c, h, w, out);
+        let [_, oh, ow] = self.check(src, [c, h, w], self.output_shape(c, h, w), out);
         let n = oh * ow;
         let [top, left, ch, cw] = self.sample_crop(h, w, rng);
         SCRATCH.with(|s| {
@@ -155,9 +169,10 @@ impl ImageAugment {
         self.normalise(out, c, n);
     }
 
-    /// The evaluation input: resize to `size` if set (same resampler, whole image), scale, normalise. No randomness.
+    /// The evaluation input: resize to `eval_size` (else `size`) if set (same resampler, whole
+    /// image), scale, normalise. No randomness.
     pub fn plain(&self, src: &[u8], c: usize, h: usize, w: usize, out: &mut [f32]) {
-        let [_, oh, ow] = self.check(src, c, h, w, out);
+        let [_, oh, ow] = self.check(src, [c, h, w], self.eval_shape(c, h, w), out);
         SCRATCH.with(|s| {
             let sc = &mut *s.borrow_mut();
             resample(src, c, h, w, [0, 0, h, w], oh, ow, sc, out);
@@ -165,17 +180,22 @@ impl ImageAugment {
         self.normalise(out, c, oh * ow);
     }
 
-    /// Validates buffer sizes and normalisation lengths; returns the output shape.
-    fn check(&self, src: &[u8], c: usize, h: usize, w: usize, out: &[f32]) -> [usize; 3] {
-        let shape = self.output_shape(c, h, w);
+    /// Validates buffer sizes against the input `[c, h, w]` and the output `shape`, and the
+    /// normalisation lengths; returns `shape`.
+    fn check(
+        &self,
+        src: &[u8],
+        [c, h, w]: [usize; 3],
+        shape: [usize; 3],
+        out: &[f32],
+    ) -> [usize; 3] {
         assert!(
             c > 0 && h > 0 && w > 0,
             "ImageAugment: empty input shape ({c}, {h}, {w})"
         );
         assert!(
             shape[1] > 0 && shape[2] > 0,
-            "ImageAugment: empty output size {:?}",
-            self.size
+            "ImageAugment: empty output shape {shape:?}"
         );
         assert_eq!(
             src.len(),
@@ -185,7 +205,7 @@ impl ImageAugment {
         assert_eq!(
             out.len(),
             shape.iter().product::<usize>(),
-            "ImageAugment: out length does not match output_shape"
+            "ImageAugment: out length does not match the output shape {shape:?}"
         );
         for (name, v) in [("mean", &self.mean), ("std", &self.std)] {
             assert!(
@@ -1198,6 +1218,34 @@ mod tests {
         for &v in &out {
             assert!((v - 0.5).abs() < 0.1, "{v}");
         }
+    }
+
+    #[test]
+    fn eval_size_sets_the_plain_input_and_leaves_the_views_at_size() {
+        let (h, w) = (12, 10);
+        let src = random_image(1, h, w, 5);
+        let aug = ImageAugment {
+            size: Some([4, 4]),
+            eval_size: Some([h, w]),
+            ..identity()
+        };
+        assert_eq!(aug.output_shape(1, h, w), [1, 4, 4]);
+        assert_eq!(aug.eval_shape(1, h, w), [1, h, w]);
+        // The plain input at the native size is the image itself: the resample is the identity.
+        let mut p = vec![f32::NAN; h * w];
+        aug.plain(&src, 1, h, w, &mut p);
+        let want: Vec<f32> = src.iter().map(|&v| v as f32 / 255.0).collect();
+        assert_eq!(p, want);
+        // Views stay at `size`; without `eval_size` the plain input follows `size`.
+        assert_eq!(run(&aug, &src, 1, h, w, 1).len(), 16);
+        let no_eval = ImageAugment {
+            eval_size: None,
+            ..aug
+        };
+        assert_eq!(no_eval.eval_shape(1, h, w), [1, 4, 4]);
+        let mut q = vec![f32::NAN; 16];
+        no_eval.plain(&src, 1, h, w, &mut q);
+        assert!(q.iter().all(|v| v.is_finite()));
     }
 
     #[test]

@@ -26,8 +26,9 @@ impl ViewSource for ImageViews {
     fn len(&self) -> usize {
         self.images.len
     }
+    /// The evaluation input's shape (`[views.image]`'s `eval_size`, else its `size`).
     fn sample_shape(&self) -> Vec<i64> {
-        let s = self.augments[0].output_shape(
+        let s = self.augments[0].eval_shape(
             self.images.channels,
             self.images.height,
             self.images.width,

@@ -16,7 +16,7 @@ pub trait ViewSource: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Shape of one sample as the model sees it (`[C, H, W]` or `[D]`).
+    /// Shape of one plain (evaluation) input as the model sees it (`[C, H, W]` or `[D]`).
     fn sample_shape(&self) -> Vec<i64>;
     /// Shape of view `view` (multi-crop local views are smaller than the global ones).
     fn view_shape(&self, _view: usize) -> Vec<i64> {
