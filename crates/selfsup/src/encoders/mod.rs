@@ -142,6 +142,14 @@ impl EncoderConfig {
             EncoderConfig::FeatureTransformer { .. } => "feature_transformer",
         }
     }
+    /// Whether the backbone takes images of any height and width (convolutions ending in a
+    /// global pool), so it may be evaluated at another size than it was trained at.
+    pub fn takes_any_input_size(&self) -> bool {
+        matches!(
+            self,
+            EncoderConfig::SmallCnn { .. } | EncoderConfig::Resnet18 { .. }
+        )
+    }
     /// Whether the backbone takes images `[C, H, W]` (else flat vectors).
     pub fn wants_images(&self) -> bool {
         !matches!(

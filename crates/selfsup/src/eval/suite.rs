@@ -132,6 +132,14 @@ fn labels_vec(t: &Tensor) -> Vec<i64> {
     Vec::<i64>::try_from(t.to_kind(tch::Kind::Int64).flatten(0, -1)).unwrap_or_default()
 }
 
+/// Weighted-kNN accuracy on `split` for one configuration, on the protocol's inputs for
+/// `features` (prepared once and shared by every configuration scored).
+fn knn_scorer<'a>(features: &str, split: &Split<'a>) -> impl Fn(&KnnConfig) -> f64 + 'a {
+    let (train, test) = knn_inputs(features, split.train, split.test);
+    let (ytr, yte, n_classes) = (split.train_labels, split.test_labels, split.n_classes);
+    move |kc| knn_accuracy(&train, ytr, &test, yte, n_classes, kc)
+}
+
 /// Runs `protocol` on `split`; several records for protocols with several settings.
 pub fn run_protocol(
     protocol: SuiteProtocol,
@@ -150,15 +158,7 @@ pub fn run_protocol(
     Ok(match protocol {
         SuiteProtocol::Knn => {
             cfg.knn.validate().map_err(|e| anyhow!(e))?;
-            let (train, test) = knn_inputs(features, split.train, split.test);
-            let a = knn_accuracy(
-                &train,
-                split.train_labels,
-                &test,
-                split.test_labels,
-                split.n_classes,
-                &cfg.knn,
-            );
+            let a = knn_scorer(features, split)(&cfg.knn);
             vec![record(
                 features,
                 format!("knn(k={},T={},cosine)", cfg.knn.k, cfg.knn.temperature),
@@ -169,7 +169,7 @@ pub fn run_protocol(
             )]
         }
         SuiteProtocol::KnnGrid => {
-            let (train, test) = knn_inputs(features, split.train, split.test);
+            let score = knn_scorer(features, split);
             let mut by_k = Vec::new();
             for &k in &cfg.knn_grid {
                 let kc = KnnConfig {
@@ -177,17 +177,7 @@ pub fn run_protocol(
                     ..cfg.knn.clone()
                 };
                 kc.validate().map_err(|e| anyhow!(e))?;
-                by_k.push((
-                    k,
-                    knn_accuracy(
-                        &train,
-                        split.train_labels,
-                        &test,
-                        split.test_labels,
-                        split.n_classes,
-                        &kc,
-                    ),
-                ));
+                by_k.push((k, score(&kc)));
             }
             let (best_k, best) =
                 by_k.iter()

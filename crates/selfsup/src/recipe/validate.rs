@@ -330,12 +330,10 @@ impl Recipe {
             }
         }
         if let Some(a) = &views.image {
-            let fixed_size = !matches!(
-                self.encoder,
-                crate::encoders::EncoderConfig::SmallCnn { .. }
-                    | crate::encoders::EncoderConfig::Resnet18 { .. }
-            );
-            if a.eval_size.is_some() && a.eval_size != a.size && fixed_size {
+            if a.eval_size.is_some()
+                && a.eval_size != a.size
+                && !self.encoder.takes_any_input_size()
+            {
                 return Err(RecipeError::EvalSizeNeedsAnySize {
                     encoder: self.encoder.kind(),
                 });
