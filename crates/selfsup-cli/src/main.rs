@@ -143,6 +143,11 @@ enum Command {
         /// from its run folder's last checkpoint, the rest are run
         #[arg(long, requires = "out")]
         resume: bool,
+        /// Pretrainings run at once, each with --threads / N libtorch threads: on a few cores,
+        /// two one-thread jobs train small models faster than one two-thread job; the figures
+        /// are those of a sequential comparison at that thread count
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        jobs: u64,
     },
     /// Tables, as tabular SSL papers report them: per seed, pretrain each recipe's method on the
     /// training rows, then train the same MLP on its frozen representations, on the raw
@@ -564,6 +569,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runs,
             out,
             resume,
+            jobs,
         } => {
             let stop = trainer::install_signal_handlers()?;
             let previous = saved_table(out.as_deref(), resume, "selfsup compare --out")?;
@@ -577,6 +583,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     threads: cli.threads,
                     stop,
                     resume,
+                    jobs: jobs as usize,
                 },
                 previous.as_ref(),
                 |so_far| save_table(out.as_deref(), so_far),

@@ -398,3 +398,39 @@ fn compare_resume_reuses_saved_seeds_continues_run_folders_and_refuses_changed_s
     assert_ne!(code, 0);
     assert!(err.contains("another budget"), "{err}");
 }
+
+/// `--jobs 2` at two threads runs two one-thread pretrainings at once; every figure equals the
+/// sequential comparison's at one thread, each seed in its row and in seed order.
+#[test]
+fn compare_jobs_give_the_figures_of_a_sequential_comparison() {
+    let figures = |threads: &str, jobs: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_selfsup"))
+            .args(["--threads", threads, "compare", "simclr.toml", "byol.toml"])
+            .args(["--seeds", "2", "--runs", "cmp", "--out", "cmp.json", "--jobs", jobs])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("cmp.json")).unwrap())
+                .unwrap();
+        let mut rows = Vec::new();
+        for r in v["rows"].as_array().unwrap() {
+            for s in r["scores"].as_array().unwrap() {
+                rows.push(format!(
+                    "{} seed {}: {} {} {} {}",
+                    r["name"], s["seed"], s["knn"], s["linear"], s["rankme"], s["dim"]
+                ));
+            }
+        }
+        (rows, err)
+    };
+    let (sequential, _) = figures("1", "1");
+    let (parallel, log) = figures("2", "2");
+    assert_eq!(sequential.len(), 2 * 2 + 2 + 1, "{sequential:?}");
+    assert_eq!(parallel, sequential);
+    assert!(log.contains("(1 threads, cpu)"), "{log}");
+}

@@ -16,8 +16,8 @@ use crate::run_folder::RunFolder;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tch::Device;
 
@@ -33,6 +33,8 @@ pub struct CompareArgs {
     /// Continue a run folder left by an interrupted pretraining (from its last checkpoint)
     /// instead of refusing it.
     pub resume: bool,
+    /// Pretrainings run at once, each with `threads / jobs` libtorch threads (at least one).
+    pub jobs: usize,
 }
 
 /// One pretraining run's figures.
@@ -125,12 +127,15 @@ fn accuracy(records: &[EvalRecord], features: &str, protocol: Protocol) -> f64 {
 /// report so far after every seed (to save it). Seeds found in `previous` (an earlier, interrupted
 /// comparison; matched by run folder and checked by recipe fingerprint) are taken from it; with
 /// `args.resume`, a run folder left by an interrupted pretraining is continued from its last
-/// checkpoint instead of refused.
+/// checkpoint instead of refused. With `args.jobs` > 1 that many pretrainings run at once, each
+/// with its share of the threads; every run is the same as in a sequential comparison at that
+/// thread count (initialisation is seeded under a lock and every later draw is keyed), so the
+/// figures do not depend on the number of jobs.
 pub fn compare(
     args: CompareArgs,
     previous: Option<&CompareReport>,
-    mut on_seed: impl FnMut(&CompareReport) -> Result<()>,
-    log: impl Fn(&str),
+    on_seed: impl FnMut(&CompareReport) -> Result<()> + Send,
+    log: impl Fn(&str) + Sync,
 ) -> Result<CompareReport> {
     if args.recipes.is_empty() || args.seeds.is_empty() {
         bail!("nothing to compare: give at least one recipe and one seed");
@@ -168,13 +173,16 @@ pub fn compare(
             .find(|s| s.run_dir == run_dir)
             .cloned()
     };
-    crate::backend::set_threads(args.threads);
+    let jobs = args.jobs.max(1);
+    let threads = threads_per_job(args.threads, jobs);
+    crate::backend::set_threads(threads);
     let mut report = CompareReport {
         budget: b,
         protocols: previous.map_or(Vec::new(), |p| p.protocols.clone()),
         rows: Vec::new(),
     };
-    for (recipe, path) in recipes.iter().zip(&args.recipes) {
+    let mut tasks = Vec::new();
+    for (row, (recipe, path)) in recipes.iter().zip(&args.recipes).enumerate() {
         let fingerprint = recipe.results_fingerprint();
         report.rows.push(Row {
             name: recipe.method.name().to_string(),
@@ -198,70 +206,19 @@ pub fn compare(
                     s.knn * 100.0,
                     s.linear * 100.0
                 ));
-                push_score(&mut report, s);
+                report.rows[row].scores.push(s);
                 continue;
             }
-            let resume = args.resume && RunFolder::exists(&run_dir);
-            let mut overrides = args.overrides.clone();
-            overrides.push(format!("seed={seed}"));
-            overrides.push("eval.raw_baseline=false".into());
-            log(&format!(
-                "{name} seed {seed}: {} into {}",
-                if resume {
-                    "continuing the pretraining"
-                } else {
-                    "pretraining"
-                },
-                run_dir.display()
-            ));
-            let out = commands::pretrain(PretrainArgs {
-                recipe: path.clone(),
-                overrides,
-                run_dir: Some(run_dir.clone()),
-                resume,
-                device: args.device,
-                threads: args.threads,
-                on_bad_input: BadInputPolicy::Fail,
-                evaluate: true,
-                progress: false,
-                stop: args.stop.clone(),
-            })?;
-            if out.eval.is_empty() {
-                bail!(
-                    "{}: the recipe has no labelled test split to score",
-                    path.display()
-                );
-            }
-            if report.protocols.is_empty() {
-                report.protocols = out.eval.iter().map(|r| r.protocol.clone()).collect();
-            }
-            let rank = out
-                .test_collapse
-                .as_ref()
-                .map_or((f64::NAN, 0), |c| (c.rankme, c.dim));
-            let s = SeedScore {
+            tasks.push(Task {
+                row,
                 seed,
-                knn: accuracy(&out.eval, "learned", Protocol::Knn),
-                linear: accuracy(&out.eval, "learned", Protocol::Linear),
-                rankme: rank.0,
-                dim: rank.1,
-                train_seconds: out.summary.seconds,
                 run_dir,
-                recipe_fingerprint: fingerprint.clone(),
-                resumed: resume,
-            };
-            log(&format!(
-                "{name} seed {seed}: kNN {:.2}%, linear {:.2}%, RankMe {:.1} of {}, {:.0}s",
-                s.knn * 100.0,
-                s.linear * 100.0,
-                s.rankme,
-                s.dim,
-                s.train_seconds
-            ));
-            push_score(&mut report, s);
-            on_seed(&report)?;
+                fingerprint: fingerprint.clone(),
+            });
         }
     }
+    let (mut report, mut on_seed) =
+        run_tasks(&args, &recipes, tasks, jobs, threads, report, on_seed, &log)?;
     controls(
         &recipes[0],
         &args,
@@ -273,11 +230,154 @@ pub fn compare(
     Ok(report)
 }
 
-/// Appends a score to the report's last row.
-fn push_score(report: &mut CompareReport, s: SeedScore) {
-    if let Some(row) = report.rows.last_mut() {
-        row.scores.push(s);
+/// libtorch threads for each of `jobs` concurrent pretrainings (`threads` 0: all cores).
+fn threads_per_job(threads: usize, jobs: usize) -> usize {
+    let total = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    (total / jobs.max(1)).max(1)
+}
+
+/// One pretraining still to run: recipe `row`, `seed`.
+struct Task {
+    row: usize,
+    seed: u64,
+    run_dir: PathBuf,
+    fingerprint: String,
+}
+
+/// Runs the tasks, `jobs` at a time, adding each score to its row (kept in seed order) and handing
+/// the report to `on_seed` after each. The first failure stops the rest: running pretrainings
+/// checkpoint and stop as on Ctrl-C (so `--resume` continues them), queued ones do not start,
+/// and that failure is returned.
+#[allow(clippy::too_many_arguments)]
+fn run_tasks<F: FnMut(&CompareReport) -> Result<()> + Send>(
+    args: &CompareArgs,
+    recipes: &[Recipe],
+    tasks: Vec<Task>,
+    jobs: usize,
+    threads: usize,
+    report: CompareReport,
+    on_seed: F,
+    log: &(impl Fn(&str) + Sync),
+) -> Result<(CompareReport, F)> {
+    let queue = Mutex::new(tasks.into_iter());
+    let state = Mutex::new((report, on_seed, None::<anyhow::Error>));
+    let worker = || loop {
+        if state.lock().unwrap_or_else(|e| e.into_inner()).2.is_some() {
+            return;
+        }
+        let Some(task) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else {
+            return;
+        };
+        let result = run_task(args, &recipes[task.row], &task, threads, log);
+        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
+        let (report, on_seed, failure) = &mut *guard;
+        let outcome = result.and_then(|(score, protocols)| {
+            if report.protocols.is_empty() {
+                report.protocols = protocols;
+            }
+            let row = &mut report.rows[task.row];
+            row.scores.push(score);
+            row.scores.sort_by_key(|s| s.seed);
+            on_seed(report)
+        });
+        if let Err(e) = outcome {
+            if failure.is_none() {
+                *failure = Some(e);
+                args.stop.store(true, Ordering::SeqCst);
+            }
+            return;
+        }
+    };
+    if jobs == 1 {
+        worker();
+    } else {
+        std::thread::scope(|s| {
+            for i in 0..jobs {
+                std::thread::Builder::new()
+                    .name(format!("compare-job-{i}"))
+                    .stack_size(16 << 20)
+                    .spawn_scoped(s, worker)
+                    .expect("spawning a comparison job thread");
+            }
+        });
     }
+    let (report, on_seed, failure) = state.into_inner().unwrap_or_else(|e| e.into_inner());
+    match failure {
+        Some(e) => Err(e),
+        None => Ok((report, on_seed)),
+    }
+}
+
+/// Pretrains and scores one recipe at one seed; returns the score and the protocols' names.
+fn run_task(
+    args: &CompareArgs,
+    recipe: &Recipe,
+    task: &Task,
+    threads: usize,
+    log: &impl Fn(&str),
+) -> Result<(SeedScore, Vec<String>)> {
+    let (name, seed, run_dir) = (recipe.method.name(), task.seed, &task.run_dir);
+    let path = &args.recipes[task.row];
+    let resume = args.resume && RunFolder::exists(run_dir);
+    let mut overrides = args.overrides.clone();
+    overrides.push(format!("seed={seed}"));
+    overrides.push("eval.raw_baseline=false".into());
+    log(&format!(
+        "{name} seed {seed}: {} into {}",
+        if resume {
+            "continuing the pretraining"
+        } else {
+            "pretraining"
+        },
+        run_dir.display()
+    ));
+    let out = commands::pretrain(PretrainArgs {
+        recipe: path.clone(),
+        overrides,
+        run_dir: Some(run_dir.clone()),
+        resume,
+        device: args.device,
+        threads,
+        on_bad_input: BadInputPolicy::Fail,
+        evaluate: true,
+        progress: false,
+        stop: args.stop.clone(),
+    })?;
+    if out.eval.is_empty() {
+        bail!(
+            "{}: the recipe has no labelled test split to score",
+            path.display()
+        );
+    }
+    let rank = out
+        .test_collapse
+        .as_ref()
+        .map_or((f64::NAN, 0), |c| (c.rankme, c.dim));
+    let s = SeedScore {
+        seed,
+        knn: accuracy(&out.eval, "learned", Protocol::Knn),
+        linear: accuracy(&out.eval, "learned", Protocol::Linear),
+        rankme: rank.0,
+        dim: rank.1,
+        train_seconds: out.summary.seconds,
+        run_dir: run_dir.clone(),
+        recipe_fingerprint: task.fingerprint.clone(),
+        resumed: resume,
+    };
+    log(&format!(
+        "{name} seed {seed}: kNN {:.2}%, linear {:.2}%, RankMe {:.1} of {}, {:.0}s",
+        s.knn * 100.0,
+        s.linear * 100.0,
+        s.rankme,
+        s.dim,
+        s.train_seconds
+    ));
+    let protocols = out.eval.iter().map(|r| r.protocol.clone()).collect();
+    Ok((s, protocols))
 }
 
 const RANDOM_CONTROL: &str = "control: random-init encoder";

@@ -36,6 +36,10 @@ pub struct DinoConfig {
     /// Teacher momentum λ from 0.996 to 1 on a cosine schedule (§3.1).
     #[serde(default = "default_base_momentum")]
     pub base_momentum: f64,
+    /// Batch norm after each hidden layer of the head (reference code, `use_bn_in_head`; off
+    /// there by default, for ViTs, whose layer-normed output is centred already).
+    #[serde(default)]
+    pub batch_norm_in_head: bool,
     /// The last layer is frozen during the first epoch (reference code, `freeze_last_layer`).
     #[serde(default = "default_freeze_epochs")]
     pub freeze_last_layer_epochs: f64,
@@ -53,6 +57,7 @@ impl Default for DinoConfig {
             warmup_teacher_epochs: default_warmup_teacher_epochs(),
             center_momentum: default_center_momentum(),
             base_momentum: default_base_momentum(),
+            batch_norm_in_head: false,
             freeze_last_layer_epochs: default_freeze_epochs(),
         }
     }
@@ -108,8 +113,17 @@ impl Dino {
         let p = vs.root() / "method";
         let d = encoder.out_dim();
         let c = cfg.clone();
-        let make_head =
-            move |p: &nn::Path| DinoHead::new(p, d, c.hidden, c.bottleneck, c.out_dim, 3);
+        let make_head = move |p: &nn::Path| {
+            DinoHead::new(
+                p,
+                d,
+                c.hidden,
+                c.bottleneck,
+                c.out_dim,
+                3,
+                c.batch_norm_in_head,
+            )
+        };
         let head = make_head(&(&p / "head"));
         let last_layer = head.last_layer.shallow_clone();
         let teacher =

@@ -51,6 +51,14 @@ pub(crate) fn all_methods() -> Vec<MethodConfig> {
             freeze_last_layer_epochs: 1.0,
             ..Default::default()
         }),
+        // The head with the reference's `use_bn_in_head` (the Fashion-MNIST recipe's setting).
+        MethodConfig::Dino(dino::DinoConfig {
+            hidden: 16,
+            bottleneck: 8,
+            out_dim: 32,
+            batch_norm_in_head: true,
+            ..Default::default()
+        }),
         MethodConfig::Swav(swav::SwavConfig {
             projector: small.clone(),
             prototypes: 12,
