@@ -143,9 +143,8 @@ enum Command {
         /// from its run folder's last checkpoint, the rest are run
         #[arg(long, requires = "out")]
         resume: bool,
-        /// Pretrainings run at once, each with --threads / N libtorch threads: on a few cores,
-        /// two one-thread jobs train small models faster than one two-thread job; the figures
-        /// are those of a sequential comparison at that thread count
+        /// Pretrainings run at once, each with --threads / N libtorch threads; the figures are
+        /// those of a sequential comparison at that thread count
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         jobs: u64,
     },

@@ -155,7 +155,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
             &[Protocol::Knn, Protocol::Linear],
             args.device,
         )?;
-        write_eval(&run, &records, summary.steps)?;
+        write_eval(&run, &records, Some(&collapse), summary.steps)?;
         run.update_manifest(json!({"peak_rss_mib_after_evaluation": backend::peak_rss_mib()}))?;
         (records, Some(collapse))
     } else {
@@ -169,8 +169,18 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
     })
 }
 
-fn write_eval(run: &RunFolder, records: &[EvalRecord], step: u64) -> Result<()> {
-    let v = json!({"checkpoint_step": step, "time": run_folder::unix_time(), "records": records});
+/// Writes `eval.json`: the records and, after a pretraining, the collapse diagnostics of the
+/// test split's embeddings (the figures `selfsup compare` reports as RankMe).
+fn write_eval(
+    run: &RunFolder,
+    records: &[EvalRecord],
+    test_collapse: Option<&crate::eval::collapse::CollapseStats>,
+    step: u64,
+) -> Result<()> {
+    let mut v = json!({"checkpoint_step": step, "time": run_folder::unix_time(), "records": records});
+    if let Some(c) = test_collapse {
+        v["test_collapse"] = json!(c);
+    }
     run_folder::atomic_write(
         &run.eval_path(),
         serde_json::to_string_pretty(&v)?.as_bytes(),
@@ -250,7 +260,7 @@ pub fn eval_run(
         protocols,
         device,
     )?;
-    write_eval(&r.run, &records, r.step)?;
+    write_eval(&r.run, &records, None, r.step)?;
     Ok(records)
 }
 

@@ -381,6 +381,13 @@ pub fn evaluate_with_collapse(
         t.elapsed().as_secs_f64()
     );
     let collapse = collapse_stats(&fte);
+    tracing::info!(
+        "test embeddings: RankMe {:.1} of {}, normalised std {:.4} (1/sqrt(D) = {:.4})",
+        collapse.rankme,
+        collapse.dim,
+        collapse.normalised_std,
+        1.0 / (collapse.dim as f64).sqrt()
+    );
     let mut out = evaluate_features("learned", &ftr, &ytr, &fte, &yte, n_classes, cfg, protocols);
     if cfg.raw_baseline {
         out.extend(evaluate_features(

@@ -50,6 +50,16 @@ fn pretrain_evaluate_and_embed() {
     ] {
         assert!(run.join(f).exists(), "{f} missing from the run folder");
     }
+    // eval.json keeps the test embeddings' collapse diagnostics beside the figures.
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
+    let collapse = report.test_collapse.as_ref().unwrap();
+    assert_eq!(saved["test_collapse"]["dim"], 8);
+    assert_eq!(
+        saved["test_collapse"]["rankme"].as_f64().unwrap(),
+        collapse.rankme
+    );
+    assert!((1.0..=8.0).contains(&collapse.rankme), "{collapse:?}");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["seed"], 7);
