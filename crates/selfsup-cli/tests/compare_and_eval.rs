@@ -408,7 +408,9 @@ fn compare_jobs_give_the_figures_of_a_sequential_comparison() {
         setup(dir.path());
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_selfsup"))
             .args(["--threads", threads, "compare", "simclr.toml", "byol.toml"])
-            .args(["--seeds", "2", "--runs", "cmp", "--out", "cmp.json", "--jobs", jobs])
+            .args([
+                "--seeds", "2", "--runs", "cmp", "--out", "cmp.json", "--jobs", jobs,
+            ])
             .current_dir(dir.path())
             .output()
             .unwrap();

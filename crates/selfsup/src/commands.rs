@@ -177,7 +177,8 @@ fn write_eval(
     test_collapse: Option<&crate::eval::collapse::CollapseStats>,
     step: u64,
 ) -> Result<()> {
-    let mut v = json!({"checkpoint_step": step, "time": run_folder::unix_time(), "records": records});
+    let mut v =
+        json!({"checkpoint_step": step, "time": run_folder::unix_time(), "records": records});
     if let Some(c) = test_collapse {
         v["test_collapse"] = json!(c);
     }

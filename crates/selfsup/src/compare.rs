@@ -299,6 +299,9 @@ fn run_tasks<F: FnMut(&CompareReport) -> Result<()> + Send>(
             for i in 0..jobs {
                 std::thread::Builder::new()
                     .name(format!("compare-job-{i}"))
+                    // Each job runs a whole pretraining, as the main thread does with
+                    // `--jobs 1`; Rust's 2 MiB default for spawned threads is far below the
+                    // main thread's 8 MiB, so jobs get more than either.
                     .stack_size(16 << 20)
                     .spawn_scoped(s, worker)
                     .expect("spawning a comparison job thread");
