@@ -8,10 +8,10 @@
 //! forward + backward + Adam, no data loading), which shows how much of the model's speed the
 //! whole pipeline keeps. The reference's settings are derived from the recipe; recipes the
 //! reference cannot express (other methods, optimisers or schedules) are refused.
-use crate::compare::mean_std;
 use crate::encoders::EncoderConfig;
 use crate::methods::{MethodConfig, Progress, StepInput};
 use crate::recipe::{DataConfig, Recipe};
+use crate::stats::mean_std;
 use crate::train::optim::{Optimizer, OptimizerConfig};
 use crate::train::schedule::Decay;
 use crate::views::loader::BatchStream;
@@ -85,8 +85,8 @@ pub fn reference_args(
     max_steps: Option<u64>,
 ) -> Result<Vec<String>> {
     let method = match &r.method {
-        MethodConfig::Simclr { .. } => "simclr",
-        MethodConfig::BarlowTwins { .. } => "barlow",
+        MethodConfig::Simclr(_) => "simclr",
+        MethodConfig::BarlowTwins(_) => "barlow",
         m => bail!(
             "the PyTorch reference pipeline has SimCLR and Barlow Twins only, not {}",
             m.name()

@@ -543,7 +543,7 @@ pub fn fine_tune_run(
         details.push(res);
     }
     let rec = |metric: &str, protocol: String, v: Vec<f64>| {
-        let (value, std) = crate::compare::mean_std(&v);
+        let (value, std) = crate::stats::mean_std(&v);
         crate::eval::suite::SuiteRecord {
             protocol,
             metric: metric.into(),

@@ -13,6 +13,7 @@ use crate::error::BadInputPolicy;
 use crate::pipeline::{self, EvalRecord, Protocol};
 use crate::recipe::Recipe;
 use crate::run_folder::RunFolder;
+use crate::stats::mean_std;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -79,21 +80,6 @@ pub struct CompareReport {
 /// read back here as NaN.
 fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
-/// Mean and sample standard deviation.
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
 }
 
 /// The part of a recipe that must be equal for the comparison to be fair.
@@ -535,18 +521,4 @@ pub fn format_report(r: &CompareReport) -> String {
         ));
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mean_and_sample_std() {
-        let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(m, 2.5);
-        // Σ(x−m)² = 2.25+0.25+0.25+2.25 = 5; /3 → 1.6667; √ → 1.29099
-        assert!((s - 1.290_994_448_735_805_6).abs() < 1e-12);
-        assert_eq!(mean_std(&[7.0]), (7.0, 0.0));
-    }
 }

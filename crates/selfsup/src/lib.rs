@@ -25,6 +25,7 @@ pub mod recipe;
 pub mod rng;
 pub mod run_folder;
 pub mod self_pretrain;
+pub mod stats;
 pub mod tabular;
 pub mod torch_init;
 pub mod train;

@@ -8,9 +8,9 @@
 //! `eval.finetune_*` protocol three times (pretrained; scratch; scratch with more epochs), each
 //! fine-tune drawing its order and head from the same seed.
 use crate::commands::{self, PretrainArgs};
-use crate::compare::mean_std;
 use crate::error::BadInputPolicy;
 use crate::recipe::Recipe;
+use crate::stats::mean_std;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -409,7 +409,7 @@ pub fn format_report(r: &TabReport) -> String {
     s.push_str(&format!(" {:>8}  per seed\n", "s/seed"));
     for row in &r.rows {
         let v: Vec<f64> = row.per_seed.iter().map(|x| x * scale).collect();
-        let (m, sd) = crate::compare::mean_std(&v);
+        let (m, sd) = crate::stats::mean_std(&v);
         let secs = row.seconds.iter().sum::<f64>() / row.seconds.len().max(1) as f64;
         let per: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
         s.push_str(&format!("{:<40} {:>10.3} ± {:<5.3}", row.name, m, sd));

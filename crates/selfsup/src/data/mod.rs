@@ -4,6 +4,7 @@
 //! file and position, or skip and count bad samples under [`BadInputPolicy::Skip`](crate::error::BadInputPolicy).
 
 pub mod csv_table;
+pub mod graph;
 pub mod idx;
 pub mod image_folder;
 pub mod pickle;

@@ -11,8 +11,8 @@
 //! stack and memo hold arena ids; the tree is materialised at `STOP` with a depth limit (cycles are
 //! refused) and a size budget (a stream that re-uses one object a million times cannot blow up).
 
+use crate::data::graph::CsrMatrix;
 use crate::error::DataError;
-use crate::graph::CsrMatrix;
 use std::collections::HashMap;
 use std::path::Path;
 

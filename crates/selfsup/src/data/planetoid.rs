@@ -11,8 +11,8 @@
 //! ([`CsrMatrix::row_normalise`]).
 
 use super::pickle::{self, NdArray, Value};
+use crate::data::graph::{CsrMatrix, Graph, NodeSplit};
 use crate::error::DataError;
-use crate::graph::{CsrMatrix, Graph, NodeSplit};
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};

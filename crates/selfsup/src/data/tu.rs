@@ -13,8 +13,8 @@
 //! * without node labels: the node degree one-hot, width `max degree + 1` over the set;
 //! * with `with_attributes`, the float node attributes appended after the one-hot block.
 
+use crate::data::graph::{CsrMatrix, Graph, GraphSet};
 use crate::error::DataError;
-use crate::graph::{CsrMatrix, Graph, GraphSet};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -173,9 +173,10 @@ pub fn few_shot_accuracy(
 /// "A Closer Look at Few-shot Classification"). Not called with an empty slice.
 fn mean_ci95(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-    (mean, 1.96 * var.sqrt() / n.sqrt())
+    (
+        crate::stats::mean(xs),
+        1.96 * crate::stats::std_population(xs) / n.sqrt(),
+    )
 }
 
 /// Row-wise `x / max(‖x‖₂, 1e-12)`, as `torch.nn.functional.normalize(x, dim=1)`.

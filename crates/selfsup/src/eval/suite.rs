@@ -8,7 +8,7 @@ use super::few_shot::{few_shot_accuracy, FewShotConfig};
 use super::knn::{knn_accuracy, knn_inputs, KnnConfig};
 use super::label_fraction::stratified_subset;
 use super::linear_probe::{fit_linear_probe, LinearProbeConfig};
-use crate::compare::mean_std;
+use crate::stats::mean_std;
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! graph-level data which graph each node belongs to.
 use super::message::EdgeIndex;
 use super::sparse::{NodeInput, SparseRows};
-use super::{CsrMatrix, Graph};
+use crate::data::graph::{CsrMatrix, Graph};
 use tch::{Device, Kind, Tensor};
 
 /// Below this fraction of non-zeros, features stay sparse on the device (citation graphs, ~1 %);

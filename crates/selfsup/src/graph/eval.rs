@@ -17,13 +17,14 @@
 //! coordinate set to a protocol tag (`TAG_*` below) and the index coordinate to the run / repeat /
 //! fold, so each result is a pure function of its `seed` and does not depend on torch's global
 //! generator (which tests running in parallel threads would share).
+use crate::stats::{mean, std_population, std_sample};
 use anyhow::{bail, ensure, Result};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
-use super::NodeSplit;
+use crate::data::graph::NodeSplit;
 use crate::eval::lbfgs::{minimise, LbfgsConfig};
 use crate::eval::linear_probe::{fit_linear_probe, LinearProbeConfig};
 use crate::rng::{keyed, Stream};
@@ -518,37 +519,6 @@ pub fn graph_cv_accuracy(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Statistics
-
-/// Arithmetic mean; NaN for an empty slice.
-pub fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len() as f64
-}
-
-/// Population standard deviation (divisor n, numpy's `np.std` default, used by GraphMAE and
-/// GRACE); NaN for an empty slice.
-pub fn std_population(values: &[f64]) -> f64 {
-    sum_sq_dev(values).map_or(f64::NAN, |s| (s / values.len() as f64).sqrt())
-}
-
-/// Sample standard deviation (divisor n − 1, `torch.std`'s default, used by DGI); NaN for fewer
-/// than two values.
-pub fn std_sample(values: &[f64]) -> f64 {
-    match sum_sq_dev(values) {
-        Some(s) if values.len() >= 2 => (s / (values.len() - 1) as f64).sqrt(),
-        _ => f64::NAN,
-    }
-}
-
-fn sum_sq_dev(values: &[f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let m = mean(values);
-    Some(values.iter().map(|v| (v - m).powi(2)).sum())
-}
-
-// ---------------------------------------------------------------------------------------------
 // Input checks and gathering
 
 /// Checks that `emb` is a finite `[n, D]` floating-point tensor with D ≥ 1 and n = `n_labels`
@@ -921,20 +891,6 @@ mod tests {
             val: (0..n).filter(|i| i % 3 == 1).collect(),
             test: (0..n).filter(|i| i % 3 == 2).collect(),
         }
-    }
-
-    #[test]
-    fn mean_and_std_match_hand_computed_values() {
-        let v = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0];
-        // Mean 5, squared deviations sum to 32: population std √(32/8) = 2, sample √(32/7).
-        assert_eq!(mean(&v), 5.0);
-        assert!((std_population(&v) - 2.0).abs() < 1e-12);
-        assert!((std_sample(&v) - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
-        // Two values 0.8, 0.9: deviations ±0.05, sample std √(0.005/1) ≈ 0.0707107.
-        assert!((std_sample(&[0.8, 0.9]) - 0.005f64.sqrt()).abs() < 1e-12);
-        assert_eq!(std_population(&[0.7]), 0.0);
-        assert!(std_sample(&[0.7]).is_nan());
-        assert!(mean(&[]).is_nan() && std_population(&[]).is_nan());
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //! protocol; then mean ± std over seeds beside the raw-feature baseline and the paper's figure.
 use super::batch::{dense_rows, GraphBatch};
 use super::eval::{
-    graph_cv_accuracy, mean, node_probe_adam, node_probe_dgi, random_split_probe, std_population,
-    AdamProbeConfig, GraphCvConfig,
+    graph_cv_accuracy, node_probe_adam, node_probe_dgi, random_split_probe, AdamProbeConfig,
+    GraphCvConfig,
 };
 use super::methods;
 use super::recipe::{GraphDataConfig, GraphEvalConfig, GraphRecipe, PaperFigure};
 use super::train::{embed_graphs, pretrain_graph_level, pretrain_node_level};
-use super::{Graph, GraphSet};
+use crate::data::graph::{Graph, GraphSet};
 use crate::data::planetoid::{load_planetoid, load_planetoid_npz};
 use crate::data::tu::load_tu;
+use crate::stats::{mean, std_population};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;

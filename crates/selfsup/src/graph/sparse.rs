@@ -6,7 +6,7 @@
 //! sparse form offers exactly that: [`NodeInput::linear`], a CSR × dense product done by
 //! `embedding_bag` in sum mode (differentiable in the weight and in the stored values). On Cora this
 //! replaces a 2708 × 1433 × 512 dense product (4 GFLOP forward) by 49k gathered rows.
-use super::CsrMatrix;
+use crate::data::graph::CsrMatrix;
 use tch::{Device, Kind, Tensor};
 
 /// Sparse rows on tensors (CSR), plus rows that are dense instead.
@@ -233,7 +233,7 @@ impl NodeInput {
     }
 
     /// Rows re-ordered: row `i` of the result is row `order[i]` (`[N]` int64).
-    pub fn permute_rows(&self, order: &Tensor, host: &super::CsrMatrix) -> NodeInput {
+    pub fn permute_rows(&self, order: &Tensor, host: &CsrMatrix) -> NodeInput {
         match self {
             NodeInput::Dense(x) => NodeInput::Dense(x.index_select(0, order)),
             NodeInput::Sparse(_) => {

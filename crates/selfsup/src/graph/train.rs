@@ -2,7 +2,7 @@
 //! node-level paper does), or mini-batches of many small graphs.
 use super::batch::GraphBatch;
 use super::methods::GraphMethod;
-use super::GraphSet;
+use crate::data::graph::{Graph, GraphSet};
 use crate::rng::{epoch_permutation, keyed, Stream};
 use crate::train::optim::{Optimizer, OptimizerConfig};
 use crate::train::schedule::{Decay, LrSchedule};
@@ -223,7 +223,7 @@ pub fn pretrain_graph_level(
         let order = epoch_permutation(seed, epoch as u64, set.graphs.len());
         let mut sum = 0.0;
         for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let graphs: Vec<&super::Graph> = chunk.iter().map(|&i| &set.graphs[i]).collect();
+            let graphs: Vec<&Graph> = chunk.iter().map(|&i| &set.graphs[i]).collect();
             let batch = GraphBatch::from_graphs(&graphs, device);
             let mut rng = keyed(seed, Stream::Method, epoch as u64, b as u64, 0);
             let loss = method.loss(&batch, &mut rng);
@@ -266,7 +266,7 @@ pub fn embed_graphs(
     let mut parts = Vec::new();
     let idx: Vec<usize> = (0..set.graphs.len()).collect();
     for chunk in idx.chunks(batch_size.max(1)) {
-        let graphs: Vec<&super::Graph> = chunk.iter().map(|&i| &set.graphs[i]).collect();
+        let graphs: Vec<&Graph> = chunk.iter().map(|&i| &set.graphs[i]).collect();
         let batch = GraphBatch::from_graphs(&graphs, device);
         let nodes = method.embed(&batch);
         let (owner, count) = batch.graphs.as_ref().expect("from_graphs sets the owners");

@@ -1,9 +1,52 @@
 //! Barlow Twins (Zbontar et al. 2021): two views → encoder → projector → cross-correlation loss.
-use super::{Method, StepInput};
+use super::{EncoderFactory, Method, MethodSpec, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
 use crate::objectives::barlow_twins;
+use crate::recipe::{rules, RecipeError};
+use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BarlowTwinsConfig {
+    #[serde(default = "default_lambda")]
+    pub lambda: f64,
+    #[serde(default = "default_projector")]
+    pub projector: Vec<Block>,
+}
+
+impl Default for BarlowTwinsConfig {
+    fn default() -> Self {
+        BarlowTwinsConfig {
+            lambda: default_lambda(),
+            projector: default_projector(),
+        }
+    }
+}
+
+impl MethodSpec for BarlowTwinsConfig {
+    fn validate(&self) -> rules::R {
+        if !(self.lambda.is_finite() && self.lambda > 0.0) {
+            return Err(RecipeError::LambdaNotPositive(self.lambda));
+        }
+        rules::head("method.projector", &self.projector)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &EncoderFactory,
+    ) -> anyhow::Result<Box<dyn Method>> {
+        let p = vs.root() / "method";
+        Ok(Box::new(BarlowTwins::new(
+            &p,
+            encoder,
+            &self.projector,
+            self.lambda,
+        )))
+    }
+}
 
 /// λ = 5·10⁻³, the paper's value (§4, "trade-off parameter").
 pub fn default_lambda() -> f64 {

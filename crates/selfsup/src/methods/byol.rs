@@ -104,3 +104,20 @@ impl Method for Byol {
         self.online.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for ByolConfig {
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::momentum("method.base_momentum", self.base_momentum)?;
+        rules::head("method.projector", &self.projector)?;
+        rules::head("method.predictor", &self.predictor)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        make_encoder: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(Byol::new(vs, encoder, make_encoder, self)?))
+    }
+}

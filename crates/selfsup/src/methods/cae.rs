@@ -247,6 +247,35 @@ impl Method for Cae {
     }
 }
 
+
+impl super::MethodSpec for CaeConfig {
+    fn n_global_views(&self) -> usize {
+        1
+    }
+    fn is_masked(&self) -> bool {
+        true
+    }
+    fn required_encoder(&self) -> Option<&'static str> {
+        Some("vit")
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::open_fraction("method.mask_ratio", self.mask_ratio)?;
+        rules::widths("method.heads", [self.heads])?;
+        rules::widths("method.regressor_depth", [self.regressor_depth as i64])?;
+        rules::non_negative("method.align_weight", self.align_weight)?;
+        rules::non_negative("method.layer_scale", self.layer_scale)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(Cae::new(&(vs.root() / "method"), encoder, self)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

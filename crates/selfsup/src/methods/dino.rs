@@ -196,3 +196,36 @@ impl Method for Dino {
         self.student.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for DinoConfig {
+    fn accepts_local_crops(&self) -> bool {
+        true
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::temperature("method.student_temperature", self.student_temperature)?;
+        rules::temperature("method.teacher_temperature", self.teacher_temperature)?;
+        rules::temperature(
+            "method.warmup_teacher_temperature",
+            self.warmup_teacher_temperature,
+        )?;
+        rules::momentum("method.center_momentum", self.center_momentum)?;
+        rules::momentum("method.base_momentum", self.base_momentum)?;
+        rules::widths("method.hidden", [self.hidden])?;
+        rules::widths("method.bottleneck", [self.bottleneck])?;
+        rules::widths("method.out_dim", [self.out_dim])?;
+        rules::non_negative("method.warmup_teacher_epochs", self.warmup_teacher_epochs)?;
+        rules::non_negative(
+            "method.freeze_last_layer_epochs",
+            self.freeze_last_layer_epochs,
+        )
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        make_encoder: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(Dino::new(vs, encoder, make_encoder, self)?))
+    }
+}

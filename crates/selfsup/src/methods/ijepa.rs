@@ -271,6 +271,47 @@ impl Method for Ijepa {
     }
 }
 
+
+impl super::MethodSpec for IjepaConfig {
+    fn n_global_views(&self) -> usize {
+        1
+    }
+    fn is_masked(&self) -> bool {
+        true
+    }
+    fn required_encoder(&self) -> Option<&'static str> {
+        Some("vit")
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::momentum("method.base_momentum", self.base_momentum)?;
+        rules::widths("method.predictor_dim", [self.predictor_dim])?;
+        rules::widths("method.predictor_depth", [self.predictor_depth as i64])?;
+        rules::widths("method.predictor_heads", [self.predictor_heads])?;
+        rules::widths("method.targets", [self.targets as i64])?;
+        rules::fraction_range("method.target_scale", self.target_scale, true)?;
+        rules::fraction_range("method.context_scale", self.context_scale, true)?;
+        let [lo, hi] = self.target_aspect;
+        if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+            return Err(crate::recipe::RecipeError::BadRange {
+                field: "method.target_aspect",
+                lo,
+                hi,
+                rule: "need 0 < lo <= hi",
+            });
+        }
+        Ok(())
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        make_encoder: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(Ijepa::new(vs, encoder, make_encoder, self)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

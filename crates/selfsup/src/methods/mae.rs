@@ -205,6 +205,33 @@ impl Method for Mae {
     }
 }
 
+
+impl super::MethodSpec for MaeConfig {
+    fn n_global_views(&self) -> usize {
+        1
+    }
+    fn is_masked(&self) -> bool {
+        true
+    }
+    fn required_encoder(&self) -> Option<&'static str> {
+        Some("vit")
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::open_fraction("method.mask_ratio", self.mask_ratio)?;
+        rules::widths("method.decoder_dim", [self.decoder_dim])?;
+        rules::widths("method.decoder_heads", [self.decoder_heads])
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(Mae::new(&(vs.root() / "method"), encoder, self)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

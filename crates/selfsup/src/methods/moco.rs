@@ -132,3 +132,21 @@ impl Method for MocoV2 {
         self.query.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for MocoV2Config {
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::temperature("method.temperature", self.temperature)?;
+        rules::momentum("method.momentum", self.momentum)?;
+        rules::widths("method.queue_size", [self.queue_size])?;
+        rules::head("method.projector", &self.projector)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        make_encoder: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(MocoV2::new(vs, encoder, make_encoder, self)?))
+    }
+}

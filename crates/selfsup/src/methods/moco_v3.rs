@@ -120,3 +120,21 @@ impl Method for MocoV3 {
         self.query.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for MocoV3Config {
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::temperature("method.temperature", self.temperature)?;
+        rules::momentum("method.base_momentum", self.base_momentum)?;
+        rules::head("method.projector", &self.projector)?;
+        rules::head("method.predictor", &self.predictor)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        make_encoder: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(MocoV3::new(vs, encoder, make_encoder, self)?))
+    }
+}

@@ -1,34 +1,18 @@
-//! Methods wire views + encoder + heads + objective. A new method is one file plus one line in
-//! [`build`] and one variant in [`MethodConfig`].
+//! Methods wire views + encoder + heads + objective. A method is one file — its configuration
+//! (the `[method]` table), the rules that configuration obeys, what it needs of the data and the
+//! encoder ([`MethodSpec`]), and the method itself ([`Method`]) — plus one line in the registry
+//! at the end of this file.
 //!
 //! Method state that is not trained by gradients (EMA teachers, queues, centres) lives in the run's
 //! `VarStore` as non-trainable variables, so it is checkpointed, checksummed and restored with the
 //! model, and the trainer's non-finite guard restores it together with batch-norm statistics.
 use crate::encoders::Encoder;
-use crate::heads::Block;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-pub mod barlow_twins;
 pub mod branch;
-pub mod byol;
-pub mod cae;
-pub mod dino;
 pub mod ema;
-pub mod ijepa;
-pub mod mae;
-pub mod moco;
-pub mod moco_v3;
-pub mod nnclr;
 pub mod queue;
-pub mod simclr;
-pub mod simmim;
-pub mod simsiam;
-pub mod supcon;
-pub mod swav;
-pub mod tjepa;
-pub mod vicreg;
-pub mod vime;
 
 /// Where training stands, for schedules inside a method (EMA momentum, DINO's teacher
 /// temperature, SwAV's prototype freezing).
@@ -117,199 +101,141 @@ pub trait Method {
     fn encoder(&self) -> &dyn Encoder;
 }
 
-/// The `[method]` table of a recipe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
-pub enum MethodConfig {
-    Simclr {
-        #[serde(default = "simclr::default_temperature")]
-        temperature: f64,
-        #[serde(default = "simclr::default_projector")]
-        projector: Vec<Block>,
-    },
-    BarlowTwins {
-        #[serde(default = "barlow_twins::default_lambda")]
-        lambda: f64,
-        #[serde(default = "barlow_twins::default_projector")]
-        projector: Vec<Block>,
-    },
-    Byol(byol::ByolConfig),
-    Simsiam(simsiam::SimSiamConfig),
-    MocoV2(moco::MocoV2Config),
-    MocoV3(moco_v3::MocoV3Config),
-    Vicreg(vicreg::VicregConfig),
-    Dino(dino::DinoConfig),
-    Swav(swav::SwavConfig),
-    Nnclr(nnclr::NnclrConfig),
-    Supcon(supcon::SupConConfig),
-    Mae(mae::MaeConfig),
-    Cae(cae::CaeConfig),
-    Simmim(simmim::SimMimConfig),
-    Ijepa(ijepa::IjepaConfig),
-    Tjepa(tjepa::TjepaConfig),
-    Vime(vime::VimeConfig),
-}
-
-impl MethodConfig {
-    /// Every method, with its defaults (for listings and the comparison table).
-    pub fn all_defaults() -> Vec<MethodConfig> {
-        vec![
-            MethodConfig::Simclr {
-                temperature: simclr::default_temperature(),
-                projector: simclr::default_projector(),
-            },
-            MethodConfig::BarlowTwins {
-                lambda: barlow_twins::default_lambda(),
-                projector: barlow_twins::default_projector(),
-            },
-            MethodConfig::Byol(Default::default()),
-            MethodConfig::Simsiam(Default::default()),
-            MethodConfig::MocoV2(Default::default()),
-            MethodConfig::MocoV3(Default::default()),
-            MethodConfig::Vicreg(Default::default()),
-            MethodConfig::Dino(Default::default()),
-            MethodConfig::Swav(Default::default()),
-            MethodConfig::Nnclr(Default::default()),
-            MethodConfig::Supcon(Default::default()),
-            MethodConfig::Mae(Default::default()),
-            MethodConfig::Cae(Default::default()),
-            MethodConfig::Simmim(Default::default()),
-            MethodConfig::Ijepa(Default::default()),
-            MethodConfig::Tjepa(Default::default()),
-            MethodConfig::Vime(Default::default()),
-        ]
+/// What a method's configuration knows about the method: what it needs of the data and the
+/// encoder, the rules its fields obey, and how to build it. Implemented by each method's config
+/// type, next to the method; the registry dispatches to it.
+pub trait MethodSpec {
+    /// Global views per sample: two for joint-embedding methods, one for masked ones.
+    fn n_global_views(&self) -> usize {
+        2
     }
-    pub fn name(&self) -> &'static str {
-        match self {
-            MethodConfig::Simclr { .. } => "simclr",
-            MethodConfig::BarlowTwins { .. } => "barlow_twins",
-            MethodConfig::Byol(_) => "byol",
-            MethodConfig::Simsiam(_) => "simsiam",
-            MethodConfig::MocoV2(_) => "moco_v2",
-            MethodConfig::MocoV3(_) => "moco_v3",
-            MethodConfig::Vicreg(_) => "vicreg",
-            MethodConfig::Dino(_) => "dino",
-            MethodConfig::Swav(_) => "swav",
-            MethodConfig::Nnclr(_) => "nnclr",
-            MethodConfig::Supcon(_) => "supcon",
-            MethodConfig::Mae(_) => "mae",
-            MethodConfig::Cae(_) => "cae",
-            MethodConfig::Simmim(_) => "simmim",
-            MethodConfig::Ijepa(_) => "ijepa",
-            MethodConfig::Tjepa(_) => "tjepa",
-            MethodConfig::Vime(_) => "vime",
-        }
+    /// Masked-prediction methods: one view plus a token mask, on a token encoder.
+    fn is_masked(&self) -> bool {
+        false
+    }
+    /// Methods defined on table features only.
+    fn needs_tables(&self) -> bool {
+        false
+    }
+    /// Whether multi-crop local views may be added (`views.local_crops`).
+    fn accepts_local_crops(&self) -> bool {
+        false
+    }
+    /// Whether training needs class labels.
+    fn needs_labels(&self) -> bool {
+        false
     }
     /// Smallest batch for which the objective is defined (contrastive losses need a negative;
     /// batch statistics need two samples).
-    pub fn min_batch(&self) -> usize {
+    fn min_batch(&self) -> usize {
         2
     }
-    /// Global views per sample: two for joint-embedding methods, one for masked ones.
-    pub fn n_global_views(&self) -> usize {
-        if self.is_masked() {
-            1
-        } else {
-            2
-        }
+    /// The `encoder.kind` the method works on, when it needs one in particular.
+    fn required_encoder(&self) -> Option<&'static str> {
+        None
     }
-    /// Masked-prediction methods: one view plus a token mask, on a token encoder (a ViT, or a
-    /// feature transformer for T-JEPA).
-    pub fn is_masked(&self) -> bool {
-        matches!(
-            self,
-            MethodConfig::Mae(_)
-                | MethodConfig::Cae(_)
-                | MethodConfig::Simmim(_)
-                | MethodConfig::Ijepa(_)
-                | MethodConfig::Tjepa(_)
-        )
-    }
-    /// Methods defined on table features only.
-    pub fn needs_tables(&self) -> bool {
-        matches!(self, MethodConfig::Tjepa(_) | MethodConfig::Vime(_))
-    }
-    /// Whether multi-crop local views may be added (`views.local_crops`).
-    pub fn accepts_local_crops(&self) -> bool {
-        matches!(self, MethodConfig::Dino(_) | MethodConfig::Swav(_))
-    }
-    /// Whether training needs class labels.
-    pub fn needs_labels(&self) -> bool {
-        matches!(self, MethodConfig::Supcon(_))
-    }
-    /// The first head's blocks (the projector, or the expander for VICReg); empty for DINO,
-    /// whose head is described by widths.
-    pub fn projector(&self) -> &[Block] {
-        match self {
-            MethodConfig::Simclr { projector, .. }
-            | MethodConfig::BarlowTwins { projector, .. } => projector,
-            MethodConfig::Byol(c) => &c.projector,
-            MethodConfig::Simsiam(c) => &c.projector,
-            MethodConfig::MocoV2(c) => &c.projector,
-            MethodConfig::MocoV3(c) => &c.projector,
-            MethodConfig::Vicreg(c) => &c.projector,
-            MethodConfig::Dino(_)
-            | MethodConfig::Mae(_)
-            | MethodConfig::Cae(_)
-            | MethodConfig::Simmim(_)
-            | MethodConfig::Ijepa(_)
-            | MethodConfig::Tjepa(_)
-            | MethodConfig::Vime(_) => &[],
-            MethodConfig::Swav(c) => &c.projector,
-            MethodConfig::Nnclr(c) => &c.projector,
-            MethodConfig::Supcon(c) => &c.projector,
-        }
-    }
-    /// The predictor's blocks, for methods with one.
-    pub fn predictor(&self) -> &[Block] {
-        match self {
-            MethodConfig::Byol(c) => &c.predictor,
-            MethodConfig::Simsiam(c) => &c.predictor,
-            MethodConfig::MocoV3(c) => &c.predictor,
-            MethodConfig::Nnclr(c) => &c.predictor,
-            _ => &[],
-        }
-    }
+    /// The rules of the method's own fields (`method.*`).
+    fn validate(&self) -> crate::recipe::rules::R;
+    /// Builds the method around `encoder` (under `encoder.`); its own variables go under
+    /// `method.`; methods with a momentum target build a second encoder with `make_encoder`.
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        make_encoder: &EncoderFactory,
+    ) -> anyhow::Result<Box<dyn Method>>;
 }
 
 /// Builds an encoder under a path: the online encoder under `encoder`, and a second copy for
 /// methods with a momentum target.
 pub type EncoderFactory<'a> = dyn Fn(&nn::Path) -> anyhow::Result<Box<dyn Encoder>> + 'a;
 
-/// The registry: builds the method named in `cfg`; the encoder's variables live under `encoder.`,
-/// the method's own (heads, targets, queues) under `method.`.
+/// Declares the method modules and the `[method]` table: one line per method,
+/// `module: Variant(ConfigType) = "name"`, where `name` is the recipe's `method.name`.
+macro_rules! registry {
+    ($($module:ident: $variant:ident($config:ident) = $name:literal,)+) => {
+        $(pub mod $module;)+
+
+        /// The `[method]` table of a recipe: `name` picks the method, the other keys are its
+        /// configuration (every one has the paper's default).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "name", deny_unknown_fields)]
+        pub enum MethodConfig {
+            $(#[serde(rename = $name)] $variant($module::$config),)+
+        }
+
+        impl MethodConfig {
+            /// Every method, with its defaults, in registry order.
+            pub fn all_defaults() -> Vec<MethodConfig> {
+                vec![$(MethodConfig::$variant(Default::default()),)+]
+            }
+            /// The recipe's `method.name`.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(MethodConfig::$variant(_) => $name,)+
+                }
+            }
+            /// The method's configuration, behind the trait every method implements.
+            pub fn spec(&self) -> &dyn MethodSpec {
+                match self {
+                    $(MethodConfig::$variant(c) => c,)+
+                }
+            }
+        }
+    };
+}
+
+impl MethodConfig {
+    pub fn n_global_views(&self) -> usize {
+        self.spec().n_global_views()
+    }
+    pub fn is_masked(&self) -> bool {
+        self.spec().is_masked()
+    }
+    pub fn needs_tables(&self) -> bool {
+        self.spec().needs_tables()
+    }
+    pub fn accepts_local_crops(&self) -> bool {
+        self.spec().accepts_local_crops()
+    }
+    pub fn needs_labels(&self) -> bool {
+        self.spec().needs_labels()
+    }
+    pub fn min_batch(&self) -> usize {
+        self.spec().min_batch()
+    }
+}
+
+/// Builds the method named in `cfg`; the encoder's variables live under `encoder.`, the
+/// method's own (heads, targets, queues) under `method.`.
 pub fn build(
     cfg: &MethodConfig,
     vs: &nn::VarStore,
     make_encoder: &EncoderFactory,
 ) -> anyhow::Result<Box<dyn Method>> {
-    let root = vs.root();
-    let p = &root / "method";
-    let encoder = make_encoder(&(&root / "encoder"))?;
-    Ok(match cfg {
-        MethodConfig::Simclr {
-            temperature,
-            projector,
-        } => Box::new(simclr::SimClr::new(&p, encoder, projector, *temperature)),
-        MethodConfig::BarlowTwins { lambda, projector } => Box::new(
-            barlow_twins::BarlowTwins::new(&p, encoder, projector, *lambda),
-        ),
-        MethodConfig::Byol(c) => Box::new(byol::Byol::new(vs, encoder, make_encoder, c)?),
-        MethodConfig::Simsiam(c) => Box::new(simsiam::SimSiam::new(&p, encoder, c)),
-        MethodConfig::MocoV2(c) => Box::new(moco::MocoV2::new(vs, encoder, make_encoder, c)?),
-        MethodConfig::MocoV3(c) => Box::new(moco_v3::MocoV3::new(vs, encoder, make_encoder, c)?),
-        MethodConfig::Vicreg(c) => Box::new(vicreg::Vicreg::new(&p, encoder, c)),
-        MethodConfig::Dino(c) => Box::new(dino::Dino::new(vs, encoder, make_encoder, c)?),
-        MethodConfig::Swav(c) => Box::new(swav::Swav::new(&p, encoder, c)),
-        MethodConfig::Nnclr(c) => Box::new(nnclr::Nnclr::new(&p, encoder, c)),
-        MethodConfig::Supcon(c) => Box::new(supcon::SupCon::new(&p, encoder, c)),
-        MethodConfig::Mae(c) => Box::new(mae::Mae::new(&p, encoder, c)?),
-        MethodConfig::Cae(c) => Box::new(cae::Cae::new(&p, encoder, c)?),
-        MethodConfig::Simmim(c) => Box::new(simmim::SimMim::new(&p, encoder, c)?),
-        MethodConfig::Ijepa(c) => Box::new(ijepa::Ijepa::new(vs, encoder, make_encoder, c)?),
-        MethodConfig::Tjepa(c) => Box::new(tjepa::Tjepa::new(vs, encoder, make_encoder, c)?),
-        MethodConfig::Vime(c) => Box::new(vime::Vime::new(&p, encoder, c)?),
-    })
+    let encoder = make_encoder(&(vs.root() / "encoder"))?;
+    cfg.spec().build(vs, encoder, make_encoder)
+}
+
+// The registry. Adding a method: its file in this folder and one line here.
+registry! {
+    simclr: Simclr(SimclrConfig) = "simclr",
+    barlow_twins: BarlowTwins(BarlowTwinsConfig) = "barlow_twins",
+    byol: Byol(ByolConfig) = "byol",
+    simsiam: Simsiam(SimSiamConfig) = "simsiam",
+    moco: MocoV2(MocoV2Config) = "moco_v2",
+    moco_v3: MocoV3(MocoV3Config) = "moco_v3",
+    vicreg: Vicreg(VicregConfig) = "vicreg",
+    dino: Dino(DinoConfig) = "dino",
+    swav: Swav(SwavConfig) = "swav",
+    nnclr: Nnclr(NnclrConfig) = "nnclr",
+    supcon: Supcon(SupConConfig) = "supcon",
+    mae: Mae(MaeConfig) = "mae",
+    cae: Cae(CaeConfig) = "cae",
+    simmim: Simmim(SimMimConfig) = "simmim",
+    ijepa: Ijepa(IjepaConfig) = "ijepa",
+    tjepa: Tjepa(TjepaConfig) = "tjepa",
+    vime: Vime(VimeConfig) = "vime",
 }
 
 #[cfg(test)]

@@ -113,3 +113,21 @@ impl Method for Nnclr {
         self.branch.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for NnclrConfig {
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::temperature("method.temperature", self.temperature)?;
+        rules::widths("method.support_size", [self.support_size])?;
+        rules::head("method.projector", &self.projector)?;
+        rules::head("method.predictor", &self.predictor)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(Nnclr::new(&(vs.root() / "method"), encoder, self)))
+    }
+}

@@ -1,9 +1,50 @@
 //! SimCLR (Chen et al. 2020): two augmented views → encoder → projector → NT-Xent.
-use super::{Method, StepInput};
+use super::{EncoderFactory, Method, MethodSpec, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
 use crate::objectives::nt_xent;
+use crate::recipe::rules;
+use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimclrConfig {
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    #[serde(default = "default_projector")]
+    pub projector: Vec<Block>,
+}
+
+impl Default for SimclrConfig {
+    fn default() -> Self {
+        SimclrConfig {
+            temperature: default_temperature(),
+            projector: default_projector(),
+        }
+    }
+}
+
+impl MethodSpec for SimclrConfig {
+    fn validate(&self) -> rules::R {
+        rules::temperature("method.temperature", self.temperature)?;
+        rules::head("method.projector", &self.projector)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &EncoderFactory,
+    ) -> anyhow::Result<Box<dyn Method>> {
+        let p = vs.root() / "method";
+        Ok(Box::new(SimClr::new(
+            &p,
+            encoder,
+            &self.projector,
+            self.temperature,
+        )))
+    }
+}
 
 /// τ = 0.5 is the paper's choice for CIFAR-10 at batch 256–512 (Appendix B.9).
 pub fn default_temperature() -> f64 {

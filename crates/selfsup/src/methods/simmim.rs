@@ -112,3 +112,27 @@ impl Method for SimMim {
         self.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for SimMimConfig {
+    fn n_global_views(&self) -> usize {
+        1
+    }
+    fn is_masked(&self) -> bool {
+        true
+    }
+    fn required_encoder(&self) -> Option<&'static str> {
+        Some("vit")
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::open_fraction("method.mask_ratio", self.mask_ratio)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(SimMim::new(&(vs.root() / "method"), encoder, self)?))
+    }
+}

@@ -80,3 +80,19 @@ impl Method for SimSiam {
         self.branch.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for SimSiamConfig {
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::head("method.projector", &self.projector)?;
+        rules::head("method.predictor", &self.predictor)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(SimSiam::new(&(vs.root() / "method"), encoder, self)))
+    }
+}

@@ -83,3 +83,23 @@ impl Method for SupCon {
         self.branch.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for SupConConfig {
+    fn needs_labels(&self) -> bool {
+        true
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::temperature("method.temperature", self.temperature)?;
+        rules::temperature("method.base_temperature", self.base_temperature)?;
+        rules::head("method.projector", &self.projector)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(SupCon::new(&(vs.root() / "method"), encoder, self)))
+    }
+}

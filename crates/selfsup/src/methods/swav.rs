@@ -134,3 +134,29 @@ impl Method for Swav {
         self.branch.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for SwavConfig {
+    fn accepts_local_crops(&self) -> bool {
+        true
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::temperature("method.temperature", self.temperature)?;
+        rules::temperature("method.epsilon", self.epsilon)?;
+        rules::widths("method.prototypes", [self.prototypes])?;
+        rules::widths("method.sinkhorn_iters", [self.sinkhorn_iters as i64])?;
+        rules::non_negative(
+            "method.freeze_prototypes_epochs",
+            self.freeze_prototypes_epochs,
+        )?;
+        rules::head("method.projector", &self.projector)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(Swav::new(&(vs.root() / "method"), encoder, self)))
+    }
+}

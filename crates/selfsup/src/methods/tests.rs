@@ -2,6 +2,7 @@
 //! method's hooks, an SGD update), with local crops and labels where the method takes them.
 use super::*;
 use crate::encoders::{self, EncoderConfig};
+use crate::heads::Block;
 use tch::{Device, Kind};
 
 /// A small version of every method (narrow heads, short queues).
@@ -11,14 +12,14 @@ pub(crate) fn all_methods() -> Vec<MethodConfig> {
         Block::new(8, false, false, true),
     ];
     vec![
-        MethodConfig::Simclr {
+        MethodConfig::Simclr(simclr::SimclrConfig {
             temperature: 0.5,
             projector: small.clone(),
-        },
-        MethodConfig::BarlowTwins {
+        }),
+        MethodConfig::BarlowTwins(barlow_twins::BarlowTwinsConfig {
             lambda: 5e-3,
             projector: small.clone(),
-        },
+        }),
         MethodConfig::Byol(byol::ByolConfig {
             projector: small.clone(),
             predictor: small.clone(),

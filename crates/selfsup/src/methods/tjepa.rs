@@ -187,3 +187,36 @@ impl Method for Tjepa {
         self.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for TjepaConfig {
+    fn n_global_views(&self) -> usize {
+        1
+    }
+    fn is_masked(&self) -> bool {
+        true
+    }
+    fn needs_tables(&self) -> bool {
+        true
+    }
+    fn required_encoder(&self) -> Option<&'static str> {
+        Some("feature_transformer")
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::momentum("method.base_momentum", self.base_momentum)?;
+        rules::widths("method.predictor_dim", [self.predictor_dim])?;
+        rules::widths("method.predictor_depth", [self.predictor_depth as i64])?;
+        rules::widths("method.predictor_heads", [self.predictor_heads])?;
+        rules::widths("method.targets", [self.targets as i64])?;
+        rules::fraction_range("method.context", self.context, false)?;
+        rules::fraction_range("method.target", self.target, false)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        make_encoder: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(Tjepa::new(vs, encoder, make_encoder, self)?))
+    }
+}

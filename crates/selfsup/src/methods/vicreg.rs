@@ -77,3 +77,25 @@ impl Method for Vicreg {
         self.branch.encoder.as_ref()
     }
 }
+
+impl super::MethodSpec for VicregConfig {
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        for (f, v) in [
+            ("method.sim_coeff", self.sim_coeff),
+            ("method.std_coeff", self.std_coeff),
+            ("method.cov_coeff", self.cov_coeff),
+        ] {
+            rules::non_negative(f, v)?;
+        }
+        rules::head("method.projector", &self.projector)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(Vicreg::new(&(vs.root() / "method"), encoder, self)))
+    }
+}

@@ -86,6 +86,28 @@ impl Method for Vime {
     }
 }
 
+
+impl super::MethodSpec for VimeConfig {
+    fn needs_tables(&self) -> bool {
+        true
+    }
+    fn required_encoder(&self) -> Option<&'static str> {
+        Some("mlp")
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::non_negative("method.alpha", self.alpha)
+    }
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        encoder: Box<dyn Encoder>,
+        _: &super::EncoderFactory,
+    ) -> anyhow::Result<Box<dyn super::Method>> {
+        Ok(Box::new(Vime::new(&(vs.root() / "method"), encoder, self)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub mod overrides;
+pub mod rules;
 mod validate;
 pub use validate::RecipeError;
 

@@ -54,7 +54,7 @@ fn valid_recipes_parse_with_defaults() {
     assert_eq!(r.seed, 3);
     assert_eq!(r.eval.knn_k, 200);
     assert_eq!(r.image_augment().crop_scale, [0.2, 1.0]);
-    assert!(matches!(r.method, MethodConfig::Simclr { temperature, .. } if temperature == 0.5));
+    assert!(matches!(&r.method, MethodConfig::Simclr(c) if c.temperature == 0.5));
     let t = with(TABLE, &[]).unwrap();
     assert!(t.data.is_table());
     assert_eq!(t.table_corruption().corruption_rate, 0.6);

@@ -1,6 +1,5 @@
 //! Recipe rules, one error variant each, checked before any work starts.
 use super::{DataConfig, Recipe};
-use crate::methods::MethodConfig;
 use crate::train::optim::OptimizerConfig;
 use crate::views::image_aug::ImageAugment;
 
@@ -206,84 +205,7 @@ pub enum RecipeError {
     NotFinite { field: &'static str, value: f64 },
 }
 
-type R = Result<(), RecipeError>;
-
-fn finite(field: &'static str, value: f64) -> R {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err(RecipeError::NotFinite { field, value })
-    }
-}
-fn probability(field: &'static str, value: f64) -> R {
-    finite(field, value)?;
-    if (0.0..=1.0).contains(&value) {
-        Ok(())
-    } else {
-        Err(RecipeError::ProbabilityOutOfRange { field, value })
-    }
-}
-fn non_negative(field: &'static str, value: f64) -> R {
-    finite(field, value)?;
-    if value >= 0.0 {
-        Ok(())
-    } else {
-        Err(RecipeError::Negative { field, value })
-    }
-}
-/// An ordered range of fractions: 0 < lo <= hi <= 1 (or < 1 when `one_allowed` is false).
-fn fraction_range(field: &'static str, [lo, hi]: [f64; 2], one_allowed: bool) -> R {
-    let hi_ok = if one_allowed { hi <= 1.0 } else { hi < 1.0 };
-    if lo > 0.0 && lo <= hi && hi_ok {
-        Ok(())
-    } else {
-        Err(RecipeError::BadRange {
-            field,
-            lo,
-            hi,
-            rule: if one_allowed {
-                "need 0 < lo <= hi <= 1"
-            } else {
-                "need 0 < lo <= hi < 1"
-            },
-        })
-    }
-}
-fn open_fraction(field: &'static str, value: f64) -> R {
-    if value > 0.0 && value < 1.0 {
-        Ok(())
-    } else {
-        Err(RecipeError::NotOpenFraction { field, value })
-    }
-}
-fn positive(field: &'static str, value: f64) -> R {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(RecipeError::NotPositive { field, value })
-    }
-}
-fn temperature(field: &'static str, value: f64) -> R {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(RecipeError::TemperatureNotPositive { field, value })
-    }
-}
-fn widths(field: &'static str, dims: impl IntoIterator<Item = i64>) -> R {
-    let mut any = false;
-    for d in dims {
-        any = true;
-        if d <= 0 {
-            return Err(RecipeError::NonPositiveWidth { field, value: d });
-        }
-    }
-    if any {
-        Ok(())
-    } else {
-        Err(RecipeError::NoLayers { field })
-    }
-}
+use super::rules::*;
 
 impl Recipe {
     pub fn validate(&self) -> R {
@@ -391,160 +313,17 @@ impl Recipe {
     }
 
     fn validate_method(&self) -> R {
-        let momentum = |field: &'static str, m: f64| -> R {
-            if (0.0..=1.0).contains(&m) {
-                Ok(())
-            } else {
-                Err(RecipeError::BadRange {
-                    field,
-                    lo: m,
-                    hi: m,
-                    rule: "a momentum must be in [0, 1]",
-                })
-            }
-        };
-        match &self.method {
-            MethodConfig::Simclr { temperature: t, .. } => temperature("method.temperature", *t)?,
-            MethodConfig::BarlowTwins { lambda, .. } => {
-                if !(lambda.is_finite() && *lambda > 0.0) {
-                    return Err(RecipeError::LambdaNotPositive(*lambda));
-                }
-            }
-            MethodConfig::Byol(c) => momentum("method.base_momentum", c.base_momentum)?,
-            MethodConfig::Simsiam(_) => {}
-            MethodConfig::MocoV2(c) => {
-                temperature("method.temperature", c.temperature)?;
-                momentum("method.momentum", c.momentum)?;
-                widths("method.queue_size", [c.queue_size])?;
-            }
-            MethodConfig::MocoV3(c) => {
-                temperature("method.temperature", c.temperature)?;
-                momentum("method.base_momentum", c.base_momentum)?;
-            }
-            MethodConfig::Vicreg(c) => {
-                for (f, v) in [
-                    ("method.sim_coeff", c.sim_coeff),
-                    ("method.std_coeff", c.std_coeff),
-                    ("method.cov_coeff", c.cov_coeff),
-                ] {
-                    non_negative(f, v)?;
-                }
-            }
-            MethodConfig::Dino(c) => {
-                temperature("method.student_temperature", c.student_temperature)?;
-                temperature("method.teacher_temperature", c.teacher_temperature)?;
-                temperature(
-                    "method.warmup_teacher_temperature",
-                    c.warmup_teacher_temperature,
-                )?;
-                momentum("method.center_momentum", c.center_momentum)?;
-                momentum("method.base_momentum", c.base_momentum)?;
-                widths("method.hidden", [c.hidden])?;
-                widths("method.bottleneck", [c.bottleneck])?;
-                widths("method.out_dim", [c.out_dim])?;
-                non_negative("method.warmup_teacher_epochs", c.warmup_teacher_epochs)?;
-                non_negative(
-                    "method.freeze_last_layer_epochs",
-                    c.freeze_last_layer_epochs,
-                )?;
-            }
-            MethodConfig::Swav(c) => {
-                temperature("method.temperature", c.temperature)?;
-                temperature("method.epsilon", c.epsilon)?;
-                widths("method.prototypes", [c.prototypes])?;
-                widths("method.sinkhorn_iters", [c.sinkhorn_iters as i64])?;
-                non_negative(
-                    "method.freeze_prototypes_epochs",
-                    c.freeze_prototypes_epochs,
-                )?;
-            }
-            MethodConfig::Nnclr(c) => {
-                temperature("method.temperature", c.temperature)?;
-                widths("method.support_size", [c.support_size])?;
-            }
-            MethodConfig::Supcon(c) => {
-                temperature("method.temperature", c.temperature)?;
-                temperature("method.base_temperature", c.base_temperature)?;
-            }
-            MethodConfig::Mae(c) => {
-                open_fraction("method.mask_ratio", c.mask_ratio)?;
-                widths("method.decoder_dim", [c.decoder_dim])?;
-                widths("method.decoder_heads", [c.decoder_heads])?;
-            }
-            MethodConfig::Simmim(c) => open_fraction("method.mask_ratio", c.mask_ratio)?,
-            MethodConfig::Cae(c) => {
-                open_fraction("method.mask_ratio", c.mask_ratio)?;
-                widths("method.heads", [c.heads])?;
-                widths("method.regressor_depth", [c.regressor_depth as i64])?;
-                non_negative("method.align_weight", c.align_weight)?;
-                non_negative("method.layer_scale", c.layer_scale)?;
-            }
-            MethodConfig::Vime(c) => non_negative("method.alpha", c.alpha)?,
-            MethodConfig::Tjepa(c) => {
-                momentum("method.base_momentum", c.base_momentum)?;
-                widths("method.predictor_dim", [c.predictor_dim])?;
-                widths("method.predictor_depth", [c.predictor_depth as i64])?;
-                widths("method.predictor_heads", [c.predictor_heads])?;
-                widths("method.targets", [c.targets as i64])?;
-                fraction_range("method.context", c.context, false)?;
-                fraction_range("method.target", c.target, false)?;
-            }
-            MethodConfig::Ijepa(c) => {
-                momentum("method.base_momentum", c.base_momentum)?;
-                widths("method.predictor_dim", [c.predictor_dim])?;
-                widths("method.predictor_depth", [c.predictor_depth as i64])?;
-                widths("method.predictor_heads", [c.predictor_heads])?;
-                widths("method.targets", [c.targets as i64])?;
-                fraction_range("method.target_scale", c.target_scale, true)?;
-                fraction_range("method.context_scale", c.context_scale, true)?;
-                let [lo, hi] = c.target_aspect;
-                if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-                    return Err(RecipeError::BadRange {
-                        field: "method.target_aspect",
-                        lo,
-                        hi,
-                        rule: "need 0 < lo <= hi",
-                    });
-                }
+        let spec = self.method.spec();
+        spec.validate()?;
+        if let Some(kind) = spec.required_encoder() {
+            if self.encoder.kind() != kind {
+                return Err(RecipeError::NeedsEncoder {
+                    method: self.method.name(),
+                    kind,
+                });
             }
         }
-        use crate::encoders::EncoderConfig as E;
-        let needs = if matches!(self.method, MethodConfig::Vime(_)) {
-            (!matches!(self.encoder, E::Mlp { .. })).then_some("mlp")
-        } else if self.method.needs_tables() {
-            (!matches!(self.encoder, E::FeatureTransformer { .. })).then_some("feature_transformer")
-        } else if self.method.is_masked() {
-            (!matches!(self.encoder, E::Vit { .. })).then_some("vit")
-        } else {
-            None
-        };
-        if let Some(kind) = needs {
-            return Err(RecipeError::NeedsEncoder {
-                method: self.method.name(),
-                kind,
-            });
-        }
-        if !matches!(self.method, MethodConfig::Dino(_) | MethodConfig::Vime(_))
-            && !self.method.is_masked()
-        {
-            widths(
-                "method.projector",
-                self.method.projector().iter().map(|b| b.dim),
-            )?;
-        }
-        if matches!(
-            self.method,
-            MethodConfig::Byol(_)
-                | MethodConfig::Simsiam(_)
-                | MethodConfig::MocoV3(_)
-                | MethodConfig::Nnclr(_)
-        ) {
-            widths(
-                "method.predictor",
-                self.method.predictor().iter().map(|b| b.dim),
-            )?;
-        }
-        let min = self.method.min_batch();
+        let min = spec.min_batch();
         if self.train.batch_size < min {
             return Err(RecipeError::BatchTooSmall {
                 method: self.method.name(),

@@ -239,7 +239,7 @@ mod tests {
         // And the project-first path (sparse-capable) gives the same on all rows.
         let all = conv.forward(&NodeInput::Dense(x.shallow_clone()), &edges, false);
         let wide_first = {
-            let sparse = crate::graph::CsrMatrix::from_dense(
+            let sparse = crate::data::graph::CsrMatrix::from_dense(
                 5,
                 4,
                 &Vec::<f32>::try_from(&x.flatten(0, 1)).unwrap(),

@@ -7,6 +7,7 @@
 //! paths separate slowly: on the machine that wrote the fixtures the largest relative gap over
 //! the 30 steps was 2e-4 to 6e-4 on MUTAG (by thread count and build) and 1e-5 on Cora.
 use super::graphmae::{GraphMae, GraphMaeConfig};
+use crate::data::graph::Graph;
 use crate::data::pickle::test_support::shared_data;
 use crate::data::planetoid::load_planetoid;
 use crate::data::tu::load_tu;
@@ -15,7 +16,6 @@ use crate::graph::encoders::gat_stack::GatConfig;
 use crate::graph::encoders::gin::GinConfig;
 use crate::graph::encoders::{ActivationKind, GraphEncoderConfig};
 use crate::graph::masking::NodeMask;
-use crate::graph::Graph;
 use crate::train::optim::{Optimizer, OptimizerConfig};
 use serde::Deserialize;
 use tch::{nn::VarStore, Device};

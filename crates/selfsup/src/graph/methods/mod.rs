@@ -61,11 +61,11 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::graph::{CsrMatrix, Graph, GraphSet};
     use crate::graph::encoders::gat_stack::GatConfig;
     use crate::graph::encoders::gcn::GcnConfig;
     use crate::graph::encoders::gin::GinConfig;
     use crate::graph::encoders::{ActivationKind, Pooling};
-    use crate::graph::{CsrMatrix, Graph, GraphSet};
     use crate::rng::{keyed, Stream};
     use tch::{nn::VarStore, Device, Kind};
 
