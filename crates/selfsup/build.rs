@@ -1,11 +1,12 @@
 // Lets binaries and test executables of this crate find libtorch without LD_LIBRARY_PATH:
 // an rpath to the libtorch that torch-sys linked against (LIBTORCH, see .cargo/config.toml).
-// Also compiles csrc/autocast.cpp (libtorch's autocast switches for bfloat16) against that
-// libtorch's headers.
+// Also compiles the C++ shim against that libtorch's headers: csrc/autocast.cpp (libtorch's
+// autocast switches for bfloat16) and csrc/generator.cpp (the CPU generator's state).
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
-    println!("cargo::rustc-check-cfg=cfg(selfsup_autocast)");
+    println!("cargo:rerun-if-changed=csrc/generator.cpp");
+    println!("cargo::rustc-check-cfg=cfg(selfsup_shim)");
     if let Ok(dir) = std::env::var("LIBTORCH") {
         let include = std::path::Path::new(&dir).join("include");
         if include.join("c10/core/ScalarType.h").exists() {
@@ -14,9 +15,10 @@ fn main() {
                 .std("c++17")
                 .include(&include)
                 .file("csrc/autocast.cpp")
+                .file("csrc/generator.cpp")
                 .warnings(false)
-                .compile("selfsup_autocast");
-            println!("cargo:rustc-cfg=selfsup_autocast");
+                .compile("selfsup_shim");
+            println!("cargo:rustc-cfg=selfsup_shim");
         }
         let lib = std::path::Path::new(&dir).join("lib");
         let lib = lib.canonicalize().unwrap_or(lib);

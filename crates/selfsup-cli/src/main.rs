@@ -101,13 +101,18 @@ enum Command {
         /// Use seeds 0..N instead of the recipes' seed lists
         #[arg(long)]
         seeds: Option<u64>,
+        /// Folder for the run folders (one per recipe and seed; must not hold them yet, unless
+        /// resuming)
+        #[arg(long, default_value = "runs/graph")]
+        runs: PathBuf,
         /// Write every result (per seed, with details) as JSON to this file, rewritten after
         /// each seed so that an interrupted table keeps its finished seeds
         #[arg(long)]
         out: Option<PathBuf>,
         /// Continue an interrupted table: seeds already in the --out file are taken from it
-        /// (refused if their recipe's settings changed), the others are run
-        #[arg(long, requires = "out")]
+        /// (refused if their recipe's settings changed), an interrupted pretraining continues
+        /// from its run folder's last checkpoint, the rest are run
+        #[arg(long)]
         resume: bool,
         /// Also write each seed's embeddings and labels as .npy files into this folder
         #[arg(long)]
@@ -367,12 +372,6 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     1
 }
 
-fn is_graph_recipe(path: &std::path::Path) -> bool {
-    std::fs::read_to_string(path)
-        .map(|t| selfsup::graph::recipe::GraphRecipe::is_graph_recipe(&t))
-        .unwrap_or(false)
-}
-
 /// With `resume`, the results file an earlier `--out` of the command `what` left (none if it
 /// does not exist yet), to continue from it.
 fn saved_table<T: serde::de::DeserializeOwned>(
@@ -401,38 +400,28 @@ fn save_table(out: Option<&std::path::Path>, table: &impl serde::Serialize) -> a
     }
 }
 
-/// Runs graph recipes in order. With `out`, the results so far are written there after every
-/// seed; with `resume`, seeds already in `out` are reused (same recipe settings only).
+/// Runs graph recipes in order, one run folder per recipe and seed under `runs`. With `out`,
+/// the results so far are written there after every seed; with `resume`, seeds already in
+/// `out` are reused (same recipe settings only) and interrupted runs continue.
 fn run_graph_table(
     recipes: &[PathBuf],
     overrides: &[String],
     seeds: Option<u64>,
-    device: tch::Device,
-    save_embeddings: Option<&std::path::Path>,
+    opts: &selfsup::graph::table::TableOptions,
     out: Option<&std::path::Path>,
-    resume: bool,
-) -> anyhow::Result<Vec<selfsup::graph::run::GraphRunResult>> {
-    use selfsup::graph::recipe::GraphRecipe;
-    use selfsup::graph::run::GraphRunResult;
+) -> anyhow::Result<Vec<selfsup::graph::table::GraphRunResult>> {
+    use selfsup::graph::table::{load_recipes, run_table, GraphRunResult};
     // Check every recipe before spending time on the first.
-    let mut parsed = Vec::new();
-    for path in recipes {
-        let mut r = GraphRecipe::load(path, overrides)?;
-        if let Some(n) = seeds {
-            r.seeds = (0..n).collect();
-        }
-        parsed.push(r);
-    }
+    let parsed = load_recipes(recipes, overrides, seeds)?;
     let previous: Vec<GraphRunResult> =
-        saved_table(out, resume, "selfsup graph --out")?.unwrap_or_default();
+        saved_table(out, opts.run.resume, "selfsup graph --out")?.unwrap_or_default();
     let mut results: Vec<GraphRunResult> = Vec::new();
     for r in &parsed {
         let before = previous.iter().find(|p| p.recipe == r.name);
         let done = &results;
-        let result = selfsup::graph::run::run(
+        let result = run_table(
             r,
-            device,
-            save_embeddings,
+            opts,
             before,
             |so_far| {
                 let all: Vec<&GraphRunResult> =
@@ -458,13 +447,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_eval,
             quiet,
         } => {
-            if is_graph_recipe(&recipe) {
-                selfsup::backend::set_threads(cli.threads);
-                let results =
-                    run_graph_table(&[recipe], &overrides, None, device, None, None, false)?;
-                println!("{}", selfsup::graph::run::format_results(&results));
-                return Ok(());
-            }
             let stop = trainer::install_signal_handlers()?;
             let report = commands::pretrain(PretrainArgs {
                 recipe,
@@ -540,21 +522,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             recipes,
             overrides,
             seeds,
+            runs,
             out,
             resume,
             save_embeddings,
         } => {
-            selfsup::backend::set_threads(cli.threads);
-            let results = run_graph_table(
-                &recipes,
-                &overrides,
-                seeds,
-                device,
-                save_embeddings.as_deref(),
-                out.as_deref(),
-                resume,
-            )?;
-            println!("{}", selfsup::graph::run::format_results(&results));
+            let opts = selfsup::graph::table::TableOptions {
+                runs,
+                save_embeddings,
+                run: commands::RunOptions {
+                    run_dir: None,
+                    resume,
+                    device,
+                    threads: cli.threads,
+                    on_bad_input: BadInputPolicy::Fail,
+                    evaluate: true,
+                    progress: false,
+                    stop: trainer::install_signal_handlers()?,
+                },
+            };
+            let results = run_graph_table(&recipes, &overrides, seeds, &opts, out.as_deref())?;
+            println!("{}", selfsup::graph::table::format_results(&results));
             if let Some(out) = out {
                 save_table(Some(&out), &results)?;
                 println!("(per-seed results in {})", out.display());

@@ -97,11 +97,9 @@ fn main() {
             .backward();
     });
     let recipe =
-        selfsup::graph::recipe::GraphRecipe::load("recipes/graph/graphmae-cora.toml".as_ref(), &[])
-            .unwrap();
+        selfsup::recipe::Recipe::load("recipes/graph/graphmae-cora.toml".as_ref(), &[]).unwrap();
     let vs2 = nn::VarStore::new(Device::Cpu);
-    let mut m =
-        selfsup::graph::methods::build(&recipe.method, &recipe.encoder, &vs2.root(), 1433).unwrap();
+    let m = selfsup::methods::build_graph(&recipe.method, &recipe.encoder, &vs2, 1433).unwrap();
     let mut rng = selfsup::rng::keyed(0, selfsup::rng::Stream::Method, 0, 0, 0);
     time("graphmae loss forward", 10, || {
         let _ = m.loss(&b, &mut rng);

@@ -310,35 +310,52 @@ fn pipeline(recipe: &Path, workers: usize, batches: usize) -> Result<Timing> {
     })
 }
 
-/// `steps` timed epochs (after 2 warm-up epochs) of a node-level graph recipe's pretraining, timed
-/// as the gaps between successive epochs' loss evaluations, so each gap holds one forward, one
-/// backward and one optimiser step.
+/// `steps` timed epochs (after 2 warm-up epochs) of a node-level graph recipe's pretraining: each
+/// one forward, one backward and one optimiser step of the recipe's method on the whole graph,
+/// through the graph learner the training loop drives.
 fn graph_epoch(recipe: &Path, steps: usize, device: Device) -> Result<Timing> {
-    use crate::graph::{methods, recipe::GraphRecipe, run, train};
-    let r = GraphRecipe::load(recipe, &[])?;
-    let run::GraphData::Nodes(g) = run::load_data(&r.data)? else {
+    use crate::graph::learner::{GraphData, GraphLearner};
+    use crate::graph::run;
+    use crate::methods::Progress;
+    use crate::train::learner::Learner;
+    use crate::train::optim::Optimizer;
+    let r = crate::recipe::Recipe::load(recipe, &[])?;
+    let data = run::load_data(&r.data)?;
+    let GraphData::Nodes(g) = &data else {
         bail!("{}: not a node-level graph recipe", recipe.display());
     };
-    let batch = crate::graph::batch::GraphBatch::from_graph(&g, device);
-    tch::manual_seed(0);
-    let vs = nn::VarStore::new(device);
-    let mut method = methods::build(&r.method, &r.encoder, &vs.root(), g.num_features() as i64)?;
-    let mut cfg = r.train.clone();
-    cfg.epochs = steps.max(1) + 2;
-    cfg.patience = None;
-    let mut stamps = Vec::new();
-    train::pretrain_node_level(method.as_mut(), &vs, &batch, &cfg, 0, |_, _| {
+    let nodes = g.num_nodes;
+    let _generator = crate::torch_rng::lock();
+    let model = run::build_model(&r, &data, device)?;
+    let mut learner = GraphLearner::new(
+        model.method.as_ref(),
+        r.method.name(),
+        &data,
+        r.train.batch_size,
+        device,
+    );
+    let mut opt = Optimizer::new(r.train.optimizer.clone(), &model.vs);
+    let epochs = steps.max(1) + 2;
+    let mut gaps = Vec::new();
+    for epoch in 0..epochs as u64 {
+        let t = Instant::now();
+        learner.start_epoch(r.seed, epoch, 0)?;
+        let progress = Progress::at(epoch, epochs as u64, 1);
+        let loss = learner
+            .next_loss(progress, false)?
+            .context("a node-level epoch has one step")?;
+        opt.zero_grad();
+        loss.backward();
+        opt.step(r.train.optimizer.lr());
+        learner.after_update(progress);
         sync(device);
-        stamps.push(Instant::now());
-    })?;
-    let mut gaps: Vec<f64> = stamps
-        .windows(2)
-        .skip(1)
-        .map(|w| (w[1] - w[0]).as_secs_f64())
-        .collect();
+        if epoch >= 2 {
+            gaps.push(t.elapsed().as_secs_f64());
+        }
+    }
     let (median_s, p10_s, p90_s) = quantiles(&mut gaps);
     Ok(Timing {
-        engine: format!("selfsup {} ({} nodes)", r.name, g.num_nodes),
+        engine: format!("selfsup {} ({nodes} nodes)", r.name),
         median_s,
         p10_s,
         p90_s,

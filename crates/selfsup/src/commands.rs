@@ -5,6 +5,7 @@ use crate::pipeline::{self, EvalRecord, Protocol};
 use crate::recipe::{DataConfig, Recipe};
 use crate::run_folder::{self, RunFolder};
 use crate::train::checkpoint;
+use crate::train::learner::ViewLearner;
 use crate::train::trainer::{self, TrainContext, TrainSummary};
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -26,6 +27,40 @@ pub struct PretrainArgs {
     pub stop: Arc<AtomicBool>,
 }
 
+/// How one pretraining runs, apart from its recipe.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The run folder (default `runs/<recipe name>`).
+    pub run_dir: Option<PathBuf>,
+    /// Continue the run in the folder from its newest valid checkpoint.
+    pub resume: bool,
+    pub device: Device,
+    /// libtorch threads (0: all cores).
+    pub threads: usize,
+    pub on_bad_input: BadInputPolicy,
+    /// Evaluate after pretraining (when the data has a labelled test split or a graph protocol).
+    pub evaluate: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Set by a signal handler: stop after the current step with a checkpoint.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl PretrainArgs {
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            run_dir: self.run_dir.clone(),
+            resume: self.resume,
+            device: self.device,
+            threads: self.threads,
+            on_bad_input: self.on_bad_input,
+            evaluate: self.evaluate,
+            progress: self.progress,
+            stop: self.stop.clone(),
+        }
+    }
+}
+
 pub struct PretrainReport {
     pub run_dir: PathBuf,
     pub summary: TrainSummary,
@@ -35,7 +70,7 @@ pub struct PretrainReport {
 }
 
 /// Makes the data paths absolute, so the run folder's recipe works from any directory.
-fn absolutise(data: &mut DataConfig) {
+pub fn absolutise(data: &mut DataConfig) {
     for p in data.paths_mut() {
         if let Ok(a) = std::fs::canonicalize(&*p) {
             *p = a;
@@ -43,9 +78,19 @@ fn absolutise(data: &mut DataConfig) {
     }
 }
 
+/// Reads the recipe file with its overrides and runs [`pretrain_recipe`].
 pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
-    let mut recipe = Recipe::load(&args.recipe, &args.overrides)?;
+    let recipe = Recipe::load(&args.recipe, &args.overrides)?;
+    pretrain_recipe(recipe, &args.options())
+}
+
+/// One pretraining of a resolved recipe, any modality: run folder, training (resumable), and
+/// the recipe's evaluation.
+pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
     absolutise(&mut recipe.data);
+    if recipe.data.is_graph() {
+        return crate::graph::run::pretrain(recipe, args);
+    }
     let threads = backend::set_threads(args.threads);
     let run_dir = args
         .run_dir
@@ -57,50 +102,22 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
         recipe.train.max_samples,
         recipe.eval.max_test_samples,
     )?;
-    let run = RunFolder::create(&run_dir, &recipe, args.resume)?;
-    let resume = if args.resume {
-        checkpoint::load_latest(&run.checkpoints())?
-    } else {
-        None
-    };
-    if args.resume && resume.is_none() {
-        tracing::warn!(
-            "{}: no checkpoint yet; starting from the beginning",
-            run.dir.display()
-        );
-    }
+    let (run, resume) = open_run(&run_dir, &recipe, args.resume)?;
     let model = pipeline::build_model(
         &recipe,
         &prepared.train.sample_shape(),
         prepared.train.feature_spans().as_deref(),
         args.device,
     )?;
-    let mut env = run_folder::environment();
-    if let Some(e) = env.as_object_mut() {
-        e.insert("seed".into(), json!(recipe.seed));
-        e.insert("device".into(), json!(backend::device_name(args.device)));
-        e.insert("threads".into(), json!(threads));
-        e.insert("data_fingerprint".into(), json!(prepared.fingerprint));
-        e.insert("recipe_hash".into(), json!(recipe.training_hash()));
-        e.insert("method".into(), json!(recipe.method.name()));
-        e.insert("encoder".into(), json!(recipe.encoder.kind()));
-        e.insert("train_samples".into(), json!(prepared.train.len()));
-        e.insert("skipped_inputs".into(), json!(prepared.skipped));
-        e.insert(
-            if resume.is_some() {
-                "resumed"
-            } else {
-                "started"
-            }
-            .into(),
-            json!(run_folder::unix_time()),
-        );
-        e.insert(
-            "command".into(),
-            json!(std::env::args().collect::<Vec<_>>()),
-        );
-    }
-    run.update_manifest(env)?;
+    write_start_manifest(
+        &run,
+        &recipe,
+        args,
+        threads,
+        &prepared.fingerprint,
+        resume.is_some(),
+        json!({"train_samples": prepared.train.len(), "skipped_inputs": prepared.skipped}),
+    )?;
     eprintln!(
         "selfsup: {} with {} on {} training samples ({} threads, {}), run folder {}",
         recipe.method.name(),
@@ -111,14 +128,27 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
         run.dir.display()
     );
 
-    let mut monitor = |m: &dyn crate::methods::Method, _epoch: u64| {
-        pipeline::monitor_knn(m, &prepared, &recipe.eval, args.device)
-    };
+    let method = model.method.as_ref();
+    let mut monitor =
+        |_epoch: u64| pipeline::monitor_knn(method, &prepared, &recipe.eval, args.device);
+    let t = &recipe.train;
+    let mut learner = ViewLearner::new(
+        method,
+        prepared.train.clone(),
+        args.device,
+        t.precision,
+        t.batch_size,
+        recipe.views.local_crops,
+        t.workers,
+        t.prefetch,
+    )?;
     let ctx = TrainContext {
-        recipe: &recipe,
+        train: t,
+        seed: recipe.seed,
+        training_hash: recipe.training_hash(),
+        monitor_every: recipe.eval.monitor_every,
         vs: &model.vs,
-        method: model.method.as_ref(),
-        source: prepared.train.clone(),
+        learner: &mut learner,
         device: args.device,
         checkpoints: run.checkpoints(),
         metrics_path: run.metrics(),
@@ -130,22 +160,10 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
         } else {
             None
         },
+        holds_generator_lock: false,
     };
     let summary = trainer::train(ctx, resume)?;
-    eprintln!(
-        "selfsup: trained {} steps ({} epochs) in {:.1}s, {:.0} samples/s, final loss {}",
-        summary.steps,
-        summary.epochs_completed,
-        summary.seconds,
-        summary.samples_per_s,
-        summary
-            .final_loss
-            .map_or("n/a".into(), |l| format!("{l:.4}"))
-    );
-    run.update_manifest(
-        json!({"finished": run_folder::unix_time(), "train": summary,
-        "peak_rss_mib_after_training": backend::peak_rss_mib()}),
-    )?;
+    finish_training(&run, &summary)?;
 
     let (eval, test_collapse) = if args.evaluate && prepared.test.is_some() {
         let (records, collapse) = pipeline::evaluate_with_collapse(
@@ -169,9 +187,90 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
     })
 }
 
+/// Creates (or, resuming, reopens) the run folder and loads its newest checkpoint.
+pub(crate) fn open_run(
+    run_dir: &Path,
+    recipe: &Recipe,
+    resume: bool,
+) -> Result<(RunFolder, Option<checkpoint::Loaded>)> {
+    let run = RunFolder::create(run_dir, recipe, resume)?;
+    let loaded = if resume {
+        checkpoint::load_latest(&run.checkpoints())?
+    } else {
+        None
+    };
+    if resume && loaded.is_none() {
+        tracing::warn!(
+            "{}: no checkpoint yet; starting from the beginning",
+            run.dir.display()
+        );
+    }
+    Ok((run, loaded))
+}
+
+/// The manifest's record of how the run started: environment, seed, device, threads, data
+/// fingerprint, recipe hash, method and encoder, and `extra` (the modality's own counts).
+pub(crate) fn write_start_manifest(
+    run: &RunFolder,
+    recipe: &Recipe,
+    args: &RunOptions,
+    threads: usize,
+    data_fingerprint: &str,
+    resumed: bool,
+    extra: serde_json::Value,
+) -> Result<()> {
+    let mut env = run_folder::environment();
+    if let Some(e) = env.as_object_mut() {
+        e.insert("seed".into(), json!(recipe.seed));
+        e.insert("device".into(), json!(backend::device_name(args.device)));
+        e.insert("threads".into(), json!(threads));
+        e.insert("data_fingerprint".into(), json!(data_fingerprint));
+        e.insert("recipe_hash".into(), json!(recipe.training_hash()));
+        e.insert("method".into(), json!(recipe.method.name()));
+        e.insert("encoder".into(), json!(recipe.encoder.kind()));
+        if let Some(x) = extra.as_object() {
+            for (k, v) in x {
+                e.insert(k.clone(), v.clone());
+            }
+        }
+        e.insert(
+            if resumed { "resumed" } else { "started" }.into(),
+            json!(run_folder::unix_time()),
+        );
+        e.insert(
+            "command".into(),
+            json!(std::env::args().collect::<Vec<_>>()),
+        );
+    }
+    run.update_manifest(env)
+}
+
+/// Prints and records the end of training.
+pub(crate) fn finish_training(run: &RunFolder, summary: &TrainSummary) -> Result<()> {
+    eprintln!(
+        "selfsup: trained {} steps ({} epochs) in {:.1}s, {:.0} samples/s, final loss {}{}",
+        summary.steps,
+        summary.epochs_completed,
+        summary.seconds,
+        summary.samples_per_s,
+        summary
+            .final_loss
+            .map_or("n/a".into(), |l| format!("{l:.4}")),
+        match summary.kept_epoch {
+            Some(e) if summary.stopped_early => format!("; stopped early, kept epoch {e}"),
+            Some(e) => format!("; kept the best epoch, {e}"),
+            None => String::new(),
+        }
+    );
+    run.update_manifest(
+        json!({"finished": run_folder::unix_time(), "train": summary,
+        "peak_rss_mib_after_training": backend::peak_rss_mib()}),
+    )
+}
+
 /// Writes `eval.json`: the records and, after a pretraining, the collapse diagnostics of the
 /// test split's embeddings (the figures `selfsup compare` reports as RankMe).
-fn write_eval(
+pub(crate) fn write_eval(
     run: &RunFolder,
     records: &[EvalRecord],
     test_collapse: Option<&crate::eval::collapse::CollapseStats>,
@@ -217,6 +316,17 @@ pub fn load_run_weights(
 ) -> Result<LoadedRun> {
     let run = RunFolder::open(dir)?;
     let recipe = Recipe::load(&run.recipe_path(), overrides)?;
+    anyhow::ensure!(
+        !recipe.data.is_graph(),
+        "{}: a graph run; its protocol ({}) scores it after pretraining (eval.json), and \
+         `selfsup embed --run` exports its embeddings for other protocols",
+        dir.display(),
+        recipe
+            .eval
+            .graph
+            .as_ref()
+            .map_or_else(String::new, |p| p.describe())
+    );
     let prepared = pipeline::prepare_data(
         &recipe,
         on_bad_input,
@@ -279,6 +389,17 @@ pub fn embed_run(
     threads: usize,
 ) -> Result<(i64, i64)> {
     backend::set_threads(threads);
+    let recipe = Recipe::load(&RunFolder::open(dir)?.recipe_path(), &[])?;
+    if recipe.data.is_graph() {
+        // A graph run embeds what its protocol scores: every node of the graph, or every graph
+        // of the set (labels −1 where a node has none); there is no separate split to pick.
+        let g = crate::graph::run::load_run(dir, recipe, device)?;
+        let e = crate::graph::run::embed(&g.model, &g.recipe, &g.data, device);
+        let labels = tch::Tensor::from_slice(g.data.labels());
+        crate::export::write_embeddings(out, &e.to_device(Device::Cpu), Some(&labels))?;
+        let s = e.size();
+        return Ok((s[0], s[1]));
+    }
     let r = load_run(dir, &[], device, BadInputPolicy::Fail)?;
     let source = match split {
         Split::Train => r.prepared.train.clone(),

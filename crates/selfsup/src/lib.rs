@@ -28,5 +28,6 @@ pub mod self_pretrain;
 pub mod stats;
 pub mod tabular;
 pub mod torch_init;
+pub mod torch_rng;
 pub mod train;
 pub mod views;

@@ -141,6 +141,12 @@ pub fn prepare_data(
                 }),
             )
         }
+        DataConfig::Planetoid { .. } | DataConfig::PlanetoidNpz { .. } | DataConfig::Tu { .. } => {
+            anyhow::bail!(
+                "graph data is not read as samples: graph recipes run through `selfsup pretrain` \
+                 and `selfsup graph`"
+            )
+        }
     };
     if skipped.skipped > 0 {
         tracing::warn!(
@@ -198,20 +204,15 @@ pub struct Model {
     pub method: Box<dyn Method>,
 }
 
-/// libtorch's generator is process-global: two models built at once on different threads would
-/// interleave their draws. Seeding and initialisation happen under this lock, so a model's initial
-/// weights depend on its seed alone.
-static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 pub fn build_model(
     recipe: &Recipe,
     sample_shape: &[i64],
     spans: Option<&[crate::data::FeatureSpan]>,
     device: Device,
 ) -> Result<Model> {
-    let _init = INIT_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Seeding and initialisation under the generator lock: the initial weights depend on the
+    // seed alone, whatever else runs on other threads.
+    let _init = crate::torch_rng::lock();
     // Initialisation is the only use of libtorch's generator; every later draw is keyed (rng.rs).
     tch::manual_seed(recipe.seed as i64);
     let vs = VarStore::new(device);

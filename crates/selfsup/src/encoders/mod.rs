@@ -88,6 +88,12 @@ pub enum EncoderConfig {
         #[serde(default = "ft_pooling")]
         pooling: feature_transformer::TablePooling,
     },
+    /// Graph convolutions (Kipf & Welling 2017) on graph data.
+    Gcn(crate::graph::encoders::gcn::GcnConfig),
+    /// Graph attention (Veličković et al. 2018) on graph data.
+    Gat(crate::graph::encoders::gat_stack::GatConfig),
+    /// Graph isomorphism network layers (Xu et al. 2019) on graph data.
+    Gin(crate::graph::encoders::gin::GinConfig),
 }
 
 fn ft_dim() -> i64 {
@@ -140,7 +146,17 @@ impl EncoderConfig {
             EncoderConfig::Resnet18 { .. } => "resnet18",
             EncoderConfig::Vit { .. } => "vit",
             EncoderConfig::FeatureTransformer { .. } => "feature_transformer",
+            EncoderConfig::Gcn(_) => "gcn",
+            EncoderConfig::Gat(_) => "gat",
+            EncoderConfig::Gin(_) => "gin",
         }
+    }
+    /// Whether the backbone is a message-passing network over graphs.
+    pub fn is_graph(&self) -> bool {
+        matches!(
+            self,
+            EncoderConfig::Gcn(_) | EncoderConfig::Gat(_) | EncoderConfig::Gin(_)
+        )
     }
     /// Whether the backbone takes images of any height and width (convolutions ending in a
     /// global pool), so it may be evaluated at another size than it was trained at.
@@ -150,11 +166,13 @@ impl EncoderConfig {
             EncoderConfig::SmallCnn { .. } | EncoderConfig::Resnet18 { .. }
         )
     }
-    /// Whether the backbone takes images `[C, H, W]` (else flat vectors).
+    /// Whether the backbone takes images `[C, H, W]` (else flat vectors or graphs).
     pub fn wants_images(&self) -> bool {
-        !matches!(
+        matches!(
             self,
-            EncoderConfig::Mlp { .. } | EncoderConfig::FeatureTransformer { .. }
+            EncoderConfig::SmallCnn { .. }
+                | EncoderConfig::Resnet18 { .. }
+                | EncoderConfig::Vit { .. }
         )
     }
 }
@@ -228,6 +246,10 @@ pub fn build_for(
                 vs, spans, *dim, *depth, *heads, *mlp_ratio, *registers, *pooling,
             )?)
         }
+        EncoderConfig::Gcn(_) | EncoderConfig::Gat(_) | EncoderConfig::Gin(_) => anyhow::bail!(
+            "encoder.kind = {}: a graph encoder, for graph data and graph methods",
+            cfg.kind()
+        ),
     })
 }
 

@@ -8,11 +8,11 @@
 pub mod batch;
 pub mod encoders;
 pub mod eval;
+pub mod learner;
 pub mod masking;
 pub mod message;
-pub mod methods;
 pub mod objectives;
-pub mod recipe;
+pub mod protocol;
 pub mod run;
 pub mod sparse;
-pub mod train;
+pub mod table;

@@ -1,35 +1,32 @@
-//! Runs a graph recipe: for every seed, pretrain a fresh model, embed, score with the recipe's
-//! protocol; then mean ± std over seeds beside the raw-feature baseline and the paper's figure.
-use super::batch::{dense_rows, GraphBatch};
+//! One graph run, as every run is: a run folder, the trunk's training loop (resumable, with
+//! checkpoints and metrics), and the recipe's graph protocol on the learned embeddings beside
+//! the raw node features.
+use super::batch::dense_rows;
 use super::eval::{
     graph_cv_accuracy, node_probe_adam, node_probe_dgi, random_split_probe, AdamProbeConfig,
     GraphCvConfig,
 };
-use super::methods;
-use super::recipe::{GraphDataConfig, GraphEvalConfig, GraphRecipe, PaperFigure};
-use super::train::{embed_graphs, pretrain_graph_level, pretrain_node_level};
-use crate::data::graph::{Graph, GraphSet};
+use super::learner::{embed_data, GraphData, GraphLearner};
+use super::protocol::GraphEvalConfig;
+use crate::backend;
+use crate::commands::{self, PretrainReport, RunOptions};
 use crate::data::planetoid::{load_planetoid, load_planetoid_npz};
 use crate::data::tu::load_tu;
-use crate::stats::{mean, std_population};
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use crate::error::BadInputPolicy;
+use crate::methods;
+use crate::pipeline::EvalRecord;
+use crate::recipe::{DataConfig, Recipe};
+use crate::train::trainer::{self, TrainContext};
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-/// Model initialisation and dropout draw from libtorch's global generator: one seed's run holds
-/// this lock so concurrent runs (tests) cannot interleave draws.
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// The data of a graph recipe.
-pub enum GraphData {
-    Nodes(Graph),
-    Graphs(GraphSet),
-}
-
-pub fn load_data(cfg: &GraphDataConfig) -> Result<GraphData> {
+/// Reads the graph data a recipe names.
+pub fn load_data(cfg: &DataConfig) -> Result<GraphData> {
     Ok(match cfg {
-        GraphDataConfig::Planetoid {
+        DataConfig::Planetoid {
             path,
             name,
             row_normalise,
@@ -40,7 +37,7 @@ pub fn load_data(cfg: &GraphDataConfig) -> Result<GraphData> {
             }
             GraphData::Nodes(g)
         }
-        GraphDataConfig::PlanetoidNpz {
+        DataConfig::PlanetoidNpz {
             path,
             row_normalise,
         } => {
@@ -50,49 +47,234 @@ pub fn load_data(cfg: &GraphDataConfig) -> Result<GraphData> {
             }
             GraphData::Nodes(g)
         }
-        GraphDataConfig::Tu {
+        DataConfig::Tu {
             path,
             name,
             with_attributes,
         } => GraphData::Graphs(load_tu(path, name, *with_attributes)?),
+        other => bail!(
+            "data.format: {:?} is not graph data",
+            other.paths().first().map(|p| p.display().to_string())
+        ),
     })
 }
 
-/// One seed's outcome.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SeedResult {
-    pub seed: u64,
-    /// The protocol's headline accuracy (%), e.g. test accuracy at the best validation epoch.
-    pub accuracy: f64,
-    /// Protocol-specific companions (final-epoch accuracy, per-fold figures, …).
-    pub details: serde_json::Value,
-    pub pretrain_seconds: f64,
-    pub epochs_run: usize,
-    pub final_loss: f64,
+/// A graph method with its parameters (under the store's root).
+pub struct GraphModel {
+    pub vs: VarStore,
+    pub method: Box<dyn methods::GraphMethod>,
 }
 
-/// A whole recipe's outcome (or, while it runs, the seeds finished so far).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GraphRunResult {
-    pub recipe: String,
-    /// [`recipe_fingerprint`] of the recipe that produced these seeds.
-    pub recipe_fingerprint: String,
-    pub method: String,
-    pub dataset: String,
-    pub protocol: String,
-    pub seeds: Vec<SeedResult>,
-    /// Mean and population std (GraphMAE's `np.std`) of the seeds' accuracies, in %.
-    pub mean: f64,
-    pub std: f64,
-    /// The same protocol on the raw input features (node rows, or sum-pooled for graphs).
-    pub raw_features: f64,
-    pub paper: Option<PaperFigure>,
-    pub mean_pretrain_seconds: f64,
-    pub total_seconds: f64,
+/// Builds the recipe's graph method for `data`, initialised from the recipe's seed. The caller
+/// holds [`crate::torch_rng::lock`].
+pub fn build_model(recipe: &Recipe, data: &GraphData, device: Device) -> Result<GraphModel> {
+    tch::manual_seed(recipe.seed as i64);
+    let vs = VarStore::new(device);
+    let method = methods::build_graph(
+        &recipe.method,
+        &recipe.encoder,
+        &vs,
+        data.num_features() as i64,
+    )?;
+    Ok(GraphModel { vs, method })
+}
+
+/// The recipe's graph protocol (validated: graph recipes have one).
+pub fn protocol(recipe: &Recipe) -> Result<&GraphEvalConfig> {
+    recipe
+        .eval
+        .graph
+        .as_ref()
+        .context("graph data needs [eval.graph] with a protocol")
+}
+
+/// The pooling of graph-level protocols (node-level ones score nodes as they are).
+fn pooling(recipe: &Recipe) -> super::encoders::Pooling {
+    match recipe.eval.graph {
+        Some(GraphEvalConfig::GraphCv { pooling, .. }) => pooling,
+        _ => Default::default(),
+    }
+}
+
+/// The embeddings the protocol scores, in evaluation mode.
+pub fn embed(model: &GraphModel, recipe: &Recipe, data: &GraphData, device: Device) -> Tensor {
+    let _g = tch::no_grad_guard();
+    embed_data(
+        model.method.as_ref(),
+        data,
+        pooling(recipe),
+        recipe.train.batch_size,
+        device,
+    )
+}
+
+/// Pretrains the recipe's graph method in a run folder (resumable), then scores it with the
+/// recipe's protocol — and the raw node features beside it when `eval.raw_baseline` is on.
+pub fn pretrain(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
+    if args.on_bad_input == BadInputPolicy::Skip {
+        bail!(
+            "--on-bad-input=skip: the graph readers read a graph (or a TU set) whole and cannot \
+             skip parts of it; fix the input, or leave the policy at fail"
+        );
+    }
+    let threads = backend::set_threads(args.threads);
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name));
+    let data = load_data(&recipe.data)?;
+    let fingerprint = crate::pipeline::fingerprint(&recipe.data)?;
+    let (run, resume) = commands::open_run(&run_dir, &recipe, args.resume)?;
+    let protocol = protocol(&recipe)?.clone();
+    // Dropout draws from libtorch's generator during training: hold it from seeding to the
+    // last embedding, so that nothing else draws in between.
+    let generator = crate::torch_rng::lock();
+    let model = build_model(&recipe, &data, args.device)?;
+    commands::write_start_manifest(
+        &run,
+        &recipe,
+        args,
+        threads,
+        &fingerprint,
+        resume.is_some(),
+        json!({"dataset": data.name(), "protocol": protocol.describe()}),
+    )?;
+    eprintln!(
+        "selfsup: {} with {} on {} ({} threads, {}), run folder {}",
+        recipe.method.name(),
+        recipe.encoder.kind(),
+        data.name(),
+        threads,
+        backend::device_name(args.device),
+        run.dir.display()
+    );
+    let mut learner = GraphLearner::new(
+        model.method.as_ref(),
+        recipe.method.name(),
+        &data,
+        recipe.train.batch_size,
+        args.device,
+    );
+    let summary = trainer::train(
+        TrainContext {
+            train: &recipe.train,
+            seed: recipe.seed,
+            training_hash: recipe.training_hash(),
+            monitor_every: 0,
+            vs: &model.vs,
+            learner: &mut learner,
+            device: args.device,
+            checkpoints: run.checkpoints(),
+            metrics_path: run.metrics(),
+            data_fingerprint: fingerprint,
+            progress: args.progress,
+            stop: args.stop.clone(),
+            monitor: None,
+            holds_generator_lock: true,
+        },
+        resume,
+    )?;
+    commands::finish_training(&run, &summary)?;
+    let emb = args
+        .evaluate
+        .then(|| embed(&model, &recipe, &data, args.device));
+    drop(generator);
+    let eval = match emb {
+        Some(emb) => {
+            let mut records = vec![record("learned", &emb, &data, &protocol, recipe.seed)?];
+            if recipe.eval.raw_baseline {
+                records.push(record(
+                    "raw",
+                    &raw_features(&data),
+                    &data,
+                    &protocol,
+                    recipe.seed,
+                )?);
+            }
+            commands::write_eval(&run, &records, None, summary.steps)?;
+            records
+        }
+        None => Vec::new(),
+    };
+    Ok(PretrainReport {
+        run_dir: run.dir,
+        summary,
+        eval,
+        test_collapse: None,
+    })
+}
+
+/// A trained graph run loaded from its folder: recipe, data and the latest checkpoint's model.
+pub struct LoadedGraphRun {
+    pub recipe: Recipe,
+    pub data: GraphData,
+    pub model: GraphModel,
+}
+
+pub fn load_run(dir: &Path, recipe: Recipe, device: Device) -> Result<LoadedGraphRun> {
+    let data = load_data(&recipe.data)?;
+    let model = {
+        let _generator = crate::torch_rng::lock();
+        build_model(&recipe, &data, device)?
+    };
+    let c = crate::train::checkpoint::load_latest(&dir.join("checkpoints"))?
+        .with_context(|| format!("{}: no checkpoint", dir.display()))?;
+    crate::train::checkpoint::restore_model(&model.vs, &c.model, &c.path)?;
+    Ok(LoadedGraphRun {
+        recipe,
+        data,
+        model,
+    })
+}
+
+/// Sizes of the protocol's fitting and scored parts, for the record.
+fn split_sizes(data: &GraphData, protocol: &GraphEvalConfig) -> (i64, i64) {
+    let n = data.labels().iter().filter(|&&y| y >= 0).count() as i64;
+    match (protocol, data) {
+        (
+            GraphEvalConfig::PublicSplit { .. } | GraphEvalConfig::DgiLogreg { .. },
+            GraphData::Nodes(g),
+        ) => g
+            .split
+            .as_ref()
+            .map_or((n, n), |s| (s.train.len() as i64, s.test.len() as i64)),
+        (GraphEvalConfig::RandomSplit { train_fraction, .. }, _) => {
+            let tr = (n as f64 * train_fraction).round() as i64;
+            (tr, n - tr)
+        }
+        (GraphEvalConfig::GraphCv { folds, .. }, _) => {
+            let te = n / (*folds as i64).max(1);
+            (n - te, te)
+        }
+        _ => (n, n),
+    }
+}
+
+/// The protocol's figure for one feature set as an evaluation record (accuracy in [0, 1]).
+pub fn record(
+    features: &str,
+    emb: &Tensor,
+    data: &GraphData,
+    protocol: &GraphEvalConfig,
+    seed: u64,
+) -> Result<EvalRecord> {
+    let t = Instant::now();
+    let (acc, details) = score(emb, data, protocol, seed)?;
+    let (train_size, test_size) = split_sizes(data, protocol);
+    Ok(EvalRecord {
+        protocol: protocol.describe(),
+        features: features.into(),
+        dim: emb.size().get(1).copied().unwrap_or(0),
+        train_size,
+        test_size,
+        accuracy: acc / 100.0,
+        seconds: t.elapsed().as_secs_f64(),
+        details,
+    })
 }
 
 /// Scores embeddings with the recipe's protocol: (headline accuracy in %, details).
-fn score(
+pub fn score(
     emb: &Tensor,
     data: &GraphData,
     eval: &GraphEvalConfig,
@@ -165,7 +347,7 @@ fn score(
 }
 
 /// The raw-feature input of the protocol: node features, or sum-pooled node features per graph.
-fn raw_features(data: &GraphData) -> Tensor {
+pub fn raw_features(data: &GraphData) -> Tensor {
     match data {
         GraphData::Nodes(g) => dense_rows(&g.features, None, Device::Cpu),
         GraphData::Graphs(set) => {
@@ -183,195 +365,4 @@ fn raw_features(data: &GraphData) -> Tensor {
             Tensor::stack(&rows, 0)
         }
     }
-}
-
-/// blake3 of everything in a recipe that one seed's result depends on (all but its seed list):
-/// results of a run can be reused for the same seed only under the same fingerprint.
-pub fn recipe_fingerprint(recipe: &GraphRecipe) -> String {
-    let mut r = recipe.clone();
-    r.seeds.clear();
-    let text = serde_json::to_string(&r).expect("a recipe serialises");
-    blake3::hash(text.as_bytes()).to_hex().to_string()
-}
-
-/// Runs every seed of `recipe`. `log` receives progress lines; `on_seed` the result so far after
-/// each seed (to save it, so an interrupted table loses at most the seed it was running). Seeds
-/// already in `previous` (an earlier, interrupted run of the same recipe: same fingerprint,
-/// checked) are taken from it instead of being run again — each seed is an independent run, so
-/// this changes no figure. With `save_embeddings`, each seed's embeddings (and labels) are written
-/// there as `<recipe>-seed<k>.npy`.
-pub fn run(
-    recipe: &GraphRecipe,
-    device: Device,
-    save_embeddings: Option<&std::path::Path>,
-    previous: Option<&GraphRunResult>,
-    mut on_seed: impl FnMut(&GraphRunResult) -> Result<()>,
-    mut log: impl FnMut(&str),
-) -> Result<GraphRunResult> {
-    let fingerprint = recipe_fingerprint(recipe);
-    if let Some(p) = previous {
-        anyhow::ensure!(
-            p.recipe == recipe.name && p.recipe_fingerprint == fingerprint,
-            "the saved results of recipe {} were made with other settings than {}'s now \
-             (fingerprint {} against {}); remove them or write to another file",
-            p.recipe,
-            recipe.name,
-            &p.recipe_fingerprint[..p.recipe_fingerprint.len().min(12)],
-            &fingerprint[..12]
-        );
-    }
-    let start = Instant::now();
-    let data = load_data(&recipe.data)?;
-    let (dataset, in_dim) = match &data {
-        GraphData::Nodes(g) => (g.name.clone(), g.num_features() as i64),
-        GraphData::Graphs(s) => (s.name.clone(), s.num_features as i64),
-    };
-    let node_batch = match &data {
-        GraphData::Nodes(g) => Some(GraphBatch::from_graph(g, device)),
-        GraphData::Graphs(_) => None,
-    };
-    let (raw, _) = score(&raw_features(&data), &data, &recipe.eval, 0)?;
-    log(&format!(
-        "{}: {} on {dataset} — raw features: {raw:.2} % ({})",
-        recipe.name,
-        recipe.method.name(),
-        recipe.eval.describe()
-    ));
-    let summary = |seeds: &[SeedResult]| {
-        let accs: Vec<f64> = seeds.iter().map(|s| s.accuracy).collect();
-        let secs: Vec<f64> = seeds.iter().map(|s| s.pretrain_seconds).collect();
-        GraphRunResult {
-            recipe: recipe.name.clone(),
-            recipe_fingerprint: fingerprint.clone(),
-            method: recipe.method.name().to_string(),
-            dataset: dataset.clone(),
-            protocol: recipe.eval.describe(),
-            mean: mean(&accs),
-            std: std_population(&accs),
-            raw_features: raw,
-            paper: recipe.paper.clone(),
-            mean_pretrain_seconds: mean(&secs),
-            total_seconds: start.elapsed().as_secs_f64(),
-            seeds: seeds.to_vec(),
-        }
-    };
-    let mut seeds: Vec<SeedResult> = Vec::new();
-    for &seed in &recipe.seeds {
-        if let Some(done) = previous.and_then(|p| p.seeds.iter().find(|s| s.seed == seed)) {
-            log(&format!(
-                "  seed {seed}: {:.2} %  (saved by an earlier run of this recipe; not run again{})",
-                done.accuracy,
-                if save_embeddings.is_some() {
-                    ", no embeddings written"
-                } else {
-                    ""
-                }
-            ));
-            seeds.push(done.clone());
-            continue;
-        }
-        let (report, emb) = {
-            let _lock = TORCH_RNG.lock().unwrap_or_else(|p| p.into_inner());
-            tch::manual_seed(seed as i64);
-            let vs = VarStore::new(device);
-            let mut method = methods::build(&recipe.method, &recipe.encoder, &vs.root(), in_dim)?;
-            let every = (recipe.train.epochs / 5).max(1);
-            let mut progress = |e: usize, l: f64| {
-                if (e + 1) % every == 0 {
-                    log(&format!(
-                        "  seed {seed} epoch {:>5}/{} loss {l:.4}",
-                        e + 1,
-                        recipe.train.epochs
-                    ));
-                }
-            };
-            match &data {
-                GraphData::Nodes(_) => {
-                    let b = node_batch.as_ref().expect("built above");
-                    let r = pretrain_node_level(
-                        method.as_mut(),
-                        &vs,
-                        b,
-                        &recipe.train,
-                        seed,
-                        &mut progress,
-                    )?;
-                    (r, method.embed(b))
-                }
-                GraphData::Graphs(set) => {
-                    let pooling = match &recipe.eval {
-                        GraphEvalConfig::GraphCv { pooling, .. } => *pooling,
-                        _ => unreachable!("validated: graph data goes with graph_cv"),
-                    };
-                    let r = pretrain_graph_level(
-                        method.as_mut(),
-                        &vs,
-                        set,
-                        &recipe.train,
-                        seed,
-                        device,
-                        &mut progress,
-                    )?;
-                    let e = embed_graphs(
-                        method.as_ref(),
-                        set,
-                        pooling,
-                        recipe.train.batch_size,
-                        device,
-                    );
-                    (r, e)
-                }
-            }
-        };
-        if let Some(dir) = save_embeddings {
-            let labels = match &data {
-                GraphData::Nodes(g) => Tensor::from_slice(&g.node_labels),
-                GraphData::Graphs(set) => Tensor::from_slice(&set.labels),
-            };
-            let path = dir.join(format!("{}-seed{seed}.npy", recipe.name));
-            crate::export::write_embeddings(&path, &emb.to_device(Device::Cpu), Some(&labels))?;
-        }
-        let (acc, details) = score(&emb, &data, &recipe.eval, seed)?;
-        log(&format!(
-            "  seed {seed}: {acc:.2} %  (pretraining {:.1} s, {} epochs)",
-            report.seconds, report.epochs_run
-        ));
-        seeds.push(SeedResult {
-            seed,
-            accuracy: acc,
-            details,
-            pretrain_seconds: report.seconds,
-            epochs_run: report.epochs_run,
-            final_loss: report.losses.last().copied().unwrap_or(f64::NAN),
-        });
-        on_seed(&summary(&seeds))?;
-    }
-    Ok(summary(&seeds))
-}
-
-/// A Markdown table of results, one row per recipe.
-pub fn format_results(results: &[GraphRunResult]) -> String {
-    let mut s = String::from(
-        "| dataset | method | protocol | seeds | ours (mean ± std) | paper | raw features | pretrain s/seed |\n|---|---|---|---|---|---|---|---|\n",
-    );
-    for r in results {
-        let paper = r
-            .paper
-            .as_ref()
-            .map(|p| format!("{:.2} ± {:.2}", p.mean, p.std))
-            .unwrap_or_else(|| "—".into());
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2} ± {:.2} | {} | {:.2} | {:.1} |\n",
-            r.dataset,
-            r.method,
-            r.protocol,
-            r.seeds.len(),
-            r.mean,
-            r.std,
-            paper,
-            r.raw_features,
-            r.mean_pretrain_seconds
-        ));
-    }
-    s
 }

@@ -279,8 +279,8 @@ impl super::MethodSpec for IjepaConfig {
     fn is_masked(&self) -> bool {
         true
     }
-    fn required_encoder(&self) -> Option<&'static str> {
-        Some("vit")
+    fn encoders(&self) -> &'static [&'static str] {
+        &["vit"]
     }
     fn validate(&self) -> crate::recipe::rules::R {
         use crate::recipe::rules;

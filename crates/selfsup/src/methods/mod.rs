@@ -6,7 +6,9 @@
 //! Method state that is not trained by gradients (EMA teachers, queues, centres) lives in the run's
 //! `VarStore` as non-trainable variables, so it is checkpointed, checksummed and restored with the
 //! model, and the trainer's non-finite guard restores it together with batch-norm statistics.
-use crate::encoders::Encoder;
+use crate::encoders::{Encoder, EncoderConfig};
+use crate::graph::batch::GraphBatch;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
@@ -101,10 +103,37 @@ pub trait Method {
     fn encoder(&self) -> &dyn Encoder;
 }
 
+/// A graph pretraining method: a loss on a batch of graphs (one whole graph, or a disjoint union
+/// of small ones), and the node embeddings it learns. Its parameters (and any target network)
+/// live in the run's `VarStore`, so checkpoints cover them.
+pub trait GraphMethod: std::fmt::Debug {
+    /// The loss of one step on `batch`; every random draw comes from `rng` (keyed by seed,
+    /// epoch and batch), dropout from libtorch's generator.
+    fn loss(&self, batch: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor;
+    /// Node embeddings `[N, D]` of the un-augmented batch, inference mode, no gradient.
+    fn embed(&self, batch: &GraphBatch) -> Tensor;
+    /// After each applied optimiser step, with the fraction of training done after it (EMA
+    /// targets).
+    fn after_step(&self, _progress: f64) {}
+}
+
+/// What a method trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modality {
+    /// Samples turned into views (images, table rows): a [`Method`].
+    Samples,
+    /// Graphs (Planetoid, TU): a [`GraphMethod`].
+    Graphs,
+}
+
 /// What a method's configuration knows about the method: what it needs of the data and the
 /// encoder, the rules its fields obey, and how to build it. Implemented by each method's config
 /// type, next to the method; the registry dispatches to it.
 pub trait MethodSpec {
+    /// The data the method trains on.
+    fn modality(&self) -> Modality {
+        Modality::Samples
+    }
     /// Global views per sample: two for joint-embedding methods, one for masked ones.
     fn n_global_views(&self) -> usize {
         2
@@ -130,9 +159,9 @@ pub trait MethodSpec {
     fn min_batch(&self) -> usize {
         2
     }
-    /// The `encoder.kind` the method works on, when it needs one in particular.
-    fn required_encoder(&self) -> Option<&'static str> {
-        None
+    /// The `encoder.kind`s the method works on (empty: any encoder of its modality).
+    fn encoders(&self) -> &'static [&'static str] {
+        &[]
     }
     /// The rules of the method's own fields (`method.*`).
     fn validate(&self) -> crate::recipe::rules::R;
@@ -140,10 +169,21 @@ pub trait MethodSpec {
     /// `method.`; methods with a momentum target build a second encoder with `make_encoder`.
     fn build(
         &self,
-        vs: &nn::VarStore,
-        encoder: Box<dyn Encoder>,
-        make_encoder: &EncoderFactory,
-    ) -> anyhow::Result<Box<dyn Method>>;
+        _vs: &nn::VarStore,
+        _encoder: Box<dyn Encoder>,
+        _make_encoder: &EncoderFactory,
+    ) -> anyhow::Result<Box<dyn Method>> {
+        anyhow::bail!("this method trains on graphs, not on samples")
+    }
+    /// Builds a graph method, with its encoder, under `vs`'s root for `in_dim` node features.
+    fn build_graph(
+        &self,
+        _vs: &nn::VarStore,
+        _encoder: &EncoderConfig,
+        _in_dim: i64,
+    ) -> anyhow::Result<Box<dyn GraphMethod>> {
+        anyhow::bail!("this method trains on samples, not on graphs")
+    }
 }
 
 /// Builds an encoder under a path: the online encoder under `encoder`, and a second copy for
@@ -204,6 +244,9 @@ impl MethodConfig {
     pub fn min_batch(&self) -> usize {
         self.spec().min_batch()
     }
+    pub fn modality(&self) -> Modality {
+        self.spec().modality()
+    }
 }
 
 /// Builds the method named in `cfg`; the encoder's variables live under `encoder.`, the
@@ -215,6 +258,16 @@ pub fn build(
 ) -> anyhow::Result<Box<dyn Method>> {
     let encoder = make_encoder(&(vs.root() / "encoder"))?;
     cfg.spec().build(vs, encoder, make_encoder)
+}
+
+/// Builds the graph method named in `cfg`, with its `encoder`, for `in_dim` node features.
+pub fn build_graph(
+    cfg: &MethodConfig,
+    encoder: &EncoderConfig,
+    vs: &nn::VarStore,
+    in_dim: i64,
+) -> anyhow::Result<Box<dyn GraphMethod>> {
+    cfg.spec().build_graph(vs, encoder, in_dim)
 }
 
 // The registry. Adding a method: its file in this folder and one line here.
@@ -236,7 +289,15 @@ registry! {
     ijepa: Ijepa(IjepaConfig) = "ijepa",
     tjepa: Tjepa(TjepaConfig) = "tjepa",
     vime: Vime(VimeConfig) = "vime",
+    graphmae: Graphmae(GraphMaeConfig) = "graphmae",
+    dgi: Dgi(DgiConfig) = "dgi",
+    grace: Grace(GraceConfig) = "grace",
+    bgrl: Bgrl(BgrlConfig) = "bgrl",
 }
 
+#[cfg(test)]
+mod graph_tests;
+#[cfg(test)]
+mod graphmae_reference_test;
 #[cfg(test)]
 mod tests;

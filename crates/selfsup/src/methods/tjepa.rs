@@ -198,8 +198,8 @@ impl super::MethodSpec for TjepaConfig {
     fn needs_tables(&self) -> bool {
         true
     }
-    fn required_encoder(&self) -> Option<&'static str> {
-        Some("feature_transformer")
+    fn encoders(&self) -> &'static [&'static str] {
+        &["feature_transformer"]
     }
     fn validate(&self) -> crate::recipe::rules::R {
         use crate::recipe::rules;

@@ -91,8 +91,8 @@ impl super::MethodSpec for VimeConfig {
     fn needs_tables(&self) -> bool {
         true
     }
-    fn required_encoder(&self) -> Option<&'static str> {
-        Some("mlp")
+    fn encoders(&self) -> &'static [&'static str] {
+        &["mlp"]
     }
     fn validate(&self) -> crate::recipe::rules::R {
         use crate::recipe::rules;

@@ -3,7 +3,6 @@
 //! `--set` overrides. Parsing must return `Ok` or a [`RecipeError`], never panic; and a recipe that
 //! is accepted must hold no NaN or infinity (every float a run uses is checked by `validate`).
 use super::{Recipe, RecipeError};
-use crate::graph::recipe::GraphRecipe;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseResult, TestRunner};
 
@@ -220,13 +219,20 @@ fn recipe_property(text: &str, sets: &[String]) -> TestCaseResult {
 }
 
 fn graph_property(text: &str, sets: &[String]) -> TestCaseResult {
-    let _ = GraphRecipe::is_graph_recipe(text);
-    match GraphRecipe::from_toml(text, "fuzz.toml", sets) {
+    match Recipe::from_toml(text, "fuzz.toml", sets) {
         Ok(r) => {
             // Non-finite numbers are refused (`graph_recipes_refuse_non_finite_values`); here
-            // an accepted recipe must at least describe and serialise itself.
-            let _ = r.eval.describe();
-            let _ = toml::to_string(&r);
+            // an accepted recipe must describe its protocol and read back as itself.
+            if r.data.is_graph() {
+                prop_assert!(r
+                    .eval
+                    .graph
+                    .as_ref()
+                    .is_some_and(|p| !p.describe().is_empty()));
+            }
+            let again = Recipe::from_toml(&r.to_toml(), "again.toml", &[])
+                .map_err(|e| TestCaseError::fail(format!("round trip: {e}")))?;
+            prop_assert_eq!(&again, &r);
         }
         Err(e) => prop_assert!(!e.to_string().is_empty()),
     }
@@ -239,7 +245,8 @@ fn the_base_recipes_are_valid() {
         Recipe::from_toml(text, "base.toml", &[]).unwrap();
     }
     for text in [GRAPHMAE_CORA, GRAPHMAE_MUTAG, GRACE_CORA] {
-        GraphRecipe::from_toml(text, "base.toml", &[]).unwrap();
+        let r = Recipe::from_toml(text, "base.toml", &[]).unwrap();
+        assert!(r.data.is_graph());
     }
 }
 
@@ -323,9 +330,7 @@ fn recipes_refuse_non_finite_values() {
     assert!(accepted.is_empty(), "accepted: {accepted:?}");
 }
 
-/// The same for graph recipes. Ignored: `GraphRecipe::validate` does not yet check that its
-/// floats are finite (NaN passes comparisons such as `alpha < 1.0`); run with `--ignored` for
-/// the list of fields that still accept NaN or infinity.
+/// The same for graph recipes: every float they hold is refused when NaN or infinite.
 #[test]
 fn graph_recipes_refuse_non_finite_values() {
     let mut accepted = Vec::new();
@@ -338,7 +343,7 @@ fn graph_recipes_refuse_non_finite_values() {
         let name = value["name"].as_str().unwrap().to_string();
         for p in paths {
             for v in ["nan", "inf", "-inf"] {
-                if GraphRecipe::from_toml(base, "base.toml", &[format!("{p}={v}")]).is_ok() {
+                if Recipe::from_toml(base, "base.toml", &[format!("{p}={v}")]).is_ok() {
                     accepted.push(format!("{name}: {p}={v}"));
                 }
             }

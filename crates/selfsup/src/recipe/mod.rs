@@ -25,6 +25,10 @@ pub struct Recipe {
     /// Seeds model initialisation, data order and every augmentation.
     #[serde(default)]
     pub seed: u64,
+    /// The seeds of the protocol's table of independent runs (`selfsup graph`: GraphMAE
+    /// reports 20 seeds on the node sets, 5 on the graph sets); one run uses `seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Vec<u64>>,
     pub data: DataConfig,
     #[serde(default)]
     pub views: ViewsConfig,
@@ -33,6 +37,18 @@ pub struct Recipe {
     pub train: TrainConfig,
     #[serde(default)]
     pub eval: EvalConfig,
+    /// The published figure for this (method, data, protocol), printed beside ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper: Option<PaperFigure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaperFigure {
+    pub mean: f64,
+    pub std: f64,
+    /// Where the figure comes from (paper, table).
+    pub source: String,
 }
 
 /// Where the samples come from. Relative paths are relative to the working directory.
@@ -62,11 +78,49 @@ pub enum DataConfig {
         /// with an extra line); defaults to `options`.
         test_options: Option<CsvOptions>,
     },
+    /// A Planetoid citation graph, `ind.<name>.*` pickles (Yang et al. 2016), assembled as Kipf
+    /// & Welling do; node-level tasks on its public split.
+    Planetoid {
+        path: PathBuf,
+        name: String,
+        /// Scale feature rows to sum 1 (what DGL, PyG and every paper here use).
+        #[serde(default = "yes")]
+        row_normalise: bool,
+    },
+    /// The same graphs as a `.npz` (CSR features, `edge_index`, split indices).
+    PlanetoidNpz {
+        path: PathBuf,
+        #[serde(default = "yes")]
+        row_normalise: bool,
+    },
+    /// A TU graph-classification set (directory or `.tar.xz`): graph-level tasks.
+    Tu {
+        path: PathBuf,
+        name: String,
+        /// Append continuous node attributes to the one-hot node labels.
+        #[serde(default)]
+        with_attributes: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl DataConfig {
     pub fn is_table(&self) -> bool {
         matches!(self, DataConfig::Csv { .. })
+    }
+    /// Graph data: one graph (Planetoid) or a set of graphs (TU).
+    pub fn is_graph(&self) -> bool {
+        matches!(
+            self,
+            DataConfig::Planetoid { .. } | DataConfig::PlanetoidNpz { .. } | DataConfig::Tu { .. }
+        )
+    }
+    /// A set of small graphs with one label each (graph-level tasks).
+    pub fn is_graph_level(&self) -> bool {
+        matches!(self, DataConfig::Tu { .. })
     }
     /// Every file or folder the recipe reads, for fingerprints and error messages.
     pub fn paths(&self) -> Vec<&Path> {
@@ -91,6 +145,9 @@ impl DataConfig {
                 v.extend(test.as_deref());
                 v
             }
+            DataConfig::Planetoid { path, .. }
+            | DataConfig::PlanetoidNpz { path, .. }
+            | DataConfig::Tu { path, .. } => vec![path],
         }
     }
 
@@ -116,6 +173,9 @@ impl DataConfig {
                 v.extend(test.as_mut());
                 v
             }
+            DataConfig::Planetoid { path, .. }
+            | DataConfig::PlanetoidNpz { path, .. }
+            | DataConfig::Tu { path, .. } => vec![path],
         }
     }
 }
@@ -152,7 +212,9 @@ pub enum NanPolicy {
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub epochs: u64,
-    /// Samples per step (each contributes one view per method view).
+    /// Samples per step (each contributes one view per method view); graphs per step for sets
+    /// of small graphs (one graph is trained full-batch, one step per epoch).
+    #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     pub optimizer: OptimizerConfig,
     #[serde(default)]
@@ -178,6 +240,14 @@ pub struct TrainConfig {
     /// Also checkpoint every N steps (0: only at the end of each epoch and on interrupt).
     #[serde(default)]
     pub checkpoint_every: u64,
+    /// Checkpoint at the end of every N-th epoch (and at the end of training). Defaults to 1;
+    /// full-batch graph training, one step per epoch, defaults to a twentieth of the epochs.
+    #[serde(default)]
+    pub checkpoint_every_epochs: Option<u64>,
+    /// Early stopping for full-batch training: stop when the training loss has not improved
+    /// for this many epochs and keep the parameters of the best epoch (DGI: patience 20).
+    #[serde(default)]
+    pub patience: Option<u64>,
     #[serde(default = "default_keep")]
     pub keep_checkpoints: usize,
     #[serde(default = "default_log_every")]
@@ -193,6 +263,9 @@ pub struct TrainConfig {
     pub precision: crate::train::precision::Precision,
 }
 
+fn default_batch_size() -> usize {
+    32
+}
 fn default_max_nan_skips() -> u64 {
     10
 }
@@ -247,6 +320,9 @@ pub struct EvalConfig {
     /// embedding from the weight decay, as MAE's fine-tuning does (off: every tensor decays, the
     /// setting the shipped ViT figures were measured with).
     pub finetune_exclude_bias_and_norm: bool,
+    /// The protocol that scores graph embeddings (`[eval.graph]`; graph data only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph: Option<crate::graph::protocol::GraphEvalConfig>,
 }
 
 impl Default for EvalConfig {
@@ -270,6 +346,7 @@ impl Default for EvalConfig {
             finetune_weight_decay: 0.0,
             finetune_cosine: false,
             finetune_exclude_bias_and_norm: false,
+            graph: None,
         }
     }
 }
@@ -288,12 +365,23 @@ impl Recipe {
         for o in overrides {
             overrides::apply(&mut value, o)?;
         }
-        let recipe: Recipe = value
-            .try_into()
-            .map_err(|e: toml::de::Error| RecipeError::Parse {
-                origin: origin.into(),
-                message: e.to_string(),
-            })?;
+        let recipe: Recipe =
+            value
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| RecipeError::Parse {
+                    origin: origin.into(),
+                    message: e.to_string(),
+                })?;
+        if recipe.data.is_graph() {
+            // Every number of a graph recipe must be finite (TOML allows nan and inf).
+            if let Some(path) = validate::first_non_finite(&value, "") {
+                return Err(RecipeError::Parse {
+                    origin: origin.into(),
+                    message: format!("{path}: must be a finite number"),
+                });
+            }
+        }
         recipe.validate()?;
         Ok(recipe)
     }
@@ -315,10 +403,13 @@ impl Recipe {
     /// checkpoint cadence) set to fixed values: they change no trained weight and no figure.
     fn without_scheduling(&self) -> Recipe {
         let mut r = self.clone();
+        r.seeds = None;
+        r.paper = None;
         r.train.workers = 1;
         r.train.prefetch = 1;
         r.train.log_every = 1;
         r.train.checkpoint_every = 0;
+        r.train.checkpoint_every_epochs = None;
         r.train.keep_checkpoints = 1;
         r
     }

@@ -1,5 +1,6 @@
 //! One test per validation rule: a valid base recipe, broken in exactly one place with `--set`.
 use super::*;
+use crate::methods::Modality;
 
 const IMAGE: &str = r#"
 name = "t"
@@ -544,11 +545,78 @@ fn the_fashion_mnist_comparison_recipes_are_valid() {
     names.sort_unstable();
     let mut all: Vec<&str> = MethodConfig::all_defaults()
         .iter()
-        .filter(|m| !m.needs_tables())
+        .filter(|m| !m.needs_tables() && m.modality() == Modality::Samples)
         .map(|m| m.name())
         .collect();
     all.sort_unstable();
     assert_eq!(names, all, "one recipe per registered method");
+}
+
+/// Every shipped graph recipe parses and validates as a graph recipe with a protocol, and every
+/// registered graph method has at least one.
+#[test]
+fn the_graph_recipes_are_valid() {
+    let recipes = shipped_recipes("graph");
+    assert_eq!(recipes.len(), 9, "the nine graph recipes");
+    let mut names = Vec::new();
+    for (p, r) in &recipes {
+        assert!(r.data.is_graph(), "{}", p.display());
+        assert_eq!(r.method.modality(), Modality::Graphs, "{}", p.display());
+        let protocol = r.eval.graph.as_ref().expect("validated");
+        assert_eq!(
+            protocol.is_graph_level(),
+            r.data.is_graph_level(),
+            "{}",
+            p.display()
+        );
+        assert!(
+            r.seeds.as_ref().is_some_and(|s| !s.is_empty()),
+            "{}",
+            p.display()
+        );
+        names.push(r.method.name());
+    }
+    names.sort_unstable();
+    names.dedup();
+    let mut all: Vec<&str> = MethodConfig::all_defaults()
+        .iter()
+        .filter(|m| m.modality() == Modality::Graphs)
+        .map(|m| m.name())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(names, all, "a recipe for every graph method");
+}
+
+/// The graph rules: data, encoder, method and protocol must agree; a graph method's own rules;
+/// non-finite numbers are refused in graph recipes.
+#[test]
+fn graph_recipe_rules() {
+    let base = include_str!("../../../../recipes/graph/graphmae-cora.toml");
+    let bad = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Recipe::from_toml(base, "t", &sets).unwrap_err().to_string()
+    };
+    assert!(bad(&["method.mask_rate=1.5"]).contains("method.mask_rate"));
+    assert!(bad(&["method.mask_rate=0.0"]).contains("nothing to reconstruct"));
+    assert!(bad(&["method.alpha=0.5"]).contains("exponent"));
+    assert!(bad(&["train.epochs=0"]).contains("train.epochs"));
+    assert!(bad(&["encoder.layers=0"]).contains("encoder.layers"));
+    assert!(bad(&["method.unknown=1"]).contains("unknown field"));
+    assert!(bad(&["method.alpha=nan"]).contains("finite"));
+    assert!(bad(&["seeds=[]"]).contains("at least one seed"));
+    // GraphMAE's decoder mirrors a GAT or GIN encoder.
+    let e = bad(&["encoder={ kind = \"gcn\", dims = [16] }"]);
+    assert!(e.contains("gat or gin"), "{e}");
+    // A graph protocol on the wrong level, a sample method on a graph, a graph method on images.
+    let e = bad(&["eval.graph={ protocol = \"graph_cv\" }"]);
+    assert!(e.contains("graph_cv goes with tu"), "{e}");
+    let e = bad(&["method={ name = \"simclr\" }"]);
+    assert!(e.contains("graph method"), "{e}");
+    let quickstart = include_str!("../../../../recipes/quickstart.toml");
+    let e = Recipe::from_toml(quickstart, "q", &["method={ name = \"dgi\" }".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("need graph data"), "{e}");
 }
 
 /// Every shipped table recipe parses and validates, and each names a table method or SCARF.

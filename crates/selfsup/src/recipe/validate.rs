@@ -194,13 +194,26 @@ pub enum RecipeError {
     NonPositiveStd(f32),
     #[error("{field} = {value}: must be strictly between 0 and 1")]
     NotOpenFraction { field: &'static str, value: f64 },
-    #[error("method.name = {method}: it works on tokens and needs encoder.kind = \"{kind}\"")]
-    NeedsEncoder {
-        method: &'static str,
-        kind: &'static str,
-    },
+    #[error("method.name = {method}: it needs encoder.kind = {kind}")]
+    NeedsEncoder { method: &'static str, kind: String },
     #[error("{field} = {value}: must be > 0")]
     NotPositive { field: &'static str, value: f64 },
+    #[error("{what} = {value}: {}", if *graph_data { "the data is a graph, which needs a graph method (graphmae, dgi, grace, bgrl) and a graph encoder (gcn, gat, gin)" } else { "graph methods and encoders need graph data (data.format = planetoid, planetoid_npz or tu)" })]
+    ModalityMismatch {
+        what: &'static str,
+        value: String,
+        graph_data: bool,
+    },
+    #[error("[eval.graph] names a graph protocol, but the data is not a graph")]
+    GraphProtocolWithoutGraphs,
+    #[error("graph data needs [eval.graph] with a protocol (public_split, dgi_logreg, random_split or graph_cv)")]
+    NoGraphProtocol,
+    #[error(
+        "eval.graph.protocol: graph_cv goes with tu data, the node protocols with planetoid data"
+    )]
+    ProtocolLevel,
+    #[error("seeds = []: at least one seed is needed")]
+    NoSeeds,
     #[error("{field} = {value}: must be a finite number")]
     NotFinite { field: &'static str, value: f64 },
 }
@@ -209,6 +222,7 @@ use super::rules::*;
 
 impl Recipe {
     pub fn validate(&self) -> R {
+        self.validate_graph()?;
         self.validate_data_and_views()?;
         self.validate_method()?;
         self.validate_train()?;
@@ -309,19 +323,86 @@ impl Recipe {
                 widths("encoder.heads", [*heads])?;
                 positive("encoder.mlp_ratio", *mlp_ratio)
             }
+            crate::encoders::EncoderConfig::Gcn(c) => {
+                widths("encoder.dims", c.dims.iter().copied())?;
+                probability("encoder.dropout", c.dropout)
+            }
+            crate::encoders::EncoderConfig::Gat(c) => {
+                widths("encoder.layers", [c.layers as i64])?;
+                widths("encoder.hidden", [c.hidden])?;
+                widths("encoder.heads", [c.heads])?;
+                widths("encoder.out", [c.out])?;
+                widths("encoder.out_heads", [c.out_heads])?;
+                probability("encoder.feat_drop", c.feat_drop)?;
+                probability("encoder.attn_drop", c.attn_drop)?;
+                non_negative("encoder.negative_slope", c.negative_slope)
+            }
+            crate::encoders::EncoderConfig::Gin(c) => {
+                widths("encoder.layers", [c.layers as i64])?;
+                widths("encoder.hidden", [c.hidden])?;
+                if let Some(out) = c.out {
+                    widths("encoder.out", [out])?;
+                }
+                probability("encoder.dropout", c.dropout)
+            }
         }
+    }
+
+    /// Graph data, a graph encoder, a graph method and a graph protocol go together.
+    fn validate_graph(&self) -> R {
+        use crate::methods::Modality;
+        let graph_data = self.data.is_graph();
+        let graph_method = self.method.modality() == Modality::Graphs;
+        if graph_data != graph_method {
+            return Err(RecipeError::ModalityMismatch {
+                what: "method.name",
+                value: self.method.name().into(),
+                graph_data,
+            });
+        }
+        if graph_data != self.encoder.is_graph() {
+            return Err(RecipeError::ModalityMismatch {
+                what: "encoder.kind",
+                value: self.encoder.kind().into(),
+                graph_data,
+            });
+        }
+        if !graph_data {
+            if self.eval.graph.is_some() {
+                return Err(RecipeError::GraphProtocolWithoutGraphs);
+            }
+            return Ok(());
+        }
+        if self.views != super::ViewsConfig::default() {
+            return Err(RecipeError::ViewsMismatch {
+                given: "image/table",
+                data: "graph",
+            });
+        }
+        let Some(protocol) = &self.eval.graph else {
+            return Err(RecipeError::NoGraphProtocol);
+        };
+        protocol.validate()?;
+        if protocol.is_graph_level() != self.data.is_graph_level() {
+            return Err(RecipeError::ProtocolLevel);
+        }
+        if let Some(seeds) = &self.seeds {
+            if seeds.is_empty() {
+                return Err(RecipeError::NoSeeds);
+            }
+        }
+        Ok(())
     }
 
     fn validate_method(&self) -> R {
         let spec = self.method.spec();
         spec.validate()?;
-        if let Some(kind) = spec.required_encoder() {
-            if self.encoder.kind() != kind {
-                return Err(RecipeError::NeedsEncoder {
-                    method: self.method.name(),
-                    kind,
-                });
-            }
+        let kinds = spec.encoders();
+        if !kinds.is_empty() && !kinds.contains(&self.encoder.kind()) {
+            return Err(RecipeError::NeedsEncoder {
+                method: self.method.name(),
+                kind: kinds.join(" or "),
+            });
         }
         let min = spec.min_batch();
         if self.train.batch_size < min {
@@ -335,69 +416,7 @@ impl Recipe {
     }
 
     fn validate_train(&self) -> R {
-        let t = &self.train;
-        if t.epochs == 0 {
-            return Err(RecipeError::ZeroEpochs);
-        }
-        let lr = t.optimizer.lr();
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(RecipeError::LearningRateNotPositive(lr));
-        }
-        non_negative("train.optimizer.weight_decay", t.optimizer.weight_decay())?;
-        match &t.optimizer {
-            OptimizerConfig::Sgd { momentum, .. } | OptimizerConfig::Lars { momentum, .. } => {
-                if !(0.0..1.0).contains(momentum) {
-                    return Err(RecipeError::MomentumOutOfRange(*momentum));
-                }
-            }
-            OptimizerConfig::Adam { betas, eps, .. }
-            | OptimizerConfig::Adamw { betas, eps, .. } => {
-                if !betas.iter().all(|b| (0.0..1.0).contains(b)) {
-                    return Err(RecipeError::BetasOutOfRange(*betas));
-                }
-                non_negative("train.optimizer.eps", *eps)?;
-            }
-        }
-        if let OptimizerConfig::Lars {
-            trust_coefficient, ..
-        } = &t.optimizer
-        {
-            non_negative("train.optimizer.trust_coefficient", *trust_coefficient)?;
-        }
-        non_negative("train.warmup_epochs", t.warmup_epochs)?;
-        if t.warmup_epochs > t.epochs as f64 {
-            return Err(RecipeError::WarmupTooLong {
-                warmup: t.warmup_epochs,
-                epochs: t.epochs,
-            });
-        }
-        non_negative("train.final_lr", t.final_lr)?;
-        if let Some(c) = t.grad_clip {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(RecipeError::GradClipNotPositive(c));
-            }
-        }
-        for (field, n) in [
-            ("train.workers", t.workers),
-            ("train.prefetch", t.prefetch),
-            ("train.keep_checkpoints", t.keep_checkpoints),
-            ("train.max_samples", t.max_samples.unwrap_or(1)),
-        ] {
-            if n == 0 {
-                return Err(RecipeError::ZeroCount { field });
-            }
-        }
-        if t.log_every == 0 {
-            return Err(RecipeError::ZeroCount {
-                field: "train.log_every",
-            });
-        }
-        if t.max_steps == Some(0) {
-            return Err(RecipeError::ZeroCount {
-                field: "train.max_steps",
-            });
-        }
-        Ok(())
+        self.train.validate()
     }
 
     fn validate_eval(&self) -> R {
@@ -449,5 +468,99 @@ impl Recipe {
             }
         }
         Ok(())
+    }
+}
+
+impl super::TrainConfig {
+    /// The rules of `[train]`.
+    pub fn validate(&self) -> R {
+        let t = self;
+        if t.epochs == 0 {
+            return Err(RecipeError::ZeroEpochs);
+        }
+        let lr = t.optimizer.lr();
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(RecipeError::LearningRateNotPositive(lr));
+        }
+        non_negative("train.optimizer.weight_decay", t.optimizer.weight_decay())?;
+        match &t.optimizer {
+            OptimizerConfig::Sgd { momentum, .. } | OptimizerConfig::Lars { momentum, .. } => {
+                if !(0.0..1.0).contains(momentum) {
+                    return Err(RecipeError::MomentumOutOfRange(*momentum));
+                }
+            }
+            OptimizerConfig::Adam { betas, eps, .. }
+            | OptimizerConfig::Adamw { betas, eps, .. } => {
+                if !betas.iter().all(|b| (0.0..1.0).contains(b)) {
+                    return Err(RecipeError::BetasOutOfRange(*betas));
+                }
+                non_negative("train.optimizer.eps", *eps)?;
+            }
+        }
+        if let OptimizerConfig::Lars {
+            trust_coefficient, ..
+        } = &t.optimizer
+        {
+            non_negative("train.optimizer.trust_coefficient", *trust_coefficient)?;
+        }
+        non_negative("train.warmup_epochs", t.warmup_epochs)?;
+        if t.warmup_epochs > t.epochs as f64 {
+            return Err(RecipeError::WarmupTooLong {
+                warmup: t.warmup_epochs,
+                epochs: t.epochs,
+            });
+        }
+        non_negative("train.final_lr", t.final_lr)?;
+        if let Some(c) = t.grad_clip {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(RecipeError::GradClipNotPositive(c));
+            }
+        }
+        for (field, n) in [
+            ("train.batch_size", t.batch_size),
+            ("train.workers", t.workers),
+            ("train.prefetch", t.prefetch),
+            ("train.keep_checkpoints", t.keep_checkpoints),
+            ("train.max_samples", t.max_samples.unwrap_or(1)),
+        ] {
+            if n == 0 {
+                return Err(RecipeError::ZeroCount { field });
+            }
+        }
+        if t.log_every == 0 {
+            return Err(RecipeError::ZeroCount {
+                field: "train.log_every",
+            });
+        }
+        for (field, n) in [
+            ("train.max_steps", t.max_steps),
+            ("train.checkpoint_every_epochs", t.checkpoint_every_epochs),
+            ("train.patience", t.patience),
+        ] {
+            if n == Some(0) {
+                return Err(RecipeError::ZeroCount { field });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The dotted path of the first NaN or infinite float in `v`.
+pub(super) fn first_non_finite(v: &toml::Value, path: &str) -> Option<String> {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => Some(path.to_string()),
+        toml::Value::Table(t) => t.iter().find_map(|(k, x)| first_non_finite(x, &join(k))),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| first_non_finite(x, &format!("{path}[{i}]"))),
+        _ => None,
     }
 }

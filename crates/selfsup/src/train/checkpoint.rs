@@ -73,6 +73,23 @@ pub struct TrainState {
     /// The latest online-monitor accuracy, with its epoch (the final-epoch figure at the end).
     #[serde(default)]
     pub last_monitor: Option<(f64, u64)>,
+    /// Early stopping's bookkeeping, when the recipe asks for it (the best parameters are kept
+    /// beside the optimiser's buffers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStopState>,
+}
+
+/// Where early stopping stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopState {
+    /// Lowest training loss so far (none before the first epoch), and the epoch whose
+    /// parameters gave it.
+    pub best_loss: Option<f64>,
+    pub best_epoch: u64,
+    /// Epochs since the loss last improved.
+    pub wait: u64,
+    /// Training has stopped; the kept parameters are the best epoch's.
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -390,6 +407,7 @@ mod tests {
             data_fingerprint: "d".into(),
             best_monitor: None,
             last_monitor: None,
+            early_stop: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The training loop and everything it owns: optimisers, schedules, checkpoints, metrics.
 //! It knows nothing about any particular method.
 pub mod checkpoint;
+pub mod learner;
 pub mod metrics;
 pub mod optim;
 pub mod precision;

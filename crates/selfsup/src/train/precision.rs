@@ -20,7 +20,7 @@ pub enum Precision {
     Bf16,
 }
 
-#[cfg(selfsup_autocast)]
+#[cfg(selfsup_shim)]
 mod ffi {
     use std::os::raw::c_int;
     extern "C" {
@@ -40,7 +40,7 @@ fn cuda_flag(device: Device) -> Result<i32> {
 
 /// Whether autocast is on for `device`'s type on this thread.
 pub fn autocast_enabled(device: Device) -> Result<bool> {
-    #[cfg(selfsup_autocast)]
+    #[cfg(selfsup_shim)]
     {
         let r = unsafe { ffi::selfsup_autocast_is_enabled(cuda_flag(device)?) };
         if r < 0 {
@@ -48,7 +48,7 @@ pub fn autocast_enabled(device: Device) -> Result<bool> {
         }
         Ok(r == 1)
     }
-    #[cfg(not(selfsup_autocast))]
+    #[cfg(not(selfsup_shim))]
     {
         let _ = cuda_flag(device)?;
         Ok(false)
@@ -62,7 +62,7 @@ pub fn with_precision<T>(precision: Precision, device: Device, f: impl FnOnce() 
         return Ok(f());
     }
     let cuda = cuda_flag(device)?;
-    #[cfg(selfsup_autocast)]
+    #[cfg(selfsup_shim)]
     {
         struct Region {
             cuda: i32,
@@ -80,7 +80,7 @@ pub fn with_precision<T>(precision: Precision, device: Device, f: impl FnOnce() 
         let _region = Region { cuda, was };
         Ok(f())
     }
-    #[cfg(not(selfsup_autocast))]
+    #[cfg(not(selfsup_shim))]
     {
         let _ = (cuda, f);
         bail!(

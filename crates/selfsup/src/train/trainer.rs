@@ -1,22 +1,21 @@
-//! The training loop. It knows nothing about any particular method: it asks the method for a loss
-//! on a batch of views, and owns everything else (schedule, optimiser, NaN guard, checkpoints,
-//! metrics, progress, interruption).
-use super::checkpoint::{self, Loaded, TrainState};
+//! The training loop, one for every modality. It knows nothing about any particular method or
+//! data: it asks a [`Learner`] for the loss of the next step, and owns everything else
+//! (schedule, optimiser, NaN guard, early stopping, checkpoints, metrics, progress,
+//! interruption).
+use super::checkpoint::{self, EarlyStopState, Loaded, TrainState};
+use super::learner::Learner;
 use super::metrics::MetricsLog;
 use super::optim::Optimizer;
-use super::precision::with_precision;
 use super::schedule::LrSchedule;
-use crate::methods::{Method, Progress, StepInput};
-use crate::recipe::{NanPolicy, Recipe};
-use crate::views::loader::{steps_per_epoch, BatchStream};
-use crate::views::ViewSource;
+use crate::methods::Progress;
+use crate::recipe::{NanPolicy, TrainConfig};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tch::{nn::VarStore, Device};
+use tch::{nn::VarStore, Device, Tensor};
 
 /// Why training stopped early on purpose.
 #[derive(Debug, thiserror::Error)]
@@ -29,14 +28,18 @@ pub enum TrainStop {
     NonFinite { step: u64, reason: String },
 }
 
-/// A hook run at the end of selected epochs (the online kNN monitor); returns an accuracy.
-pub type Monitor<'a> = dyn FnMut(&dyn Method, u64) -> Result<f64> + 'a;
+/// A hook run at the end of selected epochs (the online kNN monitor): epoch → accuracy.
+pub type Monitor<'a> = dyn FnMut(u64) -> Result<f64> + 'a;
 
 pub struct TrainContext<'a> {
-    pub recipe: &'a Recipe,
+    pub train: &'a TrainConfig,
+    pub seed: u64,
+    /// [`crate::recipe::Recipe::training_hash`] of the recipe: a checkpoint of another is refused.
+    pub training_hash: String,
+    /// Run the monitor every N epochs (0: never).
+    pub monitor_every: u64,
     pub vs: &'a VarStore,
-    pub method: &'a dyn Method,
-    pub source: Arc<dyn ViewSource>,
+    pub learner: &'a mut dyn Learner,
     pub device: Device,
     pub checkpoints: PathBuf,
     pub metrics_path: PathBuf,
@@ -45,6 +48,10 @@ pub struct TrainContext<'a> {
     /// Set (e.g. by a signal handler) to stop after the current step with a checkpoint.
     pub stop: Arc<AtomicBool>,
     pub monitor: Option<&'a mut Monitor<'a>>,
+    /// The caller holds [`crate::torch_rng::lock`] for the whole training (its method draws
+    /// dropout masks from libtorch's generator); otherwise the loop takes it to restore the
+    /// generator's state on resume.
+    pub holds_generator_lock: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -58,17 +65,68 @@ pub struct TrainSummary {
     pub best_monitor: Option<(f64, u64)>,
     /// The monitor's figure at the last monitored epoch (reported beside the best one).
     pub final_monitor: Option<(f64, u64)>,
+    /// Under early stopping: the epoch whose parameters were kept, and whether training stopped
+    /// before its last epoch.
+    pub kept_epoch: Option<u64>,
+    pub stopped_early: bool,
+}
+
+/// Names of the loop's own tensors in a checkpoint's `optimizer.safetensors`, beside the
+/// optimiser's buffers.
+const GENERATOR_STATE: &str = "trainer.cpu_generator";
+const BEST_PREFIX: &str = "trainer.best/";
+
+/// Early stopping on the training loss of full-batch training: the loss of each epoch is that
+/// of the parameters before its update, so the copy taken when it improves is exactly the
+/// parameters that scored best (DGI's reference code does the same).
+struct EarlyStop {
+    patience: u64,
+    best: Option<Vec<(String, Tensor)>>,
+}
+
+impl EarlyStop {
+    /// Records `loss` of the current parameters; true when training should stop.
+    fn observe(&mut self, st: &mut EarlyStopState, epoch: u64, loss: f64, vs: &VarStore) -> bool {
+        if st.best_loss.is_none_or(|best| loss < best) {
+            st.best_loss = Some(loss);
+            st.best_epoch = epoch;
+            st.wait = 0;
+            let _g = tch::no_grad_guard();
+            let mut vars: Vec<(String, Tensor)> = vs
+                .variables()
+                .into_iter()
+                .map(|(k, v)| (k, v.copy()))
+                .collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            self.best = Some(vars);
+            false
+        } else {
+            st.wait += 1;
+            st.wait >= self.patience
+        }
+    }
+    /// Puts the best parameters back into `vs`.
+    fn restore(&self, vs: &VarStore) {
+        if let Some(best) = &self.best {
+            let vars = vs.variables();
+            let _g = tch::no_grad_guard();
+            for (k, v) in best {
+                if let Some(t) = vars.get(k) {
+                    t.shallow_clone().copy_(v);
+                }
+            }
+        }
+    }
 }
 
 pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainSummary> {
-    let r = ctx.recipe;
-    let t = &r.train;
-    let n = ctx.source.len();
-    let spe = steps_per_epoch(n, t.batch_size);
-    if spe == 0 {
+    let t = ctx.train;
+    let spe = ctx.learner.steps_per_epoch()?;
+    if t.patience.is_some() && !ctx.learner.full_batch() {
         bail!(
-            "the training set has {n} samples, fewer than one batch of {}",
-            t.batch_size
+            "train.patience: early stopping is defined for full-batch training (one graph, one \
+             step per epoch); {} trains in mini-batches here",
+            ctx.learner.name()
         );
     }
     let total = t.epochs * spe;
@@ -79,6 +137,10 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         decay: t.decay,
         final_lr: t.final_lr,
     };
+    // Epoch-end checkpoints: every epoch, or for one-step epochs about twenty in a run.
+    let checkpoint_epochs =
+        t.checkpoint_every_epochs
+            .unwrap_or(if spe == 1 { (t.epochs / 20).max(1) } else { 1 });
     let mut opt = Optimizer::new(t.optimizer.clone(), ctx.vs);
     let mut st = TrainState {
         step: 0,
@@ -86,11 +148,16 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         step_in_epoch: 0,
         optimizer_steps: 0,
         nan_skips: 0,
-        recipe_hash: r.training_hash(),
+        recipe_hash: ctx.training_hash.clone(),
         data_fingerprint: ctx.data_fingerprint.clone(),
         best_monitor: None,
         last_monitor: None,
+        early_stop: t.patience.map(|_| EarlyStopState::default()),
     };
+    let mut early = t.patience.map(|patience| EarlyStop {
+        patience,
+        best: None,
+    });
     if let Some(c) = resume {
         if c.state.recipe_hash != st.recipe_hash {
             bail!("{}: the checkpoint was trained with a different recipe (hash {} vs {}); refusing to resume", c.path.display(), c.state.recipe_hash, st.recipe_hash);
@@ -99,8 +166,27 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             bail!("{}: the checkpoint was trained on different data (fingerprint {} vs {}); refusing to resume", c.path.display(), c.state.data_fingerprint, st.data_fingerprint);
         }
         checkpoint::restore_model(ctx.vs, &c.model, &c.path)?;
-        opt.load_state(c.optimizer, c.state.optimizer_steps)
+        let (own, optimizer): (Vec<_>, Vec<_>) = c
+            .optimizer
+            .into_iter()
+            .partition(|(k, _)| k.starts_with("trainer."));
+        opt.load_state(optimizer, c.state.optimizer_steps)
             .with_context(|| format!("{}", c.path.display()))?;
+        let mut best = Vec::new();
+        for (k, v) in own {
+            if k == GENERATOR_STATE {
+                let bytes = Vec::<u8>::try_from(&v)
+                    .with_context(|| format!("{}: {k}", c.path.display()))?;
+                let _lock = (!ctx.holds_generator_lock).then(crate::torch_rng::lock);
+                crate::torch_rng::set_cpu_state(&bytes)
+                    .with_context(|| format!("{}", c.path.display()))?;
+            } else if let Some(name) = k.strip_prefix(BEST_PREFIX) {
+                best.push((name.to_string(), v));
+            }
+        }
+        if let Some(e) = early.as_mut() {
+            e.best = (!best.is_empty()).then_some(best);
+        }
         tracing::info!(
             "resuming from {} (epoch {}, step {})",
             c.path.display(),
@@ -108,28 +194,38 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             c.state.step
         );
         st = c.state;
+        if t.patience.is_some() && st.early_stop.is_none() {
+            st.early_stop = Some(EarlyStopState::default());
+        }
     }
     let mut metrics = MetricsLog::open(&ctx.metrics_path, Some(st.step))?;
     let max_steps = t.max_steps.unwrap_or(u64::MAX);
-    let n_views = ctx.method.n_views() + r.views.local_crops;
-    let mask = ctx.method.mask_spec();
-    if ctx.method.needs_labels() && ctx.source.label(0).is_none() {
-        bail!(
-            "{} is supervised and needs class labels for the training data (e.g. data.train_labels)",
-            ctx.method.name()
-        );
-    }
 
     let bar = progress_bar(ctx.progress, total.min(max_steps), st.step);
     let started = Instant::now();
     let first_step = st.step;
     let (mut window_loss, mut window_n, mut window_start) = (0.0, 0u64, Instant::now());
     let mut last_loss = None;
-    let save = |st: &TrainState, opt: &Optimizer| -> Result<PathBuf> {
+    let mut saved_at = None;
+    let save = |st: &TrainState,
+                opt: &Optimizer,
+                early: &Option<EarlyStop>,
+                saved_at: &mut Option<u64>|
+     -> Result<PathBuf> {
+        let mut tensors = opt.state_tensors();
+        if let Ok(state) = crate::torch_rng::cpu_state() {
+            tensors.push((GENERATOR_STATE.to_string(), Tensor::from_slice(&state)));
+        }
+        if let Some(best) = early.as_ref().and_then(|e| e.best.as_ref()) {
+            for (k, v) in best {
+                tensors.push((format!("{BEST_PREFIX}{k}"), v.shallow_clone()));
+            }
+        }
+        *saved_at = Some(st.step);
         Ok(checkpoint::save(
             &ctx.checkpoints,
             ctx.vs,
-            &opt.state_tensors(),
+            &tensors,
             st,
             t.keep_checkpoints,
         )?)
@@ -143,27 +239,11 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         .filter(|v| !v.requires_grad())
         .collect();
     let fault_nan_step = crate::fault::step_of("nan-input-at");
-    while st.epoch < t.epochs {
-        let stream = BatchStream::new(
-            ctx.source.clone(),
-            r.seed,
-            st.epoch,
-            st.step_in_epoch,
-            t.batch_size,
-            n_views,
-            mask.clone(),
-            t.workers,
-            t.prefetch,
-        );
-        for batch in stream {
-            let mut views: Vec<tch::Tensor> = batch
-                .views
-                .iter()
-                .map(|v| v.to_device(ctx.device))
-                .collect();
-            if fault_nan_step == Some(st.step) {
-                views[0] = views[0].to_kind(tch::Kind::Float).fill(f64::NAN);
-            }
+    let stopped = |st: &TrainState| st.early_stop.as_ref().is_some_and(|e| e.stopped);
+    while st.epoch < t.epochs && !stopped(&st) {
+        ctx.learner
+            .start_epoch(ctx.seed, st.epoch, st.step_in_epoch)?;
+        loop {
             let lr = schedule.lr_at(st.step);
             opt.zero_grad();
             // A forward pass in training mode updates batch-norm running statistics; keep a copy
@@ -177,30 +257,30 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 total_steps: total,
                 steps_per_epoch: spe,
             };
-            let labels = batch.labels.as_ref().map(|l| l.to_device(ctx.device));
-            let masks: Vec<tch::Tensor> = batch
-                .masks
-                .iter()
-                .map(|m| m.to_device(ctx.device))
-                .collect();
-            let input = StepInput {
-                views: &views,
-                labels: labels.as_ref(),
-                masks: &masks,
-                progress,
+            let Some(loss) = ctx
+                .learner
+                .next_loss(progress, fault_nan_step == Some(st.step))?
+            else {
+                break;
             };
-            let loss = with_precision(t.precision, ctx.device, || ctx.method.loss(&input))?;
-            loss.backward();
-            ctx.method.before_update(progress);
-            let norm = opt.grad_norm();
             let loss_v = f64::try_from(&loss)?;
+            if let (Some(e), Some(es)) = (early.as_mut(), st.early_stop.as_mut()) {
+                // Judged on the parameters before this epoch's update, as DGI does.
+                if loss_v.is_finite() && e.observe(es, st.epoch, loss_v, ctx.vs) {
+                    es.stopped = true;
+                    break;
+                }
+            }
+            loss.backward();
+            ctx.learner.before_update(progress);
+            let norm = opt.grad_norm();
             let norm_v = f64::try_from(&norm)?;
             if loss_v.is_finite() && norm_v.is_finite() {
                 if let Some(c) = t.grad_clip {
                     opt.clip_grad_norm(&norm, c);
                 }
                 opt.step(lr);
-                ctx.method.after_update(progress);
+                ctx.learner.after_update(progress);
                 st.optimizer_steps = opt.steps;
                 window_loss += loss_v;
                 window_n += 1;
@@ -239,19 +319,20 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 } else {
                     f64::NAN
                 };
-                let sps = (t.log_every as usize * t.batch_size) as f64 / secs.max(1e-9);
+                let sps =
+                    (t.log_every as usize * ctx.learner.samples_per_step()) as f64 / secs.max(1e-9);
                 // Collapse diagnostics on this batch's representations (RankMe, normalised std).
-                let z = tch::no_grad(|| ctx.method.embed(&views[0]));
+                let z = ctx.learner.diagnostics();
                 let c = crate::eval::collapse::collapse_stats(&z.to_device(tch::Device::Cpu));
                 metrics.write(&json!({"step": st.step, "epoch": st.epoch, "loss": mean, "lr": lr, "samples_per_s": sps, "rankme": c.rankme, "normalised_std": c.normalised_std}))?;
                 bar.set_message(format!("loss {mean:.4}  {sps:.0} samples/s"));
                 (window_loss, window_n, window_start) = (0.0, 0, Instant::now());
             }
             if t.checkpoint_every > 0 && st.step % t.checkpoint_every == 0 {
-                save(&st, &opt)?;
+                save(&st, &opt, &early, &mut saved_at)?;
             }
             if ctx.stop.load(Ordering::SeqCst) {
-                let path = save(&st, &opt)?;
+                let path = save(&st, &opt, &early, &mut saved_at)?;
                 bar.abandon();
                 metrics
                     .write(&json!({"step": st.step, "epoch": st.epoch, "event": "interrupted"}))?;
@@ -265,16 +346,19 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 break;
             }
         }
+        if stopped(&st) {
+            break;
+        }
         if st.step >= max_steps && st.step_in_epoch < spe {
-            save(&st, &opt)?;
+            save(&st, &opt, &early, &mut saved_at)?;
             break;
         }
         st.epoch += 1;
         st.step_in_epoch = 0;
-        let every = r.eval.monitor_every;
+        let every = ctx.monitor_every;
         if every > 0 && st.epoch % every == 0 {
             if let Some(m) = ctx.monitor.as_mut() {
-                let acc = m(ctx.method, st.epoch)?;
+                let acc = m(st.epoch)?;
                 st.last_monitor = Some((acc, st.epoch));
                 if st.best_monitor.is_none_or(|(b, _)| acc > b) {
                     st.best_monitor = Some((acc, st.epoch));
@@ -288,14 +372,28 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 ));
             }
         }
-        save(&st, &opt)?;
+        if st.epoch % checkpoint_epochs == 0 || st.epoch == t.epochs {
+            save(&st, &opt, &early, &mut saved_at)?;
+        }
         if st.step >= max_steps {
             break;
         }
     }
+    let mut kept_epoch = None;
+    if let (Some(e), Some(es)) = (early.as_ref(), st.early_stop.as_ref()) {
+        e.restore(ctx.vs);
+        kept_epoch = e.best.as_ref().map(|_| es.best_epoch);
+        if es.stopped {
+            metrics.write(&json!({"step": st.step, "epoch": st.epoch, "event": "early_stop", "kept_epoch": es.best_epoch, "best_loss": es.best_loss}))?;
+        }
+    }
+    // The last state is always on disk: what evaluation, export and a resume read.
+    if saved_at != Some(st.step) || early.is_some() {
+        save(&st, &opt, &early, &mut saved_at)?;
+    }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    let samples = (st.step - first_step) as f64 * t.batch_size as f64;
+    let samples = (st.step - first_step) as f64 * ctx.learner.samples_per_step() as f64;
     Ok(TrainSummary {
         steps: st.step,
         epochs_completed: st.epoch,
@@ -305,6 +403,8 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         nan_skips: st.nan_skips,
         best_monitor: st.best_monitor,
         final_monitor: st.last_monitor,
+        kept_epoch,
+        stopped_early: stopped(&st),
     })
 }
 

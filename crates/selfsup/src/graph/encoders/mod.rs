@@ -4,8 +4,10 @@ pub mod gat;
 pub mod gcn;
 pub mod gin;
 
+use crate::encoders::EncoderConfig;
 use crate::graph::message::EdgeIndex;
 use crate::graph::sparse::NodeInput;
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Init, Kind, Tensor};
 
@@ -107,24 +109,20 @@ pub trait NodeEncoder: std::fmt::Debug + Send {
     fn out_dim(&self) -> i64;
 }
 
-/// Which encoder, with its sizes (recipe `[encoder]` of a graph recipe).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum GraphEncoderConfig {
-    Gcn(gcn::GcnConfig),
-    Gat(gat_stack::GatConfig),
-    Gin(gin::GinConfig),
-}
-
 pub mod gat_stack;
 
-/// Builds the encoder for `in_dim` input features.
-pub fn build(cfg: &GraphEncoderConfig, p: &nn::Path, in_dim: i64) -> Box<dyn NodeEncoder> {
-    match cfg {
-        GraphEncoderConfig::Gcn(c) => Box::new(gcn::Gcn::new(p, c, in_dim)),
-        GraphEncoderConfig::Gat(c) => Box::new(gat_stack::Gat::new(p, c, in_dim, true)),
-        GraphEncoderConfig::Gin(c) => Box::new(gin::Gin::new(p, c, in_dim, true)),
-    }
+/// Builds the graph encoder of a recipe's `[encoder]` (gcn, gat or gin) for `in_dim` node
+/// features.
+pub fn build(cfg: &EncoderConfig, p: &nn::Path, in_dim: i64) -> Result<Box<dyn NodeEncoder>> {
+    Ok(match cfg {
+        EncoderConfig::Gcn(c) => Box::new(gcn::Gcn::new(p, c, in_dim)),
+        EncoderConfig::Gat(c) => Box::new(gat_stack::Gat::new(p, c, in_dim, true)),
+        EncoderConfig::Gin(c) => Box::new(gin::Gin::new(p, c, in_dim, true)),
+        other => bail!(
+            "encoder.kind = {}: graph methods need a graph encoder (gcn, gat or gin)",
+            other.kind()
+        ),
+    })
 }
 
 #[cfg(test)]

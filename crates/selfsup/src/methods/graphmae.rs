@@ -12,7 +12,8 @@ use super::GraphMethod;
 use crate::graph::batch::{dense_rows, GraphBatch};
 use crate::graph::encoders::gat_stack::{Gat, GatConfig};
 use crate::graph::encoders::gin::{Gin, GinConfig};
-use crate::graph::encoders::{GraphEncoderConfig, NodeEncoder};
+use crate::encoders::EncoderConfig;
+use crate::graph::encoders::NodeEncoder;
 use crate::graph::masking::NodeMask;
 use crate::graph::objectives::scaled_cosine_error;
 use crate::graph::sparse::{NodeInput, SparseRows};
@@ -38,6 +39,18 @@ pub struct GraphMaeConfig {
 
 fn one() -> i64 {
     1
+}
+
+/// The paper's Cora setting (Hou et al. 2022, appendix: mask 0.5, replace 0.05, α = 3).
+impl Default for GraphMaeConfig {
+    fn default() -> Self {
+        GraphMaeConfig {
+            mask_rate: 0.5,
+            replace_rate: 0.05,
+            alpha: 3.0,
+            decoder_heads: 1,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -75,11 +88,11 @@ impl GraphMae {
     pub fn new(
         p: &nn::Path,
         cfg: &GraphMaeConfig,
-        encoder: &GraphEncoderConfig,
+        encoder: &EncoderConfig,
         in_dim: i64,
     ) -> Result<Self> {
         let (enc, dec, width) = match encoder {
-            GraphEncoderConfig::Gat(c) => {
+            EncoderConfig::Gat(c) => {
                 let enc = Gat::new(&(p / "encoder"), c, in_dim, true);
                 let width = enc.out_dim();
                 let dc = GatConfig {
@@ -93,7 +106,7 @@ impl GraphMae {
                 let dec = Gat::new(&(p / "decoder"), &dc, width, false);
                 (Stack::Gat(enc), Stack::Gat(dec), width)
             }
-            GraphEncoderConfig::Gin(c) => {
+            EncoderConfig::Gin(c) => {
                 let enc = Gin::new(&(p / "encoder"), c, in_dim, true);
                 let width = enc.out_dim();
                 let dc = GinConfig {
@@ -105,9 +118,10 @@ impl GraphMae {
                 let dec = Gin::new(&(p / "decoder"), &dc, width, false);
                 (Stack::Gin(enc), Stack::Gin(dec), width)
             }
-            GraphEncoderConfig::Gcn(_) => {
-                bail!("GraphMAE takes a gat or gin encoder (the decoder mirrors it), not gcn")
-            }
+            other => bail!(
+                "GraphMAE takes a gat or gin encoder (the decoder mirrors it), not {}",
+                other.kind()
+            ),
         };
         // PyTorch's default Linear initialisation, U(±1/√fan_in), no bias (reference: bias=False).
         let bound = 1.0 / (width as f64).sqrt();
@@ -168,7 +182,7 @@ impl GraphMae {
 }
 
 impl GraphMethod for GraphMae {
-    fn loss(&mut self, b: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
+    fn loss(&self, b: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
         let mask = NodeMask::draw(b.num_nodes, self.cfg.mask_rate, self.cfg.replace_rate, rng);
         self.loss_with_mask(b, &mask)
     }
@@ -178,5 +192,44 @@ impl GraphMethod for GraphMae {
         self.encoder
             .forward(&b.input, b, false)
             .to_kind(Kind::Float)
+    }
+}
+
+impl super::MethodSpec for GraphMaeConfig {
+    fn modality(&self) -> super::Modality {
+        super::Modality::Graphs
+    }
+    fn encoders(&self) -> &'static [&'static str] {
+        &["gat", "gin"]
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::probability("method.replace_rate", self.replace_rate)?;
+        rules::positive("method.decoder_heads", self.decoder_heads as f64)?;
+        if !(self.mask_rate > 0.0 && self.mask_rate <= 1.0) {
+            return Err(crate::recipe::RecipeError::BadRange {
+                field: "method.mask_rate",
+                lo: self.mask_rate,
+                hi: self.mask_rate,
+                rule: "need 0 < mask_rate <= 1 (a rate of 0 leaves nothing to reconstruct)",
+            });
+        }
+        if !(self.alpha >= 1.0 && self.alpha.is_finite()) {
+            return Err(crate::recipe::RecipeError::BadRange {
+                field: "method.alpha",
+                lo: self.alpha,
+                hi: self.alpha,
+                rule: "GraphMAE's exponent must be a finite number >= 1",
+            });
+        }
+        Ok(())
+    }
+    fn build_graph(
+        &self,
+        vs: &nn::VarStore,
+        encoder: &EncoderConfig,
+        in_dim: i64,
+    ) -> anyhow::Result<Box<dyn super::GraphMethod>> {
+        Ok(Box::new(GraphMae::new(&vs.root(), self, encoder, in_dim)?))
     }
 }

@@ -11,10 +11,11 @@ use crate::data::graph::Graph;
 use crate::data::pickle::test_support::shared_data;
 use crate::data::planetoid::load_planetoid;
 use crate::data::tu::load_tu;
+use crate::encoders::EncoderConfig;
 use crate::graph::batch::GraphBatch;
 use crate::graph::encoders::gat_stack::GatConfig;
 use crate::graph::encoders::gin::GinConfig;
-use crate::graph::encoders::{ActivationKind, GraphEncoderConfig};
+use crate::graph::encoders::ActivationKind;
 use crate::graph::masking::NodeMask;
 use crate::train::optim::{Optimizer, OptimizerConfig};
 use serde::Deserialize;
@@ -36,7 +37,7 @@ struct Fixture {
 fn replay(
     batch: &GraphBatch,
     in_dim: i64,
-    encoder: &GraphEncoderConfig,
+    encoder: &EncoderConfig,
     cfg: &GraphMaeConfig,
     fixture: &str,
     weights: &str,
@@ -50,7 +51,7 @@ fn replay(
     let model = GraphMae::new(&vs.root(), cfg, encoder, in_dim).unwrap();
     // Fails if any of our variables is missing from the file or has another shape.
     vs.load(format!(
-        "{}/src/graph/methods/testdata/{weights}",
+        "{}/src/methods/testdata/{weights}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
@@ -96,7 +97,7 @@ fn thirty_gin_steps_on_mutag_follow_the_authors_code() {
     let set = load_tu(&archive, "MUTAG", false).unwrap();
     let graphs: Vec<&Graph> = set.graphs.iter().take(64).collect();
     let batch = GraphBatch::from_graphs(&graphs, Device::Cpu);
-    let encoder = GraphEncoderConfig::Gin(GinConfig {
+    let encoder = EncoderConfig::Gin(GinConfig {
         layers: 5,
         hidden: 32,
         out: None,
@@ -129,7 +130,7 @@ fn thirty_gat_steps_on_cora_follow_the_authors_code() {
     graph.features.row_normalise();
     let batch = GraphBatch::from_graph(&graph, Device::Cpu);
     // Cora's configs.yml, narrowed to 2 heads × 16 units to keep the fixture small.
-    let encoder = GraphEncoderConfig::Gat(GatConfig {
+    let encoder = EncoderConfig::Gat(GatConfig {
         layers: 2,
         hidden: 16,
         heads: 2,

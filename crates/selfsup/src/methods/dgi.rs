@@ -9,7 +9,8 @@
 //! ```
 use super::GraphMethod;
 use crate::graph::batch::GraphBatch;
-use crate::graph::encoders::{self, GraphEncoderConfig, NodeEncoder};
+use crate::encoders::EncoderConfig;
+use crate::graph::encoders::{self, NodeEncoder};
 use crate::graph::masking::row_permutation;
 use crate::graph::objectives::dgi_bce;
 use rand_chacha::ChaCha8Rng;
@@ -29,8 +30,13 @@ pub struct Dgi {
 }
 
 impl Dgi {
-    pub fn new(p: &nn::Path, _cfg: &DgiConfig, encoder: &GraphEncoderConfig, in_dim: i64) -> Self {
-        let encoder = encoders::build(encoder, &(p / "encoder"), in_dim);
+    pub fn new(
+        p: &nn::Path,
+        _cfg: &DgiConfig,
+        encoder: &EncoderConfig,
+        in_dim: i64,
+    ) -> anyhow::Result<Self> {
+        let encoder = encoders::build(encoder, &(p / "encoder"), in_dim)?;
         let d = encoder.out_dim();
         // nn.Bilinear's [1, D, D] weight, Xavier-uniform with PyTorch's fans (D·D in, D out).
         let bound = (6.0 / (d * d + d) as f64).sqrt();
@@ -43,7 +49,7 @@ impl Dgi {
             },
         );
         let b = p.var("disc_bias", &[1], Init::Const(0.0));
-        Dgi { encoder, w, b }
+        Ok(Dgi { encoder, w, b })
     }
 
     fn discriminate(&self, h: &Tensor, s: &Tensor) -> Tensor {
@@ -52,7 +58,7 @@ impl Dgi {
 }
 
 impl GraphMethod for Dgi {
-    fn loss(&mut self, batch: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
+    fn loss(&self, batch: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
         let perm =
             Tensor::from_slice(&row_permutation(batch.num_nodes, rng)).to_device(batch.device);
         let corrupted = batch.input.permute_rows(&perm, &batch.features);
@@ -65,5 +71,26 @@ impl GraphMethod for Dgi {
     fn embed(&self, batch: &GraphBatch) -> Tensor {
         let _g = tch::no_grad_guard();
         self.encoder.forward(&batch.input, &batch.index, false)
+    }
+}
+
+impl super::MethodSpec for DgiConfig {
+    fn modality(&self) -> super::Modality {
+        super::Modality::Graphs
+    }
+    fn encoders(&self) -> &'static [&'static str] {
+        &["gcn", "gat", "gin"]
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        // DGI has no settings of its own (its encoder and protocol carry them).
+        Ok(())
+    }
+    fn build_graph(
+        &self,
+        vs: &nn::VarStore,
+        encoder: &EncoderConfig,
+        in_dim: i64,
+    ) -> anyhow::Result<Box<dyn super::GraphMethod>> {
+        Ok(Box::new(Dgi::new(&vs.root(), self, encoder, in_dim)?))
     }
 }

@@ -1,4 +1,4 @@
-"""Writes the fixture of `graph/methods/graphmae_reference_test.rs`: 30 training steps of the
+"""Writes the fixture of `methods/graphmae_reference_test.rs`: 30 training steps of the
 GraphMAE authors' model on the first 64 MUTAG graphs, from initial weights and a mask that are
 saved beside the losses, so that selfsup's GraphMAE can replay the same steps and compare.
 

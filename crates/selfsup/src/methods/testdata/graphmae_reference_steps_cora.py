@@ -1,4 +1,4 @@
-"""Writes the Cora fixture of `graph/methods/graphmae_reference_test.rs`: 30 training steps of the
+"""Writes the Cora fixture of `methods/graphmae_reference_test.rs`: 30 training steps of the
 GraphMAE authors' GAT model on Cora, from initial weights and a mask saved beside the losses.
 
 Run from the root of a checkout of THUDM/GraphMAE, branch `pyg` (commit 9127f25 was used), with

@@ -8,7 +8,8 @@
 //! ```
 use super::GraphMethod;
 use crate::graph::batch::GraphBatch;
-use crate::graph::encoders::{self, GraphEncoderConfig, NodeEncoder};
+use crate::encoders::EncoderConfig;
+use crate::graph::encoders::{self, NodeEncoder};
 use crate::graph::objectives::grace_loss;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,19 @@ pub struct GraceConfig {
     pub proj_hidden: i64,
 }
 
+/// GRACE's Cora setting (Zhu et al. 2020, appendix table: τ 0.4, edge drop 0.2/0.4, feature mask
+/// 0.3/0.4, projection 128).
+impl Default for GraceConfig {
+    fn default() -> Self {
+        GraceConfig {
+            tau: 0.4,
+            drop_edge: [0.2, 0.4],
+            drop_feature: [0.3, 0.4],
+            proj_hidden: 128,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Grace {
     cfg: GraceConfig,
@@ -35,15 +49,20 @@ pub struct Grace {
 }
 
 impl Grace {
-    pub fn new(p: &nn::Path, cfg: &GraceConfig, encoder: &GraphEncoderConfig, in_dim: i64) -> Self {
-        let encoder = encoders::build(encoder, &(p / "encoder"), in_dim);
+    pub fn new(
+        p: &nn::Path,
+        cfg: &GraceConfig,
+        encoder: &EncoderConfig,
+        in_dim: i64,
+    ) -> anyhow::Result<Self> {
+        let encoder = encoders::build(encoder, &(p / "encoder"), in_dim)?;
         let d = encoder.out_dim();
-        Grace {
+        Ok(Grace {
             cfg: cfg.clone(),
             fc1: crate::torch_init::linear(p / "proj1", d, cfg.proj_hidden, true),
             fc2: crate::torch_init::linear(p / "proj2", cfg.proj_hidden, d, true),
             encoder,
-        }
+        })
     }
 
     fn view(&self, b: &GraphBatch, k: usize, rng: &mut ChaCha8Rng) -> Tensor {
@@ -54,7 +73,7 @@ impl Grace {
 }
 
 impl GraphMethod for Grace {
-    fn loss(&mut self, batch: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
+    fn loss(&self, batch: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
         let u = self.view(batch, 0, rng);
         let v = self.view(batch, 1, rng);
         grace_loss(&u, &v, self.cfg.tau)
@@ -63,5 +82,33 @@ impl GraphMethod for Grace {
     fn embed(&self, batch: &GraphBatch) -> Tensor {
         let _g = tch::no_grad_guard();
         self.encoder.forward(&batch.input, &batch.index, false)
+    }
+}
+
+impl super::MethodSpec for GraceConfig {
+    fn modality(&self) -> super::Modality {
+        super::Modality::Graphs
+    }
+    fn encoders(&self) -> &'static [&'static str] {
+        &["gcn", "gat", "gin"]
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        rules::temperature("method.tau", self.tau)?;
+        for r in self.drop_edge {
+            rules::probability("method.drop_edge", r)?;
+        }
+        for r in self.drop_feature {
+            rules::probability("method.drop_feature", r)?;
+        }
+        rules::widths("method.proj_hidden", [self.proj_hidden])
+    }
+    fn build_graph(
+        &self,
+        vs: &nn::VarStore,
+        encoder: &EncoderConfig,
+        in_dim: i64,
+    ) -> anyhow::Result<Box<dyn super::GraphMethod>> {
+        Ok(Box::new(Grace::new(&vs.root(), self, encoder, in_dim)?))
     }
 }

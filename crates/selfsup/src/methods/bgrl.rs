@@ -10,7 +10,8 @@
 //! The target starts from its own random initialisation, as in the reference implementation.
 use super::GraphMethod;
 use crate::graph::batch::GraphBatch;
-use crate::graph::encoders::{self, Activation, ActivationKind, GraphEncoderConfig, NodeEncoder};
+use crate::encoders::EncoderConfig;
+use crate::graph::encoders::{self, Activation, ActivationKind, NodeEncoder};
 use crate::graph::objectives::bgrl_loss;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,19 @@ fn base_momentum() -> f64 {
     0.99
 }
 
+/// The views of BGRL on Cora as GraphMAE's authors ran it (THUDM/GraphMAE issue 4: edge drop
+/// 0.5 / 0.3, feature-column drop 0.2 / 0.5), with the paper's predictor width and EMA start.
+impl Default for BgrlConfig {
+    fn default() -> Self {
+        BgrlConfig {
+            drop_edge: [0.5, 0.3],
+            drop_feature: [0.2, 0.5],
+            predictor_hidden: pred_hidden(),
+            base_momentum: base_momentum(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Bgrl {
     cfg: BgrlConfig,
@@ -46,36 +60,48 @@ pub struct Bgrl {
     pred2: nn::Linear,
     /// `(target, online)` trainable-parameter pairs for the EMA update.
     pairs: Vec<(Tensor, Tensor)>,
-    _target_vs: nn::VarStore,
 }
 
 impl Bgrl {
-    pub fn new(p: &nn::Path, cfg: &BgrlConfig, encoder: &GraphEncoderConfig, in_dim: i64) -> Self {
-        let online_path = p / "online";
-        let online = encoders::build(encoder, &online_path, in_dim);
-        // The target lives in its own store: the optimiser never sees it, only the EMA moves it.
-        let target_vs = nn::VarStore::new(p.device());
-        let target = encoders::build(encoder, &target_vs.root(), in_dim);
+    pub fn new(
+        vs: &nn::VarStore,
+        cfg: &BgrlConfig,
+        encoder: &EncoderConfig,
+        in_dim: i64,
+    ) -> anyhow::Result<Self> {
+        let p = &vs.root();
+        let online = encoders::build(encoder, &(p / "online"), in_dim)?;
+        // The target sits in the run's store under `target`, so checkpoints carry it; its
+        // tensors do not require gradients, so the optimiser never sees them — only the EMA
+        // moves them. (It is initialised on its own, after the online encoder.)
+        let target = encoders::build(encoder, &(p / "target"), in_dim)?;
         let d = online.out_dim();
-        let mut names: Vec<(String, Tensor)> = target_vs.variables().into_iter().collect();
-        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let online_vars = p.sub("online");
+        let target_vars = p.sub("target");
         let mut pairs = Vec::new();
-        for (name, t) in names {
+        let mut names: Vec<String> = vs
+            .variables()
+            .into_keys()
+            .filter_map(|k| k.strip_prefix("target.").map(str::to_string))
+            .collect();
+        names.sort();
+        for name in names {
             // Variable names are dotted paths; `Path::get` takes the last component only.
             let parts: Vec<&str> = name.split('.').collect();
             let (last, dirs) = parts.split_last().expect("a variable has a name");
-            let mut sub = p.sub("online");
+            let (mut o, mut t) = (online_vars.clone(), target_vars.clone());
             for d in dirs {
-                sub = sub.sub(*d);
+                o = o.sub(*d);
+                t = t.sub(*d);
             }
-            if let Some(o) = sub.get(last) {
+            if let (Some(o), Some(t)) = (o.get(last), t.get(last)) {
                 if o.requires_grad() {
-                    let _ = t.set_requires_grad(false);
+                    let _ = t.shallow_clone().set_requires_grad(false);
                     pairs.push((t, o));
                 }
             }
         }
-        Bgrl {
+        Ok(Bgrl {
             cfg: cfg.clone(),
             online,
             target,
@@ -83,8 +109,7 @@ impl Bgrl {
             pred_act: Activation::new(&(p / "pred_act"), ActivationKind::Prelu),
             pred2: crate::torch_init::linear(p / "pred2", cfg.predictor_hidden, d, true),
             pairs,
-            _target_vs: target_vs,
-        }
+        })
     }
 
     fn predict(&self, h: &Tensor) -> Tensor {
@@ -95,7 +120,7 @@ impl Bgrl {
 }
 
 impl GraphMethod for Bgrl {
-    fn loss(&mut self, b: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
+    fn loss(&self, b: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
         let views: Vec<_> = (0..2)
             .map(|k| b.dropped_view(self.cfg.drop_edge[k], self.cfg.drop_feature[k], rng))
             .collect();
@@ -116,12 +141,13 @@ impl GraphMethod for Bgrl {
         self.online.forward(&batch.input, &batch.index, false)
     }
 
-    fn after_step(&mut self, progress: f64) {
+    fn after_step(&self, progress: f64) {
         let m = ema_rate(self.cfg.base_momentum, progress);
         let _g = tch::no_grad_guard();
-        for (t, o) in &mut self.pairs {
+        for (t, o) in &self.pairs {
+            let mut t = t.shallow_clone();
             let _ = t.g_mul_scalar_(m);
-            let _ = t.g_add_(&(&*o * (1.0 - m)));
+            let _ = t.g_add_(&(o * (1.0 - m)));
         }
     }
 }
@@ -129,6 +155,35 @@ impl GraphMethod for Bgrl {
 /// BGRL's EMA rate at `progress` ∈ [0, 1]: `1 − (1 − m₀)(1 + cos πt)/2`, from m₀ to 1.
 pub fn ema_rate(base: f64, progress: f64) -> f64 {
     1.0 - (1.0 - base) * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos()) / 2.0
+}
+
+
+impl super::MethodSpec for BgrlConfig {
+    fn modality(&self) -> super::Modality {
+        super::Modality::Graphs
+    }
+    fn encoders(&self) -> &'static [&'static str] {
+        &["gcn", "gat", "gin"]
+    }
+    fn validate(&self) -> crate::recipe::rules::R {
+        use crate::recipe::rules;
+        for r in self.drop_edge {
+            rules::probability("method.drop_edge", r)?;
+        }
+        for r in self.drop_feature {
+            rules::probability("method.drop_feature", r)?;
+        }
+        rules::momentum("method.base_momentum", self.base_momentum)?;
+        rules::widths("method.predictor_hidden", [self.predictor_hidden])
+    }
+    fn build_graph(
+        &self,
+        vs: &nn::VarStore,
+        encoder: &EncoderConfig,
+        in_dim: i64,
+    ) -> anyhow::Result<Box<dyn super::GraphMethod>> {
+        Ok(Box::new(Bgrl::new(vs, self, encoder, in_dim)?))
+    }
 }
 
 #[cfg(test)]
@@ -144,7 +199,7 @@ mod tests {
         assert!((ema_rate(0.99, 0.5) - 0.995).abs() < 1e-12);
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
-        let enc = GraphEncoderConfig::Gcn(GcnConfig {
+        let enc = EncoderConfig::Gcn(GcnConfig {
             dims: vec![4],
             activation: ActivationKind::Prelu,
             dropout: 0.0,
@@ -156,7 +211,7 @@ mod tests {
             predictor_hidden: 8,
             base_momentum: 0.9,
         };
-        let mut m = Bgrl::new(&vs.root(), &cfg, &enc, 3);
+        let m = Bgrl::new(&vs, &cfg, &enc, 3).unwrap();
         assert_eq!(
             m.pairs.len(),
             3,

@@ -1,0 +1,228 @@
+//! A graph recipe's table, as the graph papers report it: one fresh pretraining per seed (each
+//! an ordinary run folder, resumable), scored with the recipe's protocol; mean ± std over the
+//! seeds beside the raw-feature baseline and the paper's figure. The table is rewritten after
+//! every seed and resumes from its saved seeds.
+use super::run::{load_data, protocol, raw_features, score};
+use crate::commands::{self, RunOptions};
+use crate::recipe::{PaperFigure, Recipe};
+use crate::stats::{mean, std_population};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// One seed's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    /// The protocol's headline accuracy (%), e.g. test accuracy at the best validation epoch.
+    pub accuracy: f64,
+    /// Protocol-specific companions (final-epoch accuracy, per-fold figures, …).
+    pub details: serde_json::Value,
+    pub pretrain_seconds: f64,
+    pub epochs_run: usize,
+    pub final_loss: f64,
+}
+
+/// A whole recipe's outcome (or, while it runs, the seeds finished so far).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GraphRunResult {
+    pub recipe: String,
+    /// [`Recipe::results_fingerprint`] of the recipe that produced these seeds.
+    pub recipe_fingerprint: String,
+    pub method: String,
+    pub dataset: String,
+    pub protocol: String,
+    pub seeds: Vec<SeedResult>,
+    /// Mean and population std (GraphMAE's `np.std`) of the seeds' accuracies, in %.
+    pub mean: f64,
+    pub std: f64,
+    /// The same protocol on the raw input features (node rows, or sum-pooled for graphs).
+    pub raw_features: f64,
+    pub paper: Option<PaperFigure>,
+    pub mean_pretrain_seconds: f64,
+    pub total_seconds: f64,
+}
+
+/// Where the table's runs go and what to keep.
+pub struct TableOptions {
+    /// Run folders `<runs>/<recipe name>-seed<k>`.
+    pub runs: PathBuf,
+    /// Write each seed's embeddings and labels there as `<recipe>-seed<k>.npy`.
+    pub save_embeddings: Option<PathBuf>,
+    /// How each run is made (`run_dir` is set per seed; `resume` continues interrupted ones).
+    pub run: RunOptions,
+}
+
+/// The seeds a table runs: the recipe's `seeds`, else its `seed` alone.
+pub fn seeds_of(recipe: &Recipe) -> Vec<u64> {
+    recipe.seeds.clone().unwrap_or_else(|| vec![recipe.seed])
+}
+
+/// Runs every seed of `recipe`. `log` receives progress lines; `on_seed` the result so far after
+/// each seed (to save it, so an interrupted table loses at most the seed it was running). Seeds
+/// already in `previous` (an earlier run of the same recipe: same fingerprint, checked) are taken
+/// from it instead of being run again — each seed is an independent run, so this changes no
+/// figure.
+pub fn run_table(
+    recipe: &Recipe,
+    opts: &TableOptions,
+    previous: Option<&GraphRunResult>,
+    mut on_seed: impl FnMut(&GraphRunResult) -> Result<()>,
+    mut log: impl FnMut(&str),
+) -> Result<GraphRunResult> {
+    let fingerprint = recipe.results_fingerprint();
+    if let Some(p) = previous {
+        anyhow::ensure!(
+            p.recipe == recipe.name && p.recipe_fingerprint == fingerprint,
+            "the saved results of recipe {} were made with other settings than {}'s now \
+             (fingerprint {} against {}); remove them or write to another file",
+            p.recipe,
+            recipe.name,
+            &p.recipe_fingerprint[..p.recipe_fingerprint.len().min(12)],
+            &fingerprint[..12]
+        );
+    }
+    let start = Instant::now();
+    let protocol = protocol(recipe)?.clone();
+    // Read once for the raw-feature row; each seed's run reads it again from its own recipe.
+    let data = load_data(&recipe.data)?;
+    let (raw, _) = score(&raw_features(&data), &data, &protocol, 0)?;
+    log(&format!(
+        "{}: {} on {} — raw features: {raw:.2} % ({})",
+        recipe.name,
+        recipe.method.name(),
+        data.name(),
+        protocol.describe()
+    ));
+    let dataset = data.name().to_string();
+    drop(data);
+    let summary = |seeds: &[SeedResult]| {
+        let accs: Vec<f64> = seeds.iter().map(|s| s.accuracy).collect();
+        let secs: Vec<f64> = seeds.iter().map(|s| s.pretrain_seconds).collect();
+        GraphRunResult {
+            recipe: recipe.name.clone(),
+            recipe_fingerprint: fingerprint.clone(),
+            method: recipe.method.name().to_string(),
+            dataset: dataset.clone(),
+            protocol: protocol.describe(),
+            mean: mean(&accs),
+            std: std_population(&accs),
+            raw_features: raw,
+            paper: recipe.paper.clone(),
+            mean_pretrain_seconds: mean(&secs),
+            total_seconds: start.elapsed().as_secs_f64(),
+            seeds: seeds.to_vec(),
+        }
+    };
+    let mut seeds: Vec<SeedResult> = Vec::new();
+    for seed in seeds_of(recipe) {
+        if let Some(done) = previous.and_then(|p| p.seeds.iter().find(|s| s.seed == seed)) {
+            log(&format!(
+                "  seed {seed}: {:.2} %  (saved by an earlier run of this recipe; not run again{})",
+                done.accuracy,
+                if opts.save_embeddings.is_some() {
+                    ", no embeddings written"
+                } else {
+                    ""
+                }
+            ));
+            seeds.push(done.clone());
+            continue;
+        }
+        let mut r = recipe.clone();
+        r.seed = seed;
+        r.seeds = None;
+        // The raw row is the table's, measured once above.
+        r.eval.raw_baseline = false;
+        let run_dir = opts.runs.join(format!("{}-seed{seed}", recipe.name));
+        let resume = opts.run.resume && crate::run_folder::RunFolder::exists(&run_dir);
+        let mut run = opts.run.clone();
+        run.run_dir = Some(run_dir.clone());
+        run.resume = resume;
+        run.evaluate = true;
+        let report = commands::pretrain_recipe(r, &run)?;
+        let learned = report
+            .eval
+            .iter()
+            .find(|e| e.features == "learned")
+            .ok_or_else(|| anyhow::anyhow!("{}: no evaluation record", run_dir.display()))?;
+        if let Some(dir) = &opts.save_embeddings {
+            let path = dir.join(format!("{}-seed{seed}.npy", recipe.name));
+            commands::embed_run(
+                &run_dir,
+                &path,
+                commands::Split::Test,
+                run.device,
+                run.threads,
+            )?;
+        }
+        let s = &report.summary;
+        let accuracy = 100.0 * learned.accuracy;
+        log(&format!(
+            "  seed {seed}: {accuracy:.2} %  (pretraining {:.1} s, {} epochs{})",
+            s.seconds,
+            s.epochs_completed,
+            if resume { ", resumed" } else { "" }
+        ));
+        seeds.push(SeedResult {
+            seed,
+            accuracy,
+            details: learned.details.clone(),
+            pretrain_seconds: s.seconds,
+            epochs_run: (s.epochs_completed + u64::from(s.stopped_early)) as usize,
+            final_loss: s.final_loss.unwrap_or(f64::NAN),
+        });
+        on_seed(&summary(&seeds))?;
+    }
+    Ok(summary(&seeds))
+}
+
+/// Reads graph recipes for a table: each with `seeds` replaced by 0..N when `n_seeds` is given.
+pub fn load_recipes(
+    paths: &[PathBuf],
+    overrides: &[String],
+    n_seeds: Option<u64>,
+) -> Result<Vec<Recipe>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let mut r = Recipe::load(path, overrides)?;
+        anyhow::ensure!(
+            r.data.is_graph(),
+            "{}: not a graph recipe (its data.format is not planetoid, planetoid_npz or tu)",
+            path.display()
+        );
+        if let Some(n) = n_seeds {
+            r.seeds = Some((0..n.max(1)).collect());
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// A Markdown table of results, one row per recipe.
+pub fn format_results(results: &[GraphRunResult]) -> String {
+    let mut s = String::from(
+        "| dataset | method | protocol | seeds | ours (mean ± std) | paper | raw features | pretrain s/seed |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        let paper = r
+            .paper
+            .as_ref()
+            .map(|p| format!("{:.2} ± {:.2}", p.mean, p.std))
+            .unwrap_or_else(|| "—".into());
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.2} ± {:.2} | {} | {:.2} | {:.1} |\n",
+            r.dataset,
+            r.method,
+            r.protocol,
+            r.seeds.len(),
+            r.mean,
+            r.std,
+            paper,
+            r.raw_features,
+            r.mean_pretrain_seconds
+        ));
+    }
+    s
+}

@@ -1,0 +1,157 @@
+//! What the training loop drives: a modality's batches and its method, one step at a time. The
+//! loop ([`super::trainer::train`]) owns the schedule, the optimiser, the non-finite guard,
+//! early stopping, checkpoints and metrics; a learner only knows how to turn the next batch
+//! into a loss and which hooks the method has around the optimiser step.
+//!
+//! [`ViewLearner`] serves every modality whose samples become views (images, tables); the
+//! graph modality has its own learner (`crate::graph::learner`), full-batch on one graph or in
+//! mini-batches of small graphs.
+use super::precision::{with_precision, Precision};
+use crate::methods::{Method, Progress, StepInput};
+use crate::views::loader::{steps_per_epoch, BatchStream};
+use crate::views::ViewSource;
+use anyhow::{bail, Result};
+use std::sync::Arc;
+use tch::{Device, Tensor};
+
+/// One modality's training steps.
+pub trait Learner {
+    /// The method's name, for messages.
+    fn name(&self) -> &'static str;
+    /// Optimiser steps per epoch (an error when the data holds less than one step).
+    fn steps_per_epoch(&self) -> Result<u64>;
+    /// Samples one step consumes, for the samples/s figure.
+    fn samples_per_step(&self) -> usize;
+    /// Whether one step is the whole data set (full-batch training, where early stopping on
+    /// the training loss is defined).
+    fn full_batch(&self) -> bool {
+        false
+    }
+    /// Positions the learner at step `skip` of `epoch` (0 for a fresh epoch).
+    fn start_epoch(&mut self, seed: u64, epoch: u64, skip: u64) -> Result<()>;
+    /// The forward pass of the epoch's next step: its loss, or `None` when the epoch is done.
+    /// With `poison`, the input is replaced by NaNs first (fault injection for the tests).
+    fn next_loss(&mut self, progress: Progress, poison: bool) -> Result<Option<Tensor>>;
+    /// After backward, before the optimiser step.
+    fn before_update(&self, _progress: Progress) {}
+    /// After an applied optimiser step (EMA targets, queues, centres).
+    fn after_update(&self, _progress: Progress) {}
+    /// Representations of the last step's batch (evaluation mode), for the collapse
+    /// diagnostics in the metrics log.
+    fn diagnostics(&self) -> Tensor;
+}
+
+/// Batches of views from a [`ViewSource`], built in loader threads, for a [`Method`].
+pub struct ViewLearner<'a> {
+    method: &'a dyn Method,
+    source: Arc<dyn ViewSource>,
+    device: Device,
+    precision: Precision,
+    batch_size: usize,
+    n_views: usize,
+    workers: usize,
+    prefetch: usize,
+    stream: Option<BatchStream>,
+    last_views: Vec<Tensor>,
+}
+
+impl<'a> ViewLearner<'a> {
+    /// `local_crops` extra views follow the method's global ones; `workers` loader threads keep
+    /// `prefetch` batches ready.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        method: &'a dyn Method,
+        source: Arc<dyn ViewSource>,
+        device: Device,
+        precision: Precision,
+        batch_size: usize,
+        local_crops: usize,
+        workers: usize,
+        prefetch: usize,
+    ) -> Result<Self> {
+        if method.needs_labels() && source.label(0).is_none() {
+            bail!(
+                "{} is supervised and needs class labels for the training data (e.g. data.train_labels)",
+                method.name()
+            );
+        }
+        Ok(ViewLearner {
+            n_views: method.n_views() + local_crops,
+            method,
+            source,
+            device,
+            precision,
+            batch_size,
+            workers,
+            prefetch,
+            stream: None,
+            last_views: Vec::new(),
+        })
+    }
+}
+
+impl Learner for ViewLearner<'_> {
+    fn name(&self) -> &'static str {
+        self.method.name()
+    }
+    fn steps_per_epoch(&self) -> Result<u64> {
+        let n = self.source.len();
+        let spe = steps_per_epoch(n, self.batch_size);
+        if spe == 0 {
+            bail!(
+                "the training set has {n} samples, fewer than one batch of {}",
+                self.batch_size
+            );
+        }
+        Ok(spe)
+    }
+    fn samples_per_step(&self) -> usize {
+        self.batch_size
+    }
+    fn start_epoch(&mut self, seed: u64, epoch: u64, skip: u64) -> Result<()> {
+        self.stream = Some(BatchStream::new(
+            self.source.clone(),
+            seed,
+            epoch,
+            skip,
+            self.batch_size,
+            self.n_views,
+            self.method.mask_spec(),
+            self.workers,
+            self.prefetch,
+        ));
+        Ok(())
+    }
+    fn next_loss(&mut self, progress: Progress, poison: bool) -> Result<Option<Tensor>> {
+        let Some(batch) = self.stream.as_mut().and_then(|s| s.next()) else {
+            self.stream = None;
+            return Ok(None);
+        };
+        let device = self.device;
+        let mut views: Vec<Tensor> = batch.views.iter().map(|v| v.to_device(device)).collect();
+        if poison {
+            views[0] = views[0].to_kind(tch::Kind::Float).fill(f64::NAN);
+        }
+        let labels = batch.labels.as_ref().map(|l| l.to_device(device));
+        let masks: Vec<Tensor> = batch.masks.iter().map(|m| m.to_device(device)).collect();
+        let input = StepInput {
+            views: &views,
+            labels: labels.as_ref(),
+            masks: &masks,
+            progress,
+        };
+        let method = self.method;
+        let loss = with_precision(self.precision, device, || method.loss(&input))?;
+        self.last_views = views;
+        Ok(Some(loss))
+    }
+    fn before_update(&self, progress: Progress) {
+        self.method.before_update(progress)
+    }
+    fn after_update(&self, progress: Progress) {
+        self.method.after_update(progress)
+    }
+    fn diagnostics(&self) -> Tensor {
+        tch::no_grad(|| self.method.embed(&self.last_views[0]))
+    }
+}
