@@ -112,7 +112,7 @@ enum Command {
         /// Continue an interrupted table: seeds already in the --out file are taken from it
         /// (refused if their recipe's settings changed), an interrupted pretraining continues
         /// from its run folder's last checkpoint, the rest are run
-        #[arg(long)]
+        #[arg(long, requires = "out")]
         resume: bool,
         /// Also write each seed's embeddings and labels as .npy files into this folder
         #[arg(long)]

@@ -5,45 +5,6 @@ mod common;
 
 use std::path::Path;
 
-/// A TU-format set of 24 four-node graphs: class 1 a triangle with a tail, class -1 a path; node
-/// labels cycle through 0, 1, 2.
-fn write_tu(root: &Path) {
-    let dir = root.join("TOY");
-    std::fs::create_dir_all(&dir).unwrap();
-    let (mut a, mut ind, mut labels, mut nodes) =
-        (String::new(), String::new(), String::new(), String::new());
-    for g in 0..24usize {
-        let base = 4 * g + 1; // TU node ids start at 1
-        let triangle = g % 2 == 0;
-        let mut edges = vec![(0, 1), (1, 2), (2, 3)];
-        if triangle {
-            edges.push((0, 2));
-        }
-        for (s, t) in edges {
-            a.push_str(&format!(
-                "{}, {}\n{}, {}\n",
-                base + s,
-                base + t,
-                base + t,
-                base + s
-            ));
-        }
-        for k in 0..4 {
-            ind.push_str(&format!("{}\n", g + 1));
-            nodes.push_str(&format!("{}\n", (g + k) % 3));
-        }
-        labels.push_str(if triangle { "1\n" } else { "-1\n" });
-    }
-    for (suffix, text) in [
-        ("A", a),
-        ("graph_indicator", ind),
-        ("graph_labels", labels),
-        ("node_labels", nodes),
-    ] {
-        std::fs::write(dir.join(format!("TOY_{suffix}.txt")), text).unwrap();
-    }
-}
-
 const RECIPE: &str = r#"
 name = "toy-graphmae"
 seeds = [0, 1]
@@ -68,7 +29,7 @@ epochs = 2
 batch_size = 8
 optimizer = { name = "adam", lr = 0.001 }
 
-[eval]
+[eval.graph]
 protocol = "graph_cv"
 folds = 3
 "#;
@@ -87,7 +48,7 @@ fn seeds_of(path: &Path) -> Vec<(u64, f64)> {
 #[test]
 fn an_interrupted_table_resumes_from_its_saved_seeds() {
     let dir = tempfile::tempdir().unwrap();
-    write_tu(dir.path());
+    common::write_tu(dir.path());
     std::fs::write(dir.path().join("toy.toml"), RECIPE).unwrap();
     let out = dir.path().join("res.json");
     let (code, _, err) = common::selfsup(&["graph", "toy.toml", "--out", "res.json"], dir.path());

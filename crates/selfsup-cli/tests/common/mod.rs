@@ -126,3 +126,42 @@ pub fn write_idx(dir: &Path, images: &str, labels: &str, n: usize, classes: usiz
     std::fs::write(dir.join(images), img).unwrap();
     std::fs::write(dir.join(labels), lab).unwrap();
 }
+
+/// A TU-format set of 24 four-node graphs: class 1 a triangle with a tail, class -1 a path; node
+/// labels cycle through 0, 1, 2.
+pub fn write_tu(root: &Path) {
+    let dir = root.join("TOY");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut a, mut ind, mut labels, mut nodes) =
+        (String::new(), String::new(), String::new(), String::new());
+    for g in 0..24usize {
+        let base = 4 * g + 1; // TU node ids start at 1
+        let triangle = g % 2 == 0;
+        let mut edges = vec![(0, 1), (1, 2), (2, 3)];
+        if triangle {
+            edges.push((0, 2));
+        }
+        for (s, t) in edges {
+            a.push_str(&format!(
+                "{}, {}\n{}, {}\n",
+                base + s,
+                base + t,
+                base + t,
+                base + s
+            ));
+        }
+        for k in 0..4 {
+            ind.push_str(&format!("{}\n", g + 1));
+            nodes.push_str(&format!("{}\n", (g + k) % 3));
+        }
+        labels.push_str(if triangle { "1\n" } else { "-1\n" });
+    }
+    for (suffix, text) in [
+        ("A", a),
+        ("graph_indicator", ind),
+        ("graph_labels", labels),
+        ("node_labels", nodes),
+    ] {
+        std::fs::write(dir.join(format!("TOY_{suffix}.txt")), text).unwrap();
+    }
+}

@@ -32,6 +32,51 @@ impl GraphData {
             GraphData::Graphs(s) => s.num_features,
         }
     }
+    /// blake3 of what was read (features, edges, labels, split), so a resumed run can tell it
+    /// trains on the same graph — whatever else lies in the data folder.
+    pub fn fingerprint(&self) -> String {
+        fn graph(h: &mut blake3::Hasher, g: &Graph) {
+            h.update(&(g.num_nodes as u64).to_le_bytes());
+            h.update(&(g.features.cols as u64).to_le_bytes());
+            for x in &g.features.indptr {
+                h.update(&x.to_le_bytes());
+            }
+            for x in &g.features.indices {
+                h.update(&x.to_le_bytes());
+            }
+            for x in &g.features.values {
+                h.update(&x.to_le_bytes());
+            }
+            for [a, b] in &g.edges {
+                h.update(&a.to_le_bytes());
+                h.update(&b.to_le_bytes());
+            }
+            for y in &g.node_labels {
+                h.update(&y.to_le_bytes());
+            }
+            if let Some(s) = &g.split {
+                for part in [&s.train, &s.val, &s.test] {
+                    h.update(&(part.len() as u64).to_le_bytes());
+                    for i in part {
+                        h.update(&(*i as u64).to_le_bytes());
+                    }
+                }
+            }
+        }
+        let mut h = blake3::Hasher::new();
+        match self {
+            GraphData::Nodes(g) => graph(&mut h, g),
+            GraphData::Graphs(s) => {
+                for g in &s.graphs {
+                    graph(&mut h, g);
+                }
+                for y in &s.labels {
+                    h.update(&y.to_le_bytes());
+                }
+            }
+        }
+        h.finalize().to_hex()[..16].to_string()
+    }
     /// Labels of what the protocol scores: nodes (−1 where unknown) or graphs.
     pub fn labels(&self) -> &[i64] {
         match self {

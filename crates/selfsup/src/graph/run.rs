@@ -123,7 +123,7 @@ pub fn pretrain(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name));
     let data = load_data(&recipe.data)?;
-    let fingerprint = crate::pipeline::fingerprint(&recipe.data)?;
+    let fingerprint = data.fingerprint();
     let (run, resume) = commands::open_run(&run_dir, &recipe, args.resume)?;
     let protocol = protocol(&recipe)?.clone();
     // Dropout draws from libtorch's generator during training: hold it from seeding to the

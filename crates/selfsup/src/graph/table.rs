@@ -21,7 +21,9 @@ pub struct SeedResult {
     pub details: serde_json::Value,
     pub pretrain_seconds: f64,
     pub epochs_run: usize,
-    pub final_loss: f64,
+    /// The loss of the last applied step (none when a finished run was only re-evaluated).
+    #[serde(default)]
+    pub final_loss: Option<f64>,
 }
 
 /// A whole recipe's outcome (or, while it runs, the seeds finished so far).
@@ -171,7 +173,7 @@ pub fn run_table(
             details: learned.details.clone(),
             pretrain_seconds: s.seconds,
             epochs_run: (s.epochs_completed + u64::from(s.stopped_early)) as usize,
-            final_loss: s.final_loss.unwrap_or(f64::NAN),
+            final_loss: s.final_loss,
         });
         on_seed(&summary(&seeds))?;
     }

@@ -380,15 +380,16 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         }
     }
     let mut kept_epoch = None;
-    if let (Some(e), Some(es)) = (early.as_ref(), st.early_stop.as_ref()) {
+    let finished = stopped(&st) || st.epoch >= t.epochs;
+    if let (Some(e), Some(es), true) = (early.as_ref(), st.early_stop.as_ref(), finished) {
+        // Training is over (not paused by max_steps): the model becomes the best epoch's.
         e.restore(ctx.vs);
         kept_epoch = e.best.as_ref().map(|_| es.best_epoch);
-        if es.stopped {
-            metrics.write(&json!({"step": st.step, "epoch": st.epoch, "event": "early_stop", "kept_epoch": es.best_epoch, "best_loss": es.best_loss}))?;
-        }
+        metrics.write(&json!({"step": st.step, "epoch": st.epoch, "event": "kept_best", "stopped_early": es.stopped, "kept_epoch": es.best_epoch, "best_loss": es.best_loss}))?;
+        save(&st, &opt, &early, &mut saved_at)?;
     }
     // The last state is always on disk: what evaluation, export and a resume read.
-    if saved_at != Some(st.step) || early.is_some() {
+    if saved_at != Some(st.step) {
         save(&st, &opt, &early, &mut saved_at)?;
     }
     bar.finish_and_clear();
