@@ -4,11 +4,11 @@
 //! 75 interrupted by SIGINT/SIGTERM after writing a checkpoint (continue with `--resume`);
 //! 130 a second SIGINT/SIGTERM (immediate exit; the last checkpoint stays valid).
 use clap::{Parser, Subcommand, ValueEnum};
-use selfsup::commands::{self, EvalSource, PretrainArgs, Split};
 use selfsup::error::{BadInputPolicy, DataError};
 use selfsup::eval::suite::{format_records, SuiteConfig, SuiteProtocol};
-use selfsup::pipeline::format_table;
 use selfsup::recipe::RecipeError;
+use selfsup::run::commands::{self, EvalSource, PretrainArgs, Split};
+use selfsup::run::pipeline::format_table;
 use selfsup::train::trainer::{self, TrainStop};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -393,9 +393,10 @@ fn saved_table<T: serde::de::DeserializeOwned>(
 /// interruption leaves the previous version whole, never a truncated file.
 fn save_table(out: Option<&std::path::Path>, table: &impl serde::Serialize) -> anyhow::Result<()> {
     match out {
-        Some(path) => {
-            selfsup::run_folder::atomic_write(path, serde_json::to_string_pretty(table)?.as_bytes())
-        }
+        Some(path) => selfsup::run::folder::atomic_write(
+            path,
+            serde_json::to_string_pretty(table)?.as_bytes(),
+        ),
         None => Ok(()),
     }
 }
@@ -407,10 +408,10 @@ fn run_graph_table(
     recipes: &[PathBuf],
     overrides: &[String],
     seeds: Option<u64>,
-    opts: &selfsup::graph::table::TableOptions,
+    opts: &selfsup::study::graph_table::TableOptions,
     out: Option<&std::path::Path>,
-) -> anyhow::Result<Vec<selfsup::graph::table::GraphRunResult>> {
-    use selfsup::graph::table::{load_recipes, run_table, GraphRunResult};
+) -> anyhow::Result<Vec<selfsup::study::graph_table::GraphRunResult>> {
+    use selfsup::study::graph_table::{load_recipes, run_table, GraphRunResult};
     // Check every recipe before spending time on the first.
     let parsed = load_recipes(recipes, overrides, seeds)?;
     let previous: Vec<GraphRunResult> =
@@ -527,7 +528,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             resume,
             save_embeddings,
         } => {
-            let opts = selfsup::graph::table::TableOptions {
+            let opts = selfsup::study::graph_table::TableOptions {
                 runs,
                 save_embeddings,
                 run: commands::RunOptions {
@@ -542,7 +543,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             };
             let results = run_graph_table(&recipes, &overrides, seeds, &opts, out.as_deref())?;
-            println!("{}", selfsup::graph::table::format_results(&results));
+            println!("{}", selfsup::study::graph_table::format_results(&results));
             if let Some(out) = out {
                 save_table(Some(&out), &results)?;
                 println!("(per-seed results in {})", out.display());
@@ -560,8 +561,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let stop = trainer::install_signal_handlers()?;
             let previous = saved_table(out.as_deref(), resume, "selfsup compare --out")?;
-            let report = selfsup::compare::compare(
-                selfsup::compare::CompareArgs {
+            let report = selfsup::study::compare::compare(
+                selfsup::study::compare::CompareArgs {
                     recipes,
                     overrides,
                     seeds: (first_seed..first_seed + seeds).collect(),
@@ -576,7 +577,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 |so_far| save_table(out.as_deref(), so_far),
                 |line| eprintln!("{line}"),
             )?;
-            println!("{}", selfsup::compare::format_report(&report));
+            println!("{}", selfsup::study::compare::format_report(&report));
             if let Some(out) = out {
                 save_table(Some(&out), &report)?;
                 println!("(per-seed results in {})", out.display());
@@ -597,8 +598,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let stop = trainer::install_signal_handlers()?;
             let previous = saved_table(out.as_deref(), resume, "selfsup tabular --out")?;
-            let report = selfsup::tabular::tabular(
-                selfsup::tabular::TabularArgs {
+            let report = selfsup::study::tabular::tabular(
+                selfsup::study::tabular::TabularArgs {
                     recipes,
                     overrides,
                     seeds: (first_seed..first_seed + seeds.max(1)).collect(),
@@ -619,7 +620,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 |so_far| save_table(out.as_deref(), so_far),
                 |line| eprintln!("{line}"),
             )?;
-            println!("{}", selfsup::tabular::format_report(&report));
+            println!("{}", selfsup::study::tabular::format_report(&report));
             if let Some(out) = out {
                 save_table(Some(&out), &report)?;
                 println!("(per-seed results in {})", out.display());
@@ -643,8 +644,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             e2e_runs,
             out,
         } => {
+            use selfsup::bench::e2e as bench_e2e;
             use selfsup::bench::{self, Workload};
-            use selfsup::bench_e2e;
             let all = [
                 WorkloadArg::W1,
                 WorkloadArg::W2,
@@ -767,7 +768,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runs,
             out,
         } => {
-            use selfsup::self_pretrain::{format_report, self_pretrain, SelfPretrainArgs};
+            use selfsup::study::self_pretrain::{format_report, self_pretrain, SelfPretrainArgs};
             let report = self_pretrain(
                 &SelfPretrainArgs {
                     recipe,

@@ -1,8 +1,8 @@
 //! Times the pieces of one GraphMAE step on Cora (forward + backward of each piece).
 //! `cargo run --release --example graph_step_profile -- ../shared/data/planetoid`
-use selfsup::graph::batch::GraphBatch;
-use selfsup::graph::encoders::gat::{GatConv, GatConvConfig};
-use selfsup::graph::sparse::NodeInput;
+use selfsup::encoders::graph::gat::{GatConv, GatConvConfig};
+use selfsup::views::graph::batch::GraphBatch;
+use selfsup::views::graph::sparse::NodeInput;
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -107,14 +107,15 @@ fn main() {
     time("graphmae loss forward+backward", 10, || {
         m.loss(&b, &mut rng).backward();
     });
-    let mask = selfsup::graph::masking::NodeMask::draw(2708, 0.5, 0.05, &mut rng);
+    let mask = selfsup::views::graph::masking::NodeMask::draw(2708, 0.5, 0.05, &mut rng);
     time("mask draw + host rows", 10, || {
-        let m2 = selfsup::graph::masking::NodeMask::draw(2708, 0.5, 0.05, &mut rng);
-        let _ = selfsup::graph::sparse::SparseRows::with_row_sources(
+        let m2 = selfsup::views::graph::masking::NodeMask::draw(2708, 0.5, 0.05, &mut rng);
+        let _ = selfsup::views::graph::sparse::SparseRows::with_row_sources(
             &g.features,
             &m2.row_sources(2708),
             Device::Cpu,
         );
-        let _ = selfsup::graph::batch::dense_rows(&g.features, Some(&mask.masked), Device::Cpu);
+        let _ =
+            selfsup::views::graph::batch::dense_rows(&g.features, Some(&mask.masked), Device::Cpu);
     });
 }

@@ -1,9 +1,9 @@
 //! The whole pipeline on small synthetic data: pretrain, evaluate beside the raw baseline, export.
 mod common;
 
-use selfsup::commands::{self, PretrainArgs, Split};
 use selfsup::error::BadInputPolicy;
-use selfsup::pipeline::Protocol;
+use selfsup::run::commands::{self, PretrainArgs, Split};
+use selfsup::run::pipeline::Protocol;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 

@@ -4,9 +4,9 @@
 //! buffer is allocated (checked with a counting allocator), and a folder with nothing usable is an
 //! error under `skip`, not an empty epoch.
 use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage};
-use selfsup::commands::{self, PretrainArgs};
 use selfsup::data::image_folder::{load_image_folder, ImageFolderOptions};
 use selfsup::error::{BadInputPolicy, DataError, SkipReport};
+use selfsup::run::commands::{self, PretrainArgs};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,8 +2,8 @@
 //! (blake3 of every variable) to an uninterrupted run with the same seed and thread count (CPU).
 mod common;
 
-use selfsup::commands::{self, PretrainArgs};
 use selfsup::error::BadInputPolicy;
+use selfsup::run::commands::{self, PretrainArgs};
 use selfsup::train::checkpoint;
 use selfsup::train::trainer::TrainStop;
 use std::path::Path;

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn;
 
 pub mod feature_transformer;
+pub mod graph;
 pub mod mlp;
 pub mod resnet;
 pub mod small_cnn;
@@ -89,11 +90,11 @@ pub enum EncoderConfig {
         pooling: feature_transformer::TablePooling,
     },
     /// Graph convolutions (Kipf & Welling 2017) on graph data.
-    Gcn(crate::graph::encoders::gcn::GcnConfig),
+    Gcn(crate::encoders::graph::gcn::GcnConfig),
     /// Graph attention (Veličković et al. 2018) on graph data.
-    Gat(crate::graph::encoders::gat_stack::GatConfig),
+    Gat(crate::encoders::graph::gat_stack::GatConfig),
     /// Graph isomorphism network layers (Xu et al. 2019) on graph data.
-    Gin(crate::graph::encoders::gin::GinConfig),
+    Gin(crate::encoders::graph::gin::GinConfig),
 }
 
 fn ft_dim() -> i64 {

@@ -2,11 +2,11 @@
 
 pub mod calibration;
 pub mod clustering;
-pub mod collapse;
 pub mod downstream;
 pub mod few_shot;
 pub mod fine_tune;
 pub mod gbdt;
+pub mod graph;
 pub mod knn;
 pub mod label_fraction;
 pub mod lbfgs;

@@ -75,20 +75,7 @@ pub fn standardise(train: &Tensor, test: &Tensor) -> (Tensor, Tensor) {
     let s = Standardiser::fit(train);
     (s.apply(train), s.apply(test))
 }
-
-pub(crate) fn assert_features(name: &str, x: &Tensor) {
-    assert_eq!(
-        x.dim(),
-        2,
-        "{name}: features must be [N, D], got shape {:?}",
-        x.size()
-    );
-    assert!(
-        x.is_floating_point(),
-        "{name}: features must be floating point, got {:?}",
-        x.kind()
-    );
-}
+pub(crate) use crate::stats::assert_features;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@ use super::{EncoderFactory, Method, MethodSpec, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
 use crate::objectives::barlow_twins;
-use crate::recipe::{rules, RecipeError};
+use crate::rules::{self, RecipeError};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 

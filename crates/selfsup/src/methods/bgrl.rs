@@ -9,10 +9,10 @@
 //! ```
 //! The target starts from its own random initialisation, as in the reference implementation.
 use super::GraphMethod;
-use crate::graph::batch::GraphBatch;
+use crate::views::graph::batch::GraphBatch;
 use crate::encoders::EncoderConfig;
-use crate::graph::encoders::{self, Activation, ActivationKind, NodeEncoder};
-use crate::graph::objectives::bgrl_loss;
+use crate::encoders::graph::{self as encoders, Activation, ActivationKind, NodeEncoder};
+use crate::objectives::graph::bgrl_loss;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
@@ -165,8 +165,8 @@ impl super::MethodSpec for BgrlConfig {
     fn encoders(&self) -> &'static [&'static str] {
         &["gcn", "gat", "gin"]
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         for r in self.drop_edge {
             rules::probability("method.drop_edge", r)?;
         }
@@ -189,7 +189,7 @@ impl super::MethodSpec for BgrlConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::encoders::gcn::GcnConfig;
+    use crate::encoders::graph::gcn::GcnConfig;
     use tch::{Device, Kind};
 
     #[test]

@@ -106,8 +106,8 @@ impl Method for Byol {
 }
 
 impl super::MethodSpec for ByolConfig {
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::momentum("method.base_momentum", self.base_momentum)?;
         rules::head("method.projector", &self.projector)?;
         rules::head("method.predictor", &self.predictor)

@@ -258,8 +258,8 @@ impl super::MethodSpec for CaeConfig {
     fn encoders(&self) -> &'static [&'static str] {
         &["vit"]
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::open_fraction("method.mask_ratio", self.mask_ratio)?;
         rules::widths("method.heads", [self.heads])?;
         rules::widths("method.regressor_depth", [self.regressor_depth as i64])?;

@@ -8,11 +8,11 @@
 //! loss = BCE(D(h, s) → 1, D(h̃, s) → 0)
 //! ```
 use super::GraphMethod;
-use crate::graph::batch::GraphBatch;
+use crate::views::graph::batch::GraphBatch;
 use crate::encoders::EncoderConfig;
-use crate::graph::encoders::{self, NodeEncoder};
-use crate::graph::masking::row_permutation;
-use crate::graph::objectives::dgi_bce;
+use crate::encoders::graph::{self as encoders, NodeEncoder};
+use crate::views::graph::masking::row_permutation;
+use crate::objectives::graph::dgi_bce;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Init, Kind, Tensor};
@@ -81,7 +81,7 @@ impl super::MethodSpec for DgiConfig {
     fn encoders(&self) -> &'static [&'static str] {
         &["gcn", "gat", "gin"]
     }
-    fn validate(&self) -> crate::recipe::rules::R {
+    fn validate(&self) -> crate::rules::R {
         // DGI has no settings of its own (its encoder and protocol carry them).
         Ok(())
     }

@@ -201,8 +201,8 @@ impl super::MethodSpec for DinoConfig {
     fn accepts_local_crops(&self) -> bool {
         true
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::temperature("method.student_temperature", self.student_temperature)?;
         rules::temperature("method.teacher_temperature", self.teacher_temperature)?;
         rules::temperature(

@@ -7,10 +7,10 @@
 //! loss = ½ mean_i [ℓ(u_i, v_i) + ℓ(v_i, u_i)]
 //! ```
 use super::GraphMethod;
-use crate::graph::batch::GraphBatch;
+use crate::views::graph::batch::GraphBatch;
 use crate::encoders::EncoderConfig;
-use crate::graph::encoders::{self, NodeEncoder};
-use crate::graph::objectives::grace_loss;
+use crate::encoders::graph::{self as encoders, NodeEncoder};
+use crate::objectives::graph::grace_loss;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
@@ -92,8 +92,8 @@ impl super::MethodSpec for GraceConfig {
     fn encoders(&self) -> &'static [&'static str] {
         &["gcn", "gat", "gin"]
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::temperature("method.tau", self.tau)?;
         for r in self.drop_edge {
             rules::probability("method.drop_edge", r)?;

@@ -2,14 +2,14 @@
 //! gradient on every trainable tensor), its hooks, and training through the trunk's loop.
 use super::*;
 use crate::data::graph::{CsrMatrix, Graph, GraphSet};
+use crate::encoders::graph::gat_stack::GatConfig;
+use crate::encoders::graph::gcn::GcnConfig;
+use crate::encoders::graph::gin::GinConfig;
+use crate::encoders::graph::{ActivationKind, Pooling};
 use crate::encoders::EncoderConfig;
-use crate::graph::batch::GraphBatch;
-use crate::graph::encoders::gat_stack::GatConfig;
-use crate::graph::encoders::gcn::GcnConfig;
-use crate::graph::encoders::gin::GinConfig;
-use crate::graph::encoders::{ActivationKind, Pooling};
-use crate::graph::learner::{embed_graphs, GraphData, GraphLearner};
 use crate::rng::{keyed, Stream};
+use crate::train::graph_learner::{embed_graphs, GraphData, GraphLearner};
+use crate::views::graph::batch::GraphBatch;
 use tch::{nn::VarStore, Device, Kind};
 
 /// A random graph with sparse (or dense-ish) non-negative features.
@@ -106,7 +106,7 @@ fn every_node_level_method_runs_forward_and_backward() {
     let b = GraphBatch::from_graph(&g, Device::Cpu);
     assert!(matches!(
         b.input,
-        crate::graph::sparse::NodeInput::Sparse(_)
+        crate::views::graph::sparse::NodeInput::Sparse(_)
     ));
     let mae = MethodConfig::Graphmae(graphmae::GraphMaeConfig {
         mask_rate: 0.5,
@@ -140,7 +140,10 @@ fn graphmae_runs_on_a_batch_of_small_graphs_with_gin() {
         .collect();
     let refs: Vec<&Graph> = graphs.iter().collect();
     let b = GraphBatch::from_graphs(&refs, Device::Cpu);
-    assert!(matches!(b.input, crate::graph::sparse::NodeInput::Dense(_)));
+    assert!(matches!(
+        b.input,
+        crate::views::graph::sparse::NodeInput::Dense(_)
+    ));
     let mae = MethodConfig::Graphmae(graphmae::GraphMaeConfig {
         mask_rate: 0.75,
         replace_rate: 0.1,

@@ -9,14 +9,14 @@
 //! loss = mean_{i ∈ masked} (1 − cos(x̂_i, x_i))^α
 //! ```
 use super::GraphMethod;
-use crate::graph::batch::{dense_rows, GraphBatch};
-use crate::graph::encoders::gat_stack::{Gat, GatConfig};
-use crate::graph::encoders::gin::{Gin, GinConfig};
+use crate::views::graph::batch::{dense_rows, GraphBatch};
+use crate::encoders::graph::gat_stack::{Gat, GatConfig};
+use crate::encoders::graph::gin::{Gin, GinConfig};
 use crate::encoders::EncoderConfig;
-use crate::graph::encoders::NodeEncoder;
-use crate::graph::masking::NodeMask;
-use crate::graph::objectives::scaled_cosine_error;
-use crate::graph::sparse::{NodeInput, SparseRows};
+use crate::encoders::graph::NodeEncoder;
+use crate::views::graph::masking::NodeMask;
+use crate::objectives::graph::scaled_cosine_error;
+use crate::views::graph::sparse::{NodeInput, SparseRows};
 use anyhow::{bail, Result};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -202,12 +202,12 @@ impl super::MethodSpec for GraphMaeConfig {
     fn encoders(&self) -> &'static [&'static str] {
         &["gat", "gin"]
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::probability("method.replace_rate", self.replace_rate)?;
         rules::positive("method.decoder_heads", self.decoder_heads as f64)?;
         if !(self.mask_rate > 0.0 && self.mask_rate <= 1.0) {
-            return Err(crate::recipe::RecipeError::BadRange {
+            return Err(crate::rules::RecipeError::BadRange {
                 field: "method.mask_rate",
                 lo: self.mask_rate,
                 hi: self.mask_rate,
@@ -215,7 +215,7 @@ impl super::MethodSpec for GraphMaeConfig {
             });
         }
         if !(self.alpha >= 1.0 && self.alpha.is_finite()) {
-            return Err(crate::recipe::RecipeError::BadRange {
+            return Err(crate::rules::RecipeError::BadRange {
                 field: "method.alpha",
                 lo: self.alpha,
                 hi: self.alpha,

@@ -11,13 +11,13 @@ use crate::data::graph::Graph;
 use crate::data::pickle::test_support::shared_data;
 use crate::data::planetoid::load_planetoid;
 use crate::data::tu::load_tu;
+use crate::encoders::graph::gat_stack::GatConfig;
+use crate::encoders::graph::gin::GinConfig;
+use crate::encoders::graph::ActivationKind;
 use crate::encoders::EncoderConfig;
-use crate::graph::batch::GraphBatch;
-use crate::graph::encoders::gat_stack::GatConfig;
-use crate::graph::encoders::gin::GinConfig;
-use crate::graph::encoders::ActivationKind;
-use crate::graph::masking::NodeMask;
 use crate::train::optim::{Optimizer, OptimizerConfig};
+use crate::views::graph::batch::GraphBatch;
+use crate::views::graph::masking::NodeMask;
 use serde::Deserialize;
 use tch::{nn::VarStore, Device};
 

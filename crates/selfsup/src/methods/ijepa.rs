@@ -282,8 +282,8 @@ impl super::MethodSpec for IjepaConfig {
     fn encoders(&self) -> &'static [&'static str] {
         &["vit"]
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::momentum("method.base_momentum", self.base_momentum)?;
         rules::widths("method.predictor_dim", [self.predictor_dim])?;
         rules::widths("method.predictor_depth", [self.predictor_depth as i64])?;
@@ -293,7 +293,7 @@ impl super::MethodSpec for IjepaConfig {
         rules::fraction_range("method.context_scale", self.context_scale, true)?;
         let [lo, hi] = self.target_aspect;
         if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-            return Err(crate::recipe::RecipeError::BadRange {
+            return Err(crate::rules::RecipeError::BadRange {
                 field: "method.target_aspect",
                 lo,
                 hi,

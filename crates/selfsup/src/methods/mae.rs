@@ -216,8 +216,8 @@ impl super::MethodSpec for MaeConfig {
     fn encoders(&self) -> &'static [&'static str] {
         &["vit"]
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::open_fraction("method.mask_ratio", self.mask_ratio)?;
         rules::widths("method.decoder_dim", [self.decoder_dim])?;
         rules::widths("method.decoder_heads", [self.decoder_heads])

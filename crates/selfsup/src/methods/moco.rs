@@ -134,8 +134,8 @@ impl Method for MocoV2 {
 }
 
 impl super::MethodSpec for MocoV2Config {
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::temperature("method.temperature", self.temperature)?;
         rules::momentum("method.momentum", self.momentum)?;
         rules::widths("method.queue_size", [self.queue_size])?;

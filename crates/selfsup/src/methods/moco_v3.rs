@@ -122,8 +122,8 @@ impl Method for MocoV3 {
 }
 
 impl super::MethodSpec for MocoV3Config {
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::temperature("method.temperature", self.temperature)?;
         rules::momentum("method.base_momentum", self.base_momentum)?;
         rules::head("method.projector", &self.projector)?;

@@ -7,7 +7,7 @@
 //! `VarStore` as non-trainable variables, so it is checkpointed, checksummed and restored with the
 //! model, and the trainer's non-finite guard restores it together with batch-norm statistics.
 use crate::encoders::{Encoder, EncoderConfig};
-use crate::graph::batch::GraphBatch;
+use crate::views::graph::batch::GraphBatch;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
@@ -164,7 +164,7 @@ pub trait MethodSpec {
         &[]
     }
     /// The rules of the method's own fields (`method.*`).
-    fn validate(&self) -> crate::recipe::rules::R;
+    fn validate(&self) -> crate::rules::R;
     /// Builds the method around `encoder` (under `encoder.`); its own variables go under
     /// `method.`; methods with a momentum target build a second encoder with `make_encoder`.
     fn build(

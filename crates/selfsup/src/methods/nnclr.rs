@@ -115,8 +115,8 @@ impl Method for Nnclr {
 }
 
 impl super::MethodSpec for NnclrConfig {
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::temperature("method.temperature", self.temperature)?;
         rules::widths("method.support_size", [self.support_size])?;
         rules::head("method.projector", &self.projector)?;

@@ -3,7 +3,7 @@ use super::{EncoderFactory, Method, MethodSpec, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
 use crate::objectives::nt_xent;
-use crate::recipe::rules;
+use crate::rules;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 

@@ -123,8 +123,8 @@ impl super::MethodSpec for SimMimConfig {
     fn encoders(&self) -> &'static [&'static str] {
         &["vit"]
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::open_fraction("method.mask_ratio", self.mask_ratio)
     }
     fn build(

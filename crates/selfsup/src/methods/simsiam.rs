@@ -82,8 +82,8 @@ impl Method for SimSiam {
 }
 
 impl super::MethodSpec for SimSiamConfig {
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::head("method.projector", &self.projector)?;
         rules::head("method.predictor", &self.predictor)
     }

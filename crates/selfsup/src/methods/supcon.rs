@@ -88,8 +88,8 @@ impl super::MethodSpec for SupConConfig {
     fn needs_labels(&self) -> bool {
         true
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::temperature("method.temperature", self.temperature)?;
         rules::temperature("method.base_temperature", self.base_temperature)?;
         rules::head("method.projector", &self.projector)

@@ -139,8 +139,8 @@ impl super::MethodSpec for SwavConfig {
     fn accepts_local_crops(&self) -> bool {
         true
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::temperature("method.temperature", self.temperature)?;
         rules::temperature("method.epsilon", self.epsilon)?;
         rules::widths("method.prototypes", [self.prototypes])?;

@@ -201,8 +201,8 @@ impl super::MethodSpec for TjepaConfig {
     fn encoders(&self) -> &'static [&'static str] {
         &["feature_transformer"]
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::momentum("method.base_momentum", self.base_momentum)?;
         rules::widths("method.predictor_dim", [self.predictor_dim])?;
         rules::widths("method.predictor_depth", [self.predictor_depth as i64])?;

@@ -79,8 +79,8 @@ impl Method for Vicreg {
 }
 
 impl super::MethodSpec for VicregConfig {
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         for (f, v) in [
             ("method.sim_coeff", self.sim_coeff),
             ("method.std_coeff", self.std_coeff),

@@ -94,8 +94,8 @@ impl super::MethodSpec for VimeConfig {
     fn encoders(&self) -> &'static [&'static str] {
         &["mlp"]
     }
-    fn validate(&self) -> crate::recipe::rules::R {
-        use crate::recipe::rules;
+    fn validate(&self) -> crate::rules::R {
+        use crate::rules;
         rules::non_negative("method.alpha", self.alpha)
     }
     fn build(

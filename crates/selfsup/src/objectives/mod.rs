@@ -2,6 +2,7 @@
 pub mod barlow_twins;
 pub mod byol;
 pub mod dino;
+pub mod graph;
 pub mod info_nce;
 pub mod masked;
 pub mod nt_xent;

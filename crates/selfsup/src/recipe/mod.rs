@@ -5,17 +5,15 @@ use crate::data::csv_table::CsvOptions;
 use crate::data::image_folder::ImageFolderOptions;
 use crate::encoders::EncoderConfig;
 use crate::methods::MethodConfig;
-use crate::train::optim::OptimizerConfig;
-use crate::train::schedule::Decay;
 use crate::views::image_aug::ImageAugment;
 use crate::views::table_corruption::TableCorruption;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub mod overrides;
-pub mod rules;
 mod validate;
-pub use validate::RecipeError;
+pub use crate::rules::RecipeError;
+pub use crate::train::config::{NanPolicy, TrainConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,90 +196,6 @@ pub struct ViewsConfig {
     pub table: Option<TableCorruption>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum NanPolicy {
-    /// Skip the update (at most `max_nan_skips` times in a run), log and count it.
-    #[default]
-    Skip,
-    /// Stop with an error; the last checkpoint stays the last good state.
-    Stop,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    pub epochs: u64,
-    /// Samples per step (each contributes one view per method view); graphs per step for sets
-    /// of small graphs (one graph is trained full-batch, one step per epoch).
-    #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
-    pub optimizer: OptimizerConfig,
-    #[serde(default)]
-    pub warmup_epochs: f64,
-    #[serde(default)]
-    pub decay: Decay,
-    /// Learning rate reached at the end of a cosine decay.
-    #[serde(default)]
-    pub final_lr: f64,
-    /// Clip the global gradient norm to this value.
-    #[serde(default)]
-    pub grad_clip: Option<f64>,
-    #[serde(default)]
-    pub nan_policy: NanPolicy,
-    #[serde(default = "default_max_nan_skips")]
-    pub max_nan_skips: u64,
-    /// Threads that build views (they share the cores with libtorch's threads).
-    #[serde(default = "one")]
-    pub workers: usize,
-    /// Batches built ahead of the model (bounded queue).
-    #[serde(default = "default_prefetch")]
-    pub prefetch: usize,
-    /// Also checkpoint every N steps (0: only at the end of each epoch and on interrupt).
-    #[serde(default)]
-    pub checkpoint_every: u64,
-    /// Checkpoint at the end of every N-th epoch (and at the end of training). Defaults to 1;
-    /// full-batch graph training, one step per epoch, defaults to a twentieth of the epochs.
-    #[serde(default)]
-    pub checkpoint_every_epochs: Option<u64>,
-    /// Early stopping for full-batch training: stop when the training loss has not improved
-    /// for this many epochs and keep the parameters of the best epoch (DGI: patience 20).
-    #[serde(default)]
-    pub patience: Option<u64>,
-    #[serde(default = "default_keep")]
-    pub keep_checkpoints: usize,
-    #[serde(default = "default_log_every")]
-    pub log_every: u64,
-    /// Stop after this many steps in total (smoke runs); the schedule still spans all epochs.
-    #[serde(default)]
-    pub max_steps: Option<u64>,
-    /// Use only the first N training samples.
-    #[serde(default)]
-    pub max_samples: Option<usize>,
-    /// `fp32`, or `bf16`: the forward pass under bf16 autocast (train/precision.rs).
-    #[serde(default)]
-    pub precision: crate::train::precision::Precision,
-}
-
-fn default_batch_size() -> usize {
-    32
-}
-fn default_max_nan_skips() -> u64 {
-    10
-}
-fn one() -> usize {
-    1
-}
-fn default_prefetch() -> usize {
-    4
-}
-fn default_keep() -> usize {
-    2
-}
-fn default_log_every() -> u64 {
-    50
-}
-
 /// Evaluation protocols run after pretraining (and by `selfsup eval`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -322,7 +236,7 @@ pub struct EvalConfig {
     pub finetune_exclude_bias_and_norm: bool,
     /// The protocol that scores graph embeddings (`[eval.graph]`; graph data only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub graph: Option<crate::graph::protocol::GraphEvalConfig>,
+    pub graph: Option<crate::eval::graph::protocol::GraphEvalConfig>,
 }
 
 impl Default for EvalConfig {

@@ -1,6 +1,6 @@
 //! Recipe rules, one error variant each, checked before any work starts.
 use super::{DataConfig, Recipe};
-use crate::train::optim::OptimizerConfig;
+use crate::rules::RecipeError;
 use crate::views::image_aug::ImageAugment;
 
 /// Field names of one `[views.*]` augmentation table, for error messages.
@@ -121,104 +121,7 @@ fn check_augment(a: &ImageAugment, f: &AugmentFields) -> R {
     Ok(())
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum RecipeError {
-    #[error("{origin}: {message}")]
-    Parse { origin: String, message: String },
-    #[error("--set {spec}: {message}")]
-    Override { spec: String, message: String },
-    #[error("{field} = {value}: a temperature must be > 0")]
-    TemperatureNotPositive { field: &'static str, value: f64 },
-    #[error("train.batch_size = {batch}: {method} needs at least {min} samples per batch")]
-    BatchTooSmall {
-        method: &'static str,
-        batch: usize,
-        min: usize,
-    },
-    #[error("train.epochs = 0: nothing to train")]
-    ZeroEpochs,
-    #[error("train.optimizer.lr = {0}: the learning rate must be > 0")]
-    LearningRateNotPositive(f64),
-    #[error("{field} = {value}: must be >= 0")]
-    Negative { field: &'static str, value: f64 },
-    #[error("train.optimizer.momentum = {0}: must be in [0, 1)")]
-    MomentumOutOfRange(f64),
-    #[error("train.optimizer.betas = {0:?}: each must be in [0, 1)")]
-    BetasOutOfRange([f64; 2]),
-    #[error("{field} = {value}: a probability must be in [0, 1]")]
-    ProbabilityOutOfRange { field: &'static str, value: f64 },
-    #[error("{field} = [{lo}, {hi}]: {rule}")]
-    BadRange {
-        field: &'static str,
-        lo: f64,
-        hi: f64,
-        rule: &'static str,
-    },
-    #[error("{field} is empty: at least one layer is needed")]
-    NoLayers { field: &'static str },
-    #[error("{field} has a width of {value}: widths must be > 0")]
-    NonPositiveWidth { field: &'static str, value: i64 },
-    #[error("method.lambda = {0}: the Barlow Twins trade-off must be > 0")]
-    LambdaNotPositive(f64),
-    #[error("eval.knn_k = 0: kNN needs at least one neighbour")]
-    KnnKZero,
-    #[error(
-        "views.local_crops = {0}: local crops need a [views.local] pipeline (at least its size)"
-    )]
-    LocalCropsWithoutPipeline(usize),
-    #[error("{field}: only [views.image] sets the evaluation input")]
-    EvalSizeNotInImage { field: &'static str },
-    #[error(
-        "views.image.eval_size differs from views.image.size, but a {encoder} encoder takes one \
-         input size (small_cnn and resnet18 take any)"
-    )]
-    EvalSizeNeedsAnySize { encoder: &'static str },
-    #[error("views.local_crops: {method} does not use multi-crop views (DINO and SwAV do)")]
-    NoMultiCrop { method: &'static str },
-    #[error("[views.{given}] does not apply to {data} data")]
-    ViewsMismatch {
-        given: &'static str,
-        data: &'static str,
-    },
-    #[error("encoder.kind = {encoder}: it takes images, but the data is a table (use mlp)")]
-    EncoderNeedsImages { encoder: &'static str },
-    #[error("train.warmup_epochs = {warmup}: longer than train.epochs = {epochs}")]
-    WarmupTooLong { warmup: f64, epochs: u64 },
-    #[error("train.grad_clip = {0}: must be > 0 (leave it out for no clipping)")]
-    GradClipNotPositive(f64),
-    #[error("{field} = 0: must be at least 1")]
-    ZeroCount { field: &'static str },
-    #[error("views.image.blur_kernel = {0}: the Gaussian blur kernel must be odd (or 0 for 10% of the size)")]
-    EvenBlurKernel(usize),
-    #[error("views.image.std contains {0}: normalisation std must be > 0")]
-    NonPositiveStd(f32),
-    #[error("{field} = {value}: must be strictly between 0 and 1")]
-    NotOpenFraction { field: &'static str, value: f64 },
-    #[error("method.name = {method}: it needs encoder.kind = {kind}")]
-    NeedsEncoder { method: &'static str, kind: String },
-    #[error("{field} = {value}: must be > 0")]
-    NotPositive { field: &'static str, value: f64 },
-    #[error("{what} = {value}: {}", if *graph_data { "the data is a graph, which needs a graph method (graphmae, dgi, grace, bgrl) and a graph encoder (gcn, gat, gin)" } else { "graph methods and encoders need graph data (data.format = planetoid, planetoid_npz or tu)" })]
-    ModalityMismatch {
-        what: &'static str,
-        value: String,
-        graph_data: bool,
-    },
-    #[error("[eval.graph] names a graph protocol, but the data is not a graph")]
-    GraphProtocolWithoutGraphs,
-    #[error("graph data needs [eval.graph] with a protocol (public_split, dgi_logreg, random_split or graph_cv)")]
-    NoGraphProtocol,
-    #[error(
-        "eval.graph.protocol: graph_cv goes with tu data, the node protocols with planetoid data"
-    )]
-    ProtocolLevel,
-    #[error("seeds = []: at least one seed is needed")]
-    NoSeeds,
-    #[error("{field} = {value}: must be a finite number")]
-    NotFinite { field: &'static str, value: f64 },
-}
-
-use super::rules::*;
+use crate::rules::*;
 
 impl Recipe {
     pub fn validate(&self) -> R {
@@ -464,80 +367,6 @@ impl Recipe {
             ("eval.finetune_epochs", e.finetune_epochs as usize),
         ] {
             if n == 0 {
-                return Err(RecipeError::ZeroCount { field });
-            }
-        }
-        Ok(())
-    }
-}
-
-impl super::TrainConfig {
-    /// The rules of `[train]`.
-    pub fn validate(&self) -> R {
-        let t = self;
-        if t.epochs == 0 {
-            return Err(RecipeError::ZeroEpochs);
-        }
-        let lr = t.optimizer.lr();
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(RecipeError::LearningRateNotPositive(lr));
-        }
-        non_negative("train.optimizer.weight_decay", t.optimizer.weight_decay())?;
-        match &t.optimizer {
-            OptimizerConfig::Sgd { momentum, .. } | OptimizerConfig::Lars { momentum, .. } => {
-                if !(0.0..1.0).contains(momentum) {
-                    return Err(RecipeError::MomentumOutOfRange(*momentum));
-                }
-            }
-            OptimizerConfig::Adam { betas, eps, .. }
-            | OptimizerConfig::Adamw { betas, eps, .. } => {
-                if !betas.iter().all(|b| (0.0..1.0).contains(b)) {
-                    return Err(RecipeError::BetasOutOfRange(*betas));
-                }
-                non_negative("train.optimizer.eps", *eps)?;
-            }
-        }
-        if let OptimizerConfig::Lars {
-            trust_coefficient, ..
-        } = &t.optimizer
-        {
-            non_negative("train.optimizer.trust_coefficient", *trust_coefficient)?;
-        }
-        non_negative("train.warmup_epochs", t.warmup_epochs)?;
-        if t.warmup_epochs > t.epochs as f64 {
-            return Err(RecipeError::WarmupTooLong {
-                warmup: t.warmup_epochs,
-                epochs: t.epochs,
-            });
-        }
-        non_negative("train.final_lr", t.final_lr)?;
-        if let Some(c) = t.grad_clip {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(RecipeError::GradClipNotPositive(c));
-            }
-        }
-        for (field, n) in [
-            ("train.batch_size", t.batch_size),
-            ("train.workers", t.workers),
-            ("train.prefetch", t.prefetch),
-            ("train.keep_checkpoints", t.keep_checkpoints),
-            ("train.max_samples", t.max_samples.unwrap_or(1)),
-        ] {
-            if n == 0 {
-                return Err(RecipeError::ZeroCount { field });
-            }
-        }
-        if t.log_every == 0 {
-            return Err(RecipeError::ZeroCount {
-                field: "train.log_every",
-            });
-        }
-        for (field, n) in [
-            ("train.max_steps", t.max_steps),
-            ("train.checkpoint_every_epochs", t.checkpoint_every_epochs),
-            ("train.patience", t.patience),
-        ] {
-            if n == Some(0) {
                 return Err(RecipeError::ZeroCount { field });
             }
         }

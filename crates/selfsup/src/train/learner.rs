@@ -4,7 +4,7 @@
 //! into a loss and which hooks the method has around the optimiser step.
 //!
 //! [`ViewLearner`] serves every modality whose samples become views (images, tables); the
-//! graph modality has its own learner (`crate::graph::learner`), full-batch on one graph or in
+//! graph modality has its own learner (`crate::train::graph_learner`), full-batch on one graph or in
 //! mini-batches of small graphs.
 use super::precision::{with_precision, Precision};
 use crate::methods::{Method, Progress, StepInput};

@@ -1,6 +1,8 @@
 //! The training loop and everything it owns: optimisers, schedules, checkpoints, metrics.
 //! It knows nothing about any particular method.
 pub mod checkpoint;
+pub mod config;
+pub mod graph_learner;
 pub mod learner;
 pub mod metrics;
 pub mod optim;

@@ -3,12 +3,12 @@
 //! (schedule, optimiser, NaN guard, early stopping, checkpoints, metrics, progress,
 //! interruption).
 use super::checkpoint::{self, EarlyStopState, Loaded, TrainState};
+use super::config::{NanPolicy, TrainConfig};
 use super::learner::Learner;
 use super::metrics::MetricsLog;
 use super::optim::Optimizer;
 use super::schedule::LrSchedule;
 use crate::methods::Progress;
-use crate::recipe::{NanPolicy, TrainConfig};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::PathBuf;
@@ -323,7 +323,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                     (t.log_every as usize * ctx.learner.samples_per_step()) as f64 / secs.max(1e-9);
                 // Collapse diagnostics on this batch's representations (RankMe, normalised std).
                 let z = ctx.learner.diagnostics();
-                let c = crate::eval::collapse::collapse_stats(&z.to_device(tch::Device::Cpu));
+                let c = crate::stats::collapse::collapse_stats(&z.to_device(tch::Device::Cpu));
                 metrics.write(&json!({"step": st.step, "epoch": st.epoch, "loss": mean, "lr": lr, "samples_per_s": sps, "rankme": c.rankme, "normalised_std": c.normalised_std}))?;
                 bar.set_message(format!("loss {mean:.4}  {sps:.0} samples/s"));
                 (window_loss, window_n, window_start) = (0.0, 0, Instant::now());

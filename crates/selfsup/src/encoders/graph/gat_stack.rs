@@ -4,8 +4,8 @@
 //! (and residual) on its last layer; a decoding stack ends linear.
 use super::gat::{GatConv, GatConvConfig};
 use super::{Activation, ActivationKind, NodeEncoder};
-use crate::graph::message::EdgeIndex;
-use crate::graph::sparse::NodeInput;
+use crate::views::graph::message::EdgeIndex;
+use crate::views::graph::sparse::NodeInput;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 

@@ -3,8 +3,8 @@
 //! (Linear → norm → activation → Linear), followed — in hidden layers, and in the last layer of an
 //! encoding stack — by norm and activation; ε = 0 (not learnt); dropout on each layer's input.
 use super::{Activation, ActivationKind, NodeEncoder};
-use crate::graph::message::EdgeIndex;
-use crate::graph::sparse::NodeInput;
+use crate::views::graph::message::EdgeIndex;
+use crate::views::graph::sparse::NodeInput;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 

@@ -8,8 +8,8 @@
 //! attention logits only need `h_j · (W a)`; the result is the same but the wide product runs on
 //! the rows asked for ([`GatConv::forward_rows`]) instead of every node.
 use super::Activation;
-use crate::graph::message::EdgeIndex;
-use crate::graph::sparse::NodeInput;
+use crate::views::graph::message::EdgeIndex;
+use crate::views::graph::sparse::NodeInput;
 use tch::{nn, nn::Init, Kind, Tensor};
 
 /// One GAT layer.
@@ -245,7 +245,7 @@ mod tests {
                 &Vec::<f32>::try_from(&x.flatten(0, 1)).unwrap(),
             );
             conv.forward(
-                &NodeInput::Sparse(crate::graph::sparse::SparseRows::from_csr(
+                &NodeInput::Sparse(crate::views::graph::sparse::SparseRows::from_csr(
                     &sparse,
                     Device::Cpu,
                 )),

@@ -6,6 +6,8 @@
 //! Timing: each workload runs `warmup` steps, then `steps` timed steps; the median and the
 //! 10th/90th percentiles of the step times are reported. Interleaving (ours, reference, ours, …
 //! for `rounds` rounds) spreads any drift of the machine over both engines.
+pub mod e2e;
+
 use crate::encoders::transformer::Attention;
 use crate::encoders::vit::{Pooling, Positions, Vit};
 use crate::encoders::{small_cnn::SmallCnn, Encoder};
@@ -269,7 +271,7 @@ fn w4(steps: usize, device: Device) -> Vec<Timing> {
 /// prefetching loader with `workers` threads, no model.
 fn pipeline(recipe: &Path, workers: usize, batches: usize) -> Result<Timing> {
     let r = Recipe::load(recipe, &[])?;
-    let prepared = crate::pipeline::prepare_data(
+    let prepared = crate::run::pipeline::prepare_data(
         &r,
         crate::error::BadInputPolicy::Fail,
         r.train.max_samples,
@@ -314,9 +316,9 @@ fn pipeline(recipe: &Path, workers: usize, batches: usize) -> Result<Timing> {
 /// one forward, one backward and one optimiser step of the recipe's method on the whole graph,
 /// through the graph learner the training loop drives.
 fn graph_epoch(recipe: &Path, steps: usize, device: Device) -> Result<Timing> {
-    use crate::graph::learner::{GraphData, GraphLearner};
-    use crate::graph::run;
     use crate::methods::Progress;
+    use crate::run::graph as run;
+    use crate::train::graph_learner::{GraphData, GraphLearner};
     use crate::train::learner::Learner;
     use crate::train::optim::Optimizer;
     let r = crate::recipe::Recipe::load(recipe, &[])?;

@@ -17,6 +17,8 @@
 //! coordinate set to a protocol tag (`TAG_*` below) and the index coordinate to the run / repeat /
 //! fold, so each result is a pure function of its `seed` and does not depend on torch's global
 //! generator (which tests running in parallel threads would share).
+
+pub mod protocol;
 use crate::stats::{mean, std_population, std_sample};
 use anyhow::{bail, ensure, Result};
 use rand::seq::SliceRandom;

@@ -5,8 +5,8 @@ pub mod gcn;
 pub mod gin;
 
 use crate::encoders::EncoderConfig;
-use crate::graph::message::EdgeIndex;
-use crate::graph::sparse::NodeInput;
+use crate::views::graph::message::EdgeIndex;
+use crate::views::graph::sparse::NodeInput;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Init, Kind, Tensor};

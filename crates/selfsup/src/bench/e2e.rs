@@ -162,13 +162,13 @@ pub fn same_encoder_as_reference(r: &Recipe) -> bool {
 /// Our model step alone: the recipe's model and optimiser on `batches` batches drawn beforehand
 /// (seed + 1, so the run itself is unaffected), 3 warm-up steps, then `steps` timed steps.
 pub fn model_only_rate(recipe: &Recipe, steps: usize, batches: usize) -> Result<f64> {
-    let prepared = crate::pipeline::prepare_data(
+    let prepared = crate::run::pipeline::prepare_data(
         recipe,
         crate::error::BadInputPolicy::Fail,
         recipe.train.max_samples,
         Some(1),
     )?;
-    let model = crate::pipeline::build_model(
+    let model = crate::run::pipeline::build_model(
         recipe,
         &prepared.train.sample_shape(),
         prepared.train.feature_spans().as_deref(),

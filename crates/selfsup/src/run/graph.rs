@@ -1,22 +1,22 @@
 //! One graph run, as every run is: a run folder, the trunk's training loop (resumable, with
 //! checkpoints and metrics), and the recipe's graph protocol on the learned embeddings beside
 //! the raw node features.
-use super::batch::dense_rows;
-use super::eval::{
-    graph_cv_accuracy, node_probe_adam, node_probe_dgi, random_split_probe, AdamProbeConfig,
-    GraphCvConfig,
-};
-use super::learner::{embed_data, GraphData, GraphLearner};
-use super::protocol::GraphEvalConfig;
+use super::{PretrainReport, RunOptions};
 use crate::backend;
-use crate::commands::{self, PretrainReport, RunOptions};
 use crate::data::planetoid::{load_planetoid, load_planetoid_npz};
 use crate::data::tu::load_tu;
 use crate::error::BadInputPolicy;
+use crate::eval::graph::protocol::GraphEvalConfig;
+use crate::eval::graph::{
+    graph_cv_accuracy, node_probe_adam, node_probe_dgi, random_split_probe, AdamProbeConfig,
+    GraphCvConfig,
+};
 use crate::methods;
-use crate::pipeline::EvalRecord;
 use crate::recipe::{DataConfig, Recipe};
+use crate::run::pipeline::EvalRecord;
+use crate::train::graph_learner::{embed_data, GraphData, GraphLearner};
 use crate::train::trainer::{self, TrainContext};
+use crate::views::graph::batch::dense_rows;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ pub fn protocol(recipe: &Recipe) -> Result<&GraphEvalConfig> {
 }
 
 /// The pooling of graph-level protocols (node-level ones score nodes as they are).
-fn pooling(recipe: &Recipe) -> super::encoders::Pooling {
+fn pooling(recipe: &Recipe) -> crate::encoders::graph::Pooling {
     match recipe.eval.graph {
         Some(GraphEvalConfig::GraphCv { pooling, .. }) => pooling,
         _ => Default::default(),
@@ -124,13 +124,13 @@ pub fn pretrain(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
         .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name));
     let data = load_data(&recipe.data)?;
     let fingerprint = data.fingerprint();
-    let (run, resume) = commands::open_run(&run_dir, &recipe, args.resume)?;
+    let (run, resume) = super::open_run(&run_dir, &recipe, args.resume)?;
     let protocol = protocol(&recipe)?.clone();
     // Dropout draws from libtorch's generator during training: hold it from seeding to the
     // last embedding, so that nothing else draws in between.
     let generator = crate::torch_rng::lock();
     let model = build_model(&recipe, &data, args.device)?;
-    commands::write_start_manifest(
+    super::write_start_manifest(
         &run,
         &recipe,
         args,
@@ -174,7 +174,7 @@ pub fn pretrain(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
         },
         resume,
     )?;
-    commands::finish_training(&run, &summary)?;
+    super::finish_training(&run, &summary)?;
     let emb = args
         .evaluate
         .then(|| embed(&model, &recipe, &data, args.device));
@@ -191,7 +191,7 @@ pub fn pretrain(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
                     recipe.seed,
                 )?);
             }
-            commands::write_eval(&run, &records, None, summary.steps)?;
+            super::write_eval(&run, &records, None, summary.steps)?;
             records
         }
         None => Vec::new(),

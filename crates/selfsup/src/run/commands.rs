@@ -1,12 +1,14 @@
 //! The subcommands (`pretrain`, `eval`, `embed`) as library functions over a run folder.
+use super::{finish_training, open_run, write_eval, write_start_manifest};
+pub use super::{PretrainReport, RunOptions};
 use crate::backend;
 use crate::error::BadInputPolicy;
-use crate::pipeline::{self, EvalRecord, Protocol};
 use crate::recipe::{DataConfig, Recipe};
-use crate::run_folder::{self, RunFolder};
+use crate::run::folder::{self as run_folder, RunFolder};
+use crate::run::pipeline::{self, EvalRecord, Protocol};
 use crate::train::checkpoint;
 use crate::train::learner::ViewLearner;
-use crate::train::trainer::{self, TrainContext, TrainSummary};
+use crate::train::trainer::{self, TrainContext};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -27,25 +29,6 @@ pub struct PretrainArgs {
     pub stop: Arc<AtomicBool>,
 }
 
-/// How one pretraining runs, apart from its recipe.
-#[derive(Clone)]
-pub struct RunOptions {
-    /// The run folder (default `runs/<recipe name>`).
-    pub run_dir: Option<PathBuf>,
-    /// Continue the run in the folder from its newest valid checkpoint.
-    pub resume: bool,
-    pub device: Device,
-    /// libtorch threads (0: all cores).
-    pub threads: usize,
-    pub on_bad_input: BadInputPolicy,
-    /// Evaluate after pretraining (when the data has a labelled test split or a graph protocol).
-    pub evaluate: bool,
-    /// Show a progress bar.
-    pub progress: bool,
-    /// Set by a signal handler: stop after the current step with a checkpoint.
-    pub stop: Arc<AtomicBool>,
-}
-
 impl PretrainArgs {
     fn options(&self) -> RunOptions {
         RunOptions {
@@ -59,14 +42,6 @@ impl PretrainArgs {
             stop: self.stop.clone(),
         }
     }
-}
-
-pub struct PretrainReport {
-    pub run_dir: PathBuf,
-    pub summary: TrainSummary,
-    pub eval: Vec<EvalRecord>,
-    /// Collapse diagnostics of the learned test representations, when evaluated.
-    pub test_collapse: Option<crate::eval::collapse::CollapseStats>,
 }
 
 /// Makes the data paths absolute, so the run folder's recipe works from any directory.
@@ -89,7 +64,7 @@ pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
 pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
     absolutise(&mut recipe.data);
     if recipe.data.is_graph() {
-        return crate::graph::run::pretrain(recipe, args);
+        return crate::run::graph::pretrain(recipe, args);
     }
     let threads = backend::set_threads(args.threads);
     let run_dir = args
@@ -185,106 +160,6 @@ pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<Pretrain
         eval,
         test_collapse,
     })
-}
-
-/// Creates (or, resuming, reopens) the run folder and loads its newest checkpoint.
-pub(crate) fn open_run(
-    run_dir: &Path,
-    recipe: &Recipe,
-    resume: bool,
-) -> Result<(RunFolder, Option<checkpoint::Loaded>)> {
-    let run = RunFolder::create(run_dir, recipe, resume)?;
-    let loaded = if resume {
-        checkpoint::load_latest(&run.checkpoints())?
-    } else {
-        None
-    };
-    if resume && loaded.is_none() {
-        tracing::warn!(
-            "{}: no checkpoint yet; starting from the beginning",
-            run.dir.display()
-        );
-    }
-    Ok((run, loaded))
-}
-
-/// The manifest's record of how the run started: environment, seed, device, threads, data
-/// fingerprint, recipe hash, method and encoder, and `extra` (the modality's own counts).
-pub(crate) fn write_start_manifest(
-    run: &RunFolder,
-    recipe: &Recipe,
-    args: &RunOptions,
-    threads: usize,
-    data_fingerprint: &str,
-    resumed: bool,
-    extra: serde_json::Value,
-) -> Result<()> {
-    let mut env = run_folder::environment();
-    if let Some(e) = env.as_object_mut() {
-        e.insert("seed".into(), json!(recipe.seed));
-        e.insert("device".into(), json!(backend::device_name(args.device)));
-        e.insert("threads".into(), json!(threads));
-        e.insert("data_fingerprint".into(), json!(data_fingerprint));
-        e.insert("recipe_hash".into(), json!(recipe.training_hash()));
-        e.insert("method".into(), json!(recipe.method.name()));
-        e.insert("encoder".into(), json!(recipe.encoder.kind()));
-        if let Some(x) = extra.as_object() {
-            for (k, v) in x {
-                e.insert(k.clone(), v.clone());
-            }
-        }
-        e.insert(
-            if resumed { "resumed" } else { "started" }.into(),
-            json!(run_folder::unix_time()),
-        );
-        e.insert(
-            "command".into(),
-            json!(std::env::args().collect::<Vec<_>>()),
-        );
-    }
-    run.update_manifest(env)
-}
-
-/// Prints and records the end of training.
-pub(crate) fn finish_training(run: &RunFolder, summary: &TrainSummary) -> Result<()> {
-    eprintln!(
-        "selfsup: trained {} steps ({} epochs) in {:.1}s, {:.0} samples/s, final loss {}{}",
-        summary.steps,
-        summary.epochs_completed,
-        summary.seconds,
-        summary.samples_per_s,
-        summary
-            .final_loss
-            .map_or("n/a".into(), |l| format!("{l:.4}")),
-        match summary.kept_epoch {
-            Some(e) if summary.stopped_early => format!("; stopped early, kept epoch {e}"),
-            Some(e) => format!("; kept the best epoch, {e}"),
-            None => String::new(),
-        }
-    );
-    run.update_manifest(
-        json!({"finished": run_folder::unix_time(), "train": summary,
-        "peak_rss_mib_after_training": backend::peak_rss_mib()}),
-    )
-}
-
-/// Writes `eval.json`: the records and, after a pretraining, the collapse diagnostics of the
-/// test split's embeddings (the figures `selfsup compare` reports as RankMe).
-pub(crate) fn write_eval(
-    run: &RunFolder,
-    records: &[EvalRecord],
-    test_collapse: Option<&crate::eval::collapse::CollapseStats>,
-    step: u64,
-) -> Result<()> {
-    let mut v =
-        json!({"checkpoint_step": step, "time": run_folder::unix_time(), "records": records});
-    if let Some(c) = test_collapse {
-        v["test_collapse"] = json!(c);
-    }
-    run_folder::atomic_write(
-        &run.eval_path(),
-        serde_json::to_string_pretty(&v)?.as_bytes(),
-    )
 }
 
 /// A run's recipe with its trained weights loaded, and its data.
@@ -393,10 +268,10 @@ pub fn embed_run(
     if recipe.data.is_graph() {
         // A graph run embeds what its protocol scores: every node of the graph, or every graph
         // of the set (labels −1 where a node has none); there is no separate split to pick.
-        let g = crate::graph::run::load_run(dir, recipe, device)?;
-        let e = crate::graph::run::embed(&g.model, &g.recipe, &g.data, device);
+        let g = crate::run::graph::load_run(dir, recipe, device)?;
+        let e = crate::run::graph::embed(&g.model, &g.recipe, &g.data, device);
         let labels = tch::Tensor::from_slice(g.data.labels());
-        crate::export::write_embeddings(out, &e.to_device(Device::Cpu), Some(&labels))?;
+        crate::run::export::write_embeddings(out, &e.to_device(Device::Cpu), Some(&labels))?;
         let s = e.size();
         return Ok((s[0], s[1]));
     }
@@ -418,7 +293,7 @@ pub fn embed_run(
         device,
     );
     let labels = pipeline::labels(source.as_ref(), n).ok();
-    crate::export::write_embeddings(out, &e, labels.as_ref())?;
+    crate::run::export::write_embeddings(out, &e, labels.as_ref())?;
     let s = e.size();
     Ok((s[0], s[1]))
 }

@@ -8,11 +8,11 @@
 //! report reuses the seeds it holds — refusing any whose recipe settings changed — and continues
 //! an interrupted pretraining from its run folder's last checkpoint (bit-identical on the CPU, so
 //! resuming changes no figure).
-use crate::commands::{self, PretrainArgs};
 use crate::error::BadInputPolicy;
-use crate::pipeline::{self, EvalRecord, Protocol};
 use crate::recipe::Recipe;
-use crate::run_folder::RunFolder;
+use crate::run::commands::{self, PretrainArgs};
+use crate::run::folder::RunFolder;
+use crate::run::pipeline::{self, EvalRecord, Protocol};
 use crate::stats::mean_std;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};

@@ -2,9 +2,9 @@
 //! an ordinary run folder, resumable), scored with the recipe's protocol; mean ± std over the
 //! seeds beside the raw-feature baseline and the paper's figure. The table is rewritten after
 //! every seed and resumes from its saved seeds.
-use super::run::{load_data, protocol, raw_features, score};
-use crate::commands::{self, RunOptions};
 use crate::recipe::{PaperFigure, Recipe};
+use crate::run::commands::{self, RunOptions};
+use crate::run::graph::{load_data, protocol, raw_features, score};
 use crate::stats::{mean, std_population};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -138,7 +138,7 @@ pub fn run_table(
         // The raw row is the table's, measured once above.
         r.eval.raw_baseline = false;
         let run_dir = opts.runs.join(format!("{}-seed{seed}", recipe.name));
-        let resume = opts.run.resume && crate::run_folder::RunFolder::exists(&run_dir);
+        let resume = opts.run.resume && crate::run::folder::RunFolder::exists(&run_dir);
         let mut run = opts.run.clone();
         run.run_dir = Some(run_dir.clone());
         run.resume = resume;

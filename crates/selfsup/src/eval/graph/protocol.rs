@@ -1,9 +1,9 @@
 //! The graph evaluation protocols a recipe names in `[eval.graph]`: node classification on the
 //! public split (GraphMAE's, DGI's), on random splits (GRACE's), and graph classification by
 //! cross-validation (GraphMAE's TU protocol).
-use super::encoders::Pooling;
-use super::eval::GraphCvConfig;
-use crate::recipe::{rules, RecipeError};
+use crate::encoders::graph::Pooling;
+use crate::eval::graph::GraphCvConfig;
+use crate::rules::{self, RecipeError};
 use serde::{Deserialize, Serialize};
 
 /// How the frozen embeddings are scored.

@@ -10,7 +10,7 @@
 //!   collapse (every output the same direction) gives 0.
 use tch::{Kind, Tensor};
 
-use super::standardise::assert_features;
+use super::assert_features;
 
 /// The ε added to each normalised singular value in RankMe, the paper's value.
 pub const RANKME_EPS: f64 = 1e-7;

@@ -1,6 +1,10 @@
 //! Summary statistics over seeds, folds and runs: the one mean and the two standard deviations
 //! every table and protocol reports.
 
+pub mod collapse;
+
+use tch::Tensor;
+
 /// Arithmetic mean; NaN for an empty slice.
 pub fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
@@ -37,6 +41,20 @@ fn sum_sq_dev(values: &[f64]) -> Option<f64> {
     }
     let m = mean(values);
     Some(values.iter().map(|v| (v - m).powi(2)).sum())
+}
+
+pub(crate) fn assert_features(name: &str, x: &Tensor) {
+    assert_eq!(
+        x.dim(),
+        2,
+        "{name}: features must be [N, D], got shape {:?}",
+        x.size()
+    );
+    assert!(
+        x.is_floating_point(),
+        "{name}: features must be floating point, got {:?}",
+        x.kind()
+    );
 }
 
 #[cfg(test)]

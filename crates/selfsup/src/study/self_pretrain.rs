@@ -7,9 +7,9 @@
 //! Per seed: `pretrain` into `<runs>/<name>-seed<k>` with `seed = k`, then the recipe's
 //! `eval.finetune_*` protocol three times (pretrained; scratch; scratch with more epochs), each
 //! fine-tune drawing its order and head from the same seed.
-use crate::commands::{self, PretrainArgs};
 use crate::error::BadInputPolicy;
 use crate::recipe::Recipe;
+use crate::run::commands::{self, PretrainArgs};
 use crate::stats::mean_std;
 use anyhow::{Context, Result};
 use serde::Serialize;

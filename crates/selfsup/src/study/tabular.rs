@@ -10,13 +10,13 @@
 //! Like `selfsup compare`, a table is resumable: the report so far is handed out after every
 //! seed, and a later invocation given it reuses its seeds (same settings only, checked by a
 //! fingerprint) and continues an interrupted pretraining from its last checkpoint.
-use crate::commands::{self, PretrainArgs};
 use crate::error::BadInputPolicy;
 use crate::eval::downstream::{fit_mlp_probe, split_indices, MlpProbeConfig, Task};
 use crate::eval::gbdt::{fit_gbdt, GbdtConfig};
-use crate::pipeline;
 use crate::recipe::Recipe;
-use crate::run_folder::RunFolder;
+use crate::run::commands::{self, PretrainArgs};
+use crate::run::folder::RunFolder;
+use crate::run::pipeline;
 use crate::views::ViewSource;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};

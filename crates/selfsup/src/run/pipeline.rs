@@ -3,10 +3,10 @@
 use crate::data::{self, ImageSet, TableSet};
 use crate::encoders;
 use crate::error::{BadInputPolicy, SkipReport};
-use crate::eval::collapse::{collapse_stats, CollapseStats};
 use crate::eval::{knn, linear_probe};
 use crate::methods::{self, Method};
 use crate::recipe::{DataConfig, EvalConfig, Recipe};
+use crate::stats::collapse::{collapse_stats, CollapseStats};
 use crate::views::image_views::ImageViews;
 use crate::views::loader::plain_batch;
 use crate::views::table_corruption::TableViews;

@@ -1,8 +1,8 @@
 //! Graph convolution (GCN, Kipf & Welling 2017): `H' = σ(D^-1/2 (A+I) D^-1/2 H W + b)`, the
 //! encoder of DGI (one layer, 512 units, PReLU) and GRACE (two layers).
 use super::{Activation, ActivationKind, NodeEncoder};
-use crate::graph::message::{gcn_edge_weights, EdgeIndex};
-use crate::graph::sparse::NodeInput;
+use crate::views::graph::message::{gcn_edge_weights, EdgeIndex};
+use crate::views::graph::sparse::NodeInput;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::Init, nn::ModuleT, Tensor};
 

@@ -1,12 +1,12 @@
 //! The graph modality's [`Learner`]: full-batch on one graph (one step per epoch, as every
 //! node-level paper trains), or mini-batches of small graphs (a disjoint union per step) for
 //! graph-level data. The training loop itself is the trunk's ([`crate::train::trainer`]).
-use super::batch::GraphBatch;
-use super::encoders::{readout, Pooling};
 use crate::data::graph::{Graph, GraphSet};
+use crate::encoders::graph::{readout, Pooling};
 use crate::methods::{GraphMethod, Progress};
 use crate::rng::{epoch_permutation, keyed, Stream};
 use crate::train::learner::Learner;
+use crate::views::graph::batch::GraphBatch;
 use anyhow::{bail, Result};
 use tch::{Device, Tensor};
 

@@ -1,8 +1,8 @@
 //! What a graph method sees in one step: node features, the edge index (with self-loops), and for
 //! graph-level data which graph each node belongs to.
-use super::message::EdgeIndex;
-use super::sparse::{NodeInput, SparseRows};
 use crate::data::graph::{CsrMatrix, Graph};
+use crate::views::graph::message::EdgeIndex;
+use crate::views::graph::sparse::{NodeInput, SparseRows};
 use tch::{Device, Kind, Tensor};
 
 /// Below this fraction of non-zeros, features stay sparse on the device (citation graphs, ~1 %);
