@@ -191,7 +191,3 @@ pub fn momentum(field: &'static str, m: f64) -> R {
         })
     }
 }
-/// A head's blocks: at least one, every width positive.
-pub fn head(field: &'static str, blocks: &[crate::heads::Block]) -> R {
-    widths(field, blocks.iter().map(|b| b.dim))
-}

@@ -30,7 +30,7 @@ impl MethodSpec for BarlowTwinsConfig {
         if !(self.lambda.is_finite() && self.lambda > 0.0) {
             return Err(RecipeError::LambdaNotPositive(self.lambda));
         }
-        rules::head("method.projector", &self.projector)
+        rules::widths("method.projector", self.projector.iter().map(|b| b.dim))
     }
     fn build(
         &self,

@@ -109,8 +109,8 @@ impl super::MethodSpec for ByolConfig {
     fn validate(&self) -> crate::rules::R {
         use crate::rules;
         rules::momentum("method.base_momentum", self.base_momentum)?;
-        rules::head("method.projector", &self.projector)?;
-        rules::head("method.predictor", &self.predictor)
+        rules::widths("method.projector", self.projector.iter().map(|b| b.dim))?;
+        rules::widths("method.predictor", self.predictor.iter().map(|b| b.dim))
     }
     fn build(
         &self,

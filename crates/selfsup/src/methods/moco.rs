@@ -139,7 +139,7 @@ impl super::MethodSpec for MocoV2Config {
         rules::temperature("method.temperature", self.temperature)?;
         rules::momentum("method.momentum", self.momentum)?;
         rules::widths("method.queue_size", [self.queue_size])?;
-        rules::head("method.projector", &self.projector)
+        rules::widths("method.projector", self.projector.iter().map(|b| b.dim))
     }
     fn build(
         &self,

@@ -126,8 +126,8 @@ impl super::MethodSpec for MocoV3Config {
         use crate::rules;
         rules::temperature("method.temperature", self.temperature)?;
         rules::momentum("method.base_momentum", self.base_momentum)?;
-        rules::head("method.projector", &self.projector)?;
-        rules::head("method.predictor", &self.predictor)
+        rules::widths("method.projector", self.projector.iter().map(|b| b.dim))?;
+        rules::widths("method.predictor", self.predictor.iter().map(|b| b.dim))
     }
     fn build(
         &self,

@@ -119,8 +119,8 @@ impl super::MethodSpec for NnclrConfig {
         use crate::rules;
         rules::temperature("method.temperature", self.temperature)?;
         rules::widths("method.support_size", [self.support_size])?;
-        rules::head("method.projector", &self.projector)?;
-        rules::head("method.predictor", &self.predictor)
+        rules::widths("method.projector", self.projector.iter().map(|b| b.dim))?;
+        rules::widths("method.predictor", self.predictor.iter().map(|b| b.dim))
     }
     fn build(
         &self,

@@ -28,7 +28,7 @@ impl Default for SimclrConfig {
 impl MethodSpec for SimclrConfig {
     fn validate(&self) -> rules::R {
         rules::temperature("method.temperature", self.temperature)?;
-        rules::head("method.projector", &self.projector)
+        rules::widths("method.projector", self.projector.iter().map(|b| b.dim))
     }
     fn build(
         &self,

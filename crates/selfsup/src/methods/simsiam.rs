@@ -84,8 +84,8 @@ impl Method for SimSiam {
 impl super::MethodSpec for SimSiamConfig {
     fn validate(&self) -> crate::rules::R {
         use crate::rules;
-        rules::head("method.projector", &self.projector)?;
-        rules::head("method.predictor", &self.predictor)
+        rules::widths("method.projector", self.projector.iter().map(|b| b.dim))?;
+        rules::widths("method.predictor", self.predictor.iter().map(|b| b.dim))
     }
     fn build(
         &self,

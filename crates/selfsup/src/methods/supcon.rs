@@ -92,7 +92,7 @@ impl super::MethodSpec for SupConConfig {
         use crate::rules;
         rules::temperature("method.temperature", self.temperature)?;
         rules::temperature("method.base_temperature", self.base_temperature)?;
-        rules::head("method.projector", &self.projector)
+        rules::widths("method.projector", self.projector.iter().map(|b| b.dim))
     }
     fn build(
         &self,

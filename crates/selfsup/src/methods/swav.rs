@@ -149,7 +149,7 @@ impl super::MethodSpec for SwavConfig {
             "method.freeze_prototypes_epochs",
             self.freeze_prototypes_epochs,
         )?;
-        rules::head("method.projector", &self.projector)
+        rules::widths("method.projector", self.projector.iter().map(|b| b.dim))
     }
     fn build(
         &self,

@@ -88,7 +88,7 @@ impl super::MethodSpec for VicregConfig {
         ] {
             rules::non_negative(f, v)?;
         }
-        rules::head("method.projector", &self.projector)
+        rules::widths("method.projector", self.projector.iter().map(|b| b.dim))
     }
     fn build(
         &self,
