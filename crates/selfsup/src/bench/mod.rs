@@ -6,6 +6,7 @@
 //! Timing: each workload runs `warmup` steps, then `steps` timed steps; the median and the
 //! 10th/90th percentiles of the step times are reported. Interleaving (ours, reference, ours, …
 //! for `rounds` rounds) spreads any drift of the machine over both engines.
+pub mod command;
 pub mod e2e;
 
 use crate::encoders::transformer::Attention;

@@ -464,23 +464,39 @@ pub fn fine_tune_run(
     let (mut acc, mut ece, mut details) = (Vec::new(), Vec::new(), Vec::new());
     let mut name = String::new();
     let started = std::time::Instant::now();
+    // The run's recipe, data and checkpoint are read once; each seed fine-tunes a fresh model,
+    // restored from the checkpoint or (from scratch) initialised from that seed.
+    let r = load_run_weights(dir, overrides, device, BadInputPolicy::Fail, false)?;
+    let checkpoint = if from_scratch {
+        None
+    } else {
+        Some(
+            checkpoint::load_latest(&r.run.checkpoints())?
+                .with_context(|| format!("{}: no checkpoint to fine-tune", r.run.dir.display()))?,
+        )
+    };
+    let ev = &r.recipe.eval;
+    let test = r
+        .prepared
+        .test
+        .clone()
+        .context("the run's recipe names no test split")?;
+    let n_test = ev.max_test_samples.unwrap_or(usize::MAX).min(test.len());
+    let n_classes = r.prepared.train.n_classes().max(test.n_classes()) as i64;
     for &seed in seeds {
-        let r = if from_scratch {
-            // The run's recipe and data with a fresh encoder, initialised from this seed.
-            let mut o = overrides.to_vec();
-            o.push(format!("seed={seed}"));
-            load_run_weights(dir, &o, device, BadInputPolicy::Fail, false)?
-        } else {
-            load_run(dir, overrides, device, BadInputPolicy::Fail)?
-        };
-        let ev = &r.recipe.eval;
-        let test = r
-            .prepared
-            .test
-            .clone()
-            .context("the run's recipe names no test split")?;
-        let n_test = ev.max_test_samples.unwrap_or(usize::MAX).min(test.len());
-        let n_classes = r.prepared.train.n_classes().max(test.n_classes()) as i64;
+        let mut recipe = r.recipe.clone();
+        if from_scratch {
+            recipe.seed = seed;
+        }
+        let model = pipeline::build_model(
+            &recipe,
+            &r.prepared.train.sample_shape(),
+            r.prepared.train.feature_spans().as_deref(),
+            device,
+        )?;
+        if let Some(c) = &checkpoint {
+            checkpoint::restore_model(&model.vs, &c.model, &c.path)?;
+        }
         let cfg = FineTuneConfig {
             epochs: ev.finetune_epochs,
             batch: ev.finetune_batch,
@@ -500,7 +516,7 @@ pub fn fine_tune_run(
                 opts.push("no wd on 1-d/cls/pos".into());
             }
         }
-        if let (Some(d), Some(_)) = (cfg.layer_decay, r.model.method.encoder().lr_layers()) {
+        if let (Some(d), Some(_)) = (cfg.layer_decay, model.method.encoder().lr_layers()) {
             opts.push(format!("layer_decay={d}"));
         }
         if cfg.cosine {
@@ -520,8 +536,8 @@ pub fn fine_tune_run(
             if from_scratch { ",from scratch" } else { "" }
         );
         let res = fine_tune(
-            r.model.method.encoder(),
-            &r.model.vs,
+            model.method.encoder(),
+            &model.vs,
             r.prepared.train.clone(),
             test.as_ref(),
             n_test,
@@ -555,4 +571,42 @@ pub fn fine_tune_run(
         rec("accuracy", name.clone(), acc),
         rec("ece", format!("{name} ECE(15 bins)"), ece),
     ])
+}
+
+/// `selfsup eval`: the evaluation-suite protocols on `source` and, with `fine_tune`, the
+/// fine-tuning protocol on the run's encoder, each over `seeds` where it draws.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(
+    source: &EvalSource,
+    overrides: &[String],
+    protocols: &[crate::eval::suite::SuiteProtocol],
+    fine_tune: bool,
+    seeds: Vec<u64>,
+    from_scratch: bool,
+    device: Device,
+    threads: usize,
+) -> Result<Vec<crate::eval::suite::SuiteRecord>> {
+    let cfg = crate::eval::suite::SuiteConfig {
+        seeds: seeds.clone(),
+        ..Default::default()
+    };
+    let mut records = if protocols.is_empty() {
+        Vec::new()
+    } else {
+        eval_suite(source, overrides, protocols, cfg, device, threads)?
+    };
+    if fine_tune {
+        let EvalSource::Run(dir) = source else {
+            anyhow::bail!("fine-tune needs --run: it trains the run's encoder");
+        };
+        records.extend(fine_tune_run(
+            dir,
+            overrides,
+            &seeds,
+            from_scratch,
+            device,
+            threads,
+        )?);
+    }
+    Ok(records)
 }

@@ -10,9 +10,10 @@
 //! resuming changes no figure).
 use crate::error::BadInputPolicy;
 use crate::recipe::Recipe;
-use crate::run::commands::{self, PretrainArgs};
+use crate::run::commands;
 use crate::run::folder::RunFolder;
 use crate::run::pipeline::{self, EvalRecord, Protocol};
+use crate::run::RunOptions;
 use crate::stats::mean_std;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -312,9 +313,11 @@ fn run_task(
     let (name, seed, run_dir) = (recipe.method.name(), task.seed, &task.run_dir);
     let path = &args.recipes[task.row];
     let resume = args.resume && RunFolder::exists(run_dir);
-    let mut overrides = args.overrides.clone();
-    overrides.push(format!("seed={seed}"));
-    overrides.push("eval.raw_baseline=false".into());
+    // The recipe as parsed (with --set applied once), at this seed; the raw-input control is
+    // the table's, measured once.
+    let mut at_seed = recipe.clone();
+    at_seed.seed = seed;
+    at_seed.eval.raw_baseline = false;
     log(&format!(
         "{name} seed {seed}: {} into {}",
         if resume {
@@ -324,18 +327,19 @@ fn run_task(
         },
         run_dir.display()
     ));
-    let out = commands::pretrain(PretrainArgs {
-        recipe: path.clone(),
-        overrides,
-        run_dir: Some(run_dir.clone()),
-        resume,
-        device: args.device,
-        threads,
-        on_bad_input: BadInputPolicy::Fail,
-        evaluate: true,
-        progress: false,
-        stop: args.stop.clone(),
-    })?;
+    let out = commands::pretrain_recipe(
+        at_seed,
+        &RunOptions {
+            run_dir: Some(run_dir.clone()),
+            resume,
+            device: args.device,
+            threads,
+            on_bad_input: BadInputPolicy::Fail,
+            evaluate: true,
+            progress: false,
+            stop: args.stop.clone(),
+        },
+    )?;
     if out.eval.is_empty() {
         bail!(
             "{}: the recipe has no labelled test split to score",

@@ -228,3 +228,34 @@ pub fn format_results(results: &[GraphRunResult]) -> String {
     }
     s
 }
+
+/// Runs graph recipes in order, one run folder per recipe and seed under `opts.runs`. With
+/// `out`, the results so far are written there after every seed; with `opts.run.resume`, seeds
+/// already in `out` are reused (same recipe settings only) and interrupted runs continue.
+pub fn run_tables(
+    recipes: &[Recipe],
+    opts: &TableOptions,
+    out: Option<&std::path::Path>,
+) -> Result<Vec<GraphRunResult>> {
+    use super::table_file;
+    let previous: Vec<GraphRunResult> =
+        table_file::saved(out, opts.run.resume, "selfsup graph --out")?.unwrap_or_default();
+    let mut results: Vec<GraphRunResult> = Vec::new();
+    for r in recipes {
+        let before = previous.iter().find(|p| p.recipe == r.name);
+        let done = &results;
+        let result = run_table(
+            r,
+            opts,
+            before,
+            |so_far| {
+                let all: Vec<&GraphRunResult> =
+                    done.iter().chain(std::iter::once(so_far)).collect();
+                table_file::save(out, &all)
+            },
+            |line| eprintln!("{line}"),
+        )?;
+        results.push(result);
+    }
+    Ok(results)
+}

@@ -4,4 +4,5 @@
 pub mod compare;
 pub mod graph_table;
 pub mod self_pretrain;
+pub mod table_file;
 pub mod tabular;

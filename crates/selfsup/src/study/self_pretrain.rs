@@ -9,7 +9,8 @@
 //! fine-tune drawing its order and head from the same seed.
 use crate::error::BadInputPolicy;
 use crate::recipe::Recipe;
-use crate::run::commands::{self, PretrainArgs};
+use crate::run::commands;
+use crate::run::RunOptions;
 use crate::stats::mean_std;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -97,20 +98,21 @@ pub fn self_pretrain(args: &SelfPretrainArgs, log: impl Fn(&str)) -> Result<Self
             "{} exists already; choose another folder with --runs (nothing was overwritten)",
             dir.display()
         );
-        let mut o = args.overrides.clone();
-        o.push(format!("seed={seed}"));
-        let report = commands::pretrain(PretrainArgs {
-            recipe: args.recipe.clone(),
-            overrides: o,
-            run_dir: Some(dir.clone()),
-            resume: false,
-            device: args.device,
-            threads: args.threads,
-            on_bad_input: BadInputPolicy::Fail,
-            evaluate: false,
-            progress: false,
-            stop: Arc::new(AtomicBool::new(false)),
-        })?;
+        let mut at_seed = recipe.clone();
+        at_seed.seed = seed;
+        let report = commands::pretrain_recipe(
+            at_seed,
+            &RunOptions {
+                run_dir: Some(dir.clone()),
+                resume: false,
+                device: args.device,
+                threads: args.threads,
+                on_bad_input: BadInputPolicy::Fail,
+                evaluate: false,
+                progress: false,
+                stop: Arc::new(AtomicBool::new(false)),
+            },
+        )?;
         let (a, p, t) = fine_tune_once(&dir, &[], seed, false, args)?;
         protocol = p;
         secs[0] += report.summary.seconds + t;

@@ -14,9 +14,10 @@ use crate::error::BadInputPolicy;
 use crate::eval::downstream::{fit_mlp_probe, split_indices, MlpProbeConfig, Task};
 use crate::eval::gbdt::{fit_gbdt, GbdtConfig};
 use crate::recipe::Recipe;
-use crate::run::commands::{self, PretrainArgs};
+use crate::run::commands;
 use crate::run::folder::RunFolder;
 use crate::run::pipeline;
+use crate::run::RunOptions;
 use crate::views::ViewSource;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -298,12 +299,12 @@ pub fn tabular(
             ..args.probe.clone()
         };
         let n_methods = recipes.len();
-        for ((recipe, path), row) in recipes.iter().zip(&args.recipes).zip(&mut report.rows) {
+        for (recipe, row) in recipes.iter().zip(&mut report.rows) {
             let t = Instant::now();
             let run_dir = args.runs.join(format!("{}-seed{seed}", recipe.name));
             let resume = args.resume && RunFolder::exists(&run_dir);
-            let mut overrides = args.overrides.clone();
-            overrides.push(format!("seed={seed}"));
+            let mut at_seed = recipe.clone();
+            at_seed.seed = seed;
             log(&format!(
                 "{} seed {seed}: {} into {}",
                 row.name,
@@ -314,18 +315,19 @@ pub fn tabular(
                 },
                 run_dir.display()
             ));
-            commands::pretrain(PretrainArgs {
-                recipe: path.clone(),
-                overrides: overrides.clone(),
-                run_dir: Some(run_dir.clone()),
-                resume,
-                device: args.device,
-                threads: args.threads,
-                on_bad_input: BadInputPolicy::Fail,
-                evaluate: false,
-                progress: false,
-                stop: args.stop.clone(),
-            })?;
+            commands::pretrain_recipe(
+                at_seed,
+                &RunOptions {
+                    run_dir: Some(run_dir.clone()),
+                    resume,
+                    device: args.device,
+                    threads: args.threads,
+                    on_bad_input: BadInputPolicy::Fail,
+                    evaluate: false,
+                    progress: false,
+                    stop: args.stop.clone(),
+                },
+            )?;
             let loaded = commands::load_run(&run_dir, &[], args.device, BadInputPolicy::Fail)?;
             let m = loaded.model.method.as_ref();
             let batch = recipe.eval.batch;

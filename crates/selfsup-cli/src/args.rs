@@ -1,0 +1,359 @@
+//! The command line: subcommands, their arguments and help, as clap parses them.
+use clap::{Parser, Subcommand, ValueEnum};
+use selfsup::error::BadInputPolicy;
+use selfsup::eval::suite::SuiteProtocol;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "selfsup",
+    version,
+    about = "Self-supervised pretraining and evaluation on libtorch"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// cpu, cuda or cuda:N
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: String,
+    /// libtorch threads (0 = all cores)
+    #[arg(long, global = true, default_value_t = 0)]
+    pub threads: usize,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Pretrain the recipe's encoder without labels, then evaluate it (kNN + linear probe,
+    /// beside the raw-input baselines) when the recipe has a labelled test split.
+    Pretrain {
+        recipe: PathBuf,
+        /// Override a recipe field, e.g. --set train.epochs=5 (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Run folder (default runs/<recipe name>)
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Continue the run in the run folder from its newest valid checkpoint
+        #[arg(long)]
+        resume: bool,
+        /// What to do with unreadable samples: fail (default) or skip and count them
+        #[arg(long, default_value = "fail")]
+        on_bad_input: BadInputPolicy,
+        /// Skip the evaluation after pretraining
+        #[arg(long)]
+        no_eval: bool,
+        /// No progress bar
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Evaluate representations: a run's latest checkpoint (with the raw-input baseline beside
+    /// it) or exported embeddings, under one or more protocols
+    Eval {
+        /// knn, knn-grid, linear, label-fractions, few-shot, cluster, calibration, all (every
+        /// one of these), fine-tune
+        #[arg(required = true, value_enum)]
+        protocols: Vec<ProtocolArg>,
+        /// A run folder
+        #[arg(long, conflicts_with_all = ["train", "test"])]
+        run: Option<PathBuf>,
+        /// Embeddings to fit probes / kNN memory on (.npy with .labels.npy, or .safetensors)
+        #[arg(long, requires = "test")]
+        train: Option<PathBuf>,
+        /// Embeddings to score
+        #[arg(long, requires = "train")]
+        test: Option<PathBuf>,
+        /// Seeds 0..N for protocols with randomness (label subsets, episodes, k-means)
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// First seed (seeds are first-seed..first-seed+N)
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Override an evaluation setting of the run's recipe, e.g. --set eval.knn_k=20
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Also write the records as JSON to this file
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// fine-tune: start from a freshly initialised encoder (seeded per seed) instead of the
+        /// run's checkpoint — the from-scratch control with the same budget
+        #[arg(long)]
+        from_scratch: bool,
+    },
+    /// Graph recipes (Planetoid node classification, TU graph classification): pretrain one
+    /// fresh model per seed, score it with the recipe's protocol, print the table beside the
+    /// raw-feature baseline and the paper's figure
+    Graph {
+        /// One or more graph recipes (e.g. recipes/graph/*.toml)
+        #[arg(required = true)]
+        recipes: Vec<PathBuf>,
+        /// Override a recipe field in every recipe, e.g. --set train.epochs=100 (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Use seeds 0..N instead of the recipes' seed lists
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Folder for the run folders (one per recipe and seed; must not hold them yet, unless
+        /// resuming)
+        #[arg(long, default_value = "runs/graph")]
+        runs: PathBuf,
+        /// Write every result (per seed, with details) as JSON to this file, rewritten after
+        /// each seed so that an interrupted table keeps its finished seeds
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue an interrupted table: seeds already in the --out file are taken from it
+        /// (refused if their recipe's settings changed), an interrupted pretraining continues
+        /// from its run folder's last checkpoint, the rest are run
+        #[arg(long, requires = "out")]
+        resume: bool,
+        /// Also write each seed's embeddings and labels as .npy files into this folder
+        #[arg(long)]
+        save_embeddings: Option<PathBuf>,
+    },
+    /// Compare methods at an equal budget: pretrain each recipe once per seed, score kNN and
+    /// linear-probe accuracy and the effective rank on the test split, beside the raw inputs
+    /// and an untrained encoder measured by the same code
+    Compare {
+        /// One recipe per method (e.g. recipes/fmnist/*.toml); epochs, batch, encoder and
+        /// training samples must agree (force them with --set)
+        #[arg(required = true)]
+        recipes: Vec<PathBuf>,
+        /// Override a field in every recipe, e.g. --set train.epochs=2 (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Seeds first-seed..first-seed+N
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// First seed, e.g. to add seeds to an earlier comparison
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Folder for the run folders (one per recipe and seed; must not hold them yet, unless
+        /// resuming)
+        #[arg(long, default_value = "runs/compare")]
+        runs: PathBuf,
+        /// Write every figure (per seed) as JSON to this file, rewritten after each seed so
+        /// that an interrupted comparison keeps its finished seeds
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue an interrupted comparison: seeds already in the --out file are taken from it
+        /// (refused if their recipe's settings changed), an interrupted pretraining continues
+        /// from its run folder's last checkpoint, the rest are run
+        #[arg(long, requires = "out")]
+        resume: bool,
+        /// Pretrainings run at once, each with --threads / N libtorch threads; the figures are
+        /// those of a sequential comparison at that thread count
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        jobs: u64,
+    },
+    /// Tables, as tabular SSL papers report them: per seed, pretrain each recipe's method on the
+    /// training rows, then train the same MLP on its frozen representations, on the raw
+    /// features, and gradient-boosted trees on the raw features; accuracy or RMSE on the test rows
+    Tabular {
+        /// One recipe per method, all on the same table (e.g. recipes/tables/*-adult.toml)
+        #[arg(required = true)]
+        recipes: Vec<PathBuf>,
+        /// Override a field in every recipe (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Seeds first-seed..first-seed+N
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        /// First seed, e.g. to add seeds to an earlier table
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Folder for the run folders (one per recipe and seed)
+        #[arg(long, default_value = "runs/tabular")]
+        runs: PathBuf,
+        /// Fraction of the training rows used for early stopping
+        #[arg(long, default_value_t = 0.2)]
+        val_fraction: f64,
+        /// Without a test file: fraction of the rows held out for testing
+        #[arg(long, default_value_t = 0.2)]
+        test_fraction: f64,
+        /// Most epochs of the downstream MLP (early stopping usually ends it sooner)
+        #[arg(long, default_value_t = 100)]
+        mlp_epochs: usize,
+        /// Skip the gradient-boosted-trees baseline
+        #[arg(long)]
+        no_gbdt: bool,
+        /// Write every figure (per seed) as JSON to this file, rewritten after each seed so
+        /// that an interrupted table keeps its finished seeds
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue an interrupted table: seeds already in the --out file are taken from it
+        /// (refused if the settings changed), an interrupted pretraining continues from its
+        /// run folder's last checkpoint, the rest are run
+        #[arg(long, requires = "out")]
+        resume: bool,
+    },
+    /// Self-pretraining ("never train from scratch"): pretrain the recipe's method on the task's
+    /// own training inputs, fine-tune with the recipe's eval.finetune_* protocol, and print it
+    /// beside two from-scratch controls (same fine-tune; fine-tune for as many epochs in all)
+    SelfPretrain {
+        recipe: PathBuf,
+        /// Override a recipe field (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Seeds 0..N
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Folder for the run folders (one per seed)
+        #[arg(long, default_value = "runs/self-pretrain")]
+        runs: PathBuf,
+        /// Write every figure (per seed) as JSON to this file
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Performance: the reference workloads (W1 SimCLR step, W2 Barlow Twins step, W3 MAE step,
+    /// W4 matmul), the view pipeline alone, a graph pretraining epoch, and whole end-to-end runs,
+    /// with the PyTorch reference interleaved when a Python with torch is found; prints
+    /// samples/s (median, p10/p90), peak memory and the ratio
+    Bench {
+        /// grad, w1, w2, w3, w3sdpa, w3explicit, w4, pipeline, graph-epoch, e2e (default: w1
+        /// w2 w3 w4 pipeline). graph-epoch: pretraining epochs of --graph-recipe. e2e: whole pretraining runs of --e2e-recipe against
+        /// torch_e2e_reference.py, one per seed 0..rounds, interleaved
+        #[arg(value_enum)]
+        workloads: Vec<WorkloadArg>,
+        /// Timed steps per workload and round
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Rounds, each running ours then the reference
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Python with torch for the reference (default: python3 if it imports torch)
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// No reference run
+        #[arg(long)]
+        no_reference: bool,
+        /// The PyTorch reference script
+        #[arg(long, default_value = "../shared/bench/torch_reference.py")]
+        script: PathBuf,
+        /// Recipes whose view pipeline is timed
+        #[arg(long = "pipeline-recipe", default_values = ["recipes/quickstart.toml", "recipes/scarf-adult.toml"])]
+        pipeline_recipes: Vec<PathBuf>,
+        /// The node-level graph recipe timed by graph-epoch
+        #[arg(long, default_value = "recipes/graph/graphmae-cora.toml")]
+        graph_recipe: PathBuf,
+        /// e2e: the recipe both engines run (its model, views, batch and optimiser must be ones
+        /// the reference can express)
+        #[arg(long, default_value = "recipes/quickstart.toml")]
+        e2e_recipe: PathBuf,
+        /// e2e: recipe overrides (repeatable); the default gives the reference's CNN
+        #[arg(long = "e2e-set", value_name = "KEY=VALUE", default_values = ["encoder.widths=[32,64,128,256]"])]
+        e2e_overrides: Vec<String>,
+        /// e2e: the PyTorch + torchvision reference pipeline
+        #[arg(long, default_value = "../shared/bench/torch_e2e_reference.py")]
+        e2e_script: PathBuf,
+        /// e2e: the reference's DataLoader worker processes
+        #[arg(long, default_value_t = 2)]
+        e2e_workers: usize,
+        /// e2e: stop each run after N steps (smoke runs)
+        #[arg(long)]
+        e2e_max_steps: Option<u64>,
+        /// e2e: timed model-only steps per seed (0: skip)
+        #[arg(long, default_value_t = 20)]
+        e2e_model_steps: usize,
+        /// e2e: where our run folders go (scratch: ours-seed<k> there is replaced on each run)
+        #[arg(long, default_value = "runs/bench-e2e")]
+        e2e_runs: PathBuf,
+        /// Also write the results as JSON ({"steps": [...], "e2e": {...}})
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a run's representations of a split to .npy or .safetensors
+    Embed {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "test")]
+        split: SplitArg,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum ProtocolArg {
+    Knn,
+    KnnGrid,
+    Linear,
+    LabelFractions,
+    FewShot,
+    Cluster,
+    Calibration,
+    /// Fine-tune the run's whole encoder with a fresh head (needs --run; not part of `all`)
+    FineTune,
+    All,
+}
+
+impl ProtocolArg {
+    pub fn protocols(args: &[ProtocolArg]) -> Vec<SuiteProtocol> {
+        let mut v = Vec::new();
+        for a in args {
+            let add: &[SuiteProtocol] = match a {
+                ProtocolArg::Knn => &[SuiteProtocol::Knn],
+                ProtocolArg::KnnGrid => &[SuiteProtocol::KnnGrid],
+                ProtocolArg::Linear => &[SuiteProtocol::Linear],
+                ProtocolArg::LabelFractions => &[SuiteProtocol::LabelFractions],
+                ProtocolArg::FewShot => &[SuiteProtocol::FewShot],
+                ProtocolArg::Cluster => &[SuiteProtocol::Cluster],
+                ProtocolArg::Calibration => &[SuiteProtocol::Calibration],
+                ProtocolArg::FineTune => &[],
+                ProtocolArg::All => &SuiteProtocol::ALL,
+            };
+            for p in add {
+                if !v.contains(p) {
+                    v.push(*p);
+                }
+            }
+        }
+        v
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum WorkloadArg {
+    W1,
+    W2,
+    W3,
+    W3sdpa,
+    W3explicit,
+    W4,
+    Pipeline,
+    Grad,
+    E2e,
+    GraphEpoch,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Test,
+}
+
+impl WorkloadArg {
+    /// The library's workload, or `None` for the end-to-end runs (`e2e`).
+    pub fn workload(self) -> Option<selfsup::bench::Workload> {
+        use selfsup::bench::Workload;
+        Some(match self {
+            WorkloadArg::W1 => Workload::W1,
+            WorkloadArg::W2 => Workload::W2,
+            WorkloadArg::W3 => Workload::W3,
+            WorkloadArg::W3sdpa => Workload::W3Sdpa,
+            WorkloadArg::W3explicit => Workload::W3Explicit,
+            WorkloadArg::W4 => Workload::W4,
+            WorkloadArg::Pipeline => Workload::Pipeline,
+            WorkloadArg::Grad => Workload::Grad,
+            WorkloadArg::GraphEpoch => Workload::GraphEpoch,
+            WorkloadArg::E2e => return None,
+        })
+    }
+}
+
+impl From<SplitArg> for selfsup::run::commands::Split {
+    fn from(s: SplitArg) -> Self {
+        match s {
+            SplitArg::Train => selfsup::run::commands::Split::Train,
+            SplitArg::Test => selfsup::run::commands::Split::Test,
+        }
+    }
+}
