@@ -89,9 +89,12 @@ pub enum Command {
         /// Override a recipe field in every recipe, e.g. --set train.epochs=100 (repeatable)
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// Use seeds 0..N instead of the recipes' seed lists
+        /// Use seeds first-seed..first-seed+N instead of the recipes' seed lists
         #[arg(long)]
         seeds: Option<u64>,
+        /// First seed with --seeds, e.g. to add seeds to an earlier table
+        #[arg(long, default_value_t = 0, requires = "seeds")]
+        first_seed: u64,
         /// Folder for the run folders (one per recipe and seed; must not hold them yet, unless
         /// resuming)
         #[arg(long, default_value = "runs/graph")]

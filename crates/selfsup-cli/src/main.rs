@@ -125,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             recipes,
             overrides,
             seeds,
+            first_seed,
             runs,
             out,
             resume,
@@ -146,6 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             };
             // Every recipe is checked before time is spent on the first.
+            let seeds = seeds.map(|n| (first_seed..first_seed + n.max(1)).collect());
             let recipes = load_recipes(&recipes, &overrides, seeds)?;
             let results = run_tables(&recipes, &opts, out.as_deref())?;
             show(&format_results(&results), out, &results)?;

@@ -180,11 +180,11 @@ pub fn run_table(
     Ok(summary(&seeds))
 }
 
-/// Reads graph recipes for a table: each with `seeds` replaced by 0..N when `n_seeds` is given.
+/// Reads graph recipes for a table: each with its `seeds` replaced by `seeds` when given.
 pub fn load_recipes(
     paths: &[PathBuf],
     overrides: &[String],
-    n_seeds: Option<u64>,
+    seeds: Option<Vec<u64>>,
 ) -> Result<Vec<Recipe>> {
     let mut out = Vec::new();
     for path in paths {
@@ -194,8 +194,8 @@ pub fn load_recipes(
             "{}: not a graph recipe (its data.format is not planetoid, planetoid_npz or tu)",
             path.display()
         );
-        if let Some(n) = n_seeds {
-            r.seeds = Some((0..n.max(1)).collect());
+        if let Some(s) = &seeds {
+            r.seeds = Some(s.clone());
         }
         out.push(r);
     }
