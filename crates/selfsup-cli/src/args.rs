@@ -210,59 +210,7 @@ pub enum Command {
     /// W4 matmul), the view pipeline alone, a graph pretraining epoch, and whole end-to-end runs,
     /// with the PyTorch reference interleaved when a Python with torch is found; prints
     /// samples/s (median, p10/p90), peak memory and the ratio
-    Bench {
-        /// grad, w1, w2, w3, w3sdpa, w3explicit, w4, pipeline, graph-epoch, e2e (default: w1
-        /// w2 w3 w4 pipeline). graph-epoch: pretraining epochs of --graph-recipe. e2e: whole pretraining runs of --e2e-recipe against
-        /// torch_e2e_reference.py, one per seed 0..rounds, interleaved
-        #[arg(value_enum)]
-        workloads: Vec<WorkloadArg>,
-        /// Timed steps per workload and round
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        /// Rounds, each running ours then the reference
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Python with torch for the reference (default: python3 if it imports torch)
-        #[arg(long)]
-        python: Option<PathBuf>,
-        /// No reference run
-        #[arg(long)]
-        no_reference: bool,
-        /// The PyTorch reference script
-        #[arg(long, default_value = "../shared/bench/torch_reference.py")]
-        script: PathBuf,
-        /// Recipes whose view pipeline is timed
-        #[arg(long = "pipeline-recipe", default_values = ["recipes/quickstart.toml", "recipes/scarf-adult.toml"])]
-        pipeline_recipes: Vec<PathBuf>,
-        /// The node-level graph recipe timed by graph-epoch
-        #[arg(long, default_value = "recipes/graph/graphmae-cora.toml")]
-        graph_recipe: PathBuf,
-        /// e2e: the recipe both engines run (its model, views, batch and optimiser must be ones
-        /// the reference can express)
-        #[arg(long, default_value = "recipes/quickstart.toml")]
-        e2e_recipe: PathBuf,
-        /// e2e: recipe overrides (repeatable); the default gives the reference's CNN
-        #[arg(long = "e2e-set", value_name = "KEY=VALUE", default_values = ["encoder.widths=[32,64,128,256]"])]
-        e2e_overrides: Vec<String>,
-        /// e2e: the PyTorch + torchvision reference pipeline
-        #[arg(long, default_value = "../shared/bench/torch_e2e_reference.py")]
-        e2e_script: PathBuf,
-        /// e2e: the reference's DataLoader worker processes
-        #[arg(long, default_value_t = 2)]
-        e2e_workers: usize,
-        /// e2e: stop each run after N steps (smoke runs)
-        #[arg(long)]
-        e2e_max_steps: Option<u64>,
-        /// e2e: timed model-only steps per seed (0: skip)
-        #[arg(long, default_value_t = 20)]
-        e2e_model_steps: usize,
-        /// e2e: where our run folders go (scratch: ours-seed<k> there is replaced on each run)
-        #[arg(long, default_value = "runs/bench-e2e")]
-        e2e_runs: PathBuf,
-        /// Also write the results as JSON ({"steps": [...], "e2e": {...}})
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Bench(BenchCli),
     /// Write a run's representations of a split to .npy or .safetensors
     Embed {
         #[arg(long)]
@@ -357,6 +305,98 @@ impl From<SplitArg> for selfsup::run::commands::Split {
         match s {
             SplitArg::Train => selfsup::run::commands::Split::Train,
             SplitArg::Test => selfsup::run::commands::Split::Test,
+        }
+    }
+}
+
+/// `selfsup bench`'s arguments.
+#[derive(clap::Args)]
+pub struct BenchCli {
+    /// grad, w1, w2, w3, w3sdpa, w3explicit, w4, pipeline, graph-epoch, e2e (default: w1
+    /// w2 w3 w4 pipeline). graph-epoch: pretraining epochs of --graph-recipe. e2e: whole pretraining runs of --e2e-recipe against
+    /// torch_e2e_reference.py, one per seed 0..rounds, interleaved
+    #[arg(value_enum)]
+    pub workloads: Vec<WorkloadArg>,
+    /// Timed steps per workload and round
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Rounds, each running ours then the reference
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Python with torch for the reference (default: python3 if it imports torch)
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// No reference run
+    #[arg(long)]
+    pub no_reference: bool,
+    /// The PyTorch reference script
+    #[arg(long, default_value = "../shared/bench/torch_reference.py")]
+    pub script: PathBuf,
+    /// Recipes whose view pipeline is timed
+    #[arg(long = "pipeline-recipe", default_values = ["recipes/quickstart.toml", "recipes/scarf-adult.toml"])]
+    pub pipeline_recipes: Vec<PathBuf>,
+    /// The node-level graph recipe timed by graph-epoch
+    #[arg(long, default_value = "recipes/graph/graphmae-cora.toml")]
+    pub graph_recipe: PathBuf,
+    /// e2e: the recipe both engines run (its model, views, batch and optimiser must be ones
+    /// the reference can express)
+    #[arg(long, default_value = "recipes/quickstart.toml")]
+    pub e2e_recipe: PathBuf,
+    /// e2e: recipe overrides (repeatable); the default gives the reference's CNN
+    #[arg(long = "e2e-set", value_name = "KEY=VALUE", default_values = ["encoder.widths=[32,64,128,256]"])]
+    pub e2e_overrides: Vec<String>,
+    /// e2e: the PyTorch + torchvision reference pipeline
+    #[arg(long, default_value = "../shared/bench/torch_e2e_reference.py")]
+    pub e2e_script: PathBuf,
+    /// e2e: the reference's DataLoader worker processes
+    #[arg(long, default_value_t = 2)]
+    pub e2e_workers: usize,
+    /// e2e: stop each run after N steps (smoke runs)
+    #[arg(long)]
+    pub e2e_max_steps: Option<u64>,
+    /// e2e: timed model-only steps per seed (0: skip)
+    #[arg(long, default_value_t = 20)]
+    pub e2e_model_steps: usize,
+    /// e2e: where our run folders go (scratch: ours-seed<k> there is replaced on each run)
+    #[arg(long, default_value = "runs/bench-e2e")]
+    pub e2e_runs: PathBuf,
+    /// Also write the results as JSON ({"steps": [...], "e2e": {...}})
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl BenchCli {
+    /// The library's benchmark request (no workload named: W1–W4 and the view pipeline).
+    pub fn command(
+        self,
+        device: tch::Device,
+        threads: usize,
+    ) -> selfsup::bench::command::BenchCommand {
+        use WorkloadArg as W;
+        let chosen = if self.workloads.is_empty() {
+            vec![W::W1, W::W2, W::W3, W::W4, W::Pipeline]
+        } else {
+            self.workloads
+        };
+        selfsup::bench::command::BenchCommand {
+            workloads: chosen.iter().filter_map(|w| w.workload()).collect(),
+            e2e: chosen.contains(&W::E2e),
+            steps: self.steps,
+            rounds: self.rounds,
+            python: self.python,
+            no_reference: self.no_reference,
+            script: self.script,
+            pipeline_recipes: self.pipeline_recipes,
+            graph_recipe: self.graph_recipe,
+            e2e_recipe: self.e2e_recipe,
+            e2e_overrides: self.e2e_overrides,
+            e2e_script: self.e2e_script,
+            e2e_workers: self.e2e_workers,
+            e2e_max_steps: self.e2e_max_steps,
+            e2e_model_steps: self.e2e_model_steps,
+            e2e_runs: self.e2e_runs,
+            device,
+            threads,
         }
     }
 }

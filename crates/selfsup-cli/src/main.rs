@@ -229,50 +229,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &report,
             )?;
         }
-        Command::Bench {
-            workloads,
-            steps,
-            rounds,
-            python,
-            no_reference,
-            script,
-            pipeline_recipes,
-            graph_recipe,
-            e2e_recipe,
-            e2e_overrides,
-            e2e_script,
-            e2e_workers,
-            e2e_max_steps,
-            e2e_model_steps,
-            e2e_runs,
-            out,
-        } => {
-            use args::WorkloadArg as W;
-            let chosen = if workloads.is_empty() {
-                vec![W::W1, W::W2, W::W3, W::W4, W::Pipeline]
-            } else {
-                workloads
-            };
-            let figures = selfsup::bench::command::run(selfsup::bench::command::BenchCommand {
-                workloads: chosen.iter().filter_map(|w| w.workload()).collect(),
-                e2e: chosen.contains(&W::E2e),
-                steps,
-                rounds,
-                python,
-                no_reference,
-                script,
-                pipeline_recipes,
-                graph_recipe,
-                e2e_recipe,
-                e2e_overrides,
-                e2e_script,
-                e2e_workers,
-                e2e_max_steps,
-                e2e_model_steps,
-                e2e_runs,
-                device,
-                threads: cli.threads,
-            })?;
+        Command::Bench(b) => {
+            let out = b.out.clone();
+            let figures = selfsup::bench::command::run(b.command(device, cli.threads))?;
             save_table(out.as_deref(), &figures)?;
         }
         Command::SelfPretrain {

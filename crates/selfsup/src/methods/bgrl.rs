@@ -159,11 +159,8 @@ pub fn ema_rate(base: f64, progress: f64) -> f64 {
 
 
 impl super::MethodSpec for BgrlConfig {
-    fn modality(&self) -> super::Modality {
-        super::Modality::Graphs
-    }
-    fn encoders(&self) -> &'static [&'static str] {
-        &["gcn", "gat", "gin"]
+    fn needs(&self) -> super::Needs {
+        super::Needs::GRAPH
     }
     fn validate(&self) -> crate::rules::R {
         use crate::rules;

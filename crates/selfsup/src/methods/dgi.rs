@@ -75,11 +75,8 @@ impl GraphMethod for Dgi {
 }
 
 impl super::MethodSpec for DgiConfig {
-    fn modality(&self) -> super::Modality {
-        super::Modality::Graphs
-    }
-    fn encoders(&self) -> &'static [&'static str] {
-        &["gcn", "gat", "gin"]
+    fn needs(&self) -> super::Needs {
+        super::Needs::GRAPH
     }
     fn validate(&self) -> crate::rules::R {
         // DGI has no settings of its own (its encoder and protocol carry them).

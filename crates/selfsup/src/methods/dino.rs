@@ -198,8 +198,11 @@ impl Method for Dino {
 }
 
 impl super::MethodSpec for DinoConfig {
-    fn accepts_local_crops(&self) -> bool {
-        true
+    fn needs(&self) -> super::Needs {
+        super::Needs {
+            local_crops: true,
+            ..super::Needs::JOINT
+        }
     }
     fn validate(&self) -> crate::rules::R {
         use crate::rules;

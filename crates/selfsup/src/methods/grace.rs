@@ -86,11 +86,8 @@ impl GraphMethod for Grace {
 }
 
 impl super::MethodSpec for GraceConfig {
-    fn modality(&self) -> super::Modality {
-        super::Modality::Graphs
-    }
-    fn encoders(&self) -> &'static [&'static str] {
-        &["gcn", "gat", "gin"]
+    fn needs(&self) -> super::Needs {
+        super::Needs::GRAPH
     }
     fn validate(&self) -> crate::rules::R {
         use crate::rules;

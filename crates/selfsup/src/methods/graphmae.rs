@@ -196,11 +196,11 @@ impl GraphMethod for GraphMae {
 }
 
 impl super::MethodSpec for GraphMaeConfig {
-    fn modality(&self) -> super::Modality {
-        super::Modality::Graphs
-    }
-    fn encoders(&self) -> &'static [&'static str] {
-        &["gat", "gin"]
+    fn needs(&self) -> super::Needs {
+        super::Needs {
+            encoders: &["gat", "gin"],
+            ..super::Needs::GRAPH
+        }
     }
     fn validate(&self) -> crate::rules::R {
         use crate::rules;

@@ -126,42 +126,63 @@ pub enum Modality {
     Graphs,
 }
 
+/// What a method needs of the data and the encoder; the recipe's rules and the loader read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// The data it trains on.
+    pub modality: Modality,
+    /// Global views per sample: two for joint-embedding methods, one for masked ones.
+    pub global_views: usize,
+    /// One view plus a token mask, on a token encoder (masked prediction).
+    pub masked: bool,
+    /// Defined on table features only.
+    pub tables: bool,
+    /// Multi-crop local views may be added (`views.local_crops`).
+    pub local_crops: bool,
+    /// Training needs class labels.
+    pub labels: bool,
+    /// The `encoder.kind`s it works on (empty: any encoder of its modality).
+    pub encoders: &'static [&'static str],
+    /// Smallest batch for which the objective is defined (contrastive losses need a negative;
+    /// batch statistics need two samples).
+    pub min_batch: usize,
+}
+
+impl Needs {
+    /// Two augmented views of each sample, any sample encoder.
+    pub const JOINT: Needs = Needs {
+        modality: Modality::Samples,
+        global_views: 2,
+        masked: false,
+        tables: false,
+        local_crops: false,
+        labels: false,
+        encoders: &[],
+        min_batch: 2,
+    };
+    /// One view and a patch mask, on a ViT (MAE, SimMIM, CAE, I-JEPA).
+    pub const MASKED_VIT: Needs = Needs {
+        global_views: 1,
+        masked: true,
+        encoders: &["vit"],
+        ..Needs::JOINT
+    };
+    /// A graph (or a batch of graphs) and a graph encoder.
+    pub const GRAPH: Needs = Needs {
+        modality: Modality::Graphs,
+        global_views: 0,
+        encoders: &["gcn", "gat", "gin"],
+        ..Needs::JOINT
+    };
+}
+
 /// What a method's configuration knows about the method: what it needs of the data and the
 /// encoder, the rules its fields obey, and how to build it. Implemented by each method's config
 /// type, next to the method; the registry dispatches to it.
 pub trait MethodSpec {
-    /// The data the method trains on.
-    fn modality(&self) -> Modality {
-        Modality::Samples
-    }
-    /// Global views per sample: two for joint-embedding methods, one for masked ones.
-    fn n_global_views(&self) -> usize {
-        2
-    }
-    /// Masked-prediction methods: one view plus a token mask, on a token encoder.
-    fn is_masked(&self) -> bool {
-        false
-    }
-    /// Methods defined on table features only.
-    fn needs_tables(&self) -> bool {
-        false
-    }
-    /// Whether multi-crop local views may be added (`views.local_crops`).
-    fn accepts_local_crops(&self) -> bool {
-        false
-    }
-    /// Whether training needs class labels.
-    fn needs_labels(&self) -> bool {
-        false
-    }
-    /// Smallest batch for which the objective is defined (contrastive losses need a negative;
-    /// batch statistics need two samples).
-    fn min_batch(&self) -> usize {
-        2
-    }
-    /// The `encoder.kind`s the method works on (empty: any encoder of its modality).
-    fn encoders(&self) -> &'static [&'static str] {
-        &[]
+    /// What the method needs of the data and the encoder.
+    fn needs(&self) -> Needs {
+        Needs::JOINT
     }
     /// The rules of the method's own fields (`method.*`).
     fn validate(&self) -> crate::rules::R;
@@ -226,26 +247,29 @@ macro_rules! registry {
 }
 
 impl MethodConfig {
+    pub fn needs(&self) -> Needs {
+        self.spec().needs()
+    }
     pub fn n_global_views(&self) -> usize {
-        self.spec().n_global_views()
+        self.needs().global_views
     }
     pub fn is_masked(&self) -> bool {
-        self.spec().is_masked()
+        self.needs().masked
     }
     pub fn needs_tables(&self) -> bool {
-        self.spec().needs_tables()
+        self.needs().tables
     }
     pub fn accepts_local_crops(&self) -> bool {
-        self.spec().accepts_local_crops()
+        self.needs().local_crops
     }
     pub fn needs_labels(&self) -> bool {
-        self.spec().needs_labels()
+        self.needs().labels
     }
     pub fn min_batch(&self) -> usize {
-        self.spec().min_batch()
+        self.needs().min_batch
     }
     pub fn modality(&self) -> Modality {
-        self.spec().modality()
+        self.needs().modality
     }
 }
 

@@ -114,14 +114,8 @@ impl Method for SimMim {
 }
 
 impl super::MethodSpec for SimMimConfig {
-    fn n_global_views(&self) -> usize {
-        1
-    }
-    fn is_masked(&self) -> bool {
-        true
-    }
-    fn encoders(&self) -> &'static [&'static str] {
-        &["vit"]
+    fn needs(&self) -> super::Needs {
+        super::Needs::MASKED_VIT
     }
     fn validate(&self) -> crate::rules::R {
         use crate::rules;

@@ -85,8 +85,11 @@ impl Method for SupCon {
 }
 
 impl super::MethodSpec for SupConConfig {
-    fn needs_labels(&self) -> bool {
-        true
+    fn needs(&self) -> super::Needs {
+        super::Needs {
+            labels: true,
+            ..super::Needs::JOINT
+        }
     }
     fn validate(&self) -> crate::rules::R {
         use crate::rules;

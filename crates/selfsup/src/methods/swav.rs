@@ -136,8 +136,11 @@ impl Method for Swav {
 }
 
 impl super::MethodSpec for SwavConfig {
-    fn accepts_local_crops(&self) -> bool {
-        true
+    fn needs(&self) -> super::Needs {
+        super::Needs {
+            local_crops: true,
+            ..super::Needs::JOINT
+        }
     }
     fn validate(&self) -> crate::rules::R {
         use crate::rules;

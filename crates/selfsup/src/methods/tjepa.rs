@@ -189,17 +189,12 @@ impl Method for Tjepa {
 }
 
 impl super::MethodSpec for TjepaConfig {
-    fn n_global_views(&self) -> usize {
-        1
-    }
-    fn is_masked(&self) -> bool {
-        true
-    }
-    fn needs_tables(&self) -> bool {
-        true
-    }
-    fn encoders(&self) -> &'static [&'static str] {
-        &["feature_transformer"]
+    fn needs(&self) -> super::Needs {
+        super::Needs {
+            tables: true,
+            encoders: &["feature_transformer"],
+            ..super::Needs::MASKED_VIT
+        }
     }
     fn validate(&self) -> crate::rules::R {
         use crate::rules;

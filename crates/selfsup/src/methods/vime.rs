@@ -88,11 +88,12 @@ impl Method for Vime {
 
 
 impl super::MethodSpec for VimeConfig {
-    fn needs_tables(&self) -> bool {
-        true
-    }
-    fn encoders(&self) -> &'static [&'static str] {
-        &["mlp"]
+    fn needs(&self) -> super::Needs {
+        super::Needs {
+            tables: true,
+            encoders: &["mlp"],
+            ..super::Needs::JOINT
+        }
     }
     fn validate(&self) -> crate::rules::R {
         use crate::rules;

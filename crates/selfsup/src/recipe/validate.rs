@@ -300,14 +300,14 @@ impl Recipe {
     fn validate_method(&self) -> R {
         let spec = self.method.spec();
         spec.validate()?;
-        let kinds = spec.encoders();
+        let kinds = spec.needs().encoders;
         if !kinds.is_empty() && !kinds.contains(&self.encoder.kind()) {
             return Err(RecipeError::NeedsEncoder {
                 method: self.method.name(),
                 kind: kinds.join(" or "),
             });
         }
-        let min = spec.min_batch();
+        let min = spec.needs().min_batch;
         if self.train.batch_size < min {
             return Err(RecipeError::BatchTooSmall {
                 method: self.method.name(),
