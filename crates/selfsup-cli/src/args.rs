@@ -24,8 +24,10 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Pretrain the recipe's encoder without labels, then evaluate it (kNN + linear probe,
-    /// beside the raw-input baselines) when the recipe has a labelled test split.
+    /// beside the raw-input baselines) when the recipe has a labelled test split; a graph
+    /// recipe is scored by its [eval.graph] protocol beside the raw node features.
     Pretrain {
+        /// The recipe (TOML), e.g. recipes/quickstart.toml or recipes/graph/dgi-cora.toml
         recipe: PathBuf,
         /// Override a recipe field, e.g. --set train.epochs=5 (repeatable)
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -192,6 +194,7 @@ pub enum Command {
     /// own training inputs, fine-tune with the recipe's eval.finetune_* protocol, and print it
     /// beside two from-scratch controls (same fine-tune; fine-tune for as many epochs in all)
     SelfPretrain {
+        /// The recipe (TOML) whose method and fine-tuning protocol are run
         recipe: PathBuf,
         /// Override a recipe field (repeatable)
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -213,10 +216,13 @@ pub enum Command {
     Bench(BenchCli),
     /// Write a run's representations of a split to .npy or .safetensors
     Embed {
+        /// The run folder whose latest checkpoint embeds
         #[arg(long)]
         run: PathBuf,
+        /// Output file: .npy (labels beside it in .labels.npy) or .safetensors
         #[arg(long)]
         out: PathBuf,
+        /// Which split of the recipe's data (graph runs export every node or graph)
         #[arg(long, value_enum, default_value = "test")]
         split: SplitArg,
     },

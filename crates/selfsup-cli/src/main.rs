@@ -8,11 +8,13 @@ mod args;
 use args::{Cli, Command, ProtocolArg};
 use clap::Parser;
 use selfsup::error::{BadInputPolicy, DataError};
+use selfsup::eval::downstream::MlpProbeConfig;
 use selfsup::eval::suite::format_records;
 use selfsup::recipe::RecipeError;
 use selfsup::run::commands::{self, EvalSource, PretrainArgs};
 use selfsup::run::pipeline::format_table;
 use selfsup::study::table_file::{save as save_table, saved as saved_table};
+use selfsup::study::{compare, tabular};
 use selfsup::train::trainer::{self, TrainStop};
 use std::process::ExitCode;
 
@@ -164,8 +166,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let stop = trainer::install_signal_handlers()?;
             let previous = saved_table(out.as_deref(), resume, "selfsup compare --out")?;
-            let report = selfsup::study::compare::compare(
-                selfsup::study::compare::CompareArgs {
+            let report = compare::compare(
+                compare::CompareArgs {
                     recipes,
                     overrides,
                     seeds: (first_seed..first_seed + seeds).collect(),
@@ -180,11 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 |so_far| save_table(out.as_deref(), so_far),
                 |line| eprintln!("{line}"),
             )?;
-            show(
-                &selfsup::study::compare::format_report(&report),
-                out,
-                &report,
-            )?;
+            show(&compare::format_report(&report), out, &report)?;
         }
         Command::Tabular {
             recipes,
@@ -201,15 +199,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let stop = trainer::install_signal_handlers()?;
             let previous = saved_table(out.as_deref(), resume, "selfsup tabular --out")?;
-            let report = selfsup::study::tabular::tabular(
-                selfsup::study::tabular::TabularArgs {
+            let report = tabular::tabular(
+                tabular::TabularArgs {
                     recipes,
                     overrides,
                     seeds: (first_seed..first_seed + seeds.max(1)).collect(),
                     runs,
                     val_fraction,
                     test_fraction,
-                    probe: selfsup::eval::downstream::MlpProbeConfig {
+                    probe: MlpProbeConfig {
                         max_epochs: mlp_epochs,
                         ..Default::default()
                     },
@@ -223,11 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 |so_far| save_table(out.as_deref(), so_far),
                 |line| eprintln!("{line}"),
             )?;
-            show(
-                &selfsup::study::tabular::format_report(&report),
-                out,
-                &report,
-            )?;
+            show(&tabular::format_report(&report), out, &report)?;
         }
         Command::Bench(b) => {
             let out = b.out.clone();
@@ -253,8 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 |line| eprintln!("{line}"),
             )?;
-            println!("{}", format_report(&report));
-            save_table(out.as_deref(), &report)?;
+            show(&format_report(&report), out, &report)?;
         }
         Command::Embed { run, out, split } => {
             let (n, d) = commands::embed_run(&run, &out, split.into(), device, cli.threads)?;
