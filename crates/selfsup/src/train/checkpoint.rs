@@ -79,6 +79,16 @@ pub struct TrainState {
     pub early_stop: Option<EarlyStopState>,
 }
 
+impl TrainState {
+    /// Records the online monitor's accuracy at the current epoch (latest and best).
+    pub fn record_monitor(&mut self, acc: f64) {
+        self.last_monitor = Some((acc, self.epoch));
+        if self.best_monitor.is_none_or(|(b, _)| acc > b) {
+            self.best_monitor = Some((acc, self.epoch));
+        }
+    }
+}
+
 /// Where early stopping stands.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStopState {

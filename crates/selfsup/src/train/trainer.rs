@@ -159,44 +159,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         best: None,
     });
     if let Some(c) = resume {
-        if c.state.recipe_hash != st.recipe_hash {
-            bail!("{}: the checkpoint was trained with a different recipe (hash {} vs {}); refusing to resume", c.path.display(), c.state.recipe_hash, st.recipe_hash);
-        }
-        if c.state.data_fingerprint != st.data_fingerprint {
-            bail!("{}: the checkpoint was trained on different data (fingerprint {} vs {}); refusing to resume", c.path.display(), c.state.data_fingerprint, st.data_fingerprint);
-        }
-        checkpoint::restore_model(ctx.vs, &c.model, &c.path)?;
-        let (own, optimizer): (Vec<_>, Vec<_>) = c
-            .optimizer
-            .into_iter()
-            .partition(|(k, _)| k.starts_with("trainer."));
-        opt.load_state(optimizer, c.state.optimizer_steps)
-            .with_context(|| format!("{}", c.path.display()))?;
-        let mut best = Vec::new();
-        for (k, v) in own {
-            if k == GENERATOR_STATE {
-                let bytes = Vec::<u8>::try_from(&v)
-                    .with_context(|| format!("{}: {k}", c.path.display()))?;
-                let _lock = (!ctx.holds_generator_lock).then(crate::torch_rng::lock);
-                crate::torch_rng::set_cpu_state(&bytes)
-                    .with_context(|| format!("{}", c.path.display()))?;
-            } else if let Some(name) = k.strip_prefix(BEST_PREFIX) {
-                best.push((name.to_string(), v));
-            }
-        }
-        if let Some(e) = early.as_mut() {
-            e.best = (!best.is_empty()).then_some(best);
-        }
-        tracing::info!(
-            "resuming from {} (epoch {}, step {})",
-            c.path.display(),
-            c.state.epoch,
-            c.state.step
-        );
-        st = c.state;
-        if t.patience.is_some() && st.early_stop.is_none() {
-            st.early_stop = Some(EarlyStopState::default());
-        }
+        st = resume_from(c, &ctx, &st, &mut opt, &mut early)?;
     }
     let mut metrics = MetricsLog::open(&ctx.metrics_path, Some(st.step))?;
     let max_steps = t.max_steps.unwrap_or(u64::MAX);
@@ -204,32 +167,9 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
     let bar = progress_bar(ctx.progress, total.min(max_steps), st.step);
     let started = Instant::now();
     let first_step = st.step;
-    let (mut window_loss, mut window_n, mut window_start) = (0.0, 0u64, Instant::now());
+    let mut window = LossWindow::new();
     let mut last_loss = None;
     let mut saved_at = None;
-    let save = |st: &TrainState,
-                opt: &Optimizer,
-                early: &Option<EarlyStop>,
-                saved_at: &mut Option<u64>|
-     -> Result<PathBuf> {
-        let mut tensors = opt.state_tensors();
-        if let Ok(state) = crate::torch_rng::cpu_state() {
-            tensors.push((GENERATOR_STATE.to_string(), Tensor::from_slice(&state)));
-        }
-        if let Some(best) = early.as_ref().and_then(|e| e.best.as_ref()) {
-            for (k, v) in best {
-                tensors.push((format!("{BEST_PREFIX}{k}"), v.shallow_clone()));
-            }
-        }
-        *saved_at = Some(st.step);
-        Ok(checkpoint::save(
-            &ctx.checkpoints,
-            ctx.vs,
-            &tensors,
-            st,
-            t.keep_checkpoints,
-        )?)
-    };
 
     // Non-trainable state that forward passes change (batch-norm running statistics).
     let buffers: Vec<tch::Tensor> = ctx
@@ -282,8 +222,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 opt.step(lr);
                 ctx.learner.after_update(progress);
                 st.optimizer_steps = opt.steps;
-                window_loss += loss_v;
-                window_n += 1;
+                window.add(loss_v);
                 last_loss = Some(loss_v);
             } else {
                 tch::no_grad(|| {
@@ -313,26 +252,20 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             st.step_in_epoch += 1;
             bar.inc(1);
             if st.step % t.log_every == 0 {
-                let secs = window_start.elapsed().as_secs_f64();
-                let mean = if window_n > 0 {
-                    window_loss / window_n as f64
-                } else {
-                    f64::NAN
-                };
-                let sps =
-                    (t.log_every as usize * ctx.learner.samples_per_step()) as f64 / secs.max(1e-9);
-                // Collapse diagnostics on this batch's representations (RankMe, normalised std).
-                let z = ctx.learner.diagnostics();
-                let c = crate::stats::collapse::collapse_stats(&z.to_device(tch::Device::Cpu));
-                metrics.write(&json!({"step": st.step, "epoch": st.epoch, "loss": mean, "lr": lr, "samples_per_s": sps, "rankme": c.rankme, "normalised_std": c.normalised_std}))?;
-                bar.set_message(format!("loss {mean:.4}  {sps:.0} samples/s"));
-                (window_loss, window_n, window_start) = (0.0, 0, Instant::now());
+                let samples = t.log_every as usize * ctx.learner.samples_per_step();
+                let line = window.flush(&st, lr, samples, ctx.learner.diagnostics());
+                metrics.write(&line)?;
+                bar.set_message(format!(
+                    "loss {:.4}  {:.0} samples/s",
+                    line["loss"].as_f64().unwrap_or(f64::NAN),
+                    line["samples_per_s"].as_f64().unwrap_or(0.0)
+                ));
             }
             if t.checkpoint_every > 0 && st.step % t.checkpoint_every == 0 {
-                save(&st, &opt, &early, &mut saved_at)?;
+                save(&ctx, &st, &opt, &early, &mut saved_at)?;
             }
             if ctx.stop.load(Ordering::SeqCst) {
-                let path = save(&st, &opt, &early, &mut saved_at)?;
+                let path = save(&ctx, &st, &opt, &early, &mut saved_at)?;
                 bar.abandon();
                 metrics
                     .write(&json!({"step": st.step, "epoch": st.epoch, "event": "interrupted"}))?;
@@ -350,7 +283,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             break;
         }
         if st.step >= max_steps && st.step_in_epoch < spe {
-            save(&st, &opt, &early, &mut saved_at)?;
+            save(&ctx, &st, &opt, &early, &mut saved_at)?;
             break;
         }
         st.epoch += 1;
@@ -359,10 +292,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         if every > 0 && st.epoch % every == 0 {
             if let Some(m) = ctx.monitor.as_mut() {
                 let acc = m(st.epoch)?;
-                st.last_monitor = Some((acc, st.epoch));
-                if st.best_monitor.is_none_or(|(b, _)| acc > b) {
-                    st.best_monitor = Some((acc, st.epoch));
-                }
+                st.record_monitor(acc);
                 metrics
                     .write(&json!({"step": st.step, "epoch": st.epoch, "monitor_knn_acc": acc}))?;
                 bar.println(format!(
@@ -373,7 +303,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             }
         }
         if st.epoch % checkpoint_epochs == 0 || st.epoch == t.epochs {
-            save(&st, &opt, &early, &mut saved_at)?;
+            save(&ctx, &st, &opt, &early, &mut saved_at)?;
         }
         if st.step >= max_steps {
             break;
@@ -386,11 +316,11 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         e.restore(ctx.vs);
         kept_epoch = e.best.as_ref().map(|_| es.best_epoch);
         metrics.write(&json!({"step": st.step, "epoch": st.epoch, "event": "kept_best", "stopped_early": es.stopped, "kept_epoch": es.best_epoch, "best_loss": es.best_loss}))?;
-        save(&st, &opt, &early, &mut saved_at)?;
+        save(&ctx, &st, &opt, &early, &mut saved_at)?;
     }
     // The last state is always on disk: what evaluation, export and a resume read.
     if saved_at != Some(st.step) {
-        save(&st, &opt, &early, &mut saved_at)?;
+        save(&ctx, &st, &opt, &early, &mut saved_at)?;
     }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
@@ -407,6 +337,120 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         kept_epoch,
         stopped_early: stopped(&st),
     })
+}
+
+/// Checks that checkpoint `c` belongs to this recipe and data, restores the model, the
+/// optimiser, libtorch's generator and early stopping's best parameters from it, and returns its
+/// loop state.
+fn resume_from(
+    c: Loaded,
+    ctx: &TrainContext<'_>,
+    st: &TrainState,
+    opt: &mut Optimizer,
+    early: &mut Option<EarlyStop>,
+) -> Result<TrainState> {
+    if c.state.recipe_hash != st.recipe_hash {
+        bail!("{}: the checkpoint was trained with a different recipe (hash {} vs {}); refusing to resume", c.path.display(), c.state.recipe_hash, st.recipe_hash);
+    }
+    if c.state.data_fingerprint != st.data_fingerprint {
+        bail!("{}: the checkpoint was trained on different data (fingerprint {} vs {}); refusing to resume", c.path.display(), c.state.data_fingerprint, st.data_fingerprint);
+    }
+    checkpoint::restore_model(ctx.vs, &c.model, &c.path)?;
+    let (own, optimizer): (Vec<_>, Vec<_>) = c
+        .optimizer
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("trainer."));
+    opt.load_state(optimizer, c.state.optimizer_steps)
+        .with_context(|| format!("{}", c.path.display()))?;
+    let mut best = Vec::new();
+    for (k, v) in own {
+        if k == GENERATOR_STATE {
+            let bytes =
+                Vec::<u8>::try_from(&v).with_context(|| format!("{}: {k}", c.path.display()))?;
+            let _lock = (!ctx.holds_generator_lock).then(crate::torch_rng::lock);
+            crate::torch_rng::set_cpu_state(&bytes)
+                .with_context(|| format!("{}", c.path.display()))?;
+        } else if let Some(name) = k.strip_prefix(BEST_PREFIX) {
+            best.push((name.to_string(), v));
+        }
+    }
+    if let Some(e) = early.as_mut() {
+        e.best = (!best.is_empty()).then_some(best);
+    }
+    tracing::info!(
+        "resuming from {} (epoch {}, step {})",
+        c.path.display(),
+        c.state.epoch,
+        c.state.step
+    );
+    let mut st = c.state;
+    if early.is_some() && st.early_stop.is_none() {
+        st.early_stop = Some(EarlyStopState::default());
+    }
+    Ok(st)
+}
+
+/// Writes a checkpoint of the model, the optimiser's buffers, the loop state, libtorch's
+/// generator state and early stopping's best parameters.
+fn save(
+    ctx: &TrainContext<'_>,
+    st: &TrainState,
+    opt: &Optimizer,
+    early: &Option<EarlyStop>,
+    saved_at: &mut Option<u64>,
+) -> Result<PathBuf> {
+    let mut tensors = opt.state_tensors();
+    if let Ok(state) = crate::torch_rng::cpu_state() {
+        tensors.push((GENERATOR_STATE.to_string(), Tensor::from_slice(&state)));
+    }
+    if let Some(best) = early.as_ref().and_then(|e| e.best.as_ref()) {
+        for (k, v) in best {
+            tensors.push((format!("{BEST_PREFIX}{k}"), v.shallow_clone()));
+        }
+    }
+    *saved_at = Some(st.step);
+    Ok(checkpoint::save(
+        &ctx.checkpoints,
+        ctx.vs,
+        &tensors,
+        st,
+        ctx.train.keep_checkpoints,
+    )?)
+}
+
+/// The losses of the steps since the last metrics line.
+struct LossWindow {
+    sum: f64,
+    n: u64,
+    start: Instant,
+}
+
+impl LossWindow {
+    fn new() -> Self {
+        LossWindow {
+            sum: 0.0,
+            n: 0,
+            start: Instant::now(),
+        }
+    }
+    fn add(&mut self, loss: f64) {
+        self.sum += loss;
+        self.n += 1;
+    }
+    /// The metrics line of the window (mean loss, lr, samples/s, and the collapse diagnostics —
+    /// RankMe, normalised std — of the last batch's representations `z`), then a new window.
+    fn flush(&mut self, st: &TrainState, lr: f64, samples: usize, z: Tensor) -> serde_json::Value {
+        let secs = self.start.elapsed().as_secs_f64();
+        let mean = if self.n > 0 {
+            self.sum / self.n as f64
+        } else {
+            f64::NAN
+        };
+        let sps = samples as f64 / secs.max(1e-9);
+        let c = crate::stats::collapse::collapse_stats(&z.to_device(tch::Device::Cpu));
+        *self = LossWindow::new();
+        json!({"step": st.step, "epoch": st.epoch, "loss": mean, "lr": lr, "samples_per_s": sps, "rankme": c.rankme, "normalised_std": c.normalised_std})
+    }
 }
 
 fn progress_bar(enabled: bool, total: u64, done: u64) -> indicatif::ProgressBar {
