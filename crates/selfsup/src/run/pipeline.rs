@@ -439,13 +439,21 @@ pub fn monitor_knn(
 
 /// A plain-text table of evaluation records.
 pub fn format_table(records: &[EvalRecord]) -> String {
+    // The protocol column is as wide as its longest name (graph protocols describe themselves
+    // at length).
+    let w = records
+        .iter()
+        .map(|r| r.protocol.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(42);
     let mut s = format!(
-        "{:<8} {:<42} {:>6} {:>7} {:>7} {:>9} {:>7}\n",
+        "{:<8} {:<w$} {:>6} {:>7} {:>7} {:>9} {:>7}\n",
         "features", "protocol", "dim", "train", "test", "accuracy", "time"
     );
     for r in records {
         s.push_str(&format!(
-            "{:<8} {:<42} {:>6} {:>7} {:>7} {:>8.2}% {:>6.1}s\n",
+            "{:<8} {:<w$} {:>6} {:>7} {:>7} {:>8.2}% {:>6.1}s\n",
             r.features,
             r.protocol,
             r.dim,
