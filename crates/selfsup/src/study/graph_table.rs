@@ -139,6 +139,12 @@ pub fn run_table(
         r.eval.raw_baseline = false;
         let run_dir = opts.runs.join(format!("{}-seed{seed}", recipe.name));
         let resume = opts.run.resume && crate::run::folder::RunFolder::exists(&run_dir);
+        anyhow::ensure!(
+            resume || !crate::run::folder::RunFolder::exists(&run_dir),
+            "{}: an earlier table's run of seed {seed} is there; continue the table with \
+             --resume --out FILE, or choose another --runs folder (nothing was overwritten)",
+            run_dir.display()
+        );
         let mut run = opts.run.clone();
         run.run_dir = Some(run_dir.clone());
         run.resume = resume;
