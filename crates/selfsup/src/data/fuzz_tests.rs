@@ -795,3 +795,46 @@ fn tu_mutated_lines_never_panic_and_missing_nodes_are_named() {
         Ok(())
     });
 }
+
+/// UCR files of arbitrary text (tab/comma-separated numbers, NaNs, labels, junk) and bytes: the
+/// reader returns series or an error naming the file, never panics; what it returns has one
+/// length and a class per series.
+#[test]
+fn ucr_files_never_panic() {
+    use super::ucr::{load_ucr, UcrOptions};
+    let line = "[0-9a-z\\-]{0,3}([\\t,]([0-9.\\-e]{0,6}|NaN|nan|inf)){0,6}";
+    let text = prop::collection::vec(line, 0..6).prop_map(|l| l.join("\n"));
+    let input = (
+        text.clone(),
+        text,
+        any::<bool>(),
+        prop::option::of(0usize..5),
+    );
+    check(300, input, |(train, test, skip, length)| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("F_TRAIN.tsv"), &train).unwrap();
+        std::fs::write(dir.path().join("F_TEST.tsv"), &test).unwrap();
+        let policy = if skip {
+            BadInputPolicy::Skip
+        } else {
+            BadInputPolicy::Fail
+        };
+        let opts = UcrOptions {
+            length,
+            ..Default::default()
+        };
+        match load_ucr(dir.path(), "F", &opts, policy) {
+            Ok((tr, te, _)) => {
+                prop_assert_eq!(tr.length, te.length);
+                prop_assert_eq!(tr.values.len(), tr.len * tr.length);
+                prop_assert_eq!(te.values.len(), te.len * te.length);
+                prop_assert!(tr.labels.iter().all(|&c| (c as usize) < tr.classes.len()));
+                prop_assert!(tr.values.iter().all(|v| v.is_finite()));
+            }
+            Err(e) => {
+                prop_assert!(e.to_string().contains("F_T") || e.to_string().contains("length = 0"))
+            }
+        }
+        Ok(())
+    });
+}

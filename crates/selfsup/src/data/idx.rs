@@ -395,11 +395,9 @@ mod tests {
 
     #[test]
     fn real_fashion_mnist_test_split() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fashion_mnist");
-        if !dir.is_dir() {
-            println!("skipping: {} is absent", dir.display());
+        let Some(dir) = crate::data::shared_data("fashion_mnist") else {
             return;
-        }
+        };
         let set = load_idx(
             &dir.join("t10k-images-idx3-ubyte.gz"),
             Some(&dir.join("t10k-labels-idx1-ubyte.gz")),

@@ -3,6 +3,7 @@
 //! Readers never panic on user data: they return a [`DataError`](crate::error::DataError) naming the
 //! file and position, or skip and count bad samples under [`BadInputPolicy::Skip`](crate::error::BadInputPolicy).
 
+pub mod archive;
 pub mod csv_table;
 pub mod graph;
 pub mod idx;
@@ -10,9 +11,33 @@ pub mod image_folder;
 pub mod pickle;
 pub mod planetoid;
 pub mod tu;
+pub mod ucr;
 
 #[cfg(test)]
 mod fuzz_tests;
+
+/// `$SELFSUP_SHARED_DATA`, else `shared/data` beside the checkout, joined with `sub`: the real
+/// data sets the tests read. When it is absent a test skips with a message — except under
+/// `CI=true`, where a missing data set fails the test instead of letting it pass unchecked.
+#[cfg(test)]
+pub(crate) fn shared_data(sub: &str) -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("SELFSUP_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+        });
+    let dir = base.join(sub);
+    if dir.exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true and the shared data set {} is absent",
+        dir.display()
+    );
+    println!("skipping: {} is absent", dir.display());
+    None
+}
 
 use crate::error::DataError;
 use std::io::{Read, Seek, SeekFrom};

@@ -16,7 +16,6 @@
 use crate::data::graph::{CsrMatrix, Graph, GraphSet};
 use crate::error::DataError;
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The files of a set, `<name>_<suffix>.txt`.
@@ -30,9 +29,6 @@ const SUFFIXES: [&str; 5] = [
 
 /// What an integer field is called in errors.
 const INT: &str = "an integer";
-
-/// Largest decompressed archive accepted (a sanity cap against decompression bombs).
-const MAX_ARCHIVE_BYTES: usize = 1 << 30;
 
 /// Widest one-hot block accepted for one node-label column (label values are ids, not numbers:
 /// a span wider than this is a corrupt file, not a vocabulary).
@@ -509,77 +505,33 @@ fn read_folder(path: &Path, name: &str) -> Result<HashMap<String, TextFile>, Dat
 
 /// Reads the set's files out of a `.tar.xz` (recognised by its magic bytes) or plain `.tar`.
 fn read_archive(path: &Path, name: &str) -> Result<HashMap<String, TextFile>, DataError> {
-    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let tar_bytes = if raw.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        let mut out = CappedWriter {
-            buf: Vec::new(),
-            cap: MAX_ARCHIVE_BYTES,
-        };
-        lzma_rs::xz_decompress(&mut &raw[..], &mut out)
-            .map_err(|e| DataError::format(path, format!("cannot decompress xz data: {e}")))?;
-        out.buf
-    } else {
-        raw
-    };
-    let corrupt =
-        |e: std::io::Error| DataError::format(path, format!("not a readable tar archive: {e}"));
-    let mut archive = tar::Archive::new(&tar_bytes[..]);
-    let mut files: HashMap<String, TextFile> = HashMap::new();
-    for entry in archive.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let member = entry.path().map_err(corrupt)?.into_owned();
-        let Some(file) = member.file_name().and_then(|f| f.to_str()) else {
-            continue;
-        };
-        let Some(suffix) = SUFFIXES.iter().find(|s| file == format!("{name}_{s}.txt")) else {
-            continue;
-        };
-        let shown = path.join(&member);
-        if let Some(other) = files.get(*suffix) {
-            return Err(DataError::format(
-                path,
-                format!(
-                    "the archive holds {file} twice ({} and {}); unpack it and pass the folder",
-                    other.path.display(),
-                    shown.display()
-                ),
-            ));
-        }
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(corrupt)?;
-        files.insert(suffix.to_string(), TextFile { path: shown, bytes });
-    }
+    let files = super::archive::read_members(path, |file| {
+        SUFFIXES
+            .iter()
+            .find(|s| file == format!("{name}_{s}.txt"))
+            .map(|s| s.to_string())
+    })?;
     if !files.contains_key("A") {
         return Err(DataError::format(
             path,
             format!("the archive holds no {name}_A.txt"),
         ));
     }
-    Ok(files)
+    Ok(files
+        .into_iter()
+        .map(|(k, m)| {
+            (
+                k,
+                TextFile {
+                    path: m.path,
+                    bytes: m.bytes,
+                },
+            )
+        })
+        .collect())
 }
 
 /// A `Write` into memory that refuses to grow past `cap` bytes.
-struct CappedWriter {
-    buf: Vec<u8>,
-    cap: usize,
-}
-
-impl Write for CappedWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() + data.len() > self.cap {
-            return Err(std::io::Error::other(format!(
-                "decompressed archive is larger than {} bytes (refused)",
-                self.cap
-            )));
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,18 +539,7 @@ mod tests {
     /// `$SELFSUP_SHARED_DATA`, else `shared/data` beside the checkout; `None` (and a message)
     /// when absent.
     fn shared_data(sub: &str) -> Option<PathBuf> {
-        let base = std::env::var_os("SELFSUP_SHARED_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
-            });
-        let p = base.join(sub);
-        if p.exists() {
-            Some(p)
-        } else {
-            println!("skipping: {} is absent", p.display());
-            None
-        }
+        crate::data::shared_data(sub)
     }
 
     /// Two graphs: nodes 1–3 (a path, one edge listed twice) and nodes 4–5 (one edge and a

@@ -670,11 +670,9 @@ mod tests {
 
     #[test]
     fn real_uci_adult() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/adult");
-        if !dir.is_dir() {
-            println!("skipping: {} is absent", dir.display());
+        let Some(dir) = crate::data::shared_data("adult") else {
             return;
-        }
+        };
         let o = adult_opts();
         let (train, report) =
             load_csv_fit(&dir.join("adult.data.gz"), &o, BadInputPolicy::Fail).unwrap();

@@ -770,18 +770,7 @@ pub(crate) mod test_support {
     /// `$SELFSUP_SHARED_DATA`, else `shared/data` beside the checkout (as the other real-data
     /// tests find it); `None` when absent so that tests can skip.
     pub fn shared_data(sub: &str) -> Option<PathBuf> {
-        let base = std::env::var_os("SELFSUP_SHARED_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
-            });
-        let dir = base.join(sub);
-        if dir.exists() {
-            Some(dir)
-        } else {
-            println!("skipping: {} is absent", dir.display());
-            None
-        }
+        crate::data::shared_data(sub)
     }
 
     /// Emits protocol-2 opcodes; memoises like cPickle (`BINPUT`, `LONG_BINPUT` past 255).
