@@ -95,6 +95,11 @@ pub enum RecipeError {
     ProtocolLevel,
     #[error("seeds = []: at least one seed is needed")]
     NoSeeds,
+    #[error(
+        "encoder.kind = {encoder}: series data (format = \"ucr\") takes cnn1d or mlp, and cnn1d \
+         takes series data"
+    )]
+    NeedsSeriesEncoder { encoder: &'static str },
     #[error("{field} = {value}: must be a finite number")]
     NotFinite { field: &'static str, value: f64 },
 }

@@ -2,6 +2,7 @@
 use serde::{Deserialize, Serialize};
 use tch::nn;
 
+pub mod cnn1d;
 pub mod feature_transformer;
 pub mod graph;
 pub mod mlp;
@@ -89,6 +90,14 @@ pub enum EncoderConfig {
         #[serde(default = "ft_pooling")]
         pooling: feature_transformer::TablePooling,
     },
+    /// 1-D convolutions over time for series `[C, T]` (conv + BN + ReLU per width, global
+    /// average pool).
+    Cnn1d {
+        #[serde(default = "cnn1d_widths")]
+        widths: Vec<i64>,
+        #[serde(default = "cnn1d_kernel")]
+        kernel: i64,
+    },
     /// Graph convolutions (Kipf & Welling 2017) on graph data.
     Gcn(crate::encoders::graph::gcn::GcnConfig),
     /// Graph attention (Veličković et al. 2018) on graph data.
@@ -132,6 +141,14 @@ fn vit_pooling() -> vit::Pooling {
 fn yes() -> bool {
     true
 }
+/// Wang et al. (2017)'s fully convolutional network: 128-256-128 with kernels 8-5-3; one kernel
+/// here for every layer.
+fn cnn1d_widths() -> Vec<i64> {
+    vec![128, 256, 128]
+}
+fn cnn1d_kernel() -> i64 {
+    5
+}
 fn small_cnn_widths() -> Vec<i64> {
     vec![32, 64, 128, 256]
 }
@@ -147,6 +164,7 @@ impl EncoderConfig {
             EncoderConfig::Resnet18 { .. } => "resnet18",
             EncoderConfig::Vit { .. } => "vit",
             EncoderConfig::FeatureTransformer { .. } => "feature_transformer",
+            EncoderConfig::Cnn1d { .. } => "cnn1d",
             EncoderConfig::Gcn(_) => "gcn",
             EncoderConfig::Gat(_) => "gat",
             EncoderConfig::Gin(_) => "gin",
@@ -247,6 +265,13 @@ pub fn build_for(
                 vs, spans, *dim, *depth, *heads, *mlp_ratio, *registers, *pooling,
             )?)
         }
+        EncoderConfig::Cnn1d { widths, kernel } => {
+            anyhow::ensure!(
+                sample_shape.len() == 2,
+                "cnn1d needs series inputs [C, T], got {sample_shape:?}"
+            );
+            Box::new(cnn1d::Cnn1d::new(vs, sample_shape[0], widths, *kernel))
+        }
         EncoderConfig::Gcn(_) | EncoderConfig::Gat(_) | EncoderConfig::Gin(_) => anyhow::bail!(
             "encoder.kind = {}: a graph encoder, for graph data and graph methods",
             cfg.kind()
@@ -285,6 +310,13 @@ mod tests {
                 vec![1, 12, 12],
             ),
             (EncoderConfig::Resnet18 { width: 4 }, vec![3, 16, 16]),
+            (
+                EncoderConfig::Cnn1d {
+                    widths: vec![4, 6],
+                    kernel: 4,
+                },
+                vec![1, 17],
+            ),
             (
                 EncoderConfig::Vit {
                     patch: 4,

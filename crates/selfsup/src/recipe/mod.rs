@@ -76,6 +76,14 @@ pub enum DataConfig {
         /// with an extra line); defaults to `options`.
         test_options: Option<CsvOptions>,
     },
+    /// A UCR archive set (`<name>_TRAIN.tsv`, `<name>_TEST.tsv`) from a folder or the archive's
+    /// `.tar.xz`: univariate series with class labels.
+    Ucr {
+        path: PathBuf,
+        name: String,
+        #[serde(default)]
+        options: crate::data::ucr::UcrOptions,
+    },
     /// A Planetoid citation graph, `ind.<name>.*` pickles (Yang et al. 2016), assembled as Kipf
     /// & Welling do; node-level tasks on its public split.
     Planetoid {
@@ -116,6 +124,10 @@ impl DataConfig {
             DataConfig::Planetoid { .. } | DataConfig::PlanetoidNpz { .. } | DataConfig::Tu { .. }
         )
     }
+    /// Time series (UCR).
+    pub fn is_series(&self) -> bool {
+        matches!(self, DataConfig::Ucr { .. })
+    }
     /// A set of small graphs with one label each (graph-level tasks).
     pub fn is_graph_level(&self) -> bool {
         matches!(self, DataConfig::Tu { .. })
@@ -145,7 +157,8 @@ impl DataConfig {
             }
             DataConfig::Planetoid { path, .. }
             | DataConfig::PlanetoidNpz { path, .. }
-            | DataConfig::Tu { path, .. } => vec![path],
+            | DataConfig::Tu { path, .. }
+            | DataConfig::Ucr { path, .. } => vec![path],
         }
     }
 
@@ -173,7 +186,8 @@ impl DataConfig {
             }
             DataConfig::Planetoid { path, .. }
             | DataConfig::PlanetoidNpz { path, .. }
-            | DataConfig::Tu { path, .. } => vec![path],
+            | DataConfig::Tu { path, .. }
+            | DataConfig::Ucr { path, .. } => vec![path],
         }
     }
 }
@@ -194,6 +208,8 @@ pub struct ViewsConfig {
     /// `crop_scale = [0.05, 0.4]`).
     pub local: Option<ImageAugment>,
     pub table: Option<TableCorruption>,
+    /// Time-series views (`[views.series]`: jitter, scaling, window slice, segment permutation).
+    pub series: Option<crate::views::series::SeriesAugment>,
 }
 
 /// Evaluation protocols run after pretraining (and by `selfsup eval`).

@@ -651,3 +651,35 @@ fn the_top_level_pretrain_recipes_are_valid() {
         );
     }
 }
+
+/// The shipped series recipes parse and validate; the series rules hold.
+#[test]
+fn series_recipes_and_rules() {
+    let recipes = shipped_recipes("timeseries");
+    assert!(!recipes.is_empty());
+    for (p, r) in &recipes {
+        assert!(r.data.is_series(), "{}", p.display());
+    }
+    let base = include_str!("../../../../recipes/timeseries/simclr-gunpoint.toml");
+    let bad = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Recipe::from_toml(base, "t", &sets).unwrap_err().to_string()
+    };
+    assert!(bad(&["encoder={ kind = \"small_cnn\" }"]).contains("cnn1d or mlp"));
+    assert!(bad(&["views.image={ hflip_p = 0.5 }"]).contains("[views.image/table]"));
+    assert!(bad(&["views.series.jitter=-1.0"]).contains("views.series.jitter"));
+    assert!(bad(&["views.series.crop_scale=[0.0, 0.5]"]).contains("crop_scale"));
+    assert!(bad(&["data.options.length=0"]).contains("data.options.length"));
+    Recipe::from_toml(
+        base,
+        "t",
+        &["encoder={ kind = \"mlp\", dims = [32] }".into()],
+    )
+    .unwrap();
+    // cnn1d needs series; series views need series data.
+    let quickstart = include_str!("../../../../recipes/quickstart.toml");
+    let e = Recipe::from_toml(quickstart, "q", &["encoder={ kind = \"cnn1d\" }".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cnn1d"), "{e}");
+}

@@ -133,6 +133,7 @@ impl Recipe {
     }
 
     fn validate_data_and_views(&self) -> R {
+        self.validate_series()?;
         let table = self.data.is_table();
         if !table && self.views.table.is_some() {
             return Err(RecipeError::ViewsMismatch {
@@ -226,6 +227,10 @@ impl Recipe {
                 widths("encoder.heads", [*heads])?;
                 positive("encoder.mlp_ratio", *mlp_ratio)
             }
+            crate::encoders::EncoderConfig::Cnn1d { widths: w, kernel } => {
+                widths("encoder.widths", w.iter().copied())?;
+                widths("encoder.kernel", [*kernel])
+            }
             crate::encoders::EncoderConfig::Gcn(c) => {
                 widths("encoder.dims", c.dims.iter().copied())?;
                 probability("encoder.dropout", c.dropout)
@@ -249,6 +254,48 @@ impl Recipe {
                 probability("encoder.dropout", c.dropout)
             }
         }
+    }
+
+    /// Series go with series views and an encoder of series (cnn1d, or mlp on the flat values),
+    /// and the series encoder with series alone.
+    fn validate_series(&self) -> R {
+        let series = self.data.is_series();
+        let v = &self.views;
+        if series {
+            if v.image.is_some() || v.image2.is_some() || v.local.is_some() || v.table.is_some() {
+                return Err(RecipeError::ViewsMismatch {
+                    given: "image/table",
+                    data: "series",
+                });
+            }
+            let kind = self.encoder.kind();
+            if !matches!(kind, "cnn1d" | "mlp") {
+                return Err(RecipeError::NeedsSeriesEncoder { encoder: kind });
+            }
+            if let DataConfig::Ucr { options, .. } = &self.data {
+                if options.length == Some(0) {
+                    return Err(RecipeError::ZeroCount {
+                        field: "data.options.length",
+                    });
+                }
+            }
+        } else {
+            if v.series.is_some() {
+                return Err(RecipeError::ViewsMismatch {
+                    given: "series",
+                    data: "non-series",
+                });
+            }
+            if self.encoder.kind() == "cnn1d" {
+                return Err(RecipeError::NeedsSeriesEncoder { encoder: "cnn1d" });
+            }
+        }
+        if let Some(a) = &v.series {
+            non_negative("views.series.jitter", a.jitter)?;
+            non_negative("views.series.scale", a.scale)?;
+            fraction_range("views.series.crop_scale", a.crop_scale, true)?;
+        }
+        Ok(())
     }
 
     /// Graph data, a graph encoder, a graph method and a graph protocol go together.

@@ -9,6 +9,7 @@ use crate::recipe::{DataConfig, EvalConfig, Recipe};
 use crate::stats::collapse::{collapse_stats, CollapseStats};
 use crate::views::image_views::ImageViews;
 use crate::views::loader::plain_batch;
+use crate::views::series::SeriesViews;
 use crate::views::table_corruption::TableViews;
 use crate::views::ViewSource;
 use anyhow::{Context, Result};
@@ -140,6 +141,28 @@ pub fn prepare_data(
                     }) as Arc<dyn ViewSource>
                 }),
             )
+        }
+        DataConfig::Ucr {
+            path,
+            name,
+            options,
+        } => {
+            let (tr, te, s) = data::ucr::load_ucr(path, name, options, policy)?;
+            skipped.merge(s);
+            let augment = recipe.views.series.clone().unwrap_or_default();
+            let source = |mut s: data::ucr::SeriesSet, limit: Option<usize>| {
+                if let Some(n) = limit.filter(|&n| n < s.len) {
+                    s.values.truncate(n * s.length);
+                    s.lengths.truncate(n);
+                    s.labels.truncate(n);
+                    s.len = n;
+                }
+                Arc::new(SeriesViews {
+                    set: Arc::new(s),
+                    augment: augment.clone(),
+                }) as Arc<dyn ViewSource>
+            };
+            (source(tr, train_limit), Some(source(te, test_limit)))
         }
         DataConfig::Planetoid { .. } | DataConfig::PlanetoidNpz { .. } | DataConfig::Tu { .. } => {
             anyhow::bail!(

@@ -7,6 +7,7 @@ pub mod image_aug;
 pub mod image_views;
 pub mod loader;
 pub mod masking;
+pub mod series;
 pub mod table_corruption;
 
 use rand_chacha::ChaCha8Rng;
