@@ -11,5 +11,6 @@ pub mod knn;
 pub mod label_fraction;
 pub mod lbfgs;
 pub mod linear_probe;
+pub mod nearest;
 pub mod standardise;
 pub mod suite;
