@@ -111,6 +111,13 @@ pub fn embed(model: &GraphModel, recipe: &Recipe, data: &GraphData, device: Devi
 /// Pretrains the recipe's graph method in a run folder (resumable), then scores it with the
 /// recipe's protocol — and the raw node features beside it when `eval.raw_baseline` is on.
 pub fn pretrain(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
+    let data = load_data(&recipe.data)?;
+    pretrain_on(recipe, &data, args)
+}
+
+/// [`pretrain`] on graph data already read from the recipe's `data` (a table reads it once for
+/// all its seeds).
+pub fn pretrain_on(recipe: Recipe, data: &GraphData, args: &RunOptions) -> Result<PretrainReport> {
     if args.on_bad_input == BadInputPolicy::Skip {
         bail!(
             "--on-bad-input=skip: the graph readers read a graph (or a TU set) whole and cannot \
@@ -122,14 +129,13 @@ pub fn pretrain(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name));
-    let data = load_data(&recipe.data)?;
     let fingerprint = data.fingerprint();
     let (run, resume) = super::open_run(&run_dir, &recipe, args.resume)?;
     let protocol = protocol(&recipe)?.clone();
     // Dropout draws from libtorch's generator during training: hold it from seeding to the
     // last embedding, so that nothing else draws in between.
     let generator = crate::torch_rng::lock();
-    let model = build_model(&recipe, &data, args.device)?;
+    let model = build_model(&recipe, data, args.device)?;
     super::write_start_manifest(
         &run,
         &recipe,
@@ -151,7 +157,7 @@ pub fn pretrain(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
     let mut learner = GraphLearner::new(
         model.method.as_ref(),
         recipe.method.name(),
-        &data,
+        data,
         recipe.train.batch_size,
         args.device,
     );
@@ -177,16 +183,16 @@ pub fn pretrain(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
     super::finish_training(&run, &summary)?;
     let emb = args
         .evaluate
-        .then(|| embed(&model, &recipe, &data, args.device));
+        .then(|| embed(&model, &recipe, data, args.device));
     drop(generator);
     let eval = match emb {
         Some(emb) => {
-            let mut records = vec![record("learned", &emb, &data, &protocol, recipe.seed)?];
+            let mut records = vec![record("learned", &emb, data, &protocol, recipe.seed)?];
             if recipe.eval.raw_baseline {
                 records.push(record(
                     "raw",
-                    &raw_features(&data),
-                    &data,
+                    &raw_features(data),
+                    data,
                     &protocol,
                     recipe.seed,
                 )?);
@@ -217,8 +223,9 @@ pub fn load_run(dir: &Path, recipe: Recipe, device: Device) -> Result<LoadedGrap
         let _generator = crate::torch_rng::lock();
         build_model(&recipe, &data, device)?
     };
-    let c = crate::train::checkpoint::load_latest(&dir.join("checkpoints"))?
-        .with_context(|| format!("{}: no checkpoint", dir.display()))?;
+    let c =
+        crate::train::checkpoint::load_latest(&super::folder::RunFolder::open(dir)?.checkpoints())?
+            .with_context(|| format!("{}: no checkpoint", dir.display()))?;
     crate::train::checkpoint::restore_model(&model.vs, &c.model, &c.path)?;
     Ok(LoadedGraphRun {
         recipe,

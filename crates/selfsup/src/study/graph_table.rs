@@ -87,7 +87,7 @@ pub fn run_table(
     }
     let start = Instant::now();
     let protocol = protocol(recipe)?.clone();
-    // Read once for the raw-feature row; each seed's run reads it again from its own recipe.
+    // Read once: the raw-feature row and every seed's run use it.
     let data = load_data(&recipe.data)?;
     let (raw, _) = score(&raw_features(&data), &data, &protocol, 0)?;
     log(&format!(
@@ -98,7 +98,6 @@ pub fn run_table(
         protocol.describe()
     ));
     let dataset = data.name().to_string();
-    drop(data);
     let summary = |seeds: &[SeedResult]| {
         let accs: Vec<f64> = seeds.iter().map(|s| s.accuracy).collect();
         let secs: Vec<f64> = seeds.iter().map(|s| s.pretrain_seconds).collect();
@@ -149,7 +148,8 @@ pub fn run_table(
         run.run_dir = Some(run_dir.clone());
         run.resume = resume;
         run.evaluate = true;
-        let report = commands::pretrain_recipe(r, &run)?;
+        commands::absolutise(&mut r.data);
+        let report = crate::run::graph::pretrain_on(r, &data, &run)?;
         let learned = report
             .eval
             .iter()

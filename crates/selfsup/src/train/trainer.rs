@@ -253,13 +253,9 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             bar.inc(1);
             if st.step % t.log_every == 0 {
                 let samples = t.log_every as usize * ctx.learner.samples_per_step();
-                let line = window.flush(&st, lr, samples, ctx.learner.diagnostics());
+                let (mean, sps, line) = window.flush(&st, lr, samples, ctx.learner.diagnostics());
                 metrics.write(&line)?;
-                bar.set_message(format!(
-                    "loss {:.4}  {:.0} samples/s",
-                    line["loss"].as_f64().unwrap_or(f64::NAN),
-                    line["samples_per_s"].as_f64().unwrap_or(0.0)
-                ));
+                bar.set_message(format!("loss {mean:.4}  {sps:.0} samples/s"));
             }
             if t.checkpoint_every > 0 && st.step % t.checkpoint_every == 0 {
                 save(&ctx, &st, &opt, &early, &mut saved_at)?;
@@ -437,9 +433,16 @@ impl LossWindow {
         self.sum += loss;
         self.n += 1;
     }
-    /// The metrics line of the window (mean loss, lr, samples/s, and the collapse diagnostics —
-    /// RankMe, normalised std — of the last batch's representations `z`), then a new window.
-    fn flush(&mut self, st: &TrainState, lr: f64, samples: usize, z: Tensor) -> serde_json::Value {
+    /// The window's mean loss and samples/s, and its metrics line (with lr and the collapse
+    /// diagnostics — RankMe, normalised std — of the last batch's representations `z`); then a
+    /// new window.
+    fn flush(
+        &mut self,
+        st: &TrainState,
+        lr: f64,
+        samples: usize,
+        z: Tensor,
+    ) -> (f64, f64, serde_json::Value) {
         let secs = self.start.elapsed().as_secs_f64();
         let mean = if self.n > 0 {
             self.sum / self.n as f64
@@ -449,7 +452,8 @@ impl LossWindow {
         let sps = samples as f64 / secs.max(1e-9);
         let c = crate::stats::collapse::collapse_stats(&z.to_device(tch::Device::Cpu));
         *self = LossWindow::new();
-        json!({"step": st.step, "epoch": st.epoch, "loss": mean, "lr": lr, "samples_per_s": sps, "rankme": c.rankme, "normalised_std": c.normalised_std})
+        let line = json!({"step": st.step, "epoch": st.epoch, "loss": mean, "lr": lr, "samples_per_s": sps, "rankme": c.rankme, "normalised_std": c.normalised_std});
+        (mean, sps, line)
     }
 }
 
