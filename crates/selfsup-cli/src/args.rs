@@ -114,6 +114,35 @@ pub enum Command {
         #[arg(long)]
         save_embeddings: Option<PathBuf>,
     },
+    /// A series recipe over many UCR sets (TS2Vec's table): one pretraining per set and seed,
+    /// scored by the recipe's protocol beside the raw-series SVM, 1-NN ED and 1-NN DTW and the
+    /// published per-set figures, with mean accuracy and average rank. Run the same command
+    /// again to continue an interrupted table
+    UcrTable {
+        /// A series recipe (data.format = "ucr"); its data.name is replaced by each set
+        recipe: PathBuf,
+        /// Override a recipe field, e.g. --set train.steps=100 (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Comma-separated set names, or `all`: every set of the --reference file
+        #[arg(long, default_value = "all")]
+        sets: String,
+        /// Seeds first-seed..first-seed+N
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Published per-set accuracies (tab-separated: dataset, then one column per method)
+        #[arg(long, default_value = "../shared/bench/ucr_reference_accuracy.tsv")]
+        reference: PathBuf,
+        /// The table's folder: table.json, table.md and one run folder per set and seed
+        /// (default runs/ucr/<recipe name>)
+        #[arg(long)]
+        runs: Option<PathBuf>,
+        /// Also write the Markdown table here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Compare methods at an equal budget: pretrain each recipe once per seed, score kNN and
     /// linear-probe accuracy and the effective rank on the test split, beside the raw inputs
     /// and an untrained encoder measured by the same code

@@ -154,6 +154,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let results = run_tables(&recipes, &opts, out.as_deref())?;
             show(&format_results(&results), out, &results)?;
         }
+        Command::UcrTable {
+            recipe,
+            overrides,
+            sets,
+            seeds,
+            first_seed,
+            reference,
+            runs,
+            out,
+        } => {
+            use selfsup::study::ucr_table;
+            let r = selfsup::recipe::Recipe::load(&recipe, &overrides)?;
+            let published = ucr_table::read_published(&reference)?;
+            let sets: Vec<String> = if sets == "all" {
+                published.keys().cloned().collect()
+            } else {
+                sets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+            };
+            let runs = runs.unwrap_or_else(|| std::path::PathBuf::from("runs/ucr").join(&r.name));
+            let opts = ucr_table::UcrTableOptions {
+                sets: sets.clone(),
+                seeds: (first_seed..first_seed + seeds.max(1)).collect(),
+                runs: runs.clone(),
+                run: selfsup::run::RunOptions {
+                    run_dir: None,
+                    resume: false,
+                    device,
+                    threads: cli.threads,
+                    on_bad_input: BadInputPolicy::Fail,
+                    evaluate: true,
+                    progress: false,
+                    stop: trainer::install_signal_handlers()?,
+                },
+            };
+            let started = std::time::Instant::now();
+            let table = ucr_table::run_ucr_table(&r, &opts, |line| eprintln!("{line}"))?;
+            let rows = ucr_table::rows(&table, &sets, &published);
+            let text = ucr_table::format_table(&table, &rows);
+            eprintln!("wall time of this invocation: {:.1} min", started.elapsed().as_secs_f64() / 60.0);
+            selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
+            if let Some(o) = &out {
+                selfsup::run::folder::atomic_write(o, text.as_bytes())?;
+            }
+            print!("{text}");
+        }
         Command::Compare {
             recipes,
             overrides,

@@ -16,8 +16,19 @@ pub enum RecipeError {
         batch: usize,
         min: usize,
     },
-    #[error("train.epochs = 0: nothing to train")]
+    #[error("train.epochs = 0 (or train.steps = 0): nothing to train")]
     ZeroEpochs,
+    #[error("encoder.kernel = {0}: the dilated convolutions need an odd kernel (\"same\" padding)")]
+    EvenKernel(i64),
+    #[error(
+        "method.name = {method} makes its own views of each series; remove [views.series] \
+         (its crops and masks are set under [method])"
+    )]
+    OwnViews { method: &'static str },
+    #[error("eval.nearest_raw = true: 1-NN Euclidean/DTW baselines are defined on series data (format = \"ucr\")")]
+    NearestNeedsSeries,
+    #[error("train.epochs and train.steps are both set: give one length of training")]
+    EpochsAndSteps,
     #[error("train.optimizer.lr = {0}: the learning rate must be > 0")]
     LearningRateNotPositive(f64),
     #[error("{field} = {value}: must be >= 0")]
@@ -96,8 +107,8 @@ pub enum RecipeError {
     #[error("seeds = []: at least one seed is needed")]
     NoSeeds,
     #[error(
-        "encoder.kind = {encoder}: series data (format = \"ucr\") takes cnn1d or mlp, and cnn1d \
-         takes series data"
+        "encoder.kind = {encoder}: series data (format = \"ucr\") takes cnn1d, dilated_conv or \
+         mlp, and cnn1d and dilated_conv take series data"
     )]
     NeedsSeriesEncoder { encoder: &'static str },
     #[error("{field} = {value}: must be a finite number")]

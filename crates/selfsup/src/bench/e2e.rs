@@ -201,6 +201,7 @@ pub fn model_only_rate(recipe: &Recipe, steps: usize, batches: usize) -> Result<
                 total_steps: (steps + 3) as u64,
                 steps_per_epoch: drawn.len() as u64,
             },
+            seed: recipe.seed,
         };
         opt.zero_grad();
         let loss = model.method.loss(&input);

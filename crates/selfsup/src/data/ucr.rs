@@ -15,7 +15,10 @@
 //!   longest of the training and test series: longer ones keep their first `length` values,
 //!   shorter ones are padded at the end with zeros or with their last value ([`Pad`]);
 //! - with `znorm`, each series is z-normalised over its own values (before padding); a constant
-//!   series becomes zeros.
+//!   series becomes zeros;
+//! - with `standardise`, every value of both splits is standardised with the mean and standard
+//!   deviation of all the training split's values (before padding), as TS2Vec's loader treats the
+//!   sets that the archive leaves unnormalised.
 use super::open_maybe_gzip;
 use crate::error::{BadInputPolicy, DataError, SkipReport};
 use serde::{Deserialize, Serialize};
@@ -45,6 +48,8 @@ pub struct UcrOptions {
     /// The common length (default: the longest series of the two files).
     pub length: Option<usize>,
     pub pad: Pad,
+    /// Standardise with the training split's mean and standard deviation over all its values.
+    pub standardise: bool,
 }
 
 /// Series of one length with class labels.
@@ -332,6 +337,19 @@ pub fn load_ucr(
             .unwrap_or(0)
     });
     let classes = classes(&train);
+    let (mut train, mut test) = (train, test);
+    if opts.standardise {
+        let all = || train.iter().flat_map(|r| r.values.iter());
+        let n = all().count().max(1) as f64;
+        let mean = all().sum::<f64>() / n;
+        let std = (all().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let std = if std > 0.0 { std } else { 1.0 };
+        for r in train.iter_mut().chain(test.iter_mut()) {
+            for x in &mut r.values {
+                *x = (*x - mean) / std;
+            }
+        }
+    }
     let train = assemble(&train_path, train, &classes, length, opts)?;
     let test = assemble(&test_path, test, &classes, length, opts)?;
     Ok((train, test, report))
@@ -353,6 +371,22 @@ mod tests {
         load_ucr(dir.path(), "T", opts, BadInputPolicy::Fail)
             .map(|(a, b, _)| (a, b))
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn standardising_uses_the_training_values_for_both_splits() {
+        let opts = UcrOptions {
+            standardise: true,
+            ..Default::default()
+        };
+        // Training values 1, 3, 5, 7: mean 4, standard deviation √5.
+        let (tr, te) = load("1\t1\t3\n2\t5\t7\n", "1\t4\t9\n", &opts).unwrap();
+        let s = 5f32.sqrt();
+        let want = [-3.0 / s, -1.0 / s, 1.0 / s, 3.0 / s];
+        for (a, b) in tr.values.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        assert!((te.values[0] - 0.0).abs() < 1e-6 && (te.values[1] - 5.0 / s).abs() < 1e-6);
     }
 
     #[test]

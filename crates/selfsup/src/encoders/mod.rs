@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn;
 
 pub mod cnn1d;
+pub mod dilated_conv;
 pub mod feature_transformer;
 pub mod graph;
 pub mod mlp;
@@ -31,6 +32,11 @@ pub trait Encoder: nn::ModuleT {
     /// Number of optimiser groups ordered from input to output, when the encoder assigns its
     /// variables to groups for layer-wise learning-rate decay.
     fn lr_layers(&self) -> Option<usize> {
+        None
+    }
+    /// The dilated-convolution series encoder behind this encoder, for methods that work on its
+    /// per-step outputs (TS2Vec).
+    fn as_dilated_conv(&self) -> Option<&dilated_conv::DilatedConv> {
         None
     }
 }
@@ -98,6 +104,19 @@ pub enum EncoderConfig {
         #[serde(default = "cnn1d_kernel")]
         kernel: i64,
     },
+    /// TS2Vec's encoder for series `[C, T]`: input projection, `depth` residual blocks of
+    /// dilated convolutions of width `hidden`, a last block to `out`, max-pooled over time
+    /// (Yue et al. 2022: hidden 64, depth 10, out 320).
+    DilatedConv {
+        #[serde(default = "dilated_hidden")]
+        hidden: i64,
+        #[serde(default = "dilated_out")]
+        out: i64,
+        #[serde(default = "dilated_depth")]
+        depth: usize,
+        #[serde(default = "dilated_kernel")]
+        kernel: i64,
+    },
     /// Graph convolutions (Kipf & Welling 2017) on graph data.
     Gcn(crate::encoders::graph::gcn::GcnConfig),
     /// Graph attention (Veličković et al. 2018) on graph data.
@@ -149,6 +168,18 @@ fn cnn1d_widths() -> Vec<i64> {
 fn cnn1d_kernel() -> i64 {
     5
 }
+fn dilated_hidden() -> i64 {
+    64
+}
+fn dilated_out() -> i64 {
+    320
+}
+fn dilated_depth() -> usize {
+    10
+}
+fn dilated_kernel() -> i64 {
+    3
+}
 fn small_cnn_widths() -> Vec<i64> {
     vec![32, 64, 128, 256]
 }
@@ -165,6 +196,7 @@ impl EncoderConfig {
             EncoderConfig::Vit { .. } => "vit",
             EncoderConfig::FeatureTransformer { .. } => "feature_transformer",
             EncoderConfig::Cnn1d { .. } => "cnn1d",
+            EncoderConfig::DilatedConv { .. } => "dilated_conv",
             EncoderConfig::Gcn(_) => "gcn",
             EncoderConfig::Gat(_) => "gat",
             EncoderConfig::Gin(_) => "gin",
@@ -271,6 +303,29 @@ pub fn build_for(
                 "cnn1d needs series inputs [C, T], got {sample_shape:?}"
             );
             Box::new(cnn1d::Cnn1d::new(vs, sample_shape[0], widths, *kernel))
+        }
+        EncoderConfig::DilatedConv {
+            hidden,
+            out,
+            depth,
+            kernel,
+        } => {
+            anyhow::ensure!(
+                sample_shape.len() == 2,
+                "dilated_conv needs series inputs [C, T], got {sample_shape:?}"
+            );
+            anyhow::ensure!(
+                kernel % 2 == 1 && *hidden > 0 && *out > 0,
+                "dilated_conv: the kernel must be odd and the widths > 0"
+            );
+            Box::new(dilated_conv::DilatedConv::new(
+                vs,
+                sample_shape[0],
+                *hidden,
+                *out,
+                *depth,
+                *kernel,
+            ))
         }
         EncoderConfig::Gcn(_) | EncoderConfig::Gat(_) | EncoderConfig::Gin(_) => anyhow::bail!(
             "encoder.kind = {}: a graph encoder, for graph data and graph methods",

@@ -14,3 +14,4 @@ pub mod linear_probe;
 pub mod nearest;
 pub mod standardise;
 pub mod suite;
+pub mod svm;

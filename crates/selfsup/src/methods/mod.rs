@@ -54,6 +54,10 @@ pub struct StepInput<'a> {
     /// Token masks the loader drew for [`Method::mask_spec`] (empty for other methods).
     pub masks: &'a [Tensor],
     pub progress: Progress,
+    /// The run's seed: a method that draws per step keys its generator with it and
+    /// `progress.step` (`rng::keyed(seed, Stream::Method, 0, step, 0)`), so a resumed run
+    /// draws the same.
+    pub seed: u64,
 }
 
 impl<'a> StepInput<'a> {
@@ -63,6 +67,7 @@ impl<'a> StepInput<'a> {
             labels: None,
             masks: &[],
             progress,
+            seed: 0,
         }
     }
 }
@@ -141,6 +146,9 @@ pub struct Needs {
     pub local_crops: bool,
     /// Training needs class labels.
     pub labels: bool,
+    /// The method draws its own views from the plain samples (TS2Vec's crops), so the loader
+    /// hands it each sample unaugmented.
+    pub own_views: bool,
     /// The `encoder.kind`s it works on (empty: any encoder of its modality).
     pub encoders: &'static [&'static str],
     /// Smallest batch for which the objective is defined (contrastive losses need a negative;
@@ -157,6 +165,7 @@ impl Needs {
         tables: false,
         local_crops: false,
         labels: false,
+        own_views: false,
         encoders: &[],
         min_batch: 2,
     };
@@ -317,6 +326,7 @@ registry! {
     dgi: Dgi(DgiConfig) = "dgi",
     grace: Grace(GraceConfig) = "grace",
     bgrl: Bgrl(BgrlConfig) = "bgrl",
+    ts2vec: Ts2Vec(Ts2VecConfig) = "ts2vec",
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@ pub mod barlow_twins;
 pub mod byol;
 pub mod dino;
 pub mod graph;
+pub mod hierarchical;
 pub mod info_nce;
 pub mod masked;
 pub mod nt_xent;

@@ -250,6 +250,10 @@ pub struct EvalConfig {
     /// embedding from the weight decay, as MAE's fine-tuning does (off: every tensor decays, the
     /// setting the shipped ViT figures were measured with).
     pub finetune_exclude_bias_and_norm: bool,
+    /// Also score with an RBF SVM, C chosen by 5-fold cross-validation (TS2Vec's protocol).
+    pub svm: bool,
+    /// With the raw baseline, also 1-NN under the Euclidean distance and DTW (series data).
+    pub nearest_raw: bool,
     /// The protocol that scores graph embeddings (`[eval.graph]`; graph data only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub graph: Option<crate::eval::graph::protocol::GraphEvalConfig>,
@@ -276,6 +280,8 @@ impl Default for EvalConfig {
             finetune_weight_decay: 0.0,
             finetune_cosine: false,
             finetune_exclude_bias_and_norm: false,
+            svm: false,
+            nearest_raw: false,
             graph: None,
         }
     }

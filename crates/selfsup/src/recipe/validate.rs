@@ -231,6 +231,21 @@ impl Recipe {
                 widths("encoder.widths", w.iter().copied())?;
                 widths("encoder.kernel", [*kernel])
             }
+            crate::encoders::EncoderConfig::DilatedConv {
+                hidden,
+                out,
+                depth,
+                kernel,
+            } => {
+                widths("encoder.hidden", [*hidden])?;
+                widths("encoder.out", [*out])?;
+                widths("encoder.depth", [*depth as i64])?;
+                widths("encoder.kernel", [*kernel])?;
+                if kernel % 2 == 0 {
+                    return Err(RecipeError::EvenKernel(*kernel));
+                }
+                Ok(())
+            }
             crate::encoders::EncoderConfig::Gcn(c) => {
                 widths("encoder.dims", c.dims.iter().copied())?;
                 probability("encoder.dropout", c.dropout)
@@ -269,7 +284,7 @@ impl Recipe {
                 });
             }
             let kind = self.encoder.kind();
-            if !matches!(kind, "cnn1d" | "mlp") {
+            if !matches!(kind, "cnn1d" | "dilated_conv" | "mlp") {
                 return Err(RecipeError::NeedsSeriesEncoder { encoder: kind });
             }
             if let DataConfig::Ucr { options, .. } = &self.data {
@@ -286,8 +301,9 @@ impl Recipe {
                     data: "non-series",
                 });
             }
-            if self.encoder.kind() == "cnn1d" {
-                return Err(RecipeError::NeedsSeriesEncoder { encoder: "cnn1d" });
+            let kind = self.encoder.kind();
+            if matches!(kind, "cnn1d" | "dilated_conv") {
+                return Err(RecipeError::NeedsSeriesEncoder { encoder: kind });
             }
         }
         if let Some(a) = &v.series {
@@ -354,6 +370,11 @@ impl Recipe {
                 kind: kinds.join(" or "),
             });
         }
+        if spec.needs().own_views && self.views.series.is_some() {
+            return Err(RecipeError::OwnViews {
+                method: self.method.name(),
+            });
+        }
         let min = spec.needs().min_batch;
         if self.train.batch_size < min {
             return Err(RecipeError::BatchTooSmall {
@@ -375,6 +396,9 @@ impl Recipe {
             return Err(RecipeError::KnnKZero);
         }
         temperature("eval.knn_temperature", e.knn_temperature)?;
+        if e.nearest_raw && !self.data.is_series() {
+            return Err(RecipeError::NearestNeedsSeries);
+        }
         non_negative("eval.probe_weight_decay", e.probe_weight_decay)?;
         if !(e.finetune_lr.is_finite() && e.finetune_lr > 0.0) {
             return Err(RecipeError::BadRange {

@@ -145,7 +145,7 @@ pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<Pretrain
             model.method.as_ref(),
             &prepared,
             &recipe.eval,
-            &[Protocol::Knn, Protocol::Linear],
+            &pipeline::recipe_protocols(&recipe.eval),
             args.device,
         )?;
         write_eval(&run, &records, Some(&collapse), summary.steps)?;

@@ -149,7 +149,11 @@ pub fn prepare_data(
         } => {
             let (tr, te, s) = data::ucr::load_ucr(path, name, options, policy)?;
             skipped.merge(s);
-            let augment = recipe.views.series.clone().unwrap_or_default();
+            let augment = if recipe.method.needs().own_views {
+                crate::views::series::SeriesAugment::IDENTITY
+            } else {
+                recipe.views.series.clone().unwrap_or_default()
+            };
             let source = |mut s: data::ucr::SeriesSet, limit: Option<usize>| {
                 if let Some(n) = limit.filter(|&n| n < s.len) {
                     s.values.truncate(n * s.length);
@@ -277,7 +281,7 @@ pub fn labels(source: &dyn ViewSource, n: usize) -> Result<Tensor> {
 }
 
 /// One evaluation figure, with everything needed to know what it means.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EvalRecord {
     /// e.g. `knn(k=200,T=0.1,cosine)` or `linear-probe(lbfgs,wd=0.0001,standardised)`.
     pub protocol: String,
@@ -295,6 +299,42 @@ pub struct EvalRecord {
 pub enum Protocol {
     Knn,
     Linear,
+    /// RBF SVM with C by 5-fold cross-validation (TS2Vec's protocol, eval/svm.rs).
+    Svm,
+    /// 1-NN under the Euclidean distance (series baselines; raw features only).
+    NearestEuclidean,
+    /// 1-NN under full-window DTW (series baselines; raw features only).
+    NearestDtw,
+}
+
+impl Protocol {
+    /// The start of its records' `protocol` field.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Protocol::Knn => "knn",
+            Protocol::Linear => "linear-probe",
+            Protocol::Svm => "svm",
+            Protocol::NearestEuclidean => "1nn-euclidean",
+            Protocol::NearestDtw => "1nn-dtw",
+        }
+    }
+    /// Whether the protocol only makes sense on the raw series.
+    pub fn raw_only(self) -> bool {
+        matches!(self, Protocol::NearestEuclidean | Protocol::NearestDtw)
+    }
+}
+
+/// The protocols a recipe's `[eval]` asks for after pretraining: kNN and the linear probe, the
+/// SVM with `svm = true`, the 1-NN series baselines with `nearest_raw = true`.
+pub fn recipe_protocols(cfg: &EvalConfig) -> Vec<Protocol> {
+    let mut p = vec![Protocol::Knn, Protocol::Linear];
+    if cfg.svm {
+        p.push(Protocol::Svm);
+    }
+    if cfg.nearest_raw {
+        p.extend([Protocol::NearestEuclidean, Protocol::NearestDtw]);
+    }
+    p
 }
 
 /// Runs `protocols` on (train, test) features.
@@ -356,6 +396,32 @@ pub fn evaluate_features(
                     details,
                 ));
             }
+            Protocol::Svm => {
+                match crate::eval::svm::svm_protocol(train, ytr, test, yte, n_classes as usize) {
+                    Ok(r) => out.push(base(
+                        "svm(rbf,gamma=scale,C by 5-fold CV)".into(),
+                        r.accuracy,
+                        t.elapsed().as_secs_f64(),
+                        serde_json::to_value(&r).unwrap_or_default(),
+                    )),
+                    Err(e) => tracing::warn!("the SVM protocol failed on {features} features: {e:#}"),
+                }
+            }
+            Protocol::NearestEuclidean | Protocol::NearestDtw => {
+                use crate::eval::nearest::{one_nn_accuracy, SeriesDistance};
+                let distance = if *p == Protocol::NearestDtw {
+                    SeriesDistance::Dtw { window: None }
+                } else {
+                    SeriesDistance::Euclidean
+                };
+                let acc = one_nn_accuracy(train, ytr, test, yte, distance);
+                out.push(base(
+                    p.prefix().into(),
+                    acc,
+                    t.elapsed().as_secs_f64(),
+                    serde_json::json!({}),
+                ));
+            }
         }
     }
     out
@@ -412,7 +478,8 @@ pub fn evaluate_with_collapse(
         collapse.normalised_std,
         1.0 / (collapse.dim as f64).sqrt()
     );
-    let mut out = evaluate_features("learned", &ftr, &ytr, &fte, &yte, n_classes, cfg, protocols);
+    let learned: Vec<Protocol> = protocols.iter().copied().filter(|p| !p.raw_only()).collect();
+    let mut out = evaluate_features("learned", &ftr, &ytr, &fte, &yte, n_classes, cfg, &learned);
     if cfg.raw_baseline {
         out.extend(evaluate_features(
             "raw",

@@ -100,10 +100,7 @@ fn budget(r: &Recipe) -> String {
 }
 
 fn accuracy(records: &[EvalRecord], features: &str, protocol: Protocol) -> f64 {
-    let prefix = match protocol {
-        Protocol::Knn => "knn",
-        Protocol::Linear => "linear-probe",
-    };
+    let prefix = protocol.prefix();
     records
         .iter()
         .find(|r| r.features == features && r.protocol.starts_with(prefix))

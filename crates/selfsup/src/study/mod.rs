@@ -6,3 +6,4 @@ pub mod graph_table;
 pub mod self_pretrain;
 pub mod table_file;
 pub mod tabular;
+pub mod ucr_table;

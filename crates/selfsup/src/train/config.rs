@@ -18,7 +18,14 @@ pub enum NanPolicy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// Passes over the training set (or give `steps` instead).
+    #[serde(default)]
     pub epochs: u64,
+    /// Train for exactly this many optimiser steps instead of a number of epochs: the last
+    /// epoch stops part-way, and the schedule spans the steps (TS2Vec trains 200 or 600
+    /// iterations whatever the data size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
     /// Samples per step (each contributes one view per method view); graphs per step for sets
     /// of small graphs (one graph is trained full-batch, one step per epoch).
     #[serde(default = "default_batch_size")]
@@ -93,8 +100,10 @@ impl TrainConfig {
     /// The rules of `[train]`.
     pub fn validate(&self) -> R {
         let t = self;
-        if t.epochs == 0 {
-            return Err(RecipeError::ZeroEpochs);
+        match (t.epochs, t.steps) {
+            (0, None) | (_, Some(0)) => return Err(RecipeError::ZeroEpochs),
+            (0, Some(_)) | (_, None) => {}
+            (_, Some(_)) => return Err(RecipeError::EpochsAndSteps),
         }
         let lr = t.optimizer.lr();
         if !(lr.is_finite() && lr > 0.0) {
@@ -122,7 +131,7 @@ impl TrainConfig {
             non_negative("train.optimizer.trust_coefficient", *trust_coefficient)?;
         }
         non_negative("train.warmup_epochs", t.warmup_epochs)?;
-        if t.warmup_epochs > t.epochs as f64 {
+        if t.steps.is_none() && t.warmup_epochs > t.epochs as f64 {
             return Err(RecipeError::WarmupTooLong {
                 warmup: t.warmup_epochs,
                 epochs: t.epochs,

@@ -53,6 +53,7 @@ pub struct ViewLearner<'a> {
     prefetch: usize,
     stream: Option<BatchStream>,
     last_views: Vec<Tensor>,
+    seed: u64,
 }
 
 impl<'a> ViewLearner<'a> {
@@ -86,6 +87,7 @@ impl<'a> ViewLearner<'a> {
             prefetch,
             stream: None,
             last_views: Vec::new(),
+            seed: 0,
         })
     }
 }
@@ -109,6 +111,7 @@ impl Learner for ViewLearner<'_> {
         self.batch_size
     }
     fn start_epoch(&mut self, seed: u64, epoch: u64, skip: u64) -> Result<()> {
+        self.seed = seed;
         self.stream = Some(BatchStream::new(
             self.source.clone(),
             seed,
@@ -139,6 +142,7 @@ impl Learner for ViewLearner<'_> {
             labels: labels.as_ref(),
             masks: &masks,
             progress,
+            seed: self.seed,
         };
         let method = self.method;
         let loss = with_precision(self.precision, device, || method.loss(&input))?;

@@ -129,7 +129,9 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             ctx.learner.name()
         );
     }
-    let total = t.epochs * spe;
+    // With `train.steps`, the last epoch stops part-way once the steps are done.
+    let epochs = t.steps.map_or(t.epochs, |s| s.div_ceil(spe));
+    let total = t.steps.unwrap_or(epochs * spe);
     let schedule = LrSchedule {
         base_lr: t.optimizer.lr(),
         warmup_steps: (t.warmup_epochs * spe as f64).round() as u64,
@@ -140,7 +142,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
     // Epoch-end checkpoints: every epoch, or for one-step epochs about twenty in a run.
     let checkpoint_epochs =
         t.checkpoint_every_epochs
-            .unwrap_or(if spe == 1 { (t.epochs / 20).max(1) } else { 1 });
+            .unwrap_or(if spe == 1 { (epochs / 20).max(1) } else { 1 });
     let mut opt = Optimizer::new(t.optimizer.clone(), ctx.vs);
     let mut st = TrainState {
         step: 0,
@@ -180,10 +182,10 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         .collect();
     let fault_nan_step = crate::fault::step_of("nan-input-at");
     let stopped = |st: &TrainState| st.early_stop.as_ref().is_some_and(|e| e.stopped);
-    while st.epoch < t.epochs && !stopped(&st) {
+    while st.epoch < epochs && !stopped(&st) {
         ctx.learner
             .start_epoch(ctx.seed, st.epoch, st.step_in_epoch)?;
-        loop {
+        while st.step < total {
             let lr = schedule.lr_at(st.step);
             opt.zero_grad();
             // A forward pass in training mode updates batch-norm running statistics; keep a copy
@@ -298,7 +300,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 ));
             }
         }
-        if st.epoch % checkpoint_epochs == 0 || st.epoch == t.epochs {
+        if st.epoch % checkpoint_epochs == 0 || st.epoch == epochs {
             save(&ctx, &st, &opt, &early, &mut saved_at)?;
         }
         if st.step >= max_steps {
@@ -306,7 +308,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         }
     }
     let mut kept_epoch = None;
-    let finished = stopped(&st) || st.epoch >= t.epochs;
+    let finished = stopped(&st) || st.epoch >= epochs;
     if let (Some(e), Some(es), true) = (early.as_ref(), st.early_stop.as_ref(), finished) {
         // Training is over (not paused by max_steps): the model becomes the best epoch's.
         e.restore(ctx.vs);

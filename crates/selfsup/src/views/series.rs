@@ -36,6 +36,16 @@ impl Default for SeriesAugment {
     }
 }
 
+impl SeriesAugment {
+    /// No change: the series itself (methods that draw their own views, such as TS2Vec).
+    pub const IDENTITY: SeriesAugment = SeriesAugment {
+        jitter: 0.0,
+        scale: 0.0,
+        crop_scale: [1.0, 1.0],
+        permute_segments: 0,
+    };
+}
+
 /// A standard normal draw (Box–Muller).
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
     let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
@@ -109,6 +119,9 @@ impl ViewSource for SeriesViews {
         vec![1, self.set.length as i64]
     }
     fn make_view(&self, index: usize, _view: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+        if self.augment == SeriesAugment::IDENTITY {
+            return self.make_plain(index, out);
+        }
         self.augment.apply(self.set.series(index), rng, out);
     }
     fn make_plain(&self, index: usize, out: &mut [f32]) {
