@@ -107,8 +107,8 @@ pub enum RecipeError {
     #[error("seeds = []: at least one seed is needed")]
     NoSeeds,
     #[error(
-        "encoder.kind = {encoder}: series data (format = \"ucr\") takes cnn1d, dilated_conv or \
-         mlp, and cnn1d and dilated_conv take series data"
+        "encoder.kind = {encoder}: series data (format = \"ucr\") takes cnn1d, dilated_conv, \
+         tstcc_conv or mlp, and the first three take series data"
     )]
     NeedsSeriesEncoder { encoder: &'static str },
     #[error("{field} = {value}: must be a finite number")]

@@ -4,6 +4,7 @@ use tch::nn;
 
 pub mod cnn1d;
 pub mod dilated_conv;
+pub mod tstcc_conv;
 pub mod feature_transformer;
 pub mod graph;
 pub mod mlp;
@@ -37,6 +38,10 @@ pub trait Encoder: nn::ModuleT {
     /// The dilated-convolution series encoder behind this encoder, for methods that work on its
     /// per-step outputs (TS2Vec).
     fn as_dilated_conv(&self) -> Option<&dilated_conv::DilatedConv> {
+        None
+    }
+    /// TS-TCC's convolutional encoder behind this encoder (per-step features).
+    fn as_tstcc_conv(&self) -> Option<&tstcc_conv::TstccConv> {
         None
     }
 }
@@ -117,6 +122,17 @@ pub enum EncoderConfig {
         #[serde(default = "dilated_kernel")]
         kernel: i64,
     },
+    /// TS-TCC's encoder for series `[C, T]`: conv (kernel `kernel`, no bias) + BN + ReLU +
+    /// max-pool per width, dropout after the first block; the flattened map is the
+    /// representation (Eldele et al. 2021: widths 32-64-128, kernel 8, dropout 0.35).
+    TstccConv {
+        #[serde(default = "tstcc_widths")]
+        widths: Vec<i64>,
+        #[serde(default = "tstcc_kernel")]
+        kernel: i64,
+        #[serde(default = "tstcc_dropout")]
+        dropout: f64,
+    },
     /// Graph convolutions (Kipf & Welling 2017) on graph data.
     Gcn(crate::encoders::graph::gcn::GcnConfig),
     /// Graph attention (Veličković et al. 2018) on graph data.
@@ -180,6 +196,15 @@ fn dilated_depth() -> usize {
 fn dilated_kernel() -> i64 {
     3
 }
+fn tstcc_widths() -> Vec<i64> {
+    vec![32, 64, 128]
+}
+fn tstcc_kernel() -> i64 {
+    8
+}
+fn tstcc_dropout() -> f64 {
+    0.35
+}
 fn small_cnn_widths() -> Vec<i64> {
     vec![32, 64, 128, 256]
 }
@@ -197,6 +222,7 @@ impl EncoderConfig {
             EncoderConfig::FeatureTransformer { .. } => "feature_transformer",
             EncoderConfig::Cnn1d { .. } => "cnn1d",
             EncoderConfig::DilatedConv { .. } => "dilated_conv",
+            EncoderConfig::TstccConv { .. } => "tstcc_conv",
             EncoderConfig::Gcn(_) => "gcn",
             EncoderConfig::Gat(_) => "gat",
             EncoderConfig::Gin(_) => "gin",
@@ -304,6 +330,24 @@ pub fn build_for(
             );
             Box::new(cnn1d::Cnn1d::new(vs, sample_shape[0], widths, *kernel))
         }
+        EncoderConfig::TstccConv {
+            widths,
+            kernel,
+            dropout,
+        } => {
+            anyhow::ensure!(
+                sample_shape.len() == 2,
+                "tstcc_conv needs series inputs [C, T], got {sample_shape:?}"
+            );
+            Box::new(tstcc_conv::TstccConv::new(
+                vs,
+                sample_shape[0],
+                sample_shape[1],
+                widths,
+                *kernel,
+                *dropout,
+            ))
+        }
         EncoderConfig::DilatedConv {
             hidden,
             out,
@@ -369,6 +413,23 @@ mod tests {
                 EncoderConfig::Cnn1d {
                     widths: vec![4, 6],
                     kernel: 4,
+                },
+                vec![1, 17],
+            ),
+            (
+                EncoderConfig::DilatedConv {
+                    hidden: 4,
+                    out: 6,
+                    depth: 3,
+                    kernel: 3,
+                },
+                vec![1, 17],
+            ),
+            (
+                EncoderConfig::TstccConv {
+                    widths: vec![4, 6],
+                    kernel: 8,
+                    dropout: 0.2,
                 },
                 vec![1, 17],
             ),

@@ -327,6 +327,7 @@ registry! {
     grace: Grace(GraceConfig) = "grace",
     bgrl: Bgrl(BgrlConfig) = "bgrl",
     ts2vec: Ts2Vec(Ts2VecConfig) = "ts2vec",
+    ts_tcc: TsTcc(TsTccConfig) = "ts_tcc",
 }
 
 #[cfg(test)]

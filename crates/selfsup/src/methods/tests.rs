@@ -161,7 +161,39 @@ fn cnn_factory(shape: Vec<i64>) -> impl Fn(&nn::Path) -> anyhow::Result<Box<dyn 
     move |p: &nn::Path| encoders::build(&EncoderConfig::SmallCnn { widths: vec![4, 8] }, p, &shape)
 }
 
+/// A series encoder of the kind a series method needs, for series `[1, 32]`.
+fn series_factory(kind: &str) -> impl Fn(&nn::Path) -> anyhow::Result<Box<dyn Encoder>> {
+    let cfg = if kind == "dilated_conv" {
+        EncoderConfig::DilatedConv {
+            hidden: 4,
+            out: 8,
+            depth: 2,
+            kernel: 3,
+        }
+    } else {
+        EncoderConfig::TstccConv {
+            widths: vec![4, 8],
+            kernel: 3,
+            dropout: 0.1,
+        }
+    };
+    move |p: &nn::Path| encoders::build(&cfg, p, &[1, 32])
+}
+
+fn series_kind(cfg: &MethodConfig) -> Option<&'static str> {
+    cfg.needs()
+        .encoders
+        .iter()
+        .copied()
+        .find(|k| matches!(*k, "dilated_conv" | "tstcc_conv"))
+}
+
 fn views_for(m: &dyn Method, n: i64) -> Vec<Tensor> {
+    if matches!(m.name(), "ts2vec" | "ts_tcc") {
+        return (0..m.n_views())
+            .map(|_| Tensor::randn([n, 1, 32], (Kind::Float, Device::Cpu)))
+            .collect();
+    }
     if m.name() == "tjepa" {
         return vec![Tensor::randn([n, 7], (Kind::Float, Device::Cpu))];
     }
@@ -200,6 +232,8 @@ fn every_method_trains_for_a_few_steps() {
                 )
             };
             build(&cfg, &vs, &f).unwrap()
+        } else if let Some(kind) = series_kind(&cfg) {
+            build(&cfg, &vs, &series_factory(kind)).unwrap()
         } else if cfg.needs_tables() {
             build(&cfg, &vs, &table_factory()).unwrap()
         } else if cfg.is_masked() {
@@ -248,7 +282,12 @@ fn every_method_trains_for_a_few_steps() {
         }
         let views = views_for(m.as_ref(), 6);
         let e = tch::no_grad(|| m.embed(&views[0]));
-        assert_eq!(e.size(), vec![6, 8], "{}", m.name());
+        let width = if series_kind(&cfg).is_some() {
+            m.encoder().out_dim()
+        } else {
+            8
+        };
+        assert_eq!(e.size(), vec![6, width], "{}", m.name());
     }
 }
 

@@ -210,6 +210,10 @@ pub struct ViewsConfig {
     pub table: Option<TableCorruption>,
     /// Time-series views (`[views.series]`: jitter, scaling, window slice, segment permutation).
     pub series: Option<crate::views::series::SeriesAugment>,
+    /// The second view's series augmentation when it differs from the first (TS-TCC's strong
+    /// view: permutation + jitter, beside the weak scaling + jitter of `[views.series]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series2: Option<crate::views::series::SeriesAugment>,
 }
 
 /// Evaluation protocols run after pretraining (and by `selfsup eval`).

@@ -231,6 +231,15 @@ impl Recipe {
                 widths("encoder.widths", w.iter().copied())?;
                 widths("encoder.kernel", [*kernel])
             }
+            crate::encoders::EncoderConfig::TstccConv {
+                widths: w,
+                kernel,
+                dropout,
+            } => {
+                widths("encoder.widths", w.iter().copied())?;
+                widths("encoder.kernel", [*kernel])?;
+                probability("encoder.dropout", *dropout)
+            }
             crate::encoders::EncoderConfig::DilatedConv {
                 hidden,
                 out,
@@ -284,7 +293,7 @@ impl Recipe {
                 });
             }
             let kind = self.encoder.kind();
-            if !matches!(kind, "cnn1d" | "dilated_conv" | "mlp") {
+            if !matches!(kind, "cnn1d" | "dilated_conv" | "tstcc_conv" | "mlp") {
                 return Err(RecipeError::NeedsSeriesEncoder { encoder: kind });
             }
             if let DataConfig::Ucr { options, .. } = &self.data {
@@ -295,21 +304,26 @@ impl Recipe {
                 }
             }
         } else {
-            if v.series.is_some() {
+            if v.series.is_some() || v.series2.is_some() {
                 return Err(RecipeError::ViewsMismatch {
                     given: "series",
                     data: "non-series",
                 });
             }
             let kind = self.encoder.kind();
-            if matches!(kind, "cnn1d" | "dilated_conv") {
+            if matches!(kind, "cnn1d" | "dilated_conv" | "tstcc_conv") {
                 return Err(RecipeError::NeedsSeriesEncoder { encoder: kind });
             }
         }
-        if let Some(a) = &v.series {
-            non_negative("views.series.jitter", a.jitter)?;
-            non_negative("views.series.scale", a.scale)?;
-            fraction_range("views.series.crop_scale", a.crop_scale, true)?;
+        for (a, [jitter, scale, crop]) in [
+            (&v.series, ["views.series.jitter", "views.series.scale", "views.series.crop_scale"]),
+            (&v.series2, ["views.series2.jitter", "views.series2.scale", "views.series2.crop_scale"]),
+        ] {
+            if let Some(a) = a {
+                non_negative(jitter, a.jitter)?;
+                non_negative(scale, a.scale)?;
+                fraction_range(crop, a.crop_scale, true)?;
+            }
         }
         Ok(())
     }
@@ -370,7 +384,7 @@ impl Recipe {
                 kind: kinds.join(" or "),
             });
         }
-        if spec.needs().own_views && self.views.series.is_some() {
+        if spec.needs().own_views && (self.views.series.is_some() || self.views.series2.is_some()) {
             return Err(RecipeError::OwnViews {
                 method: self.method.name(),
             });

@@ -164,6 +164,7 @@ pub fn prepare_data(
                 Arc::new(SeriesViews {
                     set: Arc::new(s),
                     augment: augment.clone(),
+                    second: recipe.views.series2.clone(),
                 }) as Arc<dyn ViewSource>
             };
             (source(tr, train_limit), Some(source(te, test_limit)))

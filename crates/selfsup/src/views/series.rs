@@ -109,6 +109,8 @@ impl SeriesAugment {
 pub struct SeriesViews {
     pub set: Arc<SeriesSet>,
     pub augment: SeriesAugment,
+    /// The second view's augmentation, when it differs (TS-TCC's strong view).
+    pub second: Option<SeriesAugment>,
 }
 
 impl ViewSource for SeriesViews {
@@ -118,11 +120,15 @@ impl ViewSource for SeriesViews {
     fn sample_shape(&self) -> Vec<i64> {
         vec![1, self.set.length as i64]
     }
-    fn make_view(&self, index: usize, _view: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
-        if self.augment == SeriesAugment::IDENTITY {
+    fn make_view(&self, index: usize, view: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+        let augment = match (&self.second, view) {
+            (Some(s), 1) => s,
+            _ => &self.augment,
+        };
+        if *augment == SeriesAugment::IDENTITY {
             return self.make_plain(index, out);
         }
-        self.augment.apply(self.set.series(index), rng, out);
+        augment.apply(self.set.series(index), rng, out);
     }
     fn make_plain(&self, index: usize, out: &mut [f32]) {
         out.copy_from_slice(self.set.series(index));
