@@ -545,7 +545,15 @@ fn the_fashion_mnist_comparison_recipes_are_valid() {
     names.sort_unstable();
     let mut all: Vec<&str> = MethodConfig::all_defaults()
         .iter()
-        .filter(|m| !m.needs_tables() && m.modality() == Modality::Samples)
+        .filter(|m| {
+            !m.needs_tables()
+                && m.modality() == Modality::Samples
+                && !m
+                    .needs()
+                    .encoders
+                    .iter()
+                    .any(|k| matches!(*k, "dilated_conv" | "tstcc_conv"))
+        })
         .map(|m| m.name())
         .collect();
     all.sort_unstable();
@@ -665,7 +673,7 @@ fn series_recipes_and_rules() {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         Recipe::from_toml(base, "t", &sets).unwrap_err().to_string()
     };
-    assert!(bad(&["encoder={ kind = \"small_cnn\" }"]).contains("cnn1d or mlp"));
+    assert!(bad(&["encoder={ kind = \"small_cnn\" }"]).contains("cnn1d, dilated_conv, tstcc_conv or mlp"));
     assert!(bad(&["views.image={ hflip_p = 0.5 }"]).contains("[views.image/table]"));
     assert!(bad(&["views.series.jitter=-1.0"]).contains("views.series.jitter"));
     assert!(bad(&["views.series.crop_scale=[0.0, 0.5]"]).contains("crop_scale"));
@@ -682,4 +690,26 @@ fn series_recipes_and_rules() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("cnn1d"), "{e}");
+    // TS2Vec: its own views, its own encoder, steps or epochs but not both.
+    let ts2vec = include_str!("../../../../recipes/timeseries/ts2vec.toml");
+    let bad = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Recipe::from_toml(ts2vec, "t", &sets).unwrap_err().to_string()
+    };
+    assert!(bad(&["views.series={ jitter = 0.1 }"]).contains("makes its own views"));
+    assert!(bad(&["encoder={ kind = \"cnn1d\" }"]).contains("dilated_conv"));
+    assert!(bad(&["train.epochs=3"]).contains("train.steps"));
+    assert!(bad(&["train.steps=0"]).contains("nothing to train"));
+    assert!(bad(&["encoder.kernel=4"]).contains("odd kernel"));
+    assert!(bad(&["method.max_train_length=1"]).contains("max_train_length"));
+    let e = Recipe::from_toml(quickstart, "q", &["eval.nearest_raw=true".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("series data"), "{e}");
+    // TS-TCC: the strong view's fields are checked by name.
+    let tstcc = include_str!("../../../../recipes/timeseries/ts-tcc.toml");
+    let e = Recipe::from_toml(tstcc, "t", &["views.series2.jitter=-1.0".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("views.series2.jitter"), "{e}");
 }
