@@ -137,16 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = selfsup::study::graph_table::TableOptions {
                 runs,
                 save_embeddings,
-                run: selfsup::run::RunOptions {
-                    run_dir: None,
-                    resume,
-                    device,
-                    threads: cli.threads,
-                    on_bad_input: BadInputPolicy::Fail,
-                    evaluate: true,
-                    progress: false,
-                    stop: trainer::install_signal_handlers()?,
-                },
+                run: table_run_options(device, cli.threads, resume)?,
             };
             // Every recipe is checked before time is spent on the first.
             let seeds = seeds.map(|n| (first_seed..first_seed + n.max(1)).collect());
@@ -170,29 +161,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let sets: Vec<String> = if sets == "all" {
                 published.keys().cloned().collect()
             } else {
-                sets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+                sets.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
             };
             let runs = runs.unwrap_or_else(|| std::path::PathBuf::from("runs/ucr").join(&r.name));
             let opts = ucr_table::UcrTableOptions {
                 sets: sets.clone(),
                 seeds: (first_seed..first_seed + seeds.max(1)).collect(),
                 runs: runs.clone(),
-                run: selfsup::run::RunOptions {
-                    run_dir: None,
-                    resume: false,
-                    device,
-                    threads: cli.threads,
-                    on_bad_input: BadInputPolicy::Fail,
-                    evaluate: true,
-                    progress: false,
-                    stop: trainer::install_signal_handlers()?,
-                },
+                run: table_run_options(device, cli.threads, false)?,
             };
             let started = std::time::Instant::now();
             let table = ucr_table::run_ucr_table(&r, &opts, |line| eprintln!("{line}"))?;
             let rows = ucr_table::rows(&table, &sets, &published);
             let text = ucr_table::format_table(&table, &rows);
-            eprintln!("wall time of this invocation: {:.1} min", started.elapsed().as_secs_f64() / 60.0);
+            eprintln!(
+                "wall time of this invocation: {:.1} min",
+                started.elapsed().as_secs_f64() / 60.0
+            );
             selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
             if let Some(o) = &out {
                 selfsup::run::folder::atomic_write(o, text.as_bytes())?;
@@ -300,4 +288,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How a table command makes each of its runs: evaluated, quiet, stopping cleanly on a signal.
+fn table_run_options(
+    device: tch::Device,
+    threads: usize,
+    resume: bool,
+) -> anyhow::Result<selfsup::run::RunOptions> {
+    Ok(selfsup::run::RunOptions {
+        run_dir: None,
+        resume,
+        device,
+        threads,
+        on_bad_input: BadInputPolicy::Fail,
+        evaluate: true,
+        progress: false,
+        stop: trainer::install_signal_handlers()?,
+    })
 }

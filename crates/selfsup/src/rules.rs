@@ -18,7 +18,9 @@ pub enum RecipeError {
     },
     #[error("train.epochs = 0 (or train.steps = 0): nothing to train")]
     ZeroEpochs,
-    #[error("encoder.kernel = {0}: the dilated convolutions need an odd kernel (\"same\" padding)")]
+    #[error(
+        "encoder.kernel = {0}: the dilated convolutions need an odd kernel (\"same\" padding)"
+    )]
     EvenKernel(i64),
     #[error(
         "method.name = {method} makes its own views of each series; remove [views.series] \

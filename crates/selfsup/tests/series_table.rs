@@ -5,7 +5,9 @@ use rand::{Rng, SeedableRng};
 use selfsup::error::BadInputPolicy;
 use selfsup::recipe::Recipe;
 use selfsup::run::RunOptions;
-use selfsup::study::ucr_table::{format_table, rows, run_ucr_table, Published, Table, UcrTableOptions};
+use selfsup::study::ucr_table::{
+    format_table, rows, run_ucr_table, Published, Table, UcrTableOptions,
+};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -100,7 +102,12 @@ fn ts2vec_over_two_sets_and_two_seeds_resumes_and_guards_its_cells() {
     assert_eq!(lines.len(), 4, "{lines:?}");
     for c in &table.cells {
         assert!((0.0..=1.0).contains(&c.accuracy), "{c:?}");
-        let metrics = std::fs::read_to_string(runs.join(&c.set).join(format!("seed{}", c.seed)).join("metrics.jsonl")).unwrap();
+        let metrics = std::fs::read_to_string(
+            runs.join(&c.set)
+                .join(format!("seed{}", c.seed))
+                .join("metrics.jsonl"),
+        )
+        .unwrap();
         let last_step = metrics
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -120,7 +127,10 @@ fn ts2vec_over_two_sets_and_two_seeds_resumes_and_guards_its_cells() {
     assert_eq!(rows[0].raw_dtw, Some(1.0));
     assert!(rows[0].raw_svm.is_some());
     let text = format_table(&table, &rows);
-    assert!(text.contains("| RAMP |") && text.contains("average rank"), "{text}");
+    assert!(
+        text.contains("| RAMP |") && text.contains("average rank"),
+        "{text}"
+    );
 
     // Run again: every cell is read back, nothing trains.
     let mut again = Vec::new();

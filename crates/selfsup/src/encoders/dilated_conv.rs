@@ -51,7 +51,11 @@ impl Block {
             Some(p) => x.apply(p),
             None => x.shallow_clone(),
         };
-        let h = x.gelu("none").apply(&self.conv1).gelu("none").apply(&self.conv2);
+        let h = x
+            .gelu("none")
+            .apply(&self.conv1)
+            .gelu("none")
+            .apply(&self.conv2);
         h + residual
     }
 }
@@ -75,7 +79,14 @@ pub enum StepMask<'a> {
 impl DilatedConv {
     /// `channels` input channels; `depth` blocks of width `hidden`, then one block to `out`;
     /// convolution kernel `kernel` (odd).
-    pub fn new(vs: &nn::Path, channels: i64, hidden: i64, out: i64, depth: usize, kernel: i64) -> Self {
+    pub fn new(
+        vs: &nn::Path,
+        channels: i64,
+        hidden: i64,
+        out: i64,
+        depth: usize,
+        kernel: i64,
+    ) -> Self {
         let input_fc = torch_init::linear(vs / "input_fc", channels, hidden, true);
         let widths: Vec<i64> = std::iter::repeat(hidden).take(depth).chain([out]).collect();
         let mut c = hidden;
@@ -126,7 +137,8 @@ impl nn::ModuleT for DilatedConv {
     /// The whole-series representation: per-step outputs (every observed step kept),
     /// max-pooled over time.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.steps(xs, StepMask::All, train).amax([1i64].as_slice(), false)
+        self.steps(xs, StepMask::All, train)
+            .amax([1i64].as_slice(), false)
     }
 }
 
@@ -185,7 +197,12 @@ mod tests {
             enc.steps(&x, StepMask::All, false),
             enc.steps(&y, StepMask::All, false),
         );
-        let diff = (a - b).abs().get(0).get(2000).sum(Kind::Float).double_value(&[]);
+        let diff = (a - b)
+            .abs()
+            .get(0)
+            .get(2000)
+            .sum(Kind::Float)
+            .double_value(&[]);
         assert!(diff > 0.0);
     }
 }

@@ -4,13 +4,13 @@ use tch::nn;
 
 pub mod cnn1d;
 pub mod dilated_conv;
-pub mod tstcc_conv;
 pub mod feature_transformer;
 pub mod graph;
 pub mod mlp;
 pub mod resnet;
 pub mod small_cnn;
 pub mod transformer;
+pub mod tstcc_conv;
 pub mod vit;
 
 /// A backbone: `forward_t(x, train)` gives the representation that evaluation uses.

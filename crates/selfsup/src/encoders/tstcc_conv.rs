@@ -31,7 +31,14 @@ fn block_len(t: i64, k: i64) -> i64 {
 
 impl TstccConv {
     /// For series `[channels, length]`.
-    pub fn new(vs: &nn::Path, channels: i64, length: i64, widths: &[i64], kernel: i64, dropout: f64) -> Self {
+    pub fn new(
+        vs: &nn::Path,
+        channels: i64,
+        length: i64,
+        widths: &[i64],
+        kernel: i64,
+        dropout: f64,
+    ) -> Self {
         let mut c = channels;
         let mut t = length;
         let blocks = widths
@@ -73,11 +80,13 @@ impl TstccConv {
     pub fn steps(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut x = xs.shallow_clone();
         for (i, b) in self.blocks.iter().enumerate() {
-            x = x
-                .apply(&b.conv)
-                .apply_t(&b.bn, train)
-                .relu()
-                .max_pool1d([2i64].as_slice(), [2i64].as_slice(), [1i64].as_slice(), [1i64].as_slice(), false);
+            x = x.apply(&b.conv).apply_t(&b.bn, train).relu().max_pool1d(
+                [2i64].as_slice(),
+                [2i64].as_slice(),
+                [1i64].as_slice(),
+                [1i64].as_slice(),
+                false,
+            );
             if i == 0 {
                 x = x.dropout(self.dropout, train);
             }
@@ -119,7 +128,10 @@ mod tests {
             let x = Tensor::randn([2, 1, t], (Kind::Float, Device::Cpu));
             let s = e.steps(&x, false);
             assert_eq!(s.size(), [2, e.steps, 128], "T={t} k={k}");
-            assert_eq!(e.forward_t(&x, true).size(), [2, super::super::Encoder::out_dim(&e)]);
+            assert_eq!(
+                e.forward_t(&x, true).size(),
+                [2, super::super::Encoder::out_dim(&e)]
+            );
         }
     }
 }

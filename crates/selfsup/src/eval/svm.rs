@@ -117,7 +117,13 @@ pub struct OneVsOne {
 }
 
 impl OneVsOne {
-    pub fn fit(x: ArrayView2<f64>, y: &[usize], classes: usize, c: f64, gamma: f64) -> Result<Self> {
+    pub fn fit(
+        x: ArrayView2<f64>,
+        y: &[usize],
+        classes: usize,
+        c: f64,
+        gamma: f64,
+    ) -> Result<Self> {
         let mut pairs = Vec::new();
         for i in 0..classes {
             for j in i + 1..classes {
@@ -161,14 +167,29 @@ fn accuracy(predicted: &[usize], truth: &[usize]) -> f64 {
 }
 
 /// Mean accuracy of each C over the stratified folds.
-pub fn cross_validate(x: ArrayView2<f64>, y: &[usize], classes: usize, gamma: f64, grid: &[f64]) -> Result<Vec<f64>> {
+pub fn cross_validate(
+    x: ArrayView2<f64>,
+    y: &[usize],
+    classes: usize,
+    gamma: f64,
+    grid: &[f64],
+) -> Result<Vec<f64>> {
     let folds = stratified_folds(y, FOLDS);
     let mut scores = vec![0.0; grid.len()];
     for f in 0..FOLDS {
         let (fit, held): (Vec<usize>, Vec<usize>) = (0..y.len()).partition(|&r| folds[r] != f);
-        ensure!(!held.is_empty(), "fold {f} of the cross-validation is empty");
-        let (xf, yf) = (x.select(Axis(0), &fit), fit.iter().map(|&r| y[r]).collect::<Vec<_>>());
-        let (xh, yh) = (x.select(Axis(0), &held), held.iter().map(|&r| y[r]).collect::<Vec<_>>());
+        ensure!(
+            !held.is_empty(),
+            "fold {f} of the cross-validation is empty"
+        );
+        let (xf, yf) = (
+            x.select(Axis(0), &fit),
+            fit.iter().map(|&r| y[r]).collect::<Vec<_>>(),
+        );
+        let (xh, yh) = (
+            x.select(Axis(0), &held),
+            held.iter().map(|&r| y[r]).collect::<Vec<_>>(),
+        );
         for (s, &c) in scores.iter_mut().zip(grid) {
             let m = OneVsOne::fit(xf.view(), &yf, classes, c, gamma)?;
             *s += accuracy(&m.predict(xh.view()), &yh) / FOLDS as f64;
@@ -191,7 +212,13 @@ fn to_classes(y: &Tensor) -> Result<Vec<usize>> {
 }
 
 /// The protocol on (train, test) features `[N, D]` with class labels `[N]`.
-pub fn svm_protocol(train: &Tensor, ytr: &Tensor, test: &Tensor, yte: &Tensor, classes: usize) -> Result<SvmResult> {
+pub fn svm_protocol(
+    train: &Tensor,
+    ytr: &Tensor,
+    test: &Tensor,
+    yte: &Tensor,
+    classes: usize,
+) -> Result<SvmResult> {
     let (xtr, xte) = (to_array(train)?, to_array(test)?);
     let (ytr, yte) = (to_classes(ytr)?, to_classes(yte)?);
     ensure!(
@@ -237,12 +264,20 @@ mod tests {
         // y = [1,1,1,0,0,0,0,0,0,2,2,2] puts the samples in the test folds
         // [0,1,2, 0,1,2,3,3,4, 0,1,4].
         let y = [1, 1, 1, 0, 0, 0, 0, 0, 0, 2, 2, 2];
-        assert_eq!(stratified_folds(&y, 5), [0, 1, 2, 0, 1, 2, 3, 3, 4, 0, 1, 4]);
+        assert_eq!(
+            stratified_folds(&y, 5),
+            [0, 1, 2, 0, 1, 2, 3, 3, 4, 0, 1, 4]
+        );
         // Every sample in one fold, and folds as even as the classes allow.
         let y: Vec<usize> = (0..53).map(|i| (i * 7) % 3).collect();
         let f = stratified_folds(&y, 5);
-        let sizes: Vec<usize> = (0..5).map(|k| f.iter().filter(|&&x| x == k).count()).collect();
-        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+        let sizes: Vec<usize> = (0..5)
+            .map(|k| f.iter().filter(|&&x| x == k).count())
+            .collect();
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+            "{sizes:?}"
+        );
     }
 
     #[test]
@@ -255,7 +290,9 @@ mod tests {
         let r = svm_protocol(&x, &y, &x, &y, 2).unwrap();
         assert!(!r.searched && r.c.is_infinite() && r.cv_accuracy.is_empty());
         assert_eq!(r.accuracy, 1.0);
-        assert!((r.gamma - 1.0 / x.to_kind(Kind::Double).var(false).double_value(&[])).abs() < 1e-9);
+        assert!(
+            (r.gamma - 1.0 / x.to_kind(Kind::Double).var(false).double_value(&[])).abs() < 1e-9
+        );
     }
 
     /// Two noisy Gaussian classes: a tiny C gives every sample the majority class, so the
@@ -279,7 +316,11 @@ mod tests {
         assert!(r.searched);
         assert_eq!(r.cv_accuracy.len(), C_GRID.len());
         // At C = 1e-4 the machine predicts the majority class everywhere: 75 %.
-        assert!((r.cv_accuracy[0] - 0.75).abs() < 1e-9, "{:?}", r.cv_accuracy);
+        assert!(
+            (r.cv_accuracy[0] - 0.75).abs() < 1e-9,
+            "{:?}",
+            r.cv_accuracy
+        );
         let best = r.cv_accuracy.iter().cloned().fold(f64::MIN, f64::max);
         let first = r.cv_accuracy.iter().position(|&s| s == best).unwrap();
         assert_eq!(r.c, C_GRID[first]);
@@ -304,14 +345,22 @@ mod tests {
             Array2::from_shape_vec((n, d), rows.concat()).unwrap()
         };
         let labels = |k: &str| -> Vec<usize> { serde_json::from_value(f[k].clone()).unwrap() };
-        let (x, y, xt, yt) = (matrix("train"), labels("train_labels"), matrix("test"), labels("test_labels"));
+        let (x, y, xt, yt) = (
+            matrix("train"),
+            labels("train_labels"),
+            matrix("test"),
+            labels("test_labels"),
+        );
         let gamma = gamma_scale(x.view());
         assert!((gamma - f["gamma"].as_f64().unwrap()).abs() < 1e-9 * gamma);
         let theirs: Vec<f64> = serde_json::from_value(f["cv_accuracy"].clone()).unwrap();
         let ours = cross_validate(x.view(), &y, 3, gamma, &C_GRID).unwrap();
         for (c, (a, b)) in C_GRID.iter().zip(ours.iter().zip(&theirs)) {
             // One held-out sample of 13 or 14 is 0.015 of a fold's mean; allow one per fold.
-            assert!((a - b).abs() <= 0.016, "C = {c}: ours {a}, scikit-learn {b}");
+            assert!(
+                (a - b).abs() <= 0.016,
+                "C = {c}: ours {a}, scikit-learn {b}"
+            );
         }
         let to = |v: &[f64]| Tensor::from_slice(v);
         let r = svm_protocol(
@@ -331,13 +380,23 @@ mod tests {
 
     #[test]
     fn one_vs_one_separates_three_classes_and_breaks_ties_low() {
-        let pts = [(0.0, 0.0), (0.2, 0.1), (5.0, 0.0), (5.1, 0.2), (0.0, 5.0), (0.1, 5.2)];
+        let pts = [
+            (0.0, 0.0),
+            (0.2, 0.1),
+            (5.0, 0.0),
+            (5.1, 0.2),
+            (0.0, 5.0),
+            (0.1, 5.2),
+        ];
         let x = Array2::from_shape_fn((6, 2), |(i, j)| if j == 0 { pts[i].0 } else { pts[i].1 });
         let y = [0, 0, 1, 1, 2, 2];
         let m = OneVsOne::fit(x.view(), &y, 3, f64::INFINITY, 0.1).unwrap();
         assert_eq!(m.predict(x.view()), y);
         // With no machines every class has zero votes: the lowest wins.
-        let empty = OneVsOne { classes: 3, pairs: Vec::new() };
+        let empty = OneVsOne {
+            classes: 3,
+            pairs: Vec::new(),
+        };
         assert_eq!(empty.predict(x.view()), [0; 6]);
     }
 }

@@ -21,7 +21,9 @@ fn paired_cross_entropy(sim: &Tensor) -> Tensor {
         .log_softmax(-1, sim.kind());
     let half = m / 2;
     let positive = (Tensor::arange(m, (Kind::Int64, device)) + half).remainder(m);
-    let idx = positive.view([1, m, 1]).expand([sim.size()[0], m, 1], false);
+    let idx = positive
+        .view([1, m, 1])
+        .expand([sim.size()[0], m, 1], false);
     -log_p.gather(2, &idx, false).mean(sim.kind())
 }
 
@@ -46,13 +48,24 @@ pub fn temporal_contrastive(z1: &Tensor, z2: &Tensor) -> Tensor {
 /// Max-pools `[B, T, C]` over time by 2 (floor).
 fn pool_time(z: &Tensor) -> Tensor {
     z.transpose(1, 2)
-        .max_pool1d([2i64].as_slice(), [2i64].as_slice(), [0i64].as_slice(), [1i64].as_slice(), false)
+        .max_pool1d(
+            [2i64].as_slice(),
+            [2i64].as_slice(),
+            [0i64].as_slice(),
+            [1i64].as_slice(),
+            false,
+        )
         .transpose(1, 2)
 }
 
 /// The full loss: α-weighted instance and (1 − α)-weighted temporal terms over the scales
 /// T, ⌊T/2⌋, …, 1; the temporal term only from scale index `temporal_unit` on.
-pub fn hierarchical_contrastive(z1: &Tensor, z2: &Tensor, alpha: f64, temporal_unit: usize) -> Tensor {
+pub fn hierarchical_contrastive(
+    z1: &Tensor,
+    z2: &Tensor,
+    alpha: f64,
+    temporal_unit: usize,
+) -> Tensor {
     let mut loss = z1.zeros_like().sum(z1.kind());
     let (mut a, mut b) = (z1.shallow_clone(), z2.shallow_clone());
     let mut scales = 0usize;
@@ -180,7 +193,12 @@ mod tests {
     fn matches_a_direct_computation_of_the_formula_with_pooling() {
         tch::manual_seed(3);
         // T = 7 pools to 3, then 1 (the odd last step dropped each time).
-        for (bn, tn, unit, alpha) in [(3, 7, 0, 0.5), (2, 6, 1, 0.3), (1, 5, 0, 0.5), (4, 1, 0, 0.5)] {
+        for (bn, tn, unit, alpha) in [
+            (3, 7, 0, 0.5),
+            (2, 6, 1, 0.3),
+            (1, 5, 0, 0.5),
+            (4, 1, 0, 0.5),
+        ] {
             let z1 = Tensor::randn([bn, tn, 4], (Kind::Double, Device::Cpu));
             let z2 = Tensor::randn([bn, tn, 4], (Kind::Double, Device::Cpu));
             let got = hierarchical_contrastive(&z1, &z2, alpha, unit).double_value(&[]);
@@ -218,7 +236,10 @@ mod tests {
             };
             let numeric = (f(eps) - f(-eps)) / (2.0 * eps);
             let analytic = g.view([-1]).double_value(&[flat]);
-            assert!((numeric - analytic).abs() < 1e-6, "{flat}: {numeric} vs {analytic}");
+            assert!(
+                (numeric - analytic).abs() < 1e-6,
+                "{flat}: {numeric} vs {analytic}"
+            );
         }
     }
 }

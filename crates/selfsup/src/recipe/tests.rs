@@ -673,7 +673,8 @@ fn series_recipes_and_rules() {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         Recipe::from_toml(base, "t", &sets).unwrap_err().to_string()
     };
-    assert!(bad(&["encoder={ kind = \"small_cnn\" }"]).contains("cnn1d, dilated_conv, tstcc_conv or mlp"));
+    assert!(bad(&["encoder={ kind = \"small_cnn\" }"])
+        .contains("cnn1d, dilated_conv, tstcc_conv or mlp"));
     assert!(bad(&["views.image={ hflip_p = 0.5 }"]).contains("[views.image/table]"));
     assert!(bad(&["views.series.jitter=-1.0"]).contains("views.series.jitter"));
     assert!(bad(&["views.series.crop_scale=[0.0, 0.5]"]).contains("crop_scale"));
@@ -694,7 +695,9 @@ fn series_recipes_and_rules() {
     let ts2vec = include_str!("../../../../recipes/timeseries/ts2vec.toml");
     let bad = |sets: &[&str]| {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-        Recipe::from_toml(ts2vec, "t", &sets).unwrap_err().to_string()
+        Recipe::from_toml(ts2vec, "t", &sets)
+            .unwrap_err()
+            .to_string()
     };
     assert!(bad(&["views.series={ jitter = 0.1 }"]).contains("makes its own views"));
     assert!(bad(&["encoder={ kind = \"cnn1d\" }"]).contains("dilated_conv"));

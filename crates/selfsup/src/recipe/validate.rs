@@ -316,8 +316,22 @@ impl Recipe {
             }
         }
         for (a, [jitter, scale, crop]) in [
-            (&v.series, ["views.series.jitter", "views.series.scale", "views.series.crop_scale"]),
-            (&v.series2, ["views.series2.jitter", "views.series2.scale", "views.series2.crop_scale"]),
+            (
+                &v.series,
+                [
+                    "views.series.jitter",
+                    "views.series.scale",
+                    "views.series.crop_scale",
+                ],
+            ),
+            (
+                &v.series2,
+                [
+                    "views.series2.jitter",
+                    "views.series2.scale",
+                    "views.series2.crop_scale",
+                ],
+            ),
         ] {
             if let Some(a) = a {
                 non_negative(jitter, a.jitter)?;

@@ -405,7 +405,9 @@ pub fn evaluate_features(
                         t.elapsed().as_secs_f64(),
                         serde_json::to_value(&r).unwrap_or_default(),
                     )),
-                    Err(e) => tracing::warn!("the SVM protocol failed on {features} features: {e:#}"),
+                    Err(e) => {
+                        tracing::warn!("the SVM protocol failed on {features} features: {e:#}")
+                    }
                 }
             }
             Protocol::NearestEuclidean | Protocol::NearestDtw => {
@@ -479,7 +481,11 @@ pub fn evaluate_with_collapse(
         collapse.normalised_std,
         1.0 / (collapse.dim as f64).sqrt()
     );
-    let learned: Vec<Protocol> = protocols.iter().copied().filter(|p| !p.raw_only()).collect();
+    let learned: Vec<Protocol> = protocols
+        .iter()
+        .copied()
+        .filter(|p| !p.raw_only())
+        .collect();
     let mut out = evaluate_features("learned", &ftr, &ytr, &fte, &yte, n_classes, cfg, &learned);
     if cfg.raw_baseline {
         out.extend(evaluate_features(

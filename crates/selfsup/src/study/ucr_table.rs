@@ -20,7 +20,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The published columns of the reference file, in its order.
-pub const PUBLISHED: [&str; 6] = ["ts2vec", "t_loss", "ts_tcc", "tnc", "dtw_1nn", "inceptiontime"];
+pub const PUBLISHED: [&str; 6] = [
+    "ts2vec",
+    "t_loss",
+    "ts_tcc",
+    "tnc",
+    "dtw_1nn",
+    "inceptiontime",
+];
 
 /// Published per-set accuracies (fractions): set → column → figure.
 pub type Published = BTreeMap<String, BTreeMap<String, f64>>;
@@ -29,8 +36,13 @@ pub type Published = BTreeMap<String, BTreeMap<String, f64>>;
 /// field is a figure that was not published.
 pub fn read_published(path: &Path) -> Result<Published> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().with_context(|| format!("{}: empty", path.display()))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines
+        .next()
+        .with_context(|| format!("{}: empty", path.display()))?;
     let columns: Vec<&str> = header.split('\t').map(str::trim).collect();
     if columns.first() != Some(&"dataset") {
         bail!("{}:1: the first column must be `dataset`", path.display());
@@ -39,7 +51,13 @@ pub fn read_published(path: &Path) -> Result<Published> {
     for (i, line) in lines {
         let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
         if fields.len() > columns.len() {
-            bail!("{}:{}: {} fields, the header has {}", path.display(), i + 1, fields.len(), columns.len());
+            bail!(
+                "{}:{}: {} fields, the header has {}",
+                path.display(),
+                i + 1,
+                fields.len(),
+                columns.len()
+            );
         }
         let mut row = BTreeMap::new();
         for (c, f) in columns.iter().zip(&fields).skip(1) {
@@ -47,7 +65,11 @@ pub fn read_published(path: &Path) -> Result<Published> {
                 continue;
             }
             let v: f64 = f.parse().map_err(|_| {
-                anyhow::anyhow!("{}:{}: column {c}: {f:?} is not a number", path.display(), i + 1)
+                anyhow::anyhow!(
+                    "{}:{}: column {c}: {f:?} is not a number",
+                    path.display(),
+                    i + 1
+                )
             })?;
             row.insert(c.to_string(), v);
         }
@@ -122,7 +144,11 @@ fn cell_recipe(recipe: &Recipe, set: &str, seed: u64, first: bool) -> Result<Rec
 }
 
 /// Runs (or reads back) every cell, saving the table after each.
-pub fn run_ucr_table(recipe: &Recipe, opts: &UcrTableOptions, mut log: impl FnMut(&str)) -> Result<Table> {
+pub fn run_ucr_table(
+    recipe: &Recipe,
+    opts: &UcrTableOptions,
+    mut log: impl FnMut(&str),
+) -> Result<Table> {
     std::fs::create_dir_all(&opts.runs).with_context(|| format!("{}", opts.runs.display()))?;
     let state = opts.runs.join("table.json");
     let mut table: Table = if state.exists() {
@@ -160,8 +186,9 @@ pub fn run_ucr_table(recipe: &Recipe, opts: &UcrTableOptions, mut log: impl FnMu
             let t = Instant::now();
             let report = commands::pretrain_recipe(r.clone(), &run)
                 .with_context(|| format!("{set}, seed {seed} ({})", run_dir.display()))?;
-            let accuracy = find(&report.eval, "learned", headline(recipe))
-                .with_context(|| format!("{}: no {} record", run_dir.display(), headline(recipe)))?;
+            let accuracy = find(&report.eval, "learned", headline(recipe)).with_context(|| {
+                format!("{}: no {} record", run_dir.display(), headline(recipe))
+            })?;
             let total = t.elapsed().as_secs_f64();
             log(&format!(
                 "{set} seed {seed}: {:.2} %  (pretraining {:.1} s, {} steps{})",
@@ -282,10 +309,30 @@ pub fn format_table(table: &Table, rows: &[Row]) -> String {
         ("raw SVM", rows.iter().map(|r| r.raw_svm).collect()),
         ("1-NN ED", rows.iter().map(|r| r.raw_euclidean).collect()),
         ("1-NN DTW", rows.iter().map(|r| r.raw_dtw).collect()),
-        ("TS2Vec (pub.)", rows.iter().map(|r| r.published.get("ts2vec").copied()).collect()),
-        ("T-Loss (pub.)", rows.iter().map(|r| r.published.get("t_loss").copied()).collect()),
-        ("TNC (pub.)", rows.iter().map(|r| r.published.get("tnc").copied()).collect()),
-        ("DTW (pub.)", rows.iter().map(|r| r.published.get("dtw_1nn").copied()).collect()),
+        (
+            "TS2Vec (pub.)",
+            rows.iter()
+                .map(|r| r.published.get("ts2vec").copied())
+                .collect(),
+        ),
+        (
+            "T-Loss (pub.)",
+            rows.iter()
+                .map(|r| r.published.get("t_loss").copied())
+                .collect(),
+        ),
+        (
+            "TNC (pub.)",
+            rows.iter()
+                .map(|r| r.published.get("tnc").copied())
+                .collect(),
+        ),
+        (
+            "DTW (pub.)",
+            rows.iter()
+                .map(|r| r.published.get("dtw_1nn").copied())
+                .collect(),
+        ),
     ];
     let only: Vec<Vec<Option<f64>>> = columns.iter().map(|(_, c)| c.clone()).collect();
     let (ranks, used) = average_ranks(&only);
@@ -303,11 +350,18 @@ pub fn format_table(table: &Table, rows: &[Row]) -> String {
             }
         })
         .collect();
-    s.push_str(&format!("| **mean over {used} sets** | {} | |\n", means.join(" | ")));
+    s.push_str(&format!(
+        "| **mean over {used} sets** | {} | |\n",
+        means.join(" | ")
+    ));
     let ranks: Vec<String> = ranks.iter().map(|r| format!("{r:.2}")).collect();
     s.push_str(&format!("| **average rank** | {} | |\n", ranks.join(" | ")));
     let pre: f64 = table.cells.iter().map(|c| c.pretrain_seconds).sum();
-    let all: f64 = table.cells.iter().map(|c| c.pretrain_seconds + c.eval_seconds).sum();
+    let all: f64 = table
+        .cells
+        .iter()
+        .map(|c| c.pretrain_seconds + c.eval_seconds)
+        .sum();
     s.push_str(&format!(
         "\n{} cells; pretraining {:.1} min, pretraining and evaluation {:.1} min in all.\n",
         table.cells.len(),
@@ -331,7 +385,10 @@ mod tests {
         let (r, used) = average_ranks(&cols);
         assert_eq!(used, 2);
         // Row 1: ranks 1, 2, 3. Row 2: 0.6 first, the two 0.5 share places 2 and 3.
-        assert_eq!(r, vec![(1.0 + 2.5) / 2.0, (2.0 + 2.5) / 2.0, (3.0 + 1.0) / 2.0]);
+        assert_eq!(
+            r,
+            vec![(1.0 + 2.5) / 2.0, (2.0 + 2.5) / 2.0, (3.0 + 1.0) / 2.0]
+        );
     }
 
     #[test]
@@ -354,7 +411,10 @@ mod tests {
         let Some(dir) = dir else { return };
         let r = read_published(&dir.join("ucr_reference_accuracy.tsv")).unwrap();
         assert_eq!(r.len(), 52);
-        let ts2vec: Vec<f64> = r.values().filter_map(|row| row.get("ts2vec").copied()).collect();
+        let ts2vec: Vec<f64> = r
+            .values()
+            .filter_map(|row| row.get("ts2vec").copied())
+            .collect();
         assert_eq!(ts2vec.len(), 52);
         // The figure: the published TS2Vec mean over these sets is 0.8816.
         assert!((mean(&ts2vec) - 0.8816).abs() < 5e-5, "{}", mean(&ts2vec));
