@@ -337,6 +337,8 @@ impl Recipe {
                 non_negative(jitter, a.jitter)?;
                 non_negative(scale, a.scale)?;
                 fraction_range(crop, a.crop_scale, true)?;
+                non_negative("views.series.time_warp", a.time_warp)?;
+                non_negative("views.series.magnitude_warp", a.magnitude_warp)?;
             }
         }
         Ok(())

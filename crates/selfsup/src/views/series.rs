@@ -1,7 +1,8 @@
 //! Views of a time series, in this order: a random window slice resampled back to the full
 //! length (Le Guennec et al. 2016), a permutation of random segments (TS-TCC's strong view,
-//! Eldele et al. 2021), a per-series scaling factor and additive Gaussian jitter (Um et al. 2017;
-//! TS-TCC's weak view is scaling + jitter). Each draw comes from the keyed generator of
+//! Eldele et al. 2021), time warping and magnitude warping by smooth random curves, a per-series
+//! scaling factor and additive Gaussian jitter (Um et al. 2017; TS-TCC's weak view is scaling +
+//! jitter). Each draw comes from the keyed generator of
 //! (seed, epoch, sample, view).
 use super::ViewSource;
 use crate::data::ucr::SeriesSet;
@@ -23,6 +24,25 @@ pub struct SeriesAugment {
     pub crop_scale: [f64; 2],
     /// Cut the series into 1..=N random segments and shuffle them (0 or 1: off; TS-TCC uses 5).
     pub permute_segments: usize,
+    /// Time warping: the local speed of time follows a smooth curve through `warp_knots` knots
+    /// drawn from N(1, σ²), σ this value (0: off; 0.2 in Um et al. 2017).
+    // Left out of the written recipe when off, so recipes without warping keep their hashes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub time_warp: f64,
+    /// Magnitude warping: the series is multiplied by a smooth curve through `warp_knots` knots
+    /// drawn from N(1, σ²) (0: off; 0.2 in Um et al. 2017).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub magnitude_warp: f64,
+    /// Inner knots of the warping curves (4 in Um et al. 2017).
+    #[serde(skip_serializing_if = "is_default_knots")]
+    pub warp_knots: usize,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+fn is_default_knots(k: &usize) -> bool {
+    *k == 4
 }
 
 impl Default for SeriesAugment {
@@ -32,6 +52,9 @@ impl Default for SeriesAugment {
             scale: 0.1,
             crop_scale: [1.0, 1.0],
             permute_segments: 0,
+            time_warp: 0.0,
+            magnitude_warp: 0.0,
+            warp_knots: 4,
         }
     }
 }
@@ -43,7 +66,46 @@ impl SeriesAugment {
         scale: 0.0,
         crop_scale: [1.0, 1.0],
         permute_segments: 0,
+        time_warp: 0.0,
+        magnitude_warp: 0.0,
+        warp_knots: 4,
     };
+}
+
+/// A smooth random curve over `t` steps: `knots` inner knots plus the two ends, evenly spaced,
+/// with values from N(1, σ²), joined by Catmull-Rom cubic pieces (smooth, through every knot;
+/// Um et al. use SciPy's cubic spline, a curve of the same kind).
+fn smooth_curve(t: usize, knots: usize, sigma: f64, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    let k = knots + 2;
+    let values: Vec<f64> = (0..k).map(|_| 1.0 + sigma * normal(rng)).collect();
+    let at = |i: isize| values[i.clamp(0, k as isize - 1) as usize];
+    (0..t)
+        .map(|i| {
+            let pos = if t > 1 {
+                i as f64 * (k - 1) as f64 / (t - 1) as f64
+            } else {
+                0.0
+            };
+            let seg = (pos.floor() as isize).min(k as isize - 2);
+            let u = pos - seg as f64;
+            let (p0, p1, p2, p3) = (at(seg - 1), at(seg), at(seg + 1), at(seg + 2));
+            0.5 * (2.0 * p1
+                + (p2 - p0) * u
+                + (2.0 * p0 - 5.0 * p1 + 4.0 * p2 - p3) * u * u
+                + (3.0 * p1 - p0 - 3.0 * p2 + p3) * u * u * u)
+        })
+        .collect()
+}
+
+/// `x` read at fractional positions `pos` by linear interpolation.
+fn resample(x: &[f32], pos: impl Iterator<Item = f64>, out: &mut [f32]) {
+    let last = x.len() - 1;
+    for (o, p) in out.iter_mut().zip(pos) {
+        let p = p.clamp(0.0, last as f64);
+        let (a, w) = (p.floor() as usize, (p - p.floor()) as f32);
+        let b = (a + 1).min(last);
+        *o = x[a] * (1.0 - w) + x[b] * w;
+    }
 }
 
 /// A standard normal draw (Box–Muller).
@@ -96,6 +158,27 @@ impl SeriesAugment {
                     out[o..o + (b - a)].copy_from_slice(&src[a..b]);
                     o += b - a;
                 }
+            }
+        }
+        if self.time_warp > 0.0 && t > 1 {
+            // Speeds (kept positive) integrate to the warped time, rescaled to [0, t − 1].
+            let speed = smooth_curve(t, self.warp_knots, self.time_warp, rng);
+            let mut clock = Vec::with_capacity(t);
+            let mut acc = 0.0;
+            for (i, s) in speed.iter().enumerate() {
+                if i > 0 {
+                    acc += s.max(1e-3);
+                }
+                clock.push(acc);
+            }
+            let span = acc.max(1e-12);
+            let src = out.to_vec();
+            resample(&src, clock.iter().map(|c| c / span * (t - 1) as f64), out);
+        }
+        if self.magnitude_warp > 0.0 {
+            let curve = smooth_curve(t, self.warp_knots, self.magnitude_warp, rng);
+            for (v, c) in out.iter_mut().zip(curve) {
+                *v = (*v as f64 * c) as f32;
             }
         }
         let factor = 1.0 + self.scale * normal(rng);
@@ -176,7 +259,7 @@ mod tests {
             jitter: 0.0,
             scale: 0.0,
             crop_scale: [0.5, 0.5],
-            permute_segments: 0,
+            ..SeriesAugment::IDENTITY
         };
         let x = ramp(11);
         let mut out = vec![0f32; 11];
@@ -194,8 +277,8 @@ mod tests {
         let perm = SeriesAugment {
             jitter: 0.0,
             scale: 0.0,
-            crop_scale: [1.0, 1.0],
             permute_segments: 5,
+            ..SeriesAugment::IDENTITY
         };
         let x = ramp(40);
         let mut moved = false;
@@ -211,5 +294,49 @@ mod tests {
             moved |= out != x;
         }
         assert!(moved);
+    }
+
+    #[test]
+    fn warping_curves_are_smooth_pass_their_knots_and_keep_the_order_of_time() {
+        let mut rng = keyed(4, Stream::View, 0, 0, 0);
+        let c = smooth_curve(31, 4, 0.2, &mut rng);
+        // 6 knots over 31 steps: a knot every 6 steps, and the curve passes through each.
+        let mut again = keyed(4, Stream::View, 0, 0, 0);
+        let knots: Vec<f64> = (0..6).map(|_| 1.0 + 0.2 * normal(&mut again)).collect();
+        for (j, k) in knots.iter().enumerate() {
+            assert!((c[6 * j] - k).abs() < 1e-12, "knot {j}");
+        }
+        // Smooth: no jump between neighbours larger than the knots' spread allows.
+        let spread = knots
+            .iter()
+            .cloned()
+            .fold(0.0, |m: f64, v| m.max((v - 1.0).abs()))
+            * 2.0;
+        assert!(c.windows(2).all(|w| (w[1] - w[0]).abs() <= spread));
+        // Time warping of a ramp keeps it rising and its ends in place; magnitude warping of a
+        // constant series is the curve itself.
+        let warp = SeriesAugment {
+            time_warp: 0.3,
+            ..SeriesAugment::IDENTITY
+        };
+        let x = ramp(50);
+        let mut out = vec![0f32; 50];
+        warp.apply(&x, &mut keyed(5, Stream::View, 0, 1, 0), &mut out);
+        assert!(out.windows(2).all(|w| w[1] >= w[0]), "{out:?}");
+        assert!(out[0].abs() < 1e-4 && (out[49] - 49.0).abs() < 1e-3);
+        assert_ne!(out, x);
+        let mag = SeriesAugment {
+            magnitude_warp: 0.2,
+            ..SeriesAugment::IDENTITY
+        };
+        mag.apply(
+            &[1.0; 20],
+            &mut keyed(6, Stream::View, 0, 0, 0),
+            &mut out[..20],
+        );
+        let curve = smooth_curve(20, 4, 0.2, &mut keyed(6, Stream::View, 0, 0, 0));
+        for (a, b) in out[..20].iter().zip(curve) {
+            assert!((*a as f64 - b).abs() < 1e-6);
+        }
     }
 }
