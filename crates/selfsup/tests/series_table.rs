@@ -153,6 +153,20 @@ fn ts2vec_over_two_sets_and_two_seeds_resumes_and_guards_its_cells() {
     assert!(resumed[0].contains("resumed"), "{resumed:?}");
     assert_eq!(back.cells.last().unwrap().accuracy, lost.accuracy);
 
+    // Another set added to the data folder leaves the runs' data fingerprint (and so their
+    // resumability) alone; a changed file of the set does not.
+    let before = selfsup::run::pipeline::fingerprint(&r.data).unwrap();
+    write_set(&data, "OTHER", 2);
+    assert_eq!(
+        selfsup::run::pipeline::fingerprint(&r.data).unwrap(),
+        before
+    );
+    std::fs::write(data.join("RAMP_TEST.tsv"), "1\t0.5\t0.25\n").unwrap();
+    assert_ne!(
+        selfsup::run::pipeline::fingerprint(&r.data).unwrap(),
+        before
+    );
+
     // Other settings: refused, naming the cell.
     let e = run_ucr_table(&recipe(&data, 8), &options(&runs), |_| {})
         .unwrap_err()
