@@ -142,6 +142,10 @@ pub enum Command {
         /// Also write the Markdown table here
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print the table of the finished cells only, running nothing (e.g. while another
+        /// process runs the table)
+        #[arg(long)]
+        finished_only: bool,
     },
     /// Compare methods at an equal budget: pretrain each recipe once per seed, score kNN and
     /// linear-probe accuracy and the effective rank on the test split, beside the raw inputs

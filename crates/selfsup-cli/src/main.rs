@@ -154,6 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             reference,
             runs,
             out,
+            finished_only,
         } => {
             use selfsup::study::ucr_table;
             let r = selfsup::recipe::Recipe::load(&recipe, &overrides)?;
@@ -172,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seeds: (first_seed..first_seed + seeds.max(1)).collect(),
                 runs: runs.clone(),
                 run: table_run_options(device, cli.threads, false)?,
+                finished_only,
             };
             let started = std::time::Instant::now();
             let table = ucr_table::run_ucr_table(&r, &opts, |line| eprintln!("{line}"))?;
@@ -181,7 +183,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "wall time of this invocation: {:.1} min",
                 started.elapsed().as_secs_f64() / 60.0
             );
-            selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
+            if !finished_only {
+                selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
+            }
             if let Some(o) = &out {
                 selfsup::run::folder::atomic_write(o, text.as_bytes())?;
             }

@@ -83,6 +83,7 @@ fn options(runs: &Path) -> UcrTableOptions {
             progress: false,
             stop: Arc::new(AtomicBool::new(false)),
         },
+        finished_only: false,
     }
 }
 

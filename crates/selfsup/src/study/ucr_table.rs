@@ -110,6 +110,8 @@ pub struct UcrTableOptions {
     /// `<runs>/<set>/seed<k>`.
     pub runs: PathBuf,
     pub run: RunOptions,
+    /// Only read the finished cells back (to look at a table another process is running).
+    pub finished_only: bool,
 }
 
 fn headline(recipe: &Recipe) -> &'static str {
@@ -175,6 +177,9 @@ pub fn run_ucr_table(
                         state.display()
                     );
                 }
+                continue;
+            }
+            if opts.finished_only {
                 continue;
             }
             let run_dir = opts.runs.join(set).join(format!("seed{seed}"));
