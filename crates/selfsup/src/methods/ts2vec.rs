@@ -301,13 +301,11 @@ mod tests {
         let loss = m.loss_with(&x, &mut rng);
         assert!(loss.double_value(&[]).is_finite());
         let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
-        let online: Tensor = m.encoder.as_dilated_conv().unwrap().steps(&x, StepMask::All, false);
         // Step 1: the average becomes the trained encoder.
         opt.backward_step(&loss);
         m.after_update(Progress::at(0, 2, 1));
         let after1 = m.encoder.forward_t(&x, false);
         assert!(m.embed(&x).allclose(&after1, 1e-6, 1e-6, false));
-        let _ = online;
         // Step 2: the average is the mean of the two parameter sets.
         let w = |name: &str| vs.variables()[name].copy();
         let name = "encoder.input_fc.weight";

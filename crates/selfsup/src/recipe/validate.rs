@@ -315,13 +315,15 @@ impl Recipe {
                 return Err(RecipeError::NeedsSeriesEncoder { encoder: kind });
             }
         }
-        for (a, [jitter, scale, crop]) in [
+        for (a, [jitter, scale, crop, time_warp, magnitude_warp]) in [
             (
                 &v.series,
                 [
                     "views.series.jitter",
                     "views.series.scale",
                     "views.series.crop_scale",
+                    "views.series.time_warp",
+                    "views.series.magnitude_warp",
                 ],
             ),
             (
@@ -330,6 +332,8 @@ impl Recipe {
                     "views.series2.jitter",
                     "views.series2.scale",
                     "views.series2.crop_scale",
+                    "views.series2.time_warp",
+                    "views.series2.magnitude_warp",
                 ],
             ),
         ] {
@@ -337,8 +341,8 @@ impl Recipe {
                 non_negative(jitter, a.jitter)?;
                 non_negative(scale, a.scale)?;
                 fraction_range(crop, a.crop_scale, true)?;
-                non_negative("views.series.time_warp", a.time_warp)?;
-                non_negative("views.series.magnitude_warp", a.magnitude_warp)?;
+                non_negative(time_warp, a.time_warp)?;
+                non_negative(magnitude_warp, a.magnitude_warp)?;
             }
         }
         Ok(())
