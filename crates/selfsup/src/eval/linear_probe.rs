@@ -317,8 +317,10 @@ mod tests {
         );
         assert_eq!((r.train_accuracy, r.test_accuracy), (1.0, 1.0), "{r:?}");
         assert!(r.iterations >= 1 && r.iterations <= 500, "{r:?}");
+        // One evaluation at the start, at least one per line search; the last iteration may stop
+        // before its line search (no descent direction left) without evaluating, as in torch.
         assert!(
-            r.function_evals > r.iterations && r.function_evals <= 500 * 5 / 4 + 26,
+            r.function_evals >= r.iterations && r.function_evals <= 500 * 5 / 4 + 26,
             "{r:?}"
         );
         assert!(
