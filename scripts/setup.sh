@@ -2,7 +2,8 @@
 # Brings everything selfsup needs into this checkout, idempotently:
 #   .libtorch/site/torch/{lib,include}   libtorch 2.13.0 from the PyPI torch wheel (no Python install)
 #   .libtorch/site/nvidia/cu13/lib       the two small CUDA runtime libraries libtorch_cpu.so links to
-#   Fashion-MNIST                        Debian's dataset-fashion-mnist (only with --data)
+#   Fashion-MNIST                        Debian's dataset-fashion-mnist (only with --data), imported
+#                                        into the data root by `selfsup data fetch --from`
 # Then builds the `selfsup` binary (release) unless --no-build is given.
 #
 # The PyPI wheel is the CUDA build; on a CPU machine its libtorch_cpu.so still needs libcudart.so.13
@@ -74,4 +75,12 @@ fi
 
 if [ "$build" = 1 ]; then
   cargo build --release --bin selfsup
+fi
+
+# Debian's package rather than a download from the publisher: a package registry is reachable where
+# GitHub may not be. Its files are recompressed, so the registry checks the decompressed bytes, and
+# the import verifies every sha256 (files already verified are kept: a second run costs seconds).
+if [ "$want_data" = 1 ]; then
+  [ -x target/release/selfsup ] || cargo build --release --bin selfsup
+  ./target/release/selfsup data fetch fashion-mnist --from /usr/share/datasets/fashion-mnist --quiet
 fi

@@ -19,6 +19,10 @@ pub struct Cli {
     /// libtorch threads (0 = all cores)
     #[arg(long, global = true, default_value_t = 0)]
     pub threads: usize,
+    /// The folder that holds fetched datasets (default $SELFSUP_DATA, else
+    /// ~/.cache/selfsup/data or the platform's cache folder)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -247,6 +251,10 @@ pub enum Command {
     /// with the PyTorch reference interleaved when a Python with torch is found; prints
     /// samples/s (median, p10/p90), peak memory and the ratio
     Bench(BenchCli),
+    /// Datasets by name: fetch them into the data root (checked against their sha256), list
+    /// what is there. Recipes name them with [data] dataset = "NAME"
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Write a run's representations of a split to .npy or .safetensors
     Embed {
         /// The run folder whose latest checkpoint embeds
@@ -259,6 +267,29 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "test")]
         split: SplitArg,
     },
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Download datasets (HTTPS) or import them from an offline copy (--from), verifying every
+    /// file's size and sha256 before it gets its final name; files already verified are kept
+    Fetch {
+        /// Dataset names (`selfsup data list` shows them), e.g. cora adult mutag
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Import from this folder instead of downloading: a file may be there as itself, gzipped
+        /// (.gz), in the dataset's sub-folder, or inside the archive the registry names
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// Tries per downloaded file (a broken-off download is tried again)
+        #[arg(long, default_value_t = 3)]
+        attempts: usize,
+        /// No progress bar
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Every dataset the registry knows: whether the data root holds it, its size and source
+    List,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]

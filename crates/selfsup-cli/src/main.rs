@@ -1,12 +1,15 @@
 //! `selfsup`: pretrain encoders without labels and measure what they learned.
 //!
-//! Exit status: 0 success; 1 runtime failure; 2 usage or recipe error; 3 bad input data;
+//! Exit status: 0 success; 1 runtime failure; 2 usage or recipe error; 3 bad input data (a
+//! dataset not fetched yet, a file that fails its checksum);
 //! 75 interrupted by SIGINT/SIGTERM after writing a checkpoint (continue with `--resume`);
 //! 130 a second SIGINT/SIGTERM (immediate exit; the last checkpoint stays valid).
 mod args;
+mod data_cmd;
 
 use args::{Cli, Command, ProtocolArg};
 use clap::Parser;
+use selfsup::datasets::fetch::FetchError;
 use selfsup::error::{BadInputPolicy, DataError};
 use selfsup::eval::downstream::MlpProbeConfig;
 use selfsup::eval::suite::format_records;
@@ -29,6 +32,10 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     let cli = Cli::parse();
+    if let Some(root) = &cli.data_root {
+        // Still one thread here; everything after reads the data root from the environment.
+        std::env::set_var(selfsup::datasets::DATA_ROOT_ENV, root);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -48,7 +55,16 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<DataError>().is_some() {
         return 3;
     }
-    1
+    match e.downcast_ref::<FetchError>() {
+        Some(FetchError::Unknown { .. }) => 2,
+        Some(
+            FetchError::Checksum { .. }
+            | FetchError::Size { .. }
+            | FetchError::NotInMirror { .. }
+            | FetchError::Archive(_),
+        ) => 3,
+        _ => 1,
+    }
 }
 
 /// Prints a table and, with `--out`, writes its figures there.
@@ -286,6 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             show(&format_report(&report), out, &report)?;
         }
+        Command::Data(cmd) => data_cmd::run(cmd)?,
         Command::Embed { run, out, split } => {
             let (n, d) = commands::embed_run(&run, &out, split.into(), device, cli.threads)?;
             println!("wrote {n} × {d} embeddings to {}", out.display());

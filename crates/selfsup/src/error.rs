@@ -23,6 +23,17 @@ pub enum DataError {
     /// Nothing usable is left (an empty file or folder, or every record was skipped).
     #[error("{path}: no usable samples ({message})")]
     Empty { path: PathBuf, message: String },
+    /// A dataset named in a recipe is not (or not wholly) in the data root.
+    #[error(
+        "{path}: the dataset {name} is {}; get it with `selfsup data fetch {name}` \
+         (add `--from DIR` to import an offline copy)",
+        if *partial { "incomplete" } else { "not there" }
+    )]
+    MissingDataset {
+        name: String,
+        path: PathBuf,
+        partial: bool,
+    },
 }
 
 impl DataError {
@@ -44,7 +55,8 @@ impl DataError {
             DataError::Io { path, .. }
             | DataError::Format { path, .. }
             | DataError::Record { path, .. }
-            | DataError::Empty { path, .. } => path,
+            | DataError::Empty { path, .. }
+            | DataError::MissingDataset { path, .. } => path,
         }
     }
     pub fn record(

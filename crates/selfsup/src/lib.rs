@@ -16,6 +16,7 @@ pub mod torch_init;
 pub mod torch_rng;
 
 pub mod data;
+pub mod datasets;
 pub mod encoders;
 pub mod eval;
 pub mod heads;

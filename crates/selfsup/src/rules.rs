@@ -6,6 +6,9 @@
 pub enum RecipeError {
     #[error("{origin}: {message}")]
     Parse { origin: String, message: String },
+    /// `data.dataset` names no dataset the registry has, or one no reader reads.
+    #[error("{0}")]
+    Dataset(String),
     #[error("--set {spec}: {message}")]
     Override { spec: String, message: String },
     #[error("{field} = {value}: a temperature must be > 0")]

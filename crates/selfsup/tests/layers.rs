@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
         "torch_init",
         "torch_rng",
     ],
-    &["data"],
+    &["data", "datasets"],
     &["views"],
     &["encoders"],
     &["heads"],

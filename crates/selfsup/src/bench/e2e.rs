@@ -77,6 +77,59 @@ pub struct E2eReport {
     pub ratio: Option<f64>,
 }
 
+/// The four Fashion-MNIST files as the reference script reads them.
+const REFERENCE_FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+/// A folder with the four `*-ubyte.gz` files the reference script reads: `dir` itself when it
+/// has them (Debian's package), else gzipped copies of the data root's decompressed files, made
+/// once in the temporary folder (keyed by the files' path, size and modification time).
+fn reference_data_dir(dir: &Path) -> Result<PathBuf> {
+    if REFERENCE_FILES.iter().all(|f| dir.join(format!("{f}.gz")).is_file()) {
+        return Ok(dir.to_path_buf());
+    }
+    let mut key = blake3::Hasher::new();
+    for f in REFERENCE_FILES {
+        let p = dir.join(f);
+        let m = std::fs::metadata(&p).map_err(|_| {
+            anyhow::anyhow!(
+                "the PyTorch reference pipeline needs {} or {}.gz (the recipe's training images \
+                 are in {})",
+                p.display(),
+                p.display(),
+                dir.display()
+            )
+        })?;
+        key.update(p.display().to_string().as_bytes());
+        key.update(&m.len().to_le_bytes());
+        key.update(format!("{:?}", m.modified().ok()).as_bytes());
+    }
+    let out = std::env::temp_dir().join(format!(
+        "selfsup-reference-fmnist-{}",
+        &key.finalize().to_hex()[..16]
+    ));
+    std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
+    for f in REFERENCE_FILES {
+        let gz = out.join(format!("{f}.gz"));
+        if gz.is_file() {
+            continue;
+        }
+        let part = out.join(format!("{f}.gz.part"));
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&part).with_context(|| part.display().to_string())?,
+            flate2::Compression::fast(),
+        );
+        std::io::copy(&mut std::fs::File::open(dir.join(f))?, &mut enc)?;
+        enc.finish()?;
+        std::fs::rename(&part, &gz)?;
+    }
+    Ok(out)
+}
+
 /// The reference script's command-line arguments for this recipe and seed.
 pub fn reference_args(
     r: &Recipe,
@@ -95,21 +148,7 @@ pub fn reference_args(
     let DataConfig::Idx { train_images, .. } = &r.data else {
         bail!("the PyTorch reference pipeline reads Fashion-MNIST IDX files only");
     };
-    let dir = train_images.parent().unwrap_or(Path::new("."));
-    for f in [
-        "train-images-idx3-ubyte.gz",
-        "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz",
-    ] {
-        if !dir.join(f).exists() {
-            bail!(
-                "the PyTorch reference pipeline needs {} (the recipe's training images are in {})",
-                dir.join(f).display(),
-                dir.display()
-            );
-        }
-    }
+    let dir = reference_data_dir(train_images.parent().unwrap_or(Path::new(".")))?;
     let t = &r.train;
     let OptimizerConfig::Adam {
         lr, weight_decay, ..

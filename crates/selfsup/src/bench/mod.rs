@@ -323,7 +323,7 @@ fn graph_epoch(recipe: &Path, steps: usize, device: Device) -> Result<Timing> {
     use crate::train::learner::Learner;
     use crate::train::optim::Optimizer;
     let r = crate::recipe::Recipe::load(recipe, &[])?;
-    let data = run::load_data(&r.data)?;
+    let data = run::load_data(&r)?;
     let GraphData::Nodes(g) = &data else {
         bail!("{}: not a node-level graph recipe", recipe.display());
     };
@@ -775,7 +775,10 @@ mod tests {
         };
         let text = std::fs::read_to_string(root.join("recipes/graph/graphmae-cora.toml"))
             .unwrap()
-            .replace("\"../shared/data/planetoid\"", &format!("{:?}", data));
+            .replace(
+                "dataset = \"cora\"",
+                &format!("dataset = \"cora\"\npath = {:?}", data),
+            );
         let dir = tempfile::tempdir().unwrap();
         let recipe = dir.path().join("graphmae-cora.toml");
         std::fs::write(&recipe, text).unwrap();

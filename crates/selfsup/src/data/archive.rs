@@ -20,6 +20,16 @@ pub fn read_members(
     path: &Path,
     want: impl Fn(&str) -> Option<String>,
 ) -> Result<HashMap<String, Member>, DataError> {
+    read_members_by_path(path, |member| {
+        member.file_name().and_then(|f| f.to_str()).and_then(&want)
+    })
+}
+
+/// As [`read_members`], with `want` given the member's whole path inside the archive.
+pub fn read_members_by_path(
+    path: &Path,
+    want: impl Fn(&Path) -> Option<String>,
+) -> Result<HashMap<String, Member>, DataError> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let tar_bytes = if raw.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         let mut out = CappedWriter {
@@ -39,10 +49,7 @@ pub fn read_members(
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let member = entry.path().map_err(corrupt)?.into_owned();
-        let Some(file) = member.file_name().and_then(|f| f.to_str()) else {
-            continue;
-        };
-        let Some(key) = want(file) else {
+        let Some(key) = want(&member) else {
             continue;
         };
         let shown = path.join(&member);
@@ -50,7 +57,8 @@ pub fn read_members(
             return Err(DataError::format(
                 path,
                 format!(
-                    "the archive holds {file} twice ({} and {}); unpack it and pass the folder",
+                    "the archive holds {} twice ({} and {}); unpack it and pass the folder",
+                    member.file_name().unwrap_or_default().to_string_lossy(),
                     other.path.display(),
                     shown.display()
                 ),

@@ -38,6 +38,10 @@ pub struct Recipe {
     /// The published figure for this (method, data, protocol), printed beside ours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paper: Option<PaperFigure>,
+    /// The registry dataset `[data] dataset = "NAME"` named (its paths are in `data`); checked
+    /// for presence when the data is read. Not written: a written recipe holds the paths.
+    #[serde(skip)]
+    pub dataset: Option<crate::datasets::resolve::DatasetUse>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -292,11 +296,24 @@ impl Default for EvalConfig {
 }
 
 impl Recipe {
-    /// Parses TOML text (`origin` names it in errors), applies overrides, validates.
+    /// Parses TOML text (`origin` names it in errors), applies overrides, resolves a dataset
+    /// name against the data root of the environment ([`DataRoot::from_env`]), validates.
+    ///
+    /// [`DataRoot::from_env`]: crate::datasets::DataRoot::from_env
     pub fn from_toml(
         text: &str,
         origin: &str,
         overrides: &[String],
+    ) -> Result<Recipe, RecipeError> {
+        Self::from_toml_in(text, origin, overrides, &crate::datasets::DataRoot::from_env())
+    }
+
+    /// As [`Recipe::from_toml`], with dataset names resolved against `root`.
+    pub fn from_toml_in(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+        root: &crate::datasets::DataRoot,
     ) -> Result<Recipe, RecipeError> {
         let mut value: toml::Value = toml::from_str(text).map_err(|e| RecipeError::Parse {
             origin: origin.into(),
@@ -305,7 +322,12 @@ impl Recipe {
         for o in overrides {
             overrides::apply(&mut value, o)?;
         }
-        let recipe: Recipe =
+        let dataset = crate::datasets::resolve::resolve(
+            &mut value,
+            crate::datasets::Registry::builtin(),
+            root,
+        )?;
+        let mut recipe: Recipe =
             value
                 .clone()
                 .try_into()
@@ -323,6 +345,7 @@ impl Recipe {
             }
         }
         recipe.validate()?;
+        recipe.dataset = dataset;
         Ok(recipe)
     }
 

@@ -24,8 +24,11 @@ use std::time::Instant;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 /// Reads the graph data a recipe names.
-pub fn load_data(cfg: &DataConfig) -> Result<GraphData> {
-    Ok(match cfg {
+pub fn load_data(recipe: &Recipe) -> Result<GraphData> {
+    if let Some(d) = &recipe.dataset {
+        d.require()?;
+    }
+    Ok(match &recipe.data {
         DataConfig::Planetoid {
             path,
             name,
@@ -111,7 +114,7 @@ pub fn embed(model: &GraphModel, recipe: &Recipe, data: &GraphData, device: Devi
 /// Pretrains the recipe's graph method in a run folder (resumable), then scores it with the
 /// recipe's protocol — and the raw node features beside it when `eval.raw_baseline` is on.
 pub fn pretrain(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
-    let data = load_data(&recipe.data)?;
+    let data = load_data(&recipe)?;
     pretrain_on(recipe, &data, args)
 }
 
@@ -218,7 +221,7 @@ pub struct LoadedGraphRun {
 }
 
 pub fn load_run(dir: &Path, recipe: Recipe, device: Device) -> Result<LoadedGraphRun> {
-    let data = load_data(&recipe.data)?;
+    let data = load_data(&recipe)?;
     let model = {
         let _generator = crate::torch_rng::lock();
         build_model(&recipe, &data, device)?

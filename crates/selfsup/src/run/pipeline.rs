@@ -69,6 +69,9 @@ pub fn prepare_data(
     train_limit: Option<usize>,
     test_limit: Option<usize>,
 ) -> Result<Prepared> {
+    if let Some(d) = &recipe.dataset {
+        d.require()?;
+    }
     let mut skipped = SkipReport::default();
     let (train, test): Sources = match &recipe.data {
         DataConfig::Idx {

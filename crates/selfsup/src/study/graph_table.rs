@@ -88,7 +88,7 @@ pub fn run_table(
     let start = Instant::now();
     let protocol = protocol(recipe)?.clone();
     // Read once: the raw-feature row and every seed's run use it.
-    let data = load_data(&recipe.data)?;
+    let data = load_data(recipe)?;
     let (raw, _) = score(&raw_features(&data), &data, &protocol, 0)?;
     log(&format!(
         "{}: {} on {} — raw features: {raw:.2} % ({})",

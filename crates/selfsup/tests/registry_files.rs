@@ -1,0 +1,76 @@
+//! The registry against the real files: every dataset imports from the offline copy in
+//! `shared/data` with every size and sha256 as registered, and the shipped recipes that name a
+//! dataset read it from the data root.
+use selfsup::datasets::fetch::{fetch, FetchOptions};
+use selfsup::datasets::{DataRoot, Presence, Registry};
+use selfsup::error::BadInputPolicy;
+use selfsup::recipe::Recipe;
+use selfsup::train::graph_learner::GraphData;
+use std::path::{Path, PathBuf};
+
+/// `shared/data` beside the checkout (or `$SELFSUP_SHARED_DATA`); absent: skip with a message,
+/// except under `CI=true`, where the test fails.
+fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("SELFSUP_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    if dir.exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true and the shared data {} is absent",
+        dir.display()
+    );
+    println!("skipping: {} is absent", dir.display());
+    None
+}
+
+fn recipe(rel: &str, root: &DataRoot, overrides: &[&str]) -> Recipe {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes").join(rel);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    Recipe::from_toml_in(&text, rel, &overrides, root).unwrap()
+}
+
+#[test]
+fn every_dataset_imports_from_the_offline_copy_and_the_recipes_read_it() {
+    let Some(shared) = shared_data() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = DataRoot::new(dir.path());
+    let opts = FetchOptions {
+        from: Some(shared.clone()),
+        ..FetchOptions::default()
+    };
+    for d in &Registry::builtin().datasets {
+        let report = fetch(d, &root, &opts).unwrap_or_else(|e| panic!("{}: {e}", d.name));
+        assert_eq!(report.written, d.files.len(), "{}", d.name);
+        assert_eq!(report.bytes, d.size(), "{}", d.name);
+        assert_eq!(d.presence(&root.dir_of(d)), Presence::Present, "{}", d.name);
+    }
+
+    // Recipes that name datasets read them from the root, with no path written in the recipe.
+    let cora = recipe("graph/graphmae-cora.toml", &root, &[]);
+    match selfsup::run::graph::load_data(&cora).unwrap() {
+        GraphData::Nodes(g) => assert_eq!(g.num_nodes, 2708),
+        _ => panic!("Cora is one graph"),
+    }
+    let mutag = recipe("graph/graphmae-mutag.toml", &root, &[]);
+    match selfsup::run::graph::load_data(&mutag).unwrap() {
+        GraphData::Graphs(g) => assert_eq!(g.graphs.len(), 188),
+        _ => panic!("MUTAG is a set of graphs"),
+    }
+    for (rel, train, test) in [
+        ("quickstart.toml", 60_000, Some(10_000)),
+        ("tables/scarf-adult.toml", 32_561, Some(16_281)),
+        ("timeseries/ts2vec.toml", 50, Some(150)), // GunPoint
+    ] {
+        let r = recipe(rel, &root, &[]);
+        let p = selfsup::run::pipeline::prepare_data(&r, BadInputPolicy::Fail, None, None)
+            .unwrap_or_else(|e| panic!("{rel}: {e:#}"));
+        assert_eq!(p.train.len(), train, "{rel}");
+        assert_eq!(p.test.as_ref().map(|t| t.len()), test, "{rel}");
+    }
+}
