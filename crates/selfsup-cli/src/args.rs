@@ -275,8 +275,11 @@ pub enum DataCommand {
     /// file's size and sha256 before it gets its final name; files already verified are kept
     Fetch {
         /// Dataset names (`selfsup data list` shows them), e.g. cora adult mutag
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         names: Vec<String>,
+        /// Every dataset of the registry
+        #[arg(long)]
+        all: bool,
         /// Import from this folder instead of downloading: a file may be there as itself, gzipped
         /// (.gz), in the dataset's sub-folder, or inside the archive the registry names
         #[arg(long, value_name = "DIR")]

@@ -9,10 +9,16 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
         DataCommand::Fetch {
             names,
+            all,
             from,
             attempts,
             quiet,
         } => {
+            let names = if all {
+                registry.names().into_iter().map(String::from).collect()
+            } else {
+                names
+            };
             // Every name is checked before anything is fetched.
             let datasets = names
                 .iter()

@@ -165,6 +165,13 @@ fn imported_datasets_let_the_shipped_recipes_run_unedited() {
         let line = out.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap();
         assert!(line.contains("present"), "{line}");
     }
+    // --all: the rest of the registry from the copy's sub-folders; the three are kept.
+    let (code, out, err) = selfsup(
+        root.path(),
+        &["data", "fetch", "--all", "--quiet", "--from", shared.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("cora: present") && out.contains("ucr: 104 file(s) imported"), "{out}");
 
     let runs = tempfile::tempdir().unwrap();
     let out_dir = |n: &str| runs.path().join(n).display().to_string();
