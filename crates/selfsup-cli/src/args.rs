@@ -60,7 +60,7 @@ pub enum Command {
         #[arg(required = true, value_enum)]
         protocols: Vec<ProtocolArg>,
         /// A run folder
-        #[arg(long, conflicts_with_all = ["train", "test"])]
+        #[arg(long, conflicts_with_all = ["train", "test"], required_unless_present = "train")]
         run: Option<PathBuf>,
         /// Embeddings to fit probes / kNN memory on (.npy with .labels.npy, or .safetensors)
         #[arg(long, requires = "test")]

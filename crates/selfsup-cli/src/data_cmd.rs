@@ -50,7 +50,11 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                         "{}: {} file(s) {} and verified ({}){}, in {}",
                         d.name,
                         report.written,
-                        if opts.from.is_some() { "imported" } else { "downloaded" },
+                        if opts.from.is_some() {
+                            "imported"
+                        } else {
+                            "downloaded"
+                        },
                         megabytes(report.bytes),
                         if report.kept > 0 {
                             format!(", {} already there", report.kept)
@@ -67,7 +71,12 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
         }
         DataCommand::List => {
             println!("data root: {}", root.path().display());
-            let width = registry.datasets.iter().map(|d| d.name.len()).max().unwrap_or(4);
+            let width = registry
+                .datasets
+                .iter()
+                .map(|d| d.name.len())
+                .max()
+                .unwrap_or(4);
             for d in &registry.datasets {
                 let state = match d.presence(&root.dir_of(d)) {
                     Presence::Present => "present".to_string(),
@@ -81,7 +90,10 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                     megabytes(d.size()),
                     d.title
                 );
-                println!("{:width$}  source: {}; licence: {}", "", d.source, d.licence);
+                println!(
+                    "{:width$}  source: {}; licence: {}",
+                    "", d.source, d.licence
+                );
                 if let Some(note) = &d.note {
                     println!("{:width$}  note: {note}", "");
                 }

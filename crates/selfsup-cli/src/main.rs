@@ -19,10 +19,16 @@ use selfsup::run::pipeline::format_table;
 use selfsup::study::table_file::{save as save_table, saved as saved_table};
 use selfsup::study::{compare, tabular};
 use selfsup::train::trainer::{self, TrainStop};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Colour only for a person at a terminal: not into files or pipes, nor under NO_COLOR
+    // (no-color.org: any non-empty value).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty());
     tracing_subscriber::fmt()
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SELFSUP_LOG")
                 .unwrap_or_else(|_| "info".into()),
@@ -45,11 +51,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command line that asks for something impossible (exit status 2, as clap's own errors).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(TrainStop::Interrupted { .. }) = e.downcast_ref::<TrainStop>() {
         return 75;
     }
-    if e.downcast_ref::<RecipeError>().is_some() {
+    if e.downcast_ref::<RecipeError>().is_some() || e.downcast_ref::<Usage>().is_some() {
         return 2;
     }
     if e.downcast_ref::<DataError>().is_some() {
@@ -82,7 +100,8 @@ fn show(
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let device = selfsup::backend::parse_device(&cli.device)?;
+    let device =
+        selfsup::backend::parse_device(&cli.device).map_err(|e| Usage(format!("{e:#}")))?;
     match cli.command {
         Command::Pretrain {
             recipe,
@@ -125,7 +144,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let source = match (run, train, test) {
                 (Some(r), None, None) => EvalSource::Run(r),
                 (None, Some(train), Some(test)) => EvalSource::Files { train, test },
-                _ => anyhow::bail!("give --run DIR, or --train FILE and --test FILE"),
+                _ => {
+                    return Err(
+                        Usage("give --run DIR, or --train FILE and --test FILE".into()).into(),
+                    )
+                }
             };
             let records = commands::evaluate(
                 &source,

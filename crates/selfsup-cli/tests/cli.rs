@@ -103,3 +103,77 @@ fn a_corrupt_png_names_the_file() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("broken.png"), "{err}");
 }
+
+#[test]
+fn log_lines_into_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("train.csv"),
+        "a,b,y\n1,2,x\n3,4,y\n5,z\n7,8,x\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("r.toml"), TABLE_RECIPE).unwrap();
+    let args = [
+        "pretrain",
+        "r.toml",
+        "--quiet",
+        "--no-eval",
+        "--on-bad-input",
+        "skip",
+    ];
+    let (code, err) = selfsup(&args, dir.path());
+    assert_eq!(code, 0, "{err}");
+    // The skipped row is logged at WARN level.
+    assert!(err.contains("WARN skipped 1"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in piped logs: {err:?}"
+    );
+}
+
+/// A `.npy` file (format 1.0) of `shape` with no data: little-endian `descr`, C order.
+fn empty_npy(path: &std::path::Path, descr: &str, shape: &str) {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn embeddings_with_no_rows_exit_3_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    empty_npy(&dir.path().join("e.npy"), "<f4", "(0, 8)");
+    empty_npy(&dir.path().join("e.labels.npy"), "<i8", "(0,)");
+    let (code, err) = selfsup(
+        &["eval", "knn", "--train", "e.npy", "--test", "e.npy"],
+        dir.path(),
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("e.npy") && err.contains("no embeddings"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = selfsup(
+        &["--device", "gpu", "eval", "knn", "--run", "r"],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--device"), "{err}");
+    let (code, err) = selfsup(&["eval", "knn"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--run"), "{err}");
+    let (code, err) = selfsup(&["eval", "knn", "--train", "a.npy"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--test"), "{err}");
+}

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// `selfsup ARGS` in the repository with `SELFSUP_DATA=root`: (exit code, stdout, stderr).
@@ -81,7 +84,14 @@ fn without_its_dataset_every_shipped_recipe_stops_with_the_fetch_command() {
         let run = runs.path().join(i.to_string());
         let (code, _, err) = selfsup(
             root.path(),
-            &["pretrain", recipe, "--quiet", "--no-eval", "--run-dir", run.to_str().unwrap()],
+            &[
+                "pretrain",
+                recipe,
+                "--quiet",
+                "--no-eval",
+                "--run-dir",
+                run.to_str().unwrap(),
+            ],
         );
         assert_eq!(code, 3, "{recipe}: {err}");
         assert!(
@@ -125,10 +135,19 @@ fn a_wrong_file_in_the_offline_copy_is_refused_and_nothing_is_kept() {
     std::fs::write(copy.path().join("cal_housing.data"), b"not the data\n").unwrap();
     let (code, _, err) = selfsup(
         root.path(),
-        &["data", "fetch", "california-housing", "--from", copy.path().to_str().unwrap()],
+        &[
+            "data",
+            "fetch",
+            "california-housing",
+            "--from",
+            copy.path().to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("cal_housing.data") && err.contains("nothing kept"), "{err}");
+    assert!(
+        err.contains("cal_housing.data") && err.contains("nothing kept"),
+        "{err}"
+    );
     let dir = root.path().join("california-housing");
     let left: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
@@ -146,9 +165,20 @@ fn imported_datasets_let_the_shipped_recipes_run_unedited() {
     let root = tempfile::tempdir().unwrap();
     let root_arg = root.path().to_str().unwrap().to_string();
     let elsewhere = tempfile::tempdir().unwrap(); // SELFSUP_DATA points elsewhere: --data-root wins
-    for (name, sub) in [("cora", "planetoid"), ("adult", "adult"), ("mutag", "tudataset")] {
+    for (name, sub) in [
+        ("cora", "planetoid"),
+        ("adult", "adult"),
+        ("mutag", "tudataset"),
+    ] {
         let from = shared.join(sub);
-        let args = ["data", "fetch", name, "--quiet", "--from", from.to_str().unwrap()];
+        let args = [
+            "data",
+            "fetch",
+            name,
+            "--quiet",
+            "--from",
+            from.to_str().unwrap(),
+        ];
         let (code, out, err) = selfsup(
             elsewhere.path(),
             &[&["--data-root", root_arg.as_str()], &args[..]].concat(),
@@ -162,16 +192,29 @@ fn imported_datasets_let_the_shipped_recipes_run_unedited() {
     }
     let (_, out, _) = selfsup(root.path(), &["data", "list"]);
     for name in ["cora", "adult", "mutag"] {
-        let line = out.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap();
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap();
         assert!(line.contains("present"), "{line}");
     }
     // --all: the rest of the registry from the copy's sub-folders; the three are kept.
     let (code, out, err) = selfsup(
         root.path(),
-        &["data", "fetch", "--all", "--quiet", "--from", shared.to_str().unwrap()],
+        &[
+            "data",
+            "fetch",
+            "--all",
+            "--quiet",
+            "--from",
+            shared.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("cora: present") && out.contains("ucr: 104 file(s) imported"), "{out}");
+    assert!(
+        out.contains("cora: present") && out.contains("ucr: 104 file(s) imported"),
+        "{out}"
+    );
 
     let runs = tempfile::tempdir().unwrap();
     let out_dir = |n: &str| runs.path().join(n).display().to_string();
@@ -221,5 +264,8 @@ fn imported_datasets_let_the_shipped_recipes_run_unedited() {
     assert_eq!(code, 0, "{err}");
     // The run folder's recipe holds the resolved paths, so the run reads the same files later.
     let written = std::fs::read_to_string(runs.path().join("adult/recipe.toml")).unwrap();
-    assert!(written.contains(&root.path().join("adult/adult.data").display().to_string()), "{written}");
+    assert!(
+        written.contains(&root.path().join("adult/adult.data").display().to_string()),
+        "{written}"
+    );
 }

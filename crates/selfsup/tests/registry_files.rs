@@ -27,7 +27,9 @@ fn shared_data() -> Option<PathBuf> {
 }
 
 fn recipe(rel: &str, root: &DataRoot, overrides: &[&str]) -> Recipe {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes").join(rel);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../recipes")
+        .join(rel);
     let text = std::fs::read_to_string(&path).unwrap();
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     Recipe::from_toml_in(&text, rel, &overrides, root).unwrap()

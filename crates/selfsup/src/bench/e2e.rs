@@ -89,7 +89,10 @@ const REFERENCE_FILES: [&str; 4] = [
 /// has them (Debian's package), else gzipped copies of the data root's decompressed files, made
 /// once in the temporary folder (keyed by the files' path, size and modification time).
 fn reference_data_dir(dir: &Path) -> Result<PathBuf> {
-    if REFERENCE_FILES.iter().all(|f| dir.join(format!("{f}.gz")).is_file()) {
+    if REFERENCE_FILES
+        .iter()
+        .all(|f| dir.join(format!("{f}.gz")).is_file())
+    {
         return Ok(dir.to_path_buf());
     }
     let mut key = blake3::Hasher::new();

@@ -936,15 +936,14 @@ mod tests {
         let Some(dir) = shared_data("planetoid") else {
             return;
         };
-        match load_planetoid(&dir, "pubmed") {
-            Err(e) => {
-                println!("pubmed: {e}");
-                assert!(
-                    e.to_string().contains("ind.pubmed.allx: file is missing"),
-                    "{e}"
-                );
-            }
-            Ok(g) => println!("pubmed: allx present, {} nodes", g.num_nodes),
+        // The shared copy has every PubMed file but `allx`; should it ever gain it, the set must
+        // then read whole (19,717 nodes), so either way the test checks something.
+        let result = load_planetoid(&dir, "pubmed");
+        if dir.join("ind.pubmed.allx").exists() {
+            assert_eq!(result.unwrap().num_nodes, 19_717);
+        } else {
+            let e = result.unwrap_err().to_string();
+            assert!(e.contains("ind.pubmed.allx: file is missing"), "{e}");
         }
     }
 }

@@ -136,7 +136,10 @@ fn download(dir: &Path, f: &FileSpec, opts: &FetchOptions) -> Result<(), FetchEr
         let response = match agent.get(&f.url).call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
-                return Err(failed(format!("the server answered {code} {}", r.status_text())))
+                return Err(failed(format!(
+                    "the server answered {code} {}",
+                    r.status_text()
+                )))
             }
             Err(e) => {
                 last = Some(failed(e.to_string()));
@@ -207,22 +210,28 @@ fn import(
         let plain = bases.iter().flat_map(|b| {
             [
                 (b.join(&f.path), false),
-                (PathBuf::from(format!("{}.gz", b.join(&f.path).display())), true),
+                (
+                    PathBuf::from(format!("{}.gz", b.join(&f.path).display())),
+                    true,
+                ),
             ]
         });
         if let Some((path, gz)) = plain.clone().find(|(p, _)| p.is_file()) {
             let file = std::fs::File::open(&path).map_err(|e| io(&path, e))?;
             let body: Box<dyn Read> = if gz {
-                Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)))
+                Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+                    file,
+                )))
             } else {
                 Box::new(file)
             };
             write_verified(&dir.join(&f.path), f, &path.display().to_string(), body)?;
             continue;
         }
-        let archive = f.archive.as_ref().and_then(|a| {
-            bases.iter().map(|b| b.join(a)).find(|p| p.is_file())
-        });
+        let archive = f
+            .archive
+            .as_ref()
+            .and_then(|a| bases.iter().map(|b| b.join(a)).find(|p| p.is_file()));
         match archive {
             Some(a) => from_archives.entry(a).or_default().push(f),
             None => {
@@ -294,7 +303,10 @@ fn write_verified(
                 expected: f.sha256.clone(),
             });
         }
-        let file = sink.inner.into_inner().map_err(|e| io(&part, e.into_error()))?;
+        let file = sink
+            .inner
+            .into_inner()
+            .map_err(|e| io(&part, e.into_error()))?;
         file.sync_all().map_err(|e| io(&part, e))?;
         std::fs::rename(&part, dest).map_err(|e| io(dest, e))
     })();

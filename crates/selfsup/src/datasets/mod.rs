@@ -109,7 +109,10 @@ impl Registry {
                 for (k, v) in t {
                     if let Some(p) = v.as_str().and_then(template_path) {
                         if !is_inside(p) && p != "." {
-                            return Err(format!("{}: data.{k} leaves the dataset's folder", d.name));
+                            return Err(format!(
+                                "{}: data.{k} leaves the dataset's folder",
+                                d.name
+                            ));
                         }
                     }
                 }

@@ -11,12 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The fixture every download test serves: 10,000 bytes that are not a repeated pattern.
 fn fixture() -> Vec<u8> {
-    (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+    (0..10_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
 }
 
 fn gzipped(bytes: &[u8]) -> Vec<u8> {
@@ -50,8 +55,10 @@ impl Server {
     fn start(answers: Vec<(&str, Answer)>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let answers: HashMap<String, Answer> =
-            answers.into_iter().map(|(p, a)| (p.to_string(), a)).collect();
+        let answers: HashMap<String, Answer> = answers
+            .into_iter()
+            .map(|(p, a)| (p.to_string(), a))
+            .collect();
         let hits = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
         let counted = hits.clone();
         std::thread::spawn(move || {
@@ -147,7 +154,9 @@ fn quick(attempts: usize) -> FetchOptions {
 /// Every file name under `dir`, relative, sorted.
 fn listing(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -182,8 +191,18 @@ fn the_verifier_hashes_as_sha256_does() {
 #[test]
 fn the_shipped_registry_is_valid_and_downloads_over_https() {
     let r = Registry::builtin();
-    for name in ["fashion-mnist", "cora", "citeseer", "mutag", "proteins", "adult", "ucr"] {
-        let d = r.get(name).unwrap_or_else(|| panic!("{name} is not registered"));
+    for name in [
+        "fashion-mnist",
+        "cora",
+        "citeseer",
+        "mutag",
+        "proteins",
+        "adult",
+        "ucr",
+    ] {
+        let d = r
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not registered"));
         assert!(d.data.is_some(), "{name}: recipes cannot name it");
     }
     assert_eq!(r.get("CORA").map(|d| d.name.as_str()), Some("cora"));
@@ -230,7 +249,10 @@ fn a_good_download_is_verified_and_not_fetched_again() {
     assert_eq!(d.presence(&root.dir_of(&d)), Presence::Absent);
     let report = fetch(&d, &root, &quick(3)).unwrap();
     assert_eq!((report.written, report.kept, report.bytes), (1, 0, 10_000));
-    assert_eq!(std::fs::read(root.dir_of(&d).join("sub/data.bin")).unwrap(), body);
+    assert_eq!(
+        std::fs::read(root.dir_of(&d).join("sub/data.bin")).unwrap(),
+        body
+    );
     assert_eq!(d.presence(&root.dir_of(&d)), Presence::Present);
     let again = fetch(&d, &root, &quick(3)).unwrap();
     assert_eq!((again.written, again.kept), (0, 1));
@@ -245,7 +267,10 @@ fn a_gzipped_download_is_stored_decompressed() {
     let root = tempfile::tempdir().unwrap();
     let root = DataRoot::new(root.path());
     fetch(&d, &root, &quick(1)).unwrap();
-    assert_eq!(std::fs::read(root.dir_of(&d).join("sub/data.bin")).unwrap(), body);
+    assert_eq!(
+        std::fs::read(root.dir_of(&d).join("sub/data.bin")).unwrap(),
+        body
+    );
 }
 
 #[test]
@@ -313,7 +338,10 @@ fn an_interrupted_download_succeeds_on_the_retry() {
     let root = tempfile::tempdir().unwrap();
     let root = DataRoot::new(root.path());
     fetch(&d, &root, &quick(2)).unwrap();
-    assert_eq!(std::fs::read(root.dir_of(&d).join("sub/data.bin")).unwrap(), body);
+    assert_eq!(
+        std::fs::read(root.dir_of(&d).join("sub/data.bin")).unwrap(),
+        body
+    );
     assert_eq!(server.hits("/flaky"), 2);
 }
 
@@ -513,7 +541,10 @@ fn a_bad_dataset_name_or_format_is_refused_with_what_is_known() {
     let root = DataRoot::new("/r");
     let e = resolve(&mut recipe_value("dataset = \"corra\""), &registry, &root).unwrap_err();
     let e = e.to_string();
-    assert!(e.contains("corra") && e.contains("graph, tables, words"), "{e}");
+    assert!(
+        e.contains("corra") && e.contains("graph, tables, words"),
+        "{e}"
+    );
     let e = resolve(&mut recipe_value("dataset = 3"), &registry, &root).unwrap_err();
     assert!(e.to_string().contains("string"), "{e}");
     let e = resolve(&mut recipe_value("dataset = \"words\""), &registry, &root).unwrap_err();
@@ -528,11 +559,16 @@ fn a_missing_dataset_names_the_command_that_fetches_it() {
     let root = tempfile::tempdir().unwrap();
     let root = DataRoot::new(root.path());
     let mut v = recipe_value("dataset = \"cora\"");
-    let used = resolve(&mut v, Registry::builtin(), &root).unwrap().unwrap();
+    let used = resolve(&mut v, Registry::builtin(), &root)
+        .unwrap()
+        .unwrap();
     let e = used.require().unwrap_err();
     let text = e.to_string();
     assert!(text.contains("selfsup data fetch cora"), "{text}");
-    assert!(text.contains(&root.path().join("cora").display().to_string()), "{text}");
+    assert!(
+        text.contains(&root.path().join("cora").display().to_string()),
+        "{text}"
+    );
 
     // One file of eight: reported as incomplete, still with the command.
     let cora = Registry::builtin().get("cora").unwrap();
@@ -556,7 +592,11 @@ fn the_data_root_comes_from_the_environment_or_the_cache_folder() {
     let root = DataRoot::from_env();
     match std::env::var_os(DATA_ROOT_ENV) {
         Some(d) if !d.is_empty() => assert_eq!(root, DataRoot::new(d)),
-        _ => assert!(root.path().ends_with("selfsup/data"), "{}", root.path().display()),
+        _ => assert!(
+            root.path().ends_with("selfsup/data"),
+            "{}",
+            root.path().display()
+        ),
     }
     assert!(DataRoot::new("rel").path().is_absolute());
 }

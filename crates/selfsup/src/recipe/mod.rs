@@ -305,7 +305,12 @@ impl Recipe {
         origin: &str,
         overrides: &[String],
     ) -> Result<Recipe, RecipeError> {
-        Self::from_toml_in(text, origin, overrides, &crate::datasets::DataRoot::from_env())
+        Self::from_toml_in(
+            text,
+            origin,
+            overrides,
+            &crate::datasets::DataRoot::from_env(),
+        )
     }
 
     /// As [`Recipe::from_toml`], with dataset names resolved against `root`.

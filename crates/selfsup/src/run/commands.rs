@@ -2,7 +2,7 @@
 use super::{finish_training, open_run, write_eval, write_start_manifest};
 pub use super::{PretrainReport, RunOptions};
 use crate::backend;
-use crate::error::BadInputPolicy;
+use crate::error::{BadInputPolicy, DataError};
 use crate::recipe::{DataConfig, Recipe};
 use crate::run::folder::{self as run_folder, RunFolder};
 use crate::run::pipeline::{self, EvalRecord, Protocol};
@@ -309,54 +309,57 @@ pub enum EvalSource {
 }
 
 /// Reads embeddings and labels written by `selfsup embed` (or by any tool in the same layout).
+/// A file that cannot be read or holds no usable embeddings is a [`DataError`] naming it.
 pub fn read_embeddings(path: &Path) -> Result<(tch::Tensor, tch::Tensor)> {
-    let ctx = || format!("{}", path.display());
+    let bad = |message: String| DataError::format(path, message);
     let (e, l) = match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => {
-            let e = tch::Tensor::read_npy(path).with_context(ctx)?;
+            let e = tch::Tensor::read_npy(path).map_err(|e| bad(e.to_string()))?;
             let lp = path.with_extension("labels.npy");
-            let l = tch::Tensor::read_npy(&lp)
-                .with_context(|| format!("{}: labels for {}", lp.display(), path.display()))?;
+            let l = tch::Tensor::read_npy(&lp).map_err(|e| {
+                DataError::format(&lp, format!("labels for {}: {e}", path.display()))
+            })?;
             (e, l)
         }
         Some("safetensors") => {
-            let named = tch::Tensor::read_safetensors(path).with_context(ctx)?;
+            let named = tch::Tensor::read_safetensors(path).map_err(|e| bad(e.to_string()))?;
             let get = |n: &str| {
                 named
                     .iter()
                     .find(|(k, _)| k == n)
                     .map(|(_, t)| t.shallow_clone())
-                    .with_context(|| format!("{}: no tensor named {n}", path.display()))
+                    .ok_or_else(|| bad(format!("no tensor named {n}")))
             };
             (get("embeddings")?, get("labels")?)
         }
-        _ => anyhow::bail!("{}: use a .npy or .safetensors file", path.display()),
+        _ => return Err(bad("use a .npy or .safetensors file".into()).into()),
     };
-    anyhow::ensure!(
-        e.dim() == 2,
-        "{}: embeddings must be a matrix [N, D], found shape {:?}",
-        path.display(),
-        e.size()
-    );
-    anyhow::ensure!(
-        l.dim() == 1 && l.size()[0] == e.size()[0],
-        "{}: {} labels for {} embeddings",
-        path.display(),
-        l.numel(),
-        e.size()[0]
-    );
+    if e.dim() != 2 {
+        return Err(bad(format!(
+            "embeddings must be a matrix [N, D], found shape {:?}",
+            e.size()
+        ))
+        .into());
+    }
+    if e.size()[0] == 0 || e.size()[1] == 0 {
+        return Err(bad(format!("no embeddings to evaluate (shape {:?})", e.size())).into());
+    }
+    if l.dim() != 1 || l.size()[0] != e.size()[0] {
+        return Err(bad(format!(
+            "{} labels for {} embeddings",
+            l.numel(),
+            e.size()[0]
+        ))
+        .into());
+    }
     let e = e.to_kind(tch::Kind::Float);
-    anyhow::ensure!(
-        bool::try_from(e.isfinite().all()).unwrap_or(false),
-        "{}: the embeddings contain NaN or infinite values",
-        path.display()
-    );
+    if !bool::try_from(e.isfinite().all()).unwrap_or(false) {
+        return Err(bad("the embeddings contain NaN or infinite values".into()).into());
+    }
     let l = l.to_kind(tch::Kind::Int64);
-    anyhow::ensure!(
-        e.size()[0] == 0 || i64::try_from(l.min()).unwrap_or(-1) >= 0,
-        "{}: labels must be non-negative class indices",
-        path.display()
-    );
+    if i64::try_from(l.min()).unwrap_or(-1) < 0 {
+        return Err(bad("labels must be non-negative class indices".into()).into());
+    }
     Ok((e, l))
 }
 
@@ -377,14 +380,18 @@ pub fn eval_suite(
         EvalSource::Files { train, test } => {
             let (a, ya) = read_embeddings(train)?;
             let (b, yb) = read_embeddings(test)?;
-            anyhow::ensure!(
-                a.size()[1] == b.size()[1],
-                "{} has {} dimensions, {} has {}",
-                train.display(),
-                a.size()[1],
-                test.display(),
-                b.size()[1]
-            );
+            if a.size()[1] != b.size()[1] {
+                return Err(DataError::format(
+                    test,
+                    format!(
+                        "{} dimensions, where the training embeddings {} have {}",
+                        b.size()[1],
+                        train.display(),
+                        a.size()[1]
+                    ),
+                )
+                .into());
+            }
             sets.push(("file".into(), a, ya, b, yb));
         }
         EvalSource::Run(dir) => {
