@@ -251,6 +251,35 @@ pub enum Command {
     /// with the PyTorch reference interleaved when a Python with torch is found; prints
     /// samples/s (median, p10/p90), peak memory and the ratio
     Bench(BenchCli),
+    /// Nearest neighbours in the learned space (cosine, exact): of test samples among the
+    /// training split (what kNN votes with), of nodes among a graph's nodes, or among exported
+    /// embeddings; with the rate at which their labels agree with the query's
+    #[command(alias = "neighbours")]
+    Neighbors {
+        /// A run folder
+        #[arg(long, conflicts_with_all = ["memory", "queries"], required_unless_present = "memory")]
+        run: Option<PathBuf>,
+        /// Exported embeddings searched in (.npy with .labels.npy, or .safetensors)
+        #[arg(long, requires = "queries")]
+        memory: Option<PathBuf>,
+        /// Exported embeddings of the queries (the memory's file: queries from the memory)
+        #[arg(long, requires = "memory")]
+        queries: Option<PathBuf>,
+        /// Query rows to list (repeatable); without it every query is searched and only the
+        /// label agreement is printed
+        #[arg(long = "index", value_name = "N")]
+        rows: Vec<i64>,
+        /// Neighbours per query
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        /// A run's queries: the test split, or the training split itself (each row then never
+        /// its own neighbour). Graph runs search every node or graph among the others
+        #[arg(long, value_enum, default_value = "test")]
+        split: SplitArg,
+        /// Also write the report as JSON to this file
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Datasets by name: fetch them into the data root (checked against their sha256), list
     /// what is there. Recipes name them with [data] dataset = "NAME"
     #[command(subcommand)]

@@ -67,7 +67,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(TrainStop::Interrupted { .. }) = e.downcast_ref::<TrainStop>() {
         return 75;
     }
-    if e.downcast_ref::<RecipeError>().is_some() || e.downcast_ref::<Usage>().is_some() {
+    if e.downcast_ref::<RecipeError>().is_some()
+        || e.downcast_ref::<Usage>().is_some()
+        || e.downcast_ref::<selfsup::run::neighbours::BadRequest>()
+            .is_some()
+    {
         return 2;
     }
     if e.downcast_ref::<DataError>().is_some() {
@@ -326,6 +330,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             show(&format_report(&report), out, &report)?;
         }
         Command::Data(cmd) => data_cmd::run(cmd)?,
+        Command::Neighbors {
+            run,
+            memory,
+            queries,
+            rows,
+            k,
+            split,
+            out,
+        } => {
+            use selfsup::run::neighbours::{format_report, neighbours, NeighbourSource};
+            let source = match (run, memory, queries) {
+                (Some(dir), None, None) => NeighbourSource::Run {
+                    dir,
+                    split: split.into(),
+                },
+                (None, Some(memory), Some(queries)) => NeighbourSource::Files { memory, queries },
+                _ => {
+                    return Err(
+                        Usage("give --run DIR, or --memory FILE and --queries FILE".into()).into(),
+                    )
+                }
+            };
+            let report = neighbours(&source, &rows, k, device, cli.threads)?;
+            show(&format_report(&report), out, &report)?;
+        }
         Command::Embed { run, out, split } => {
             let (n, d) = commands::embed_run(&run, &out, split.into(), device, cli.threads)?;
             println!("wrote {n} × {d} embeddings to {}", out.display());

@@ -4,38 +4,13 @@ mod common;
 
 use std::path::Path;
 
-fn recipe(name: &str, method: &str) -> String {
-    format!(
-        r#"
-name = "{name}"
-[data]
-format = "idx"
-train_images = "train.idx"
-train_labels = "train-labels.idx"
-test_images = "test.idx"
-test_labels = "test-labels.idx"
-[encoder]
-kind = "small_cnn"
-widths = [4, 8]
-{method}
-[train]
-epochs = 1
-batch_size = 16
-optimizer = {{ name = "adam", lr = 1e-3 }}
-[eval]
-knn_k = 5
-probe_iters = 50
-"#
-    )
-}
-
 fn setup(dir: &Path) {
     common::write_idx(dir, "train.idx", "train-labels.idx", 96, 6, 1);
     common::write_idx(dir, "test.idx", "test-labels.idx", 144, 6, 2);
     let simclr = "[method]\nname = \"simclr\"\nprojector = [{ dim = 8 }]";
     let byol = "[method]\nname = \"byol\"\nprojector = [{ dim = 8 }]\npredictor = [{ dim = 8 }]";
-    std::fs::write(dir.join("simclr.toml"), recipe("s", simclr)).unwrap();
-    std::fs::write(dir.join("byol.toml"), recipe("b", byol)).unwrap();
+    std::fs::write(dir.join("simclr.toml"), common::idx_recipe("s", simclr)).unwrap();
+    std::fs::write(dir.join("byol.toml"), common::idx_recipe("b", byol)).unwrap();
 }
 
 #[test]
@@ -196,7 +171,7 @@ fn eval_runs_every_protocol_on_exported_embeddings() {
 fn self_pretrain_reports_the_pretrained_arm_beside_both_controls() {
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
-    let vit = recipe(
+    let vit = common::idx_recipe(
         "v",
         "[method]\nname = \"mae\"\ndecoder_dim = 8\ndecoder_depth = 1\ndecoder_heads = 2",
     )

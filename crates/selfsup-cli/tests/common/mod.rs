@@ -165,3 +165,30 @@ pub fn write_tu(root: &Path) {
         std::fs::write(dir.join(format!("TOY_{suffix}.txt")), text).unwrap();
     }
 }
+
+/// A recipe on the IDX files `write_idx` makes (train.idx / test.idx with their labels): a small
+/// CNN, one epoch, batch 16, Adam; `method` is its `[method]` table.
+pub fn idx_recipe(name: &str, method: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+[data]
+format = "idx"
+train_images = "train.idx"
+train_labels = "train-labels.idx"
+test_images = "test.idx"
+test_labels = "test-labels.idx"
+[encoder]
+kind = "small_cnn"
+widths = [4, 8]
+{method}
+[train]
+epochs = 1
+batch_size = 16
+optimizer = {{ name = "adam", lr = 1e-3 }}
+[eval]
+knn_k = 5
+probe_iters = 50
+"#
+    )
+}

@@ -178,7 +178,7 @@ pub(crate) fn accuracy(pred: &Tensor, labels: &Tensor) -> f64 {
 }
 
 /// `x / max(‖x‖₂, 1e-12)` row-wise, as `torch.nn.functional.normalize(x, dim=1)`.
-fn l2_normalise(x: &Tensor) -> Tensor {
+pub(crate) fn l2_normalise(x: &Tensor) -> Tensor {
     x / x
         .norm_scalaropt_dim(2, [1i64].as_slice(), true)
         .clamp_min(1e-12)

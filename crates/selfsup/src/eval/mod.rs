@@ -12,6 +12,7 @@ pub mod label_fraction;
 pub mod lbfgs;
 pub mod linear_probe;
 pub mod nearest;
+pub mod neighbours;
 pub mod standardise;
 pub mod suite;
 pub mod svm;

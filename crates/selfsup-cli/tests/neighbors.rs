@@ -1,0 +1,161 @@
+//! `selfsup neighbors` on a small image run: the nearest neighbour's label agrees with the
+//! query's exactly as often as the kNN protocol with k = 1 classifies correctly, from the run
+//! and from its exported embeddings alike; listed queries show ranked neighbours.
+mod common;
+
+use std::path::Path;
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn neighbours_agree_with_the_query_as_often_as_one_nearest_neighbour_classifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::write_idx(d, "train.idx", "train-labels.idx", 96, 6, 1);
+    common::write_idx(d, "test.idx", "test-labels.idx", 144, 6, 2);
+    let simclr = "[method]\nname = \"simclr\"\nprojector = [{ dim = 8 }]";
+    std::fs::write(d.join("s.toml"), common::idx_recipe("s", simclr)).unwrap();
+    let (code, _, err) = common::selfsup(&["pretrain", "s.toml", "--quiet", "--no-eval"], d);
+    assert_eq!(code, 0, "{err}");
+
+    let (code, _, err) = common::selfsup(
+        &[
+            "eval",
+            "knn",
+            "--run",
+            "runs/s",
+            "--set",
+            "eval.knn_k=1",
+            "--out",
+            "knn.json",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    let knn1 = json(&d.join("knn.json"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["features"] == "learned" && r["protocol"].as_str().unwrap().starts_with("knn(k=1,")
+        })
+        .map(|r| r["value"].as_f64().unwrap())
+        .expect("a learned kNN record");
+
+    let (code, out, err) = common::selfsup(
+        &[
+            "neighbors",
+            "--run",
+            "runs/s",
+            "-k",
+            "1",
+            "--out",
+            "nb.json",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    let report = json(&d.join("nb.json"));
+    assert_eq!(report["top1_agreement"].as_f64().unwrap(), knn1, "{out}");
+    assert_eq!(report["labelled_queries"], 144);
+    // Chance is 1/6; a representation, even a briefly trained one, does better on these blobs.
+    assert!(knn1 > 1.0 / 6.0, "{knn1}");
+
+    // The same from exported embeddings.
+    for (split, file) in [("train", "tr.npy"), ("test", "te.npy")] {
+        let (code, _, err) = common::selfsup(
+            &["embed", "--run", "runs/s", "--out", file, "--split", split],
+            d,
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, _, err) = common::selfsup(
+        &[
+            "neighbors",
+            "--memory",
+            "tr.npy",
+            "--queries",
+            "te.npy",
+            "-k",
+            "1",
+            "--out",
+            "f.json",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        json(&d.join("f.json"))["top1_agreement"].as_f64().unwrap(),
+        knn1
+    );
+
+    // Listed queries: k ranked neighbours each, most similar first.
+    let (code, out, err) = common::selfsup(
+        &[
+            "neighbors",
+            "--run",
+            "runs/s",
+            "--index",
+            "0",
+            "--index",
+            "7",
+            "-k",
+            "3",
+            "--out",
+            "l.json",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("query 0 (label") && out.contains("query 7 (label"),
+        "{out}"
+    );
+    let listed = json(&d.join("l.json"));
+    for q in listed["results"].as_array().unwrap() {
+        let sims: Vec<f64> = q["neighbours"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n[1].as_f64().unwrap())
+            .collect();
+        assert_eq!(sims.len(), 3);
+        assert!(sims.windows(2).all(|w| w[0] >= w[1]), "{sims:?}");
+    }
+
+    // Queries from the training split never find themselves.
+    let (code, _, err) = common::selfsup(
+        &[
+            "neighbors",
+            "--run",
+            "runs/s",
+            "--split",
+            "train",
+            "--index",
+            "4",
+            "-k",
+            "5",
+            "--out",
+            "t.json",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    let own = json(&d.join("t.json"));
+    let rows: Vec<i64> = own["results"][0]["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n[0].as_i64().unwrap())
+        .collect();
+    assert!(!rows.contains(&4), "{rows:?}");
+
+    // Impossible requests are usage errors.
+    let (code, _, err) = common::selfsup(&["neighbors", "--run", "runs/s", "--index", "144"], d);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--index 144"), "{err}");
+    let (code, _, err) = common::selfsup(&["neighbors", "--run", "runs/s", "-k", "97"], d);
+    assert_eq!(code, 2, "{err}");
+}
