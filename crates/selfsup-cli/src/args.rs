@@ -322,6 +322,21 @@ pub enum DataCommand {
     },
     /// Every dataset the registry knows: whether the data root holds it, its size and source
     List,
+    /// What a recipe's data resolves to, read as a run reads it, before any training: files,
+    /// samples, input shape, classes and their balance, non-finite inputs, skipped samples
+    Inspect {
+        /// The recipe (TOML)
+        recipe: PathBuf,
+        /// Override a recipe field, e.g. --set data.dataset=citeseer (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// What to do with unreadable samples: fail (default) or skip and count them
+        #[arg(long, default_value = "fail")]
+        on_bad_input: BadInputPolicy,
+        /// Also write the summary as JSON to this file
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]

@@ -69,6 +69,20 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 }
             }
         }
+        DataCommand::Inspect {
+            recipe,
+            overrides,
+            on_bad_input,
+            out,
+        } => {
+            use selfsup::run::inspect::{format_summary, inspect};
+            let recipe = selfsup::recipe::Recipe::load(&recipe, &overrides)?;
+            let summary = inspect(&recipe, on_bad_input)?;
+            print!("{}", format_summary(&summary));
+            if let Some(out) = out {
+                selfsup::study::table_file::save(Some(&out), &summary)?;
+            }
+        }
         DataCommand::List => {
             println!("data root: {}", root.path().display());
             let width = registry

@@ -177,3 +177,43 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--test"), "{err}");
 }
+
+#[test]
+fn data_inspect_counts_samples_classes_and_skipped_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("train.csv"),
+        "a,b,y\n1,2,x\n3,4,y\n5,z\n7,8,x\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("r.toml"), TABLE_RECIPE).unwrap();
+    let (code, err) = selfsup(&["data", "inspect", "r.toml"], dir.path());
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("train.csv:4"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_selfsup"))
+        .args([
+            "data",
+            "inspect",
+            "r.toml",
+            "--on-bad-input",
+            "skip",
+            "--out",
+            "s.json",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("train: 3 samples"), "{text}");
+    assert!(text.contains("2 classes (smallest 1, largest 2)"), "{text}");
+    assert!(text.contains("skipped 1 samples"), "{text}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("s.json")).unwrap()).unwrap();
+    assert_eq!(s["splits"][0]["samples"], 3);
+    assert_eq!(s["skipped"], 1);
+}

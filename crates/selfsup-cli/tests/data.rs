@@ -99,6 +99,12 @@ fn without_its_dataset_every_shipped_recipe_stops_with_the_fetch_command() {
             "{recipe}: {err}"
         );
     }
+    let (code, _, err) = selfsup(
+        root.path(),
+        &["data", "inspect", "recipes/graph/dgi-cora.toml"],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("selfsup data fetch cora"), "{err}");
     // Nothing was put into the data root by trying.
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
 }
@@ -215,6 +221,29 @@ fn imported_datasets_let_the_shipped_recipes_run_unedited() {
         out.contains("cora: present") && out.contains("ucr: 104 file(s) imported"),
         "{out}"
     );
+
+    // What the recipes' data resolves to, before any training.
+    let (code, out, err) = selfsup(
+        root.path(),
+        &["data", "inspect", "recipes/graph/graphmae-cora.toml"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("dataset cora in") && out.contains("2708 nodes"),
+        "{out}"
+    );
+    assert!(out.contains("split 140 / 500 / 1000"), "{out}");
+    let (code, out, err) = selfsup(
+        root.path(),
+        &["data", "inspect", "recipes/tables/scarf-adult.toml"],
+    );
+    assert_eq!(code, 0, "{err}");
+    // UCI's adult.names: 24,720 of the 32,561 training rows earn at most 50K.
+    assert!(
+        out.contains("train: 32561 samples") && out.contains("24720 (75.9 %)"),
+        "{out}"
+    );
+    assert!(out.contains("test: 16281 samples"), "{out}");
 
     let runs = tempfile::tempdir().unwrap();
     let out_dir = |n: &str| runs.path().join(n).display().to_string();

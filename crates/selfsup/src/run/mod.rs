@@ -5,6 +5,7 @@ pub mod commands;
 pub mod export;
 pub mod folder;
 pub mod graph;
+pub mod inspect;
 pub mod neighbours;
 pub mod pipeline;
 
