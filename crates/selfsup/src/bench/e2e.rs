@@ -121,7 +121,11 @@ fn reference_data_dir(dir: &Path) -> Result<PathBuf> {
         if gz.is_file() {
             continue;
         }
-        let part = out.join(format!("{f}.gz.part"));
+        // A name of its own per writer: two benchmarks (or tests) may make the copies at once;
+        // the last rename wins, with the same bytes.
+        static WRITER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = WRITER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let part = out.join(format!("{f}.gz.{}-{n}.part", std::process::id()));
         let mut enc = flate2::write::GzEncoder::new(
             std::fs::File::create(&part).with_context(|| part.display().to_string())?,
             flate2::Compression::fast(),

@@ -203,7 +203,12 @@ fn recipe_property(text: &str, sets: &[String]) -> TestCaseResult {
             // What was accepted can be written out and read back to the same recipe.
             let again = Recipe::from_toml(&r.to_toml(), "again.toml", &[])
                 .map_err(|e| TestCaseError::fail(format!("round trip: {e}")))?;
-            prop_assert_eq!(&again, &r);
+            // (A written recipe holds the dataset's paths, not its name.)
+            let written = Recipe {
+                dataset: None,
+                ..r.clone()
+            };
+            prop_assert_eq!(&again, &written);
             prop_assert_eq!(again.training_hash(), r.training_hash());
         }
         Err(e) => {
@@ -232,7 +237,7 @@ fn graph_property(text: &str, sets: &[String]) -> TestCaseResult {
             }
             let again = Recipe::from_toml(&r.to_toml(), "again.toml", &[])
                 .map_err(|e| TestCaseError::fail(format!("round trip: {e}")))?;
-            prop_assert_eq!(&again, &r);
+            prop_assert_eq!(&again, &Recipe { dataset: None, ..r });
         }
         Err(e) => prop_assert!(!e.to_string().is_empty()),
     }
