@@ -284,12 +284,13 @@ pub enum Command {
     /// what is there. Recipes name them with [data] dataset = "NAME"
     #[command(subcommand)]
     Data(DataCommand),
-    /// Write a run's representations of a split to .npy or .safetensors
+    /// Write a run's representations of a split to .npy, .safetensors, .parquet or .csv
     Embed {
         /// The run folder whose latest checkpoint embeds
         #[arg(long)]
         run: PathBuf,
-        /// Output file: .npy (labels beside it in .labels.npy) or .safetensors
+        /// Output file, its format by extension: .npy (labels beside it in .labels.npy),
+        /// .safetensors, .parquet (id, label, embedding list per row) or .csv (id,label,e0,e1,…)
         #[arg(long)]
         out: PathBuf,
         /// Which split of the recipe's data (graph runs export every node or graph)

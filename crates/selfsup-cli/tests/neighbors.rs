@@ -90,6 +90,37 @@ fn neighbours_agree_with_the_query_as_often_as_one_nearest_neighbour_classifies(
         json(&d.join("f.json"))["top1_agreement"].as_f64().unwrap(),
         knn1
     );
+    // Parquet exports hold the same embeddings and labels: the same neighbours.
+    for (split, file) in [("train", "tr.parquet"), ("test", "te.parquet")] {
+        let (code, _, err) = common::selfsup(
+            &["embed", "--run", "runs/s", "--out", file, "--split", split],
+            d,
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    for (memory, queries, out) in [
+        ("tr.parquet", "te.parquet", "p.json"),
+        ("tr.npy", "te.npy", "n.json"),
+    ] {
+        let args = [
+            "neighbors",
+            "--memory",
+            memory,
+            "--queries",
+            queries,
+            "-k",
+            "3",
+            "--index",
+            "5",
+            "--out",
+            out,
+        ];
+        let (code, _, err) = common::selfsup(&args, d);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (p, n) = (json(&d.join("p.json")), json(&d.join("n.json")));
+    assert_eq!(p["results"], n["results"]);
+    assert_eq!(p["top1_agreement"].as_f64().unwrap(), knn1);
 
     // Listed queries: k ranked neighbours each, most similar first.
     let (code, out, err) = common::selfsup(

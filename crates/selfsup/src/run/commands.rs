@@ -308,7 +308,8 @@ pub enum EvalSource {
     Files { train: PathBuf, test: PathBuf },
 }
 
-/// Reads embeddings and labels written by `selfsup embed` (or by any tool in the same layout).
+/// Reads embeddings and labels written by `selfsup embed` as .npy, .safetensors or .parquet (or
+/// by any tool in the same layout).
 /// A file that cannot be read or holds no usable embeddings is a [`DataError`] naming it.
 pub fn read_embeddings(path: &Path) -> Result<(tch::Tensor, tch::Tensor)> {
     let bad = |message: String| DataError::format(path, message);
@@ -332,7 +333,10 @@ pub fn read_embeddings(path: &Path) -> Result<(tch::Tensor, tch::Tensor)> {
             };
             (get("embeddings")?, get("labels")?)
         }
-        _ => return Err(bad("use a .npy or .safetensors file".into()).into()),
+        Some("parquet") => {
+            crate::run::export::read_parquet(path).map_err(|e| bad(format!("{e:#}")))?
+        }
+        _ => return Err(bad("use a .npy, .safetensors or .parquet file".into()).into()),
     };
     if e.dim() != 2 {
         return Err(bad(format!(

@@ -1,7 +1,29 @@
-//! Embeddings out of a run: NPY (numpy) or safetensors, chosen by the file extension.
+//! Embeddings out of a run, in the format the file name says: NPY (numpy; labels in
+//! `<name>.labels.npy`), safetensors (`embeddings`, `labels`), Parquet (a row per sample: `id`,
+//! `label`, `embedding` as a list of floats) or CSV (`id,label,e0,e1,…`). Parquet and CSV files are
+//! written to a temporary name and renamed when complete.
 use anyhow::{bail, Context, Result};
-use std::path::Path;
-use tch::Tensor;
+use parquet::data_type::{FloatType, Int64Type};
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::FileReader;
+use parquet::file::serialized_reader::SerializedFileReader;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::record::Field;
+use parquet::schema::parser::parse_message_type;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::{Kind, Tensor};
+
+/// The Parquet schema of an embedding file.
+const PARQUET_SCHEMA: &str = "message embeddings {
+  REQUIRED INT64 id;
+  OPTIONAL INT64 label;
+  REQUIRED group embedding (LIST) {
+    REPEATED group list {
+      REQUIRED FLOAT element;
+    }
+  }
+}";
 
 pub fn write_embeddings(path: &Path, embeddings: &Tensor, labels: Option<&Tensor>) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -27,9 +49,154 @@ pub fn write_embeddings(path: &Path, embeddings: &Tensor, labels: Option<&Tensor
             Tensor::write_safetensors(&named, path)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        _ => bail!("{}: use a .npy or .safetensors file name", path.display()),
+        Some(ext @ ("parquet" | "csv")) => {
+            let (rows, dims, values, labels) = host_rows(embeddings, labels)?;
+            let part = PathBuf::from(format!("{}.part", path.display()));
+            let written = if ext == "parquet" {
+                write_parquet(&part, dims, &values, &labels)
+            } else {
+                write_csv(&part, dims, &values, &labels)
+            };
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&part);
+                return Err(e.context(format!("writing {}", path.display())));
+            }
+            std::fs::rename(&part, path).with_context(|| format!("writing {}", path.display()))?;
+            debug_assert_eq!(values.len(), rows * dims);
+        }
+        _ => bail!(
+            "{}: use a .npy, .safetensors, .parquet or .csv file name",
+            path.display()
+        ),
     }
     Ok(())
+}
+
+/// (rows, dimensions, row-major values, labels with `None` for a negative label or none given).
+fn host_rows(
+    e: &Tensor,
+    labels: Option<&Tensor>,
+) -> Result<(usize, usize, Vec<f32>, Vec<Option<i64>>)> {
+    let [rows, dims] = e.size()[..] else {
+        bail!("embeddings must be a matrix, not of shape {:?}", e.size());
+    };
+    let values = Vec::<f32>::try_from(e.to_kind(Kind::Float).contiguous().view([-1]))?;
+    let labels = match labels {
+        Some(l) => Vec::<i64>::try_from(l.to_kind(Kind::Int64).contiguous())?
+            .into_iter()
+            .map(|y| (y >= 0).then_some(y))
+            .collect(),
+        None => vec![None; rows as usize],
+    };
+    anyhow::ensure!(
+        labels.len() == rows as usize,
+        "{} labels for {rows} rows",
+        labels.len()
+    );
+    Ok((rows as usize, dims as usize, values, labels))
+}
+
+fn write_parquet(path: &Path, dims: usize, values: &[f32], labels: &[Option<i64>]) -> Result<()> {
+    let schema = Arc::new(parse_message_type(PARQUET_SCHEMA)?);
+    let file = std::fs::File::create(path)?;
+    let mut writer =
+        SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build()))?;
+    let rows = labels.len();
+    let mut group = writer.next_row_group()?;
+    // id
+    let mut col = group.next_column()?.context("the schema's id column")?;
+    let ids: Vec<i64> = (0..rows as i64).collect();
+    col.typed::<Int64Type>().write_batch(&ids, None, None)?;
+    col.close()?;
+    // label: definition level 1 where there is one
+    let mut col = group.next_column()?.context("the schema's label column")?;
+    let present: Vec<i64> = labels.iter().flatten().copied().collect();
+    let def: Vec<i16> = labels.iter().map(|l| i16::from(l.is_some())).collect();
+    col.typed::<Int64Type>()
+        .write_batch(&present, Some(&def), None)?;
+    col.close()?;
+    // embedding.list.element: every element defined (level 1); a row starts at repetition 0
+    let mut col = group
+        .next_column()?
+        .context("the schema's embedding column")?;
+    let def = vec![1i16; values.len()];
+    let rep: Vec<i16> = (0..values.len())
+        .map(|i| i16::from(i % dims != 0))
+        .collect();
+    col.typed::<FloatType>()
+        .write_batch(values, Some(&def), Some(&rep))?;
+    col.close()?;
+    group.close()?;
+    writer.close()?;
+    Ok(())
+}
+
+fn write_csv(path: &Path, dims: usize, values: &[f32], labels: &[Option<i64>]) -> Result<()> {
+    let mut w = csv::Writer::from_path(path)?;
+    let mut header = vec!["id".to_string(), "label".to_string()];
+    header.extend((0..dims).map(|j| format!("e{j}")));
+    w.write_record(&header)?;
+    for (i, (row, label)) in values.chunks(dims).zip(labels).enumerate() {
+        let mut record = vec![
+            i.to_string(),
+            label.map_or(String::new(), |l| l.to_string()),
+        ];
+        // `{}` of an f32 prints the shortest text that reads back as the same float.
+        record.extend(row.iter().map(|x| x.to_string()));
+        w.write_record(&record)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads an embedding file written by [`write_embeddings`] as Parquet: `[N, D]` embeddings and the
+/// labels (`-1` where a row has none). Rows are returned in `id` order.
+pub fn read_parquet(path: &Path) -> Result<(Tensor, Tensor)> {
+    let reader = SerializedFileReader::new(std::fs::File::open(path)?)?;
+    let mut rows: Vec<(i64, i64, Vec<f32>)> = Vec::new();
+    for row in reader.get_row_iter(None)? {
+        let row = row?;
+        let (mut id, mut label, mut e) = (None, -1, None);
+        for (name, field) in row.get_column_iter() {
+            match (name.as_str(), field) {
+                ("id", Field::Long(v)) => id = Some(*v),
+                ("label", Field::Long(v)) => label = *v,
+                ("label", Field::Null) => {}
+                ("embedding", Field::ListInternal(list)) => {
+                    let v: Option<Vec<f32>> = list
+                        .elements()
+                        .iter()
+                        .map(|f| match f {
+                            Field::Float(x) => Some(*x),
+                            _ => None,
+                        })
+                        .collect();
+                    e = v;
+                }
+                _ => {}
+            }
+        }
+        match (id, e) {
+            (Some(id), Some(e)) => rows.push((id, label, e)),
+            _ => bail!(
+                "{}: a row without an id or a list of floats `embedding`",
+                path.display()
+            ),
+        }
+    }
+    rows.sort_by_key(|r| r.0);
+    let dims = rows.first().map_or(0, |r| r.2.len());
+    anyhow::ensure!(
+        rows.iter().all(|r| r.2.len() == dims),
+        "{}: embeddings of different lengths",
+        path.display()
+    );
+    let flat: Vec<f32> = rows.iter().flat_map(|r| r.2.iter().copied()).collect();
+    let labels: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    Ok((
+        Tensor::from_slice(&flat).view([rows.len() as i64, dims as i64]),
+        Tensor::from_slice(&labels),
+    ))
 }
 
 #[cfg(test)]
@@ -52,5 +219,45 @@ mod tests {
         let back = Tensor::read_safetensors(&p).unwrap();
         assert!(back.iter().any(|(n, t)| n == "embeddings" && t.equal(&e)));
         assert!(write_embeddings(&dir.path().join("e.txt"), &e, None).is_err());
+    }
+
+    #[test]
+    fn parquet_and_csv_hold_the_npy_values_and_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        // Values that do not print short: the CSV must still read back exactly.
+        let e = Tensor::from_slice(&[0.1f32, -2.5e-8, 3.0, f32::MAX, 1.0 / 3.0, -0.0]).view([3, 2]);
+        let l = Tensor::from_slice(&[2i64, -1, 0]);
+        write_embeddings(&dir.path().join("e.npy"), &e, Some(&l)).unwrap();
+        let npy = Tensor::read_npy(dir.path().join("e.npy")).unwrap();
+
+        let p = dir.path().join("e.parquet");
+        write_embeddings(&p, &e, Some(&l)).unwrap();
+        assert!(!dir.path().join("e.parquet.part").exists());
+        let (back, labels) = read_parquet(&p).unwrap();
+        assert!(back.equal(&npy), "{back:?}");
+        assert!(labels.equal(&l));
+        // The schema as written: id, label (nullable), embedding (a list of floats).
+        let reader = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+        let schema = reader.metadata().file_metadata().schema_descr();
+        let columns: Vec<String> = schema.columns().iter().map(|c| c.path().string()).collect();
+        assert_eq!(columns, ["id", "label", "embedding.list.element"]);
+        let first = reader.get_row_iter(None).unwrap().next().unwrap().unwrap();
+        assert_eq!(first.get_column_iter().count(), 3);
+
+        let p = dir.path().join("e.csv");
+        write_embeddings(&p, &e, Some(&l)).unwrap();
+        let mut r = csv::Reader::from_path(&p).unwrap();
+        assert_eq!(r.headers().unwrap(), vec!["id", "label", "e0", "e1"]);
+        let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+        assert_eq!(&rows[1][1], "", "a negative label is written as empty");
+        let values: Vec<f32> = rows
+            .iter()
+            .flat_map(|row| {
+                (2..4)
+                    .map(|j| row[j].parse::<f32>().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(Tensor::from_slice(&values).view([3, 2]).equal(&npy));
     }
 }
