@@ -280,6 +280,12 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write a run folder's report.html: training curves, the evaluation table and a map of
+    /// the test embeddings, in one self-contained page (pretrain writes it at the end)
+    Report {
+        /// The run folder
+        run: PathBuf,
+    },
     /// Datasets by name: fetch them into the data root (checked against their sha256), list
     /// what is there. Recipes name them with [data] dataset = "NAME"
     #[command(subcommand)]

@@ -133,6 +133,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", format_table(&report.eval));
                 println!("(results in {}/eval.json)", report.run_dir.display());
             }
+            // The page a person looks at; a run whose report cannot be drawn is still a run.
+            match selfsup::run::report::write_run_report(&report.run_dir, device) {
+                Ok(p) => println!("(report in {})", p.display()),
+                Err(e) => tracing::warn!("no report.html: {e:#}"),
+            }
         }
         Command::Eval {
             protocols,
@@ -330,6 +335,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             show(&format_report(&report), out, &report)?;
         }
         Command::Data(cmd) => data_cmd::run(cmd)?,
+        Command::Report { run } => {
+            selfsup::backend::set_threads(cli.threads);
+            let path = selfsup::run::report::write_run_report(&run, device)?;
+            println!("wrote {}", path.display());
+        }
         Command::Neighbors {
             run,
             memory,

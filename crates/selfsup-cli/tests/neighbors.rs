@@ -13,10 +13,7 @@ fn json(path: &Path) -> serde_json::Value {
 fn neighbours_agree_with_the_query_as_often_as_one_nearest_neighbour_classifies() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    common::write_idx(d, "train.idx", "train-labels.idx", 96, 6, 1);
-    common::write_idx(d, "test.idx", "test-labels.idx", 144, 6, 2);
-    let simclr = "[method]\nname = \"simclr\"\nprojector = [{ dim = 8 }]";
-    std::fs::write(d.join("s.toml"), common::idx_recipe("s", simclr)).unwrap();
+    common::tiny_simclr(d);
     let (code, _, err) = common::selfsup(&["pretrain", "s.toml", "--quiet", "--no-eval"], d);
     assert_eq!(code, 0, "{err}");
 

@@ -192,3 +192,12 @@ probe_iters = 50
 "#
     )
 }
+
+/// A tiny labelled image set in `dir` (96 training and 144 test images, 6 classes) and a SimCLR
+/// recipe `s.toml` on it (run folder `runs/s`).
+pub fn tiny_simclr(dir: &Path) {
+    write_idx(dir, "train.idx", "train-labels.idx", 96, 6, 1);
+    write_idx(dir, "test.idx", "test-labels.idx", 144, 6, 2);
+    let simclr = "[method]\nname = \"simclr\"\nprojector = [{ dim = 8 }]";
+    std::fs::write(dir.join("s.toml"), idx_recipe("s", simclr)).unwrap();
+}

@@ -8,6 +8,7 @@ pub mod graph;
 pub mod inspect;
 pub mod neighbours;
 pub mod pipeline;
+pub mod report;
 
 use crate::recipe::Recipe;
 use crate::run::folder::{self as run_folder, RunFolder};
