@@ -268,10 +268,9 @@ pub fn embed_run(
     if recipe.data.is_graph() {
         // A graph run embeds what its protocol scores: every node of the graph, or every graph
         // of the set (labels −1 where a node has none); there is no separate split to pick.
-        let g = crate::run::graph::load_run(dir, recipe, device)?;
-        let e = crate::run::graph::embed(&g.model, &g.recipe, &g.data, device);
-        let labels = tch::Tensor::from_slice(g.data.labels());
-        crate::run::export::write_embeddings(out, &e.to_device(Device::Cpu), Some(&labels))?;
+        let (e, labels) = crate::run::graph::run_embeddings(dir, recipe, device)?;
+        let labels = tch::Tensor::from_slice(&labels);
+        crate::run::export::write_embeddings(out, &e, Some(&labels))?;
         let s = e.size();
         return Ok((s[0], s[1]));
     }

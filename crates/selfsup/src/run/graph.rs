@@ -99,6 +99,14 @@ fn pooling(recipe: &Recipe) -> crate::encoders::graph::Pooling {
     }
 }
 
+/// A graph run's embeddings on the CPU — every node of its graph, or every graph of its set —
+/// with their labels (`-1` where a node has none).
+pub fn run_embeddings(dir: &Path, recipe: Recipe, device: Device) -> Result<(Tensor, Vec<i64>)> {
+    let g = load_run(dir, recipe, device)?;
+    let e = embed(&g.model, &g.recipe, &g.data, device).to_device(Device::Cpu);
+    Ok((e, g.data.labels().to_vec()))
+}
+
 /// The embeddings the protocol scores, in evaluation mode.
 pub fn embed(model: &GraphModel, recipe: &Recipe, data: &GraphData, device: Device) -> Tensor {
     let _g = tch::no_grad_guard();

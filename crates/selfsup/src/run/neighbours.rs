@@ -103,10 +103,7 @@ fn spaces(source: &NeighbourSource, device: Device) -> Result<Spaces> {
         NeighbourSource::Run { dir, split } => {
             let recipe = Recipe::load(&RunFolder::open(dir)?.recipe_path(), &[])?;
             if recipe.data.is_graph() {
-                let g = crate::run::graph::load_run(dir, recipe, device)?;
-                let e = crate::run::graph::embed(&g.model, &g.recipe, &g.data, device)
-                    .to_device(Device::Cpu);
-                let labels = g.data.labels().to_vec();
+                let (e, labels) = crate::run::graph::run_embeddings(dir, recipe, device)?;
                 return Ok(Spaces {
                     memory: e.shallow_clone(),
                     queries: e,

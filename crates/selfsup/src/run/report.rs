@@ -302,10 +302,7 @@ fn embedding_map(
     device: Device,
 ) -> Result<Option<(Vec<(f64, f64)>, Vec<i64>)>> {
     let (e, labels): (Tensor, Vec<i64>) = if recipe.data.is_graph() {
-        let g = crate::run::graph::load_run(dir, recipe.clone(), device)?;
-        let e =
-            crate::run::graph::embed(&g.model, &g.recipe, &g.data, device).to_device(Device::Cpu);
-        (e, g.data.labels().to_vec())
+        crate::run::graph::run_embeddings(dir, recipe.clone(), device)?
     } else {
         let r = load_run(dir, &[], device, BadInputPolicy::Fail)?;
         let Some(test) = r.prepared.test.as_ref() else {
