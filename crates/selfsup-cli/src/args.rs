@@ -484,9 +484,25 @@ pub struct BenchCli {
     /// e2e: where our run folders go (scratch: ours-seed<k> there is replaced on each run)
     #[arg(long, default_value = "runs/bench-e2e")]
     pub e2e_runs: PathBuf,
-    /// Also write the results as JSON ({"steps": [...], "e2e": {...}})
+    /// Precisions of the model steps and graph epochs, each timed in every round beside the
+    /// reference in the same precision (bf16: forward under autocast, ours and torch.autocast)
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "fp32")]
+    pub precision: Vec<PrecisionArg>,
+    /// W1 with the CNN's kernels and images in channels-last memory format, on both sides
+    #[arg(long)]
+    pub channels_last: bool,
+    /// Override a field of the pipeline and graph-epoch recipes, e.g. data.train=DIR (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub recipe_overrides: Vec<String>,
+    /// Also write the results as JSON ({"hardware": ..., "steps": [...], "e2e": {...}})
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    Fp32,
+    Bf16,
 }
 
 impl BenchCli {
@@ -521,6 +537,16 @@ impl BenchCli {
             e2e_runs: self.e2e_runs,
             device,
             threads,
+            precisions: self
+                .precision
+                .iter()
+                .map(|p| match p {
+                    PrecisionArg::Fp32 => selfsup::train::precision::Precision::Fp32,
+                    PrecisionArg::Bf16 => selfsup::train::precision::Precision::Bf16,
+                })
+                .collect(),
+            channels_last: self.channels_last,
+            recipe_overrides: self.recipe_overrides,
         }
     }
 }

@@ -1,12 +1,23 @@
 //! Times the pieces of one GraphMAE step on Cora (forward + backward of each piece).
-//! `cargo run --release --example graph_step_profile -- ../shared/data/planetoid`
+//! `cargo run --release --example graph_step_profile -- ../shared/data/planetoid [bf16]`
+//! (`bf16`: each forward under bf16 autocast, as `train.precision = "bf16"` runs it).
 use selfsup::encoders::graph::gat::{GatConv, GatConvConfig};
+use selfsup::train::precision::{with_precision, Precision};
 use selfsup::views::graph::batch::GraphBatch;
 use selfsup::views::graph::sparse::NodeInput;
 use std::time::Instant;
+
+fn precision() -> Precision {
+    match std::env::args().nth(2).as_deref() {
+        Some("bf16") => Precision::Bf16,
+        _ => Precision::Fp32,
+    }
+}
 use tch::{nn, Device, Kind, Tensor};
 
 fn time(label: &str, reps: usize, mut f: impl FnMut()) {
+    let p = precision();
+    let mut f = move || with_precision(p, Device::Cpu, &mut f).unwrap();
     f();
     let t = Instant::now();
     for _ in 0..reps {
@@ -81,6 +92,27 @@ fn main() {
             })
             .collect();
         Tensor::stack(&outs, 1).sum(Kind::Float).backward();
+    });
+    time("propagate_heads (one bag) fwd+bwd", 10, || {
+        b.index
+            .propagate_heads(&feat, &alpha)
+            .sum(Kind::Float)
+            .backward();
+    });
+    let hs = Tensor::randn([2708, 512], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let a1 =
+        Tensor::rand([b.index.num_edges, 1], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    time("propagate_heads shared, 1 head x 512", 10, || {
+        b.index
+            .propagate_heads(&hs, &a1)
+            .sum(Kind::Float)
+            .backward();
+    });
+    time("propagate 1 x 512", 10, || {
+        b.index
+            .propagate(&hs, Some(&a1.select(1, 0).contiguous()))
+            .sum(Kind::Float)
+            .backward();
     });
     let s =
         Tensor::randn([b.index.num_edges, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod error;
 pub mod fault;
+pub mod hardware;
 pub mod rng;
 pub mod rules;
 pub mod stats;

@@ -30,6 +30,12 @@ pub struct BenchCommand {
     pub e2e_runs: PathBuf,
     pub device: Device,
     pub threads: usize,
+    /// Model steps and graph epochs in each of these precisions, interleaved.
+    pub precisions: Vec<crate::train::precision::Precision>,
+    /// W1 in channels-last memory format on both sides.
+    pub channels_last: bool,
+    /// Overrides of the pipeline and graph recipes.
+    pub recipe_overrides: Vec<String>,
 }
 
 /// Whether `python` runs `-c code` successfully.
@@ -59,6 +65,11 @@ pub fn run(cmd: BenchCommand) -> Result<serde_json::Value> {
             None
         }
     };
+    let hardware = crate::hardware::describe(cmd.device);
+    eprintln!(
+        "bench: {hardware}, libtorch {}",
+        crate::backend::LIBTORCH_VERSION
+    );
     let threads = crate::backend::set_threads(cmd.threads);
     eprintln!(
         "bench: {threads} libtorch threads; the reference is pinned with REF_THREADS={threads}"
@@ -77,12 +88,18 @@ pub fn run(cmd: BenchCommand) -> Result<serde_json::Value> {
                 pipeline_recipes: cmd.pipeline_recipes,
                 graph_recipe: cmd.graph_recipe,
                 device: cmd.device,
+                precisions: cmd.precisions,
+                channels_last: cmd.channels_last,
+                recipe_overrides: cmd.recipe_overrides,
             },
             |line| eprintln!("{line}"),
         )?
     };
     if !results.is_empty() {
-        println!("{}", format_results(&results));
+        println!(
+            "machine: {hardware}; {threads} threads\n{}",
+            format_results(&results)
+        );
     }
     let e2e = if cmd.e2e {
         let e2e_python = python.filter(|py| {
@@ -117,5 +134,11 @@ pub fn run(cmd: BenchCommand) -> Result<serde_json::Value> {
     } else {
         None
     };
-    Ok(serde_json::json!({"steps": results, "e2e": e2e}))
+    Ok(serde_json::json!({
+        "hardware": hardware,
+        "threads": threads,
+        "libtorch": crate::backend::LIBTORCH_VERSION,
+        "steps": results,
+        "e2e": e2e,
+    }))
 }

@@ -152,6 +152,13 @@ pub fn reference_args(
             m.name()
         ),
     };
+    if r.train.precision != crate::train::precision::Precision::Fp32 || r.train.channels_last {
+        bail!(
+            "the PyTorch reference pipeline trains in fp32 with NCHW tensors only; the recipe sets \
+             train.precision = bf16 or train.channels_last (compare bf16 on the model steps: \
+             `selfsup bench w1 w2 w3 --precision fp32,bf16`)"
+        );
+    }
     let DataConfig::Idx { train_images, .. } = &r.data else {
         bail!("the PyTorch reference pipeline reads Fashion-MNIST IDX files only");
     };
@@ -554,6 +561,11 @@ mod tests {
         let byol = Recipe::load(&p, &[]).unwrap();
         let e = reference_args(&byol, 2, 2, None).unwrap_err();
         assert!(format!("{e}").contains("not byol"), "{e}");
+        // A bf16 recipe is refused, not timed against an fp32 reference.
+        let mut bf16 = quickstart();
+        bf16.train.precision = crate::train::precision::Precision::Bf16;
+        let e = reference_args(&bf16, 2, 2, None).unwrap_err();
+        assert!(format!("{e}").contains("fp32"), "{e}");
         assert!(!same_encoder_as_reference(&byol));
     }
 

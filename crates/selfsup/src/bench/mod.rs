@@ -16,7 +16,9 @@ use crate::heads::{Block, Head};
 use crate::methods::mae::{Mae, MaeConfig};
 use crate::objectives::{barlow_twins, nt_xent};
 use crate::recipe::Recipe;
+use crate::train::memory_format::{convert_conv_weights, to_channels_last};
 use crate::train::optim::{Optimizer, OptimizerConfig};
+use crate::train::precision::{with_precision, Precision};
 use crate::views::loader::BatchStream;
 use crate::views::masking::MaskSpec;
 use anyhow::{bail, Context, Result};
@@ -133,6 +135,7 @@ fn adam() -> OptimizerConfig {
 /// left on the device: it is read back once at the end, not every step.
 fn train_steps(
     vs: &nn::VarStore,
+    precision: Precision,
     loss: impl Fn() -> Tensor,
     warmup: usize,
     steps: usize,
@@ -144,7 +147,10 @@ fn train_steps(
     let t = time_steps(
         || {
             opt.zero_grad();
-            let l = loss();
+            // The forward pass under the precision's autocast region, as training runs it;
+            // `bench` checked that the device supports it before timing.
+            let l = with_precision(precision, device, &loss)
+                .expect("autocast is available on the CPU and CUDA");
             l.backward();
             opt.step(1e-3);
             last = Some(l.detach());
@@ -160,7 +166,7 @@ fn train_steps(
     t
 }
 
-fn w1(steps: usize, device: Device) -> Timing {
+fn w1(steps: usize, device: Device, precision: Precision, channels_last: bool) -> Timing {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let enc = SmallCnn::new(&(vs.root() / "encoder"), 3, &[32, 64, 128, 256]);
@@ -173,15 +179,26 @@ fn w1(steps: usize, device: Device) -> Timing {
         ],
     );
     let opts = (Kind::Float, device);
-    let (x1, x2) = (
+    let (mut x1, mut x2) = (
         Tensor::randn([128, 3, 32, 32], opts),
         Tensor::randn([128, 3, 32, 32], opts),
     );
+    if channels_last {
+        convert_conv_weights(&vs);
+        (x1, x2) = (to_channels_last(&x1), to_channels_last(&x2));
+    }
     let f = |x: &Tensor| head.forward_t(&enc.forward_t(x, true), true);
-    train_steps(&vs, || nt_xent(&f(&x1), &f(&x2), 0.5), 3, steps, 128.0)
+    train_steps(
+        &vs,
+        precision,
+        || nt_xent(&f(&x1), &f(&x2), 0.5),
+        3,
+        steps,
+        128.0,
+    )
 }
 
-fn w2(steps: usize, device: Device) -> Timing {
+fn w2(steps: usize, device: Device, precision: Precision) -> Timing {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let enc = crate::encoders::mlp::Mlp::new(&(vs.root() / "encoder"), 64, &[512, 512, 256], false);
@@ -197,6 +214,7 @@ fn w2(steps: usize, device: Device) -> Timing {
     let f = |x: &Tensor| head.forward_t(&enc.forward_t(x, true), true);
     train_steps(
         &vs,
+        precision,
         || barlow_twins(&f(&x1), &f(&x2), 5e-3),
         3,
         steps,
@@ -204,7 +222,7 @@ fn w2(steps: usize, device: Device) -> Timing {
     )
 }
 
-fn w3(steps: usize, device: Device, attention: Attention) -> Result<Timing> {
+fn w3(steps: usize, device: Device, attention: Attention, precision: Precision) -> Result<Timing> {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     // No class token and learned positions, as the reference's encoder.
@@ -238,7 +256,14 @@ fn w3(steps: usize, device: Device, attention: Attention) -> Result<Timing> {
     .make_batch(42, 0, 0, &idx)
     .remove(0)
     .to_device(device);
-    let mut t = train_steps(&vs, || mae.loss_with(&img, &ids), 3, steps, 128.0);
+    let mut t = train_steps(
+        &vs,
+        precision,
+        || mae.loss_with(&img, &ids),
+        3,
+        steps,
+        128.0,
+    );
     if attention == Attention::Explicit {
         t.engine = "selfsup explicit attention".into();
     }
@@ -270,8 +295,8 @@ fn w4(steps: usize, device: Device) -> Vec<Timing> {
 
 /// Augmented pairs per second of `recipe`'s training data: one epoch's batches from the
 /// prefetching loader with `workers` threads, no model.
-fn pipeline(recipe: &Path, workers: usize, batches: usize) -> Result<Timing> {
-    let r = Recipe::load(recipe, &[])?;
+fn pipeline(recipe: &Path, overrides: &[String], workers: usize, batches: usize) -> Result<Timing> {
+    let r = Recipe::load(recipe, overrides)?;
     let prepared = crate::run::pipeline::prepare_data(
         &r,
         crate::error::BadInputPolicy::Fail,
@@ -316,13 +341,19 @@ fn pipeline(recipe: &Path, workers: usize, batches: usize) -> Result<Timing> {
 /// `steps` timed epochs (after 2 warm-up epochs) of a node-level graph recipe's pretraining: each
 /// one forward, one backward and one optimiser step of the recipe's method on the whole graph,
 /// through the graph learner the training loop drives.
-fn graph_epoch(recipe: &Path, steps: usize, device: Device) -> Result<Timing> {
+fn graph_epoch(
+    recipe: &Path,
+    overrides: &[String],
+    steps: usize,
+    device: Device,
+    precision: Precision,
+) -> Result<Timing> {
     use crate::methods::Progress;
     use crate::run::graph as run;
     use crate::train::graph_learner::{GraphData, GraphLearner};
     use crate::train::learner::Learner;
     use crate::train::optim::Optimizer;
-    let r = crate::recipe::Recipe::load(recipe, &[])?;
+    let r = crate::recipe::Recipe::load(recipe, overrides)?;
     let data = run::load_data(&r)?;
     let GraphData::Nodes(g) = &data else {
         bail!("{}: not a node-level graph recipe", recipe.display());
@@ -336,7 +367,8 @@ fn graph_epoch(recipe: &Path, steps: usize, device: Device) -> Result<Timing> {
         &data,
         r.train.batch_size,
         device,
-    );
+    )
+    .with_precision(precision);
     let mut opt = Optimizer::new(r.train.optimizer.clone(), &model.vs);
     let epochs = steps.max(1) + 2;
     let mut gaps = Vec::new();
@@ -368,32 +400,60 @@ fn graph_epoch(recipe: &Path, steps: usize, device: Device) -> Result<Timing> {
 }
 
 /// The PyTorch reference: `python torch_reference.py <work> <steps>`, its RESULT lines parsed,
-/// peak memory from the child's rusage. On a CUDA device the script runs with that device as
-/// torch's default (its random generator too) and a synchronisation after every step.
+/// peak memory from the child's rusage. The script is run through a wrapper that edits it at
+/// named places, each checked to exist (a changed script is an error, not a silent fp32 run):
+/// on a CUDA device with that device as torch's default (its random generator too) and a
+/// synchronisation after every step; in bf16 with the loss's forward pass under
+/// `torch.autocast(device, dtype=torch.bfloat16)` (the backward and Adam outside, as ours); with
+/// `channels_last` W1's network and inputs in `torch.channels_last`.
+const REFERENCE_WRAPPER: &str = "import resource, sys, torch
+sys.argv = sys.argv[1:]
+dev, precision, cl = sys.argv.pop(1), sys.argv.pop(1), sys.argv.pop(1) == '1'
+src = open(sys.argv[0]).read()
+def edit(old, new):
+    global src
+    if old not in src:
+        sys.exit('the reference script has no ' + repr(old) + ' to edit')
+    src = src.replace(old, new)
+if dev != 'cpu':
+    torch.set_default_device(dev)
+    edit('torch.Generator()', 'torch.Generator(device=dev)')
+    edit('last = f(); ts.append(', 'last = f(); torch.cuda.synchronize(); ts.append(')
+if precision == 'bf16':
+    edit('loss = lossf();', 'loss = _amp(lossf);')
+if cl:
+    edit('x2 = torch.randn(128, 3, 32, 32)\\n', 'x2 = torch.randn(128, 3, 32, 32); m = m.to(memory_format=torch.channels_last); x1, x2 = [t.contiguous(memory_format=torch.channels_last) for t in (x1, x2)]\\n')
+def _amp(f):
+    with torch.autocast(dev.split(':')[0], dtype=torch.bfloat16):
+        return f()
+exec(compile(src, sys.argv[0], 'exec'), {'__name__': '__main__', 'dev': dev, '_amp': _amp})
+print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+";
+
 fn reference(
     python: &Path,
     script: &Path,
     work: &str,
     steps: usize,
     device: Device,
+    precision: Precision,
+    channels_last: bool,
 ) -> Result<Vec<Timing>> {
-    let cpu = "import resource, runpy, sys\n\
-               sys.argv = sys.argv[1:]\n\
-               runpy.run_path(sys.argv[0], run_name='__main__')\n\
-               print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)";
-    let cuda = "import resource, sys, torch\n\
-                sys.argv = sys.argv[1:]\n\
-                dev = 'cuda:' + sys.argv.pop(1)\n\
-                torch.set_default_device(dev)\n\
-                src = open(sys.argv[0]).read().replace('torch.Generator()', 'torch.Generator(device=dev)')\n\
-                src = src.replace('last = f(); ts.append(', 'last = f(); torch.cuda.synchronize(); ts.append(')\n\
-                exec(compile(src, sys.argv[0], 'exec'), {'__name__': '__main__', 'dev': dev})\n\
-                print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)";
-    let mut cmd = Command::new(python);
-    match device {
-        Device::Cuda(i) => cmd.arg("-c").arg(cuda).arg(script).arg(i.to_string()),
-        _ => cmd.arg("-c").arg(cpu).arg(script),
+    let dev = match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".to_string(),
     };
+    let precision = match precision {
+        Precision::Fp32 => "fp32",
+        Precision::Bf16 => "bf16",
+    };
+    let mut cmd = Command::new(python);
+    cmd.arg("-c")
+        .arg(REFERENCE_WRAPPER)
+        .arg(script)
+        .arg(dev)
+        .arg(precision)
+        .arg(if channels_last { "1" } else { "0" });
     let out = cmd
         .arg(work)
         .arg(steps.to_string())
@@ -564,6 +624,25 @@ pub struct BenchArgs {
     /// The node-level graph recipe of the graph-epoch workload.
     pub graph_recipe: PathBuf,
     pub device: Device,
+    /// Each model-step and graph workload runs once per precision, interleaved within a round,
+    /// so fp32 and bf16 are compared in the same run.
+    pub precisions: Vec<Precision>,
+    /// W1 (the CNN) with kernels and images in channels-last format, on both sides.
+    pub channels_last: bool,
+    /// `--set`-style overrides for the pipeline and graph recipes (e.g. `data.train=DIR`).
+    pub recipe_overrides: Vec<String>,
+}
+
+/// The workload's name in tables: `w1`, `w1 bf16`, `w1 bf16 channels-last`, …
+fn variant(name: &str, precision: Precision, channels_last: bool) -> String {
+    let mut s = name.to_string();
+    if precision == Precision::Bf16 {
+        s.push_str(" bf16");
+    }
+    if channels_last {
+        s.push_str(" channels-last");
+    }
+    s
 }
 
 fn median_rate(t: &[Timing], engine: &str) -> Option<f64> {
@@ -576,6 +655,13 @@ fn median_rate(t: &[Timing], engine: &str) -> Option<f64> {
 }
 
 pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
+    if args.precisions.is_empty() {
+        bail!("no precision to benchmark (fp32, bf16)");
+    }
+    for &p in &args.precisions {
+        // Refuses a device without autocast before anything is timed.
+        with_precision(p, args.device, || ())?;
+    }
     let mut out = Vec::new();
     for &w in &args.workloads {
         match w {
@@ -594,41 +680,58 @@ pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
                     Workload::W3Explicit => ("w3explicit", "w3"),
                     _ => ("w4", "w4"),
                 };
-                let mut r = BenchResult {
-                    workload: name.into(),
-                    ours: Vec::new(),
-                    reference: Vec::new(),
-                    ratio: None,
-                };
+                let precisions = &args.precisions;
+                let cl = args.channels_last && w == Workload::W1;
+                let mut rs: Vec<BenchResult> = precisions
+                    .iter()
+                    .map(|&p| BenchResult {
+                        workload: variant(name, p, cl),
+                        ours: Vec::new(),
+                        reference: Vec::new(),
+                        ratio: None,
+                    })
+                    .collect();
                 for round in 0..args.rounds.max(1) {
-                    let ours = match w {
-                        Workload::W1 => vec![w1(args.steps, args.device)],
-                        Workload::W2 => vec![w2(args.steps, args.device)],
-                        Workload::W3 | Workload::W3Sdpa => {
-                            vec![w3(args.steps, args.device, Attention::Fused)?]
-                        }
-                        Workload::W3Explicit => {
-                            vec![w3(args.steps, args.device, Attention::Explicit)?]
-                        }
-                        _ => w4(args.steps, args.device),
-                    };
-                    for t in &ours {
-                        log(&format!(
-                            "{name} round {round}: {} {:.1}/s (median step {:.4}s)",
-                            t.engine, t.samples_per_s, t.median_s
-                        ));
-                    }
-                    r.ours.extend(ours);
-                    if let Some(py) = &args.python {
-                        let theirs =
-                            reference(py, &args.script, ref_work, args.steps, args.device)?;
-                        for t in &theirs {
+                    for (r, &p) in rs.iter_mut().zip(precisions) {
+                        let label = r.workload.clone();
+                        let ours = match w {
+                            Workload::W1 => vec![w1(args.steps, args.device, p, cl)],
+                            Workload::W2 => vec![w2(args.steps, args.device, p)],
+                            Workload::W3 | Workload::W3Sdpa => {
+                                vec![w3(args.steps, args.device, Attention::Fused, p)?]
+                            }
+                            Workload::W3Explicit => {
+                                vec![w3(args.steps, args.device, Attention::Explicit, p)?]
+                            }
+                            // A matmul has no autocast region: W4 is fp32 only.
+                            _ if p == Precision::Bf16 => continue,
+                            _ => w4(args.steps, args.device),
+                        };
+                        for t in &ours {
                             log(&format!(
-                                "{name} round {round}: {} {:.1}/s (median step {:.4}s)",
+                                "{label} round {round}: {} {:.1}/s (median step {:.4}s)",
                                 t.engine, t.samples_per_s, t.median_s
                             ));
                         }
-                        r.reference.extend(theirs);
+                        r.ours.extend(ours);
+                        if let Some(py) = &args.python {
+                            let theirs = reference(
+                                py,
+                                &args.script,
+                                ref_work,
+                                args.steps,
+                                args.device,
+                                p,
+                                cl,
+                            )?;
+                            for t in &theirs {
+                                log(&format!(
+                                    "{label} round {round}: {} {:.1}/s (median step {:.4}s)",
+                                    t.engine, t.samples_per_s, t.median_s
+                                ));
+                            }
+                            r.reference.extend(theirs);
+                        }
                     }
                 }
                 let prefix = match w {
@@ -641,10 +744,12 @@ pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
                 } else {
                     "pytorch"
                 };
-                r.ratio = median_rate(&r.ours, prefix)
-                    .zip(median_rate(&r.reference, ref_prefix))
-                    .map(|(a, b)| a / b);
-                out.push(r);
+                for mut r in rs.into_iter().filter(|r| !r.ours.is_empty()) {
+                    r.ratio = median_rate(&r.ours, prefix)
+                        .zip(median_rate(&r.reference, ref_prefix))
+                        .map(|(a, b)| a / b);
+                    out.push(r);
+                }
             }
             Workload::Grad => {
                 let Some(py) = &args.python else {
@@ -662,22 +767,39 @@ pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
                 }
             }
             Workload::GraphEpoch => {
-                let mut r = BenchResult {
-                    workload: format!("graph epoch {}", args.graph_recipe.display()),
-                    ours: Vec::new(),
-                    reference: Vec::new(),
-                    ratio: None,
-                };
+                let mut rs: Vec<BenchResult> = args
+                    .precisions
+                    .iter()
+                    .map(|&p| BenchResult {
+                        workload: variant(
+                            &format!("graph epoch {}", args.graph_recipe.display()),
+                            p,
+                            false,
+                        ),
+                        ours: Vec::new(),
+                        reference: Vec::new(),
+                        ratio: None,
+                    })
+                    .collect();
                 for round in 0..args.rounds.max(1) {
-                    let t = graph_epoch(&args.graph_recipe, args.steps, args.device)?;
-                    log(&format!(
-                        "graph epoch round {round}: {:.3}s per epoch (1,500 epochs: {:.1} min)",
-                        t.median_s,
-                        1500.0 * t.median_s / 60.0
-                    ));
-                    r.ours.push(t);
+                    for (r, &p) in rs.iter_mut().zip(&args.precisions) {
+                        let t = graph_epoch(
+                            &args.graph_recipe,
+                            &args.recipe_overrides,
+                            args.steps,
+                            args.device,
+                            p,
+                        )?;
+                        log(&format!(
+                            "{} round {round}: {:.3}s per epoch (1,500 epochs: {:.1} min)",
+                            r.workload,
+                            t.median_s,
+                            1500.0 * t.median_s / 60.0
+                        ));
+                        r.ours.push(t);
+                    }
                 }
-                out.push(r);
+                out.extend(rs);
             }
             Workload::Pipeline => {
                 for recipe in &args.pipeline_recipes {
@@ -688,7 +810,7 @@ pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
                         ratio: None,
                     };
                     for workers in [1, 2] {
-                        match pipeline(recipe, workers, 10 * args.steps) {
+                        match pipeline(recipe, &args.recipe_overrides, workers, 10 * args.steps) {
                             Ok(t) => {
                                 log(&format!("{}: {:.0} pairs/s", t.engine, t.samples_per_s));
                                 r.ours.push(t);
@@ -782,17 +904,59 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let recipe = dir.path().join("graphmae-cora.toml");
         std::fs::write(&recipe, text).unwrap();
-        let t = graph_epoch(&recipe, 2, Device::Cpu).unwrap();
+        let t = graph_epoch(&recipe, &[], 2, Device::Cpu, Precision::Fp32).unwrap();
         assert!(t.median_s > 0.0 && t.samples_per_s > 0.0, "{t:?}");
         assert!(t.engine.contains("2708 nodes"), "{}", t.engine);
+        let t = graph_epoch(&recipe, &[], 1, Device::Cpu, Precision::Bf16).unwrap();
+        assert!(t.median_s > 0.0, "{t:?}");
     }
 
     #[test]
     fn workloads_run_and_report() {
-        let t = w2(1, Device::Cpu);
+        let t = w2(1, Device::Cpu, Precision::Fp32);
         assert!(t.samples_per_s > 0.0 && t.median_s > 0.0);
+        let t = w1(1, Device::Cpu, Precision::Bf16, true);
+        assert!(t.samples_per_s > 0.0);
         let m = w4(1, Device::Cpu);
         assert_eq!(m.len(), 2);
         assert!(m.iter().all(|t| t.samples_per_s > 0.0));
+    }
+
+    #[test]
+    fn variants_name_precision_and_format() {
+        assert_eq!(variant("w1", Precision::Fp32, false), "w1");
+        assert_eq!(
+            variant("w1", Precision::Bf16, true),
+            "w1 bf16 channels-last"
+        );
+    }
+
+    /// The wrapper edits the reference script at fixed places; if the script changes there, the
+    /// wrapper stops with an error, and this test says so before a benchmark does.
+    #[test]
+    fn the_reference_script_has_the_places_the_wrapper_edits() {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/torch_reference.py");
+        let Ok(text) = std::fs::read_to_string(&script) else {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "{} is missing",
+                script.display()
+            );
+            return;
+        };
+        for anchor in [
+            "torch.Generator()",
+            "last = f(); ts.append(",
+            "loss = lossf();",
+            "x2 = torch.randn(128, 3, 32, 32)\n",
+        ] {
+            assert!(text.contains(anchor), "{anchor:?}");
+            let edited = format!("edit('{}'", anchor.replace('\n', "\\n"));
+            assert!(
+                REFERENCE_WRAPPER.contains(&edited),
+                "the wrapper has no {edited}"
+            );
+        }
     }
 }

@@ -16,6 +16,10 @@ pub struct ImageFolderOptions {
     pub channels: Option<usize>,
     /// Refuse an image whose header declares more pixels than this, before decoding it.
     pub max_pixels: u64,
+    /// Decode the images from disk in the loader threads as training asks for them, instead of
+    /// reading them all into memory first (`data/image_stream.rs`): memory stays flat however many
+    /// images the folder holds. Only the headers are read up front.
+    pub stream: bool,
 }
 
 impl Default for ImageFolderOptions {
@@ -24,6 +28,7 @@ impl Default for ImageFolderOptions {
             size: None,
             channels: None,
             max_pixels: 40_000_000,
+            stream: false,
         }
     }
 }
@@ -39,6 +44,56 @@ pub fn load_image_folder(
     opts: &ImageFolderOptions,
     policy: BadInputPolicy,
 ) -> Result<(ImageSet, SkipReport), DataError> {
+    let (files, class_names) = list_image_files(dir, opts)?;
+    let labelled = !class_names.is_empty();
+    let mut report = SkipReport::default();
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    // Fixed by the first image that decodes: (channels, height, width, path it came from).
+    let mut shape: Option<(usize, usize, usize, PathBuf)> = None;
+    for (path, label) in &files {
+        match read_one(path, opts, &mut shape) {
+            Ok(planes) => {
+                pixels.extend_from_slice(&planes);
+                if let Some(l) = label {
+                    labels.push(*l);
+                }
+            }
+            Err(e) => report.handle(policy, e)?,
+        }
+    }
+    let Some((channels, height, width, _)) = shape else {
+        return Err(DataError::Empty {
+            path: dir.into(),
+            message: format!("all {} image files were skipped as unreadable", files.len()),
+        });
+    };
+    if report.skipped > 0 {
+        tracing::warn!(
+            "{}: skipped {} unreadable image(s)",
+            dir.display(),
+            report.skipped
+        );
+    }
+    let len = pixels.len() / (channels * height * width);
+    let set = ImageSet {
+        pixels,
+        len,
+        channels,
+        height,
+        width,
+        labels: labelled.then_some(labels),
+        class_names,
+    };
+    Ok((set, report))
+}
+
+/// The image files of `dir` in sample order with their labels (class sub-folders sorted by name,
+/// files sorted by name), and the class names (empty for a flat, unlabelled folder).
+pub(crate) fn list_image_files(
+    dir: &Path,
+    opts: &ImageFolderOptions,
+) -> Result<(Vec<(PathBuf, Option<i64>)>, Vec<String>), DataError> {
     check_options(dir, opts)?;
     let top = list_dir(dir)?;
     let mut other_files = top.others;
@@ -98,47 +153,7 @@ pub fn load_image_folder(
         });
     }
 
-    let labelled = !class_names.is_empty();
-    let mut report = SkipReport::default();
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    // Fixed by the first image that decodes: (channels, height, width, path it came from).
-    let mut shape: Option<(usize, usize, usize, PathBuf)> = None;
-    for (path, label) in &files {
-        match read_one(path, opts, &mut shape) {
-            Ok(planes) => {
-                pixels.extend_from_slice(&planes);
-                if let Some(l) = label {
-                    labels.push(*l);
-                }
-            }
-            Err(e) => report.handle(policy, e)?,
-        }
-    }
-    let Some((channels, height, width, _)) = shape else {
-        return Err(DataError::Empty {
-            path: dir.into(),
-            message: format!("all {} image files were skipped as unreadable", files.len()),
-        });
-    };
-    if report.skipped > 0 {
-        tracing::warn!(
-            "{}: skipped {} unreadable image(s)",
-            dir.display(),
-            report.skipped
-        );
-    }
-    let len = pixels.len() / (channels * height * width);
-    let set = ImageSet {
-        pixels,
-        len,
-        channels,
-        height,
-        width,
-        labels: labelled.then_some(labels),
-        class_names,
-    };
-    Ok((set, report))
+    Ok((files, class_names))
 }
 
 fn check_options(dir: &Path, opts: &ImageFolderOptions) -> Result<(), DataError> {
@@ -216,7 +231,7 @@ fn is_image_name(path: &Path) -> bool {
 
 /// Decodes one image and returns it as planar `[C, H, W]` bytes in the set's shape, fixing that
 /// shape (`shape`) from the first image that decodes.
-fn read_one(
+pub(crate) fn read_one(
     path: &Path,
     opts: &ImageFolderOptions,
     shape: &mut Option<(usize, usize, usize, PathBuf)>,

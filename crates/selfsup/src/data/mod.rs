@@ -8,6 +8,7 @@ pub mod csv_table;
 pub mod graph;
 pub mod idx;
 pub mod image_folder;
+pub mod image_stream;
 pub mod pickle;
 pub mod planetoid;
 pub mod tu;
@@ -93,6 +94,51 @@ impl ImageSet {
     pub fn image(&self, i: usize) -> &[u8] {
         let n = self.image_len();
         &self.pixels[i * n..(i + 1) * n]
+    }
+}
+
+/// Images that views are drawn from: all in memory ([`ImageSet`]), or decoded from disk when a
+/// loader thread asks for one ([`image_stream::ImageStream`]). All images share one shape.
+pub trait ImageSource: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// `(channels, height, width)` of every image.
+    fn shape(&self) -> (usize, usize, usize);
+    /// The pixels of image `i`, planar `[C, H, W]`. A source that decodes on demand and fails
+    /// returns a blank image and keeps the error for [`ImageSource::take_errors`].
+    fn image(&self, i: usize) -> std::borrow::Cow<'_, [u8]>;
+    fn label(&self, i: usize) -> Option<i64>;
+    /// Number of classes (0 when unlabelled).
+    fn n_classes(&self) -> usize;
+    /// Errors met since the last call, for the caller to stop on; none for in-memory sets.
+    fn take_errors(&self) -> Vec<DataError> {
+        Vec::new()
+    }
+}
+
+impl ImageSource for ImageSet {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn shape(&self) -> (usize, usize, usize) {
+        (self.channels, self.height, self.width)
+    }
+    fn image(&self, i: usize) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(ImageSet::image(self, i))
+    }
+    fn label(&self, i: usize) -> Option<i64> {
+        self.labels.as_ref().map(|l| l[i])
+    }
+    fn n_classes(&self) -> usize {
+        match &self.labels {
+            Some(l) => self
+                .class_names
+                .len()
+                .max(l.iter().copied().max().map_or(0, |m| m as usize + 1)),
+            None => 0,
+        }
     }
 }
 

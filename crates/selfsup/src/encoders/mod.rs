@@ -67,6 +67,9 @@ pub enum EncoderConfig {
         /// Channels of the first stage (64 in the paper); stages use 1, 2, 4, 8 times this.
         #[serde(default = "resnet_width")]
         width: i64,
+        /// `cifar` (default, small images) or `imagenet` (7×7/2 convolution and max-pool).
+        #[serde(default)]
+        stem: resnet::Stem,
     },
     /// Vision Transformer on square patches (pre-norm blocks, fused attention). ViT-Tiny is
     /// dim 192, depth 12, heads 3 (Touvron et al. 2021).
@@ -282,12 +285,12 @@ pub fn build_for(
             );
             Box::new(small_cnn::SmallCnn::new(vs, sample_shape[0], widths))
         }
-        EncoderConfig::Resnet18 { width } => {
+        EncoderConfig::Resnet18 { width, stem } => {
             anyhow::ensure!(
                 sample_shape.len() == 3,
                 "resnet18 needs image inputs [C, H, W], got {sample_shape:?}"
             );
-            Box::new(resnet::ResNet::resnet18_cifar(vs, sample_shape[0], *width))
+            Box::new(resnet::ResNet::resnet18(vs, sample_shape[0], *width, *stem))
         }
         EncoderConfig::Vit {
             patch,
@@ -408,7 +411,20 @@ mod tests {
                 },
                 vec![1, 12, 12],
             ),
-            (EncoderConfig::Resnet18 { width: 4 }, vec![3, 16, 16]),
+            (
+                EncoderConfig::Resnet18 {
+                    width: 4,
+                    stem: resnet::Stem::Cifar,
+                },
+                vec![3, 16, 16],
+            ),
+            (
+                EncoderConfig::Resnet18 {
+                    width: 4,
+                    stem: resnet::Stem::Imagenet,
+                },
+                vec![3, 32, 32],
+            ),
             (
                 EncoderConfig::Cnn1d {
                     widths: vec![4, 6],

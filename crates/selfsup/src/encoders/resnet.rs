@@ -1,5 +1,7 @@
 //! ResNet-18 (He et al. 2016) with the CIFAR stem used by SimCLR/solo-learn on small images:
-//! a 3×3 stride-1 first convolution and no max-pool, so 32×32 inputs keep their resolution.
+//! a 3×3 stride-1 first convolution and no max-pool, so 32×32 inputs keep their resolution — or
+//! the paper's ImageNet stem (7×7 stride-2 convolution, 3×3 stride-2 max-pool) for large images,
+//! where the CIFAR stem would run every stage at 16× the cost.
 use super::small_cnn::ConvBn;
 use tch::{nn, nn::ModuleT, Tensor};
 
@@ -36,17 +38,37 @@ impl ModuleT for BasicBlock {
     }
 }
 
+/// The first layers before the four stages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stem {
+    /// 3×3 convolution, stride 1, no max-pool (small images: 32×32).
+    #[default]
+    Cifar,
+    /// 7×7 convolution, stride 2, then a 3×3 stride-2 max-pool (224×224 images, He et al. 2016).
+    Imagenet,
+}
+
 #[derive(Debug)]
 pub struct ResNet {
     stem: ConvBn,
+    pool: bool,
     blocks: Vec<BasicBlock>,
     out: i64,
 }
 
 impl ResNet {
-    /// ResNet-18: stages of [2, 2, 2, 2] basic blocks with widths w, 2w, 4w, 8w.
+    /// ResNet-18 with the CIFAR stem.
     pub fn resnet18_cifar(vs: &nn::Path, channels: i64, width: i64) -> Self {
-        let stem = ConvBn::resnet(&(vs / "stem"), channels, width, 3, 1);
+        Self::resnet18(vs, channels, width, Stem::Cifar)
+    }
+
+    /// ResNet-18: the stem, then stages of [2, 2, 2, 2] basic blocks with widths w, 2w, 4w, 8w.
+    pub fn resnet18(vs: &nn::Path, channels: i64, width: i64, stem: Stem) -> Self {
+        let (pool, stem) = match stem {
+            Stem::Cifar => (false, ConvBn::resnet(&(vs / "stem"), channels, width, 3, 1)),
+            Stem::Imagenet => (true, ConvBn::resnet(&(vs / "stem"), channels, width, 7, 2)),
+        };
         let mut blocks = Vec::new();
         let mut c = width;
         for (stage, mult) in [1i64, 2, 4, 8].into_iter().enumerate() {
@@ -64,6 +86,7 @@ impl ResNet {
         }
         ResNet {
             stem,
+            pool,
             blocks,
             out: c,
         }
@@ -73,6 +96,9 @@ impl ResNet {
 impl ModuleT for ResNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut x = self.stem.forward_t(xs, train);
+        if self.pool {
+            x = x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        }
         for b in &self.blocks {
             x = b.forward_t(&x, train);
         }

@@ -200,7 +200,9 @@ impl Recipe {
             crate::encoders::EncoderConfig::SmallCnn { widths: w } => {
                 widths("encoder.widths", w.iter().copied())
             }
-            crate::encoders::EncoderConfig::Resnet18 { width } => widths("encoder.width", [*width]),
+            crate::encoders::EncoderConfig::Resnet18 { width, .. } => {
+                widths("encoder.width", [*width])
+            }
             crate::encoders::EncoderConfig::Vit {
                 patch,
                 dim,

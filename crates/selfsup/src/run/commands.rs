@@ -116,7 +116,12 @@ pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<Pretrain
         recipe.views.local_crops,
         t.workers,
         t.prefetch,
-    )?;
+    )?
+    .with_channels_last(t.channels_last);
+    if t.channels_last {
+        let n = crate::train::memory_format::convert_conv_weights(&model.vs);
+        tracing::info!("channels-last: {n} convolution kernels converted");
+    }
     let ctx = TrainContext {
         train: t,
         seed: recipe.seed,
@@ -290,7 +295,7 @@ pub fn embed_run(
         n,
         r.recipe.eval.batch,
         device,
-    );
+    )?;
     let labels = pipeline::labels(source.as_ref(), n).ok();
     crate::run::export::write_embeddings(out, &e, labels.as_ref())?;
     let s = e.size();
@@ -417,17 +422,17 @@ pub fn eval_suite(
             let m = r.model.method.as_ref();
             sets.push((
                 "learned".into(),
-                pipeline::embed(m, train, ntr, ev.batch, device),
+                pipeline::embed(m, train, ntr, ev.batch, device)?,
                 ytr.shallow_clone(),
-                pipeline::embed(m, test, nte, ev.batch, device),
+                pipeline::embed(m, test, nte, ev.batch, device)?,
                 yte.shallow_clone(),
             ));
             if ev.raw_baseline {
                 sets.push((
                     "raw".into(),
-                    pipeline::raw_features(train, ntr),
+                    pipeline::raw_features(train, ntr)?,
                     ytr,
-                    pipeline::raw_features(test, nte),
+                    pipeline::raw_features(test, nte)?,
                     yte,
                 ));
             }

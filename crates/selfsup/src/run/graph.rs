@@ -171,7 +171,8 @@ pub fn pretrain_on(recipe: Recipe, data: &GraphData, args: &RunOptions) -> Resul
         data,
         recipe.train.batch_size,
         args.device,
-    );
+    )
+    .with_precision(recipe.train.precision);
     let summary = trainer::train(
         TrainContext {
             train: &recipe.train,

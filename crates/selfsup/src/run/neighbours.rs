@@ -117,7 +117,8 @@ fn spaces(source: &NeighbourSource, device: Device) -> Result<Spaces> {
             let r = load_run(dir, &[], device, BadInputPolicy::Fail)?;
             let embed = |s: &dyn crate::views::ViewSource| -> Result<(Tensor, Vec<i64>)> {
                 let n = s.len();
-                let e = pipeline::embed(r.model.method.as_ref(), s, n, r.recipe.eval.batch, device);
+                let e =
+                    pipeline::embed(r.model.method.as_ref(), s, n, r.recipe.eval.batch, device)?;
                 let y = pipeline::labels(s, n)
                     .map(|t| labels_of(&t))
                     .unwrap_or_else(|_| vec![-1; n]);

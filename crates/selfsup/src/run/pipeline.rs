@@ -1,6 +1,6 @@
 //! The stages put together: recipe → data → model → training → evaluation. The command line is a
 //! thin layer over these functions, and tests call them directly.
-use crate::data::{self, ImageSet, TableSet};
+use crate::data::{self, ImageSet, ImageSource, TableSet};
 use crate::encoders;
 use crate::error::{BadInputPolicy, SkipReport};
 use crate::eval::{knn, linear_probe};
@@ -54,12 +54,38 @@ fn first_rows(mut t: TableSet, n: Option<usize>) -> TableSet {
 
 type Sources = (Arc<dyn ViewSource>, Option<Arc<dyn ViewSource>>);
 
-/// Train and test image sets as view sources, both with the recipe's augmentation.
-fn image_sources(train: ImageSet, test: Option<ImageSet>, recipe: &Recipe) -> Sources {
+/// Train and test images as view sources, both with the recipe's augmentation.
+fn image_sources(
+    train: Arc<dyn ImageSource>,
+    test: Option<Arc<dyn ImageSource>>,
+    recipe: &Recipe,
+) -> Sources {
     let aug = recipe.image_augments();
     let source =
-        |s: ImageSet| Arc::new(ImageViews::new(Arc::new(s), aug.clone())) as Arc<dyn ViewSource>;
+        |s: Arc<dyn ImageSource>| Arc::new(ImageViews::new(s, aug.clone())) as Arc<dyn ViewSource>;
     (source(train), test.map(source))
+}
+
+/// An image folder, in memory or (`stream = true`) decoded from disk on demand, cut to `limit`.
+fn image_folder_source(
+    dir: &std::path::Path,
+    options: &data::image_folder::ImageFolderOptions,
+    policy: BadInputPolicy,
+    limit: Option<usize>,
+    skipped: &mut SkipReport,
+) -> Result<Arc<dyn ImageSource>> {
+    Ok(if options.stream {
+        let (mut s, r) = data::image_stream::ImageStream::open(dir, options, policy)?;
+        skipped.merge(r);
+        if let Some(n) = limit {
+            s.truncate(n);
+        }
+        Arc::new(s)
+    } else {
+        let (s, r) = data::image_folder::load_image_folder(dir, options, policy)?;
+        skipped.merge(r);
+        Arc::new(first_images(s, limit))
+    })
 }
 
 /// Reads the recipe's data. `train_limit` keeps only the first N training samples.
@@ -91,24 +117,29 @@ pub fn prepare_data(
                 )),
                 None => None,
             };
-            image_sources(tr, te, recipe)
+            image_sources(
+                Arc::new(tr),
+                te.map(|t| Arc::new(t) as Arc<dyn ImageSource>),
+                recipe,
+            )
         }
         DataConfig::ImageFolder {
             train,
             test,
             options,
         } => {
-            let (tr, s) = data::image_folder::load_image_folder(train, options, policy)?;
-            skipped.merge(s);
+            let tr = image_folder_source(train, options, policy, train_limit, &mut skipped)?;
             let te = match test {
-                Some(p) => {
-                    let (t, s) = data::image_folder::load_image_folder(p, options, policy)?;
-                    skipped.merge(s);
-                    Some(first_images(t, test_limit))
-                }
+                Some(p) => Some(image_folder_source(
+                    p,
+                    options,
+                    policy,
+                    test_limit,
+                    &mut skipped,
+                )?),
                 None => None,
             };
-            image_sources(first_images(tr, train_limit), te, recipe)
+            image_sources(tr, te, recipe)
         }
         DataConfig::Csv {
             train,
@@ -275,22 +306,30 @@ pub fn embed(
     n: usize,
     batch: usize,
     device: Device,
-) -> Tensor {
+) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
-    let parts: Vec<Tensor> = (0..n)
-        .step_by(batch.max(1))
-        .map(|s| {
-            method
-                .embed(&plain_batch(source, s..(s + batch).min(n)).to_device(device))
-                .to_device(Device::Cpu)
-        })
-        .collect();
-    Tensor::cat(&parts, 0)
+    let mut parts = Vec::new();
+    for s in (0..n).step_by(batch.max(1)) {
+        let x = plain_batch(source, s..(s + batch).min(n));
+        stop_on_source_errors(source)?;
+        parts.push(method.embed(&x.to_device(device)).to_device(Device::Cpu));
+    }
+    Ok(Tensor::cat(&parts, 0))
 }
 
 /// The plain inputs themselves, flattened: the raw-feature baseline.
-pub fn raw_features(source: &dyn ViewSource, n: usize) -> Tensor {
-    plain_batch(source, 0..n).flatten(1, -1)
+pub fn raw_features(source: &dyn ViewSource, n: usize) -> Result<Tensor> {
+    let x = plain_batch(source, 0..n).flatten(1, -1);
+    stop_on_source_errors(source)?;
+    Ok(x)
+}
+
+/// The first error a source met while building inputs (an image that no longer decodes).
+pub fn stop_on_source_errors(source: &dyn ViewSource) -> Result<()> {
+    match source.take_errors().into_iter().next() {
+        Some(e) => Err(anyhow::Error::new(e).context("reading the data while it is used")),
+        None => Ok(()),
+    }
 }
 
 pub fn labels(source: &dyn ViewSource, n: usize) -> Result<Tensor> {
@@ -485,8 +524,8 @@ pub fn evaluate_with_collapse(
     );
     let (ytr, yte) = (labels(train, ntr)?, labels(test, nte)?);
     let t = Instant::now();
-    let ftr = embed(method, train, ntr, cfg.batch, device);
-    let fte = embed(method, test, nte, cfg.batch, device);
+    let ftr = embed(method, train, ntr, cfg.batch, device)?;
+    let fte = embed(method, test, nte, cfg.batch, device)?;
     tracing::info!(
         "embedded {ntr} + {nte} samples in {:.1}s",
         t.elapsed().as_secs_f64()
@@ -508,9 +547,9 @@ pub fn evaluate_with_collapse(
     if cfg.raw_baseline {
         out.extend(evaluate_features(
             "raw",
-            &raw_features(train, ntr),
+            &raw_features(train, ntr)?,
             &ytr,
-            &raw_features(test, nte),
+            &raw_features(test, nte)?,
             &yte,
             n_classes,
             cfg,
@@ -535,8 +574,8 @@ pub fn monitor_knn(
     let n_classes = train.n_classes().max(test.n_classes()) as i64;
     let ntr = cfg.monitor_train_samples.min(train.len());
     let nte = cfg.max_test_samples.unwrap_or(usize::MAX).min(test.len());
-    let ftr = embed(method, train, ntr, cfg.batch, device);
-    let fte = embed(method, test, nte, cfg.batch, device);
+    let ftr = embed(method, train, ntr, cfg.batch, device)?;
+    let fte = embed(method, test, nte, cfg.batch, device)?;
     let kc = knn::KnnConfig {
         k: cfg.knn_k,
         temperature: cfg.knn_temperature,

@@ -318,7 +318,7 @@ fn embedding_map(
             n,
             r.recipe.eval.batch,
             device,
-        );
+        )?;
         (e.to_device(Device::Cpu), Vec::<i64>::try_from(&y)?)
     };
     let keep: Vec<i64> = (0..labels.len() as i64)

@@ -186,10 +186,10 @@ pub fn tabular(
     let (n, n_test) = (train.len(), test.as_ref().map_or(0, |t| t.len()));
     // Every row of both files in one matrix; splits are index sets into it.
     let mut y = outputs(train.as_ref(), task, n)?;
-    let mut raw = pipeline::raw_features(train.as_ref(), n);
+    let mut raw = pipeline::raw_features(train.as_ref(), n)?;
     if let Some(t) = &test {
         y = Tensor::cat(&[y, outputs(t.as_ref(), task, n_test)?], 0);
-        raw = Tensor::cat(&[raw, pipeline::raw_features(t.as_ref(), n_test)], 0);
+        raw = Tensor::cat(&[raw, pipeline::raw_features(t.as_ref(), n_test)?], 0);
     }
     let target_std = match task {
         Task::Regression => Some(f64::try_from(y.to_kind(Kind::Double).std(false))?),
@@ -331,12 +331,12 @@ pub fn tabular(
             let loaded = commands::load_run(&run_dir, &[], args.device, BadInputPolicy::Fail)?;
             let m = loaded.model.method.as_ref();
             let batch = recipe.eval.batch;
-            let mut emb = pipeline::embed(m, train.as_ref(), n, batch, args.device);
+            let mut emb = pipeline::embed(m, train.as_ref(), n, batch, args.device)?;
             if let Some(t) = &test {
                 emb = Tensor::cat(
                     &[
                         emb,
-                        pipeline::embed(m, t.as_ref(), n_test, batch, args.device),
+                        pipeline::embed(m, t.as_ref(), n_test, batch, args.device)?,
                     ],
                     0,
                 );

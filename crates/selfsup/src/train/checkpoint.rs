@@ -180,8 +180,16 @@ pub fn save(
     }
     fs::create_dir_all(&tmp).map_err(io(&tmp))?;
 
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    // Contiguous in the default format: channels-last kernels (train/memory_format.rs) and their
+    // optimiser buffers are written as plain NCHW, so either format resumes from the file.
+    let mut vars: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.contiguous()))
+        .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let optimizer: Vec<(&String, Tensor)> =
+        optimizer.iter().map(|(k, v)| (k, v.contiguous())).collect();
     let content = |e: tch::TchError| CheckpointError::Content {
         path: tmp.clone(),
         message: e.to_string(),
@@ -190,7 +198,7 @@ pub fn save(
     Tensor::write_safetensors(&vars, &model_path).map_err(content)?;
     crash_here_if_asked(state.step);
     let opt_path = tmp.join(OPTIMIZER);
-    Tensor::write_safetensors(optimizer, &opt_path).map_err(content)?;
+    Tensor::write_safetensors(&optimizer, &opt_path).map_err(content)?;
     let state_json = serde_json::to_vec_pretty(state).map_err(|e| CheckpointError::Content {
         path: tmp.clone(),
         message: e.to_string(),

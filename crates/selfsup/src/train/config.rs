@@ -75,6 +75,11 @@ pub struct TrainConfig {
     /// `fp32`, or `bf16`: the forward pass under bf16 autocast (train/precision.rs).
     #[serde(default)]
     pub precision: crate::train::precision::Precision,
+    /// Convolution kernels and image batches in channels-last (NHWC) memory format
+    /// (train/memory_format.rs): faster convolutions with oneDNN and cuDNN, most of all in bf16;
+    /// same results up to float rounding.
+    #[serde(default)]
+    pub channels_last: bool,
 }
 
 fn default_batch_size() -> usize {

@@ -6,6 +6,7 @@ use crate::encoders::graph::{readout, Pooling};
 use crate::methods::{GraphMethod, Progress};
 use crate::rng::{epoch_permutation, keyed, Stream};
 use crate::train::learner::Learner;
+use crate::train::precision::{with_precision, Precision};
 use crate::views::graph::batch::GraphBatch;
 use anyhow::{bail, Result};
 use tch::{Device, Tensor};
@@ -102,6 +103,8 @@ pub struct GraphLearner<'a> {
     order: Vec<usize>,
     next: u64,
     last: Option<GraphBatch>,
+    /// The forward pass's precision (`train.precision`); bf16 runs it under autocast.
+    precision: Precision,
 }
 
 impl<'a> GraphLearner<'a> {
@@ -128,7 +131,14 @@ impl<'a> GraphLearner<'a> {
             order: Vec::new(),
             next: 0,
             last: None,
+            precision: Precision::Fp32,
         }
+    }
+
+    /// Runs each step's forward pass in `precision` (fp32 by default).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// The batch of step `b` of the current epoch.
@@ -190,13 +200,17 @@ impl Learner for GraphLearner<'_> {
                 if b > 0 {
                     return Ok(None);
                 }
-                self.method.loss(full, &mut rng)
+                with_precision(self.precision, self.device, || {
+                    self.method.loss(full, &mut rng)
+                })?
             }
             None => {
                 let Some(batch) = self.batch(b) else {
                     return Ok(None);
                 };
-                let loss = self.method.loss(&batch, &mut rng);
+                let loss = with_precision(self.precision, self.device, || {
+                    self.method.loss(&batch, &mut rng)
+                })?;
                 self.last = Some(batch);
                 loss
             }

@@ -6,6 +6,7 @@
 //! [`ViewLearner`] serves every modality whose samples become views (images, tables); the
 //! graph modality has its own learner (`crate::train::graph_learner`), full-batch on one graph or in
 //! mini-batches of small graphs.
+use super::memory_format::to_channels_last;
 use super::precision::{with_precision, Precision};
 use crate::methods::{Method, Progress, StepInput};
 use crate::views::loader::{steps_per_epoch, BatchStream};
@@ -47,6 +48,8 @@ pub struct ViewLearner<'a> {
     source: Arc<dyn ViewSource>,
     device: Device,
     precision: Precision,
+    /// Image batches go to the model in channels-last format.
+    channels_last: bool,
     batch_size: usize,
     n_views: usize,
     workers: usize,
@@ -82,6 +85,7 @@ impl<'a> ViewLearner<'a> {
             source,
             device,
             precision,
+            channels_last: false,
             batch_size,
             workers,
             prefetch,
@@ -89,6 +93,12 @@ impl<'a> ViewLearner<'a> {
             last_views: Vec::new(),
             seed: 0,
         })
+    }
+
+    /// Hands 4-D (image) views to the model in channels-last memory format.
+    pub fn with_channels_last(mut self, on: bool) -> Self {
+        self.channels_last = on;
+        self
     }
 }
 
@@ -130,8 +140,23 @@ impl Learner for ViewLearner<'_> {
             self.stream = None;
             return Ok(None);
         };
+        // A file that no longer decodes (a streamed image folder) stops training, naming it.
+        if let Some(e) = self.source.take_errors().into_iter().next() {
+            return Err(anyhow::Error::new(e).context("reading the training data"));
+        }
         let device = self.device;
-        let mut views: Vec<Tensor> = batch.views.iter().map(|v| v.to_device(device)).collect();
+        let mut views: Vec<Tensor> = batch
+            .views
+            .iter()
+            .map(|v| {
+                let v = v.to_device(device);
+                if self.channels_last {
+                    to_channels_last(&v)
+                } else {
+                    v
+                }
+            })
+            .collect();
         if poison {
             views[0] = views[0].to_kind(tch::Kind::Float).fill(f64::NAN);
         }

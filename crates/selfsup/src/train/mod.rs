@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod graph_learner;
 pub mod learner;
+pub mod memory_format;
 pub mod metrics;
 pub mod optim;
 pub mod precision;

@@ -43,4 +43,9 @@ pub trait ViewSource: Send + Sync {
     fn target(&self, _index: usize) -> Option<f32> {
         None
     }
+    /// Errors met while building views since the last call (sources that read from disk on
+    /// demand); the learner and the evaluation stop on the first.
+    fn take_errors(&self) -> Vec<crate::error::DataError> {
+        Vec::new()
+    }
 }

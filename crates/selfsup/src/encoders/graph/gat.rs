@@ -112,7 +112,7 @@ impl GatConv {
             let wr = (&fc3 * self.attn_r.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
             let alpha = self.attention(&hd.matmul(&wl), &hd.matmul(&wr), edges, train);
             // z_i^h = Σ_j α_ij^h h_j.
-            let mut z = propagate_heads(edges, &alpha, |_| hd.shallow_clone()); // [N, heads, in]
+            let mut z = edges.propagate_heads(hd, &alpha); // [N, heads, in]
             if let Some(r) = rows {
                 z = z.index_select(0, r);
             }
@@ -125,7 +125,7 @@ impl GatConv {
             let el = (&feat * self.attn_l.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
             let er = (&feat * self.attn_r.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
             let alpha = self.attention(&el, &er, edges, train);
-            let out = propagate_heads(edges, &alpha, |k| feat.select(1, k));
+            let out = edges.propagate_heads(&feat, &alpha);
             match rows {
                 Some(r) => out.index_select(0, r),
                 None => out,
@@ -155,16 +155,6 @@ impl GatConv {
             .leaky_relu_with_slope(self.negative_slope);
         edges.edge_softmax(&e).dropout(self.attn_drop, train)
     }
-}
-
-/// `[N, heads, D]`: for each head k, `Σ_j α_ij^k x_k[j]` with `x_k = features(k)` (`[N, D]`), as one
-/// CSR product per head — cheaper than materialising `[E, heads, D]` messages.
-fn propagate_heads(edges: &EdgeIndex, alpha: &Tensor, features: impl Fn(i64) -> Tensor) -> Tensor {
-    let heads = alpha.size()[1];
-    let per_head: Vec<Tensor> = (0..heads)
-        .map(|k| edges.propagate(&features(k), Some(&alpha.select(1, k).contiguous())))
-        .collect();
-    Tensor::stack(&per_head, 1)
 }
 
 trait LeakyReluSlope {

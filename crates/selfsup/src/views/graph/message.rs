@@ -89,19 +89,84 @@ impl EdgeIndex {
     /// `out[i] = Σ_{(j→i)} w_ji · x[j]` for a 2-D `x`, as one CSR product (`embedding_bag` in sum
     /// mode over the targets' edge lists). `weights` is `[E]`, or `None` for all ones.
     /// Differentiable in `x` and in `weights`.
+    ///
+    /// Under bf16 autocast the features (a product's output) may be bf16 while the weights are
+    /// fp32, or the reverse; `embedding_bag` is on no autocast list and needs one type, so both go
+    /// to the wider of the two — the sums over neighbours keep fp32 precision.
     pub fn propagate(&self, x: &Tensor, weights: Option<&Tensor>) -> Tensor {
         debug_assert_eq!(x.dim(), 2, "propagate takes [N, D] features");
+        let kind = weights.map_or(x.kind(), |w| wider(x.kind(), w.kind()));
+        let x = x.to_kind(kind);
+        let weights = weights.map(|w| w.to_kind(kind));
         let (out, _, _, _) = Tensor::embedding_bag(
-            x,
+            &x,
             &self.src,
             &self.dst_offsets,
             false,
             0, // sum
             false,
-            weights,
+            weights.as_ref(),
             false,
         );
         out
+    }
+
+    /// Multi-head [`EdgeIndex::propagate`] in one product: `out[i, k] = Σ_{(j→i)} α[e, k] · x[j, k]`
+    /// for `x` `[N, H, D]`, or `Σ α[e, k] · x[j]` for `x` `[N, D]` shared by the heads (GAT's
+    /// aggregate-first path); `alpha` is `[E, H]`, the result `[N, H, D]`. One `embedding_bag`
+    /// over (node, head) bags instead of one per head: the backward pass, which dominates, is
+    /// one pass over the edges instead of H (measured: 4 heads × 128 on Cora, forward + backward
+    /// 8.5 ms against 16.4 ms per head, 2 threads).
+    pub fn propagate_heads(&self, x: &Tensor, alpha: &Tensor) -> Tensor {
+        let heads = alpha.size()[1];
+        let shared = x.dim() == 2;
+        let (n, d) = (
+            self.num_nodes,
+            *x.size().last().expect("features have a width"),
+        );
+        let device = self.src.device();
+        let int = (Kind::Int64, device);
+        let kind = wider(x.kind(), alpha.kind());
+        // Bag (i, k) holds target i's edges for head k; bags are laid out node-major, so bag
+        // (i, k) starts at offset[i]·H + k·count[i] and edge e of i sits `e − offset[i]` further.
+        let k = Tensor::arange(heads, int);
+        let start = self.dst_offsets.index_select(0, &self.dst);
+        let count = self.dst_counts.index_select(0, &self.dst);
+        let local = Tensor::arange(self.num_edges, int) - &start;
+        let slot = (start * heads + local).unsqueeze(1) + count.unsqueeze(1) * k.unsqueeze(0);
+        // For each slot, the (edge, head) pair that fills it.
+        let pairs = Tensor::arange(self.num_edges * heads, int);
+        let filler = Tensor::zeros([self.num_edges * heads], int).index_copy(
+            0,
+            &slot.flatten(0, -1),
+            &pairs,
+        );
+        let rows = if shared {
+            self.src.unsqueeze(1).expand([self.num_edges, heads], false)
+        } else {
+            (&self.src * heads).unsqueeze(1) + k.unsqueeze(0)
+        };
+        let indices = rows.flatten(0, -1).index_select(0, &filler);
+        let weights = alpha.to_kind(kind).flatten(0, -1).index_select(0, &filler);
+        let offsets = ((&self.dst_offsets * heads).unsqueeze(1)
+            + self.dst_counts.unsqueeze(1) * k.unsqueeze(0))
+        .flatten(0, -1);
+        let table = if shared {
+            x.to_kind(kind)
+        } else {
+            x.to_kind(kind).reshape([n * heads, d])
+        };
+        let (out, _, _, _) = Tensor::embedding_bag(
+            &table,
+            &indices,
+            &offsets,
+            false,
+            0, // sum
+            false,
+            Some(&weights),
+            false,
+        );
+        out.view([n, heads, d])
     }
 
     /// Softmax of per-edge scores over each target's incoming edges: `[E, H] → [E, H]`
@@ -126,6 +191,15 @@ impl EdgeIndex {
         let e = (&s - max.index_select(0, &self.dst)).exp();
         let denom = self.scatter_sum(&e);
         (e / denom.index_select(0, &self.dst)).reshape(&size)
+    }
+}
+
+/// The wider of two floating kinds (equal kinds stay as they are).
+pub fn wider(a: Kind, b: Kind) -> Kind {
+    match (a, b) {
+        _ if a == b => a,
+        (Kind::Double, _) | (_, Kind::Double) => Kind::Double,
+        _ => Kind::Float,
     }
 }
 
@@ -209,6 +283,50 @@ mod tests {
             .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         assert!(max_abs_diff(&w.grad(), &expect) < 1e-5);
         let _ = adj;
+    }
+
+    #[test]
+    fn multi_head_propagation_equals_one_product_per_head() {
+        let (edges, _) = random_graph(9, 25, 7);
+        let index = EdgeIndex::new(&edges, 9, true, Device::Cpu);
+        let opts = (Kind::Double, Device::Cpu);
+        let alpha = Tensor::rand([index.num_edges, 3], opts).set_requires_grad(true);
+        for shared in [false, true] {
+            let x = if shared {
+                Tensor::randn([9, 4], opts)
+            } else {
+                Tensor::randn([9, 3, 4], opts)
+            }
+            .set_requires_grad(true);
+            let per_head: Vec<Tensor> = (0..3)
+                .map(|k| {
+                    let xk = if shared {
+                        x.shallow_clone()
+                    } else {
+                        x.select(1, k)
+                    };
+                    index.propagate(&xk, Some(&alpha.select(1, k).contiguous()))
+                })
+                .collect();
+            let expected = Tensor::stack(&per_head, 1);
+            let got = index.propagate_heads(&x, &alpha);
+            assert_eq!(got.size(), expected.size());
+            assert!(max_abs_diff(&got, &expected) < 1e-12);
+            // Same gradients for features and weights.
+            let w = Tensor::randn(expected.size(), opts);
+            let grads = |out: &Tensor| {
+                let g = Tensor::run_backward(
+                    &[(out * &w).sum(Kind::Double)],
+                    &[&x, &alpha],
+                    false,
+                    false,
+                );
+                (g[0].shallow_clone(), g[1].shallow_clone())
+            };
+            let (gx0, ga0) = grads(&expected);
+            let (gx1, ga1) = grads(&got);
+            assert!(max_abs_diff(&gx0, &gx1) < 1e-12 && max_abs_diff(&ga0, &ga1) < 1e-12);
+        }
     }
 
     #[test]

@@ -146,7 +146,8 @@ impl SparseRows {
         );
         match &self.token {
             None => out,
-            Some(t) => out.index_add(0, &t.rows, &t.matmul(w)),
+            // Under bf16 autocast the token rows' product is bf16; the bag sums stay fp32.
+            Some(t) => out.index_add(0, &t.rows, &t.matmul(w).to_kind(out.kind())),
         }
     }
 
