@@ -344,6 +344,17 @@ pub enum DataCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Pack an image folder into .tar shards (WebDataset layout, the folder's sample order) for
+    /// `[data] format = "image_shards"`: a few large files instead of one per image
+    Pack {
+        /// The image folder (class sub-folders, or a flat folder)
+        folder: PathBuf,
+        /// Where the shards go (shard-000000.tar, …)
+        out: PathBuf,
+        /// Images per shard
+        #[arg(long, default_value_t = 10_000)]
+        per_shard: usize,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]

@@ -83,6 +83,18 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 selfsup::study::table_file::save(Some(&out), &summary)?;
             }
         }
+        DataCommand::Pack {
+            folder,
+            out,
+            per_shard,
+        } => {
+            let (images, shards) = selfsup::data::image_shards::pack(&folder, &out, per_shard)?;
+            println!(
+                "{images} images of {} packed into {shards} shard(s) in {}",
+                folder.display(),
+                out.display()
+            );
+        }
         DataCommand::List => {
             println!("data root: {}", root.path().display());
             let width = registry

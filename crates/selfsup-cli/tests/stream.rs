@@ -1,4 +1,5 @@
-//! A streamed image folder (`options.stream = true`) with channels-last kernels: the run trains
+//! A streamed image folder (`options.stream = true`) with channels-last kernels, and the same
+//! folder packed into tar shards (`selfsup data pack`, `format = "image_shards"`): the run trains
 //! from files decoded on demand, SIGKILL at random steps followed by `--resume` ends bit-identical
 //! to an uninterrupted run, and the same run without streaming gives the same weights (the same
 //! pixels reach the same views). An image corrupted after the run started stops training with an
@@ -112,4 +113,34 @@ fn an_image_corrupted_during_training_stops_the_run_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("03.png"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn the_folder_packed_into_shards_trains_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    write_images(dir.path());
+    let (code, out, err) = common::selfsup(
+        &["data", "pack", "images", "shards", "--per-shard", "10"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("48 images") && out.contains("5 shard(s)"),
+        "{out}"
+    );
+    std::fs::write(
+        dir.path().join("shards.toml"),
+        RECIPE
+            .replace("format = \"image_folder\"", "format = \"image_shards\"")
+            .replace("train = \"images\"", "train = \"shards\"")
+            .replace(", stream = true", ""),
+    )
+    .unwrap();
+    common::run_to_end(dir.path(), "mem.toml", "mem", false);
+    common::run_to_end(dir.path(), "shards.toml", "shards", false);
+    assert_eq!(
+        weights_hash(&dir.path().join("shards")),
+        weights_hash(&dir.path().join("mem")),
+        "the shards gave the model other pixels or another order"
+    );
 }

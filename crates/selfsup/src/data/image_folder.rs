@@ -236,7 +236,19 @@ pub(crate) fn read_one(
     opts: &ImageFolderOptions,
     shape: &mut Option<(usize, usize, usize, PathBuf)>,
 ) -> Result<Vec<u8>, DataError> {
-    let img = decode(path, opts.max_pixels)?;
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    planes_from_bytes(&bytes, path, opts, shape)
+}
+
+/// As [`read_one`] for an image already in memory (a member of a shard); `path` names it in
+/// errors.
+pub(crate) fn planes_from_bytes(
+    bytes: &[u8],
+    path: &Path,
+    opts: &ImageFolderOptions,
+    shape: &mut Option<(usize, usize, usize, PathBuf)>,
+) -> Result<Vec<u8>, DataError> {
+    let img = decode(bytes, path, opts.max_pixels)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
         // Later code divides by the image size; a degenerate header must not get that far.
@@ -293,8 +305,7 @@ pub(crate) fn read_one(
 }
 
 /// Decodes a PNG or JPEG, refusing (from the header alone) one with more than `max_pixels` pixels.
-fn decode(path: &Path, max_pixels: u64) -> Result<DynamicImage, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+fn decode(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<DynamicImage, DataError> {
     if bytes.is_empty() {
         return Err(DataError::format(
             path,
@@ -302,7 +313,7 @@ fn decode(path: &Path, max_pixels: u64) -> Result<DynamicImage, DataError> {
         ));
     }
     let reader = || -> Result<ImageReader<std::io::Cursor<&[u8]>>, DataError> {
-        let r = ImageReader::new(std::io::Cursor::new(&bytes[..]))
+        let r = ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| DataError::io(path, e))?;
         match r.format() {

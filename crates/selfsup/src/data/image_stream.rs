@@ -9,14 +9,13 @@
 //! starts. A file whose body turns out to be corrupt is only found when it is decoded: under
 //! `fail` the error is kept and the learner stops on it at the next step, naming the file; under
 //! `skip` the image is blank for that view, counted and warned about.
+use super::decode_errors::DecodeErrors;
 use super::image_folder::{list_image_files, read_one, ImageFolderOptions};
 use super::ImageSource;
 use crate::error::{BadInputPolicy, DataError, SkipReport};
 use image::{ImageFormat, ImageReader};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 pub struct ImageStream {
     files: Vec<PathBuf>,
@@ -27,10 +26,8 @@ pub struct ImageStream {
     /// The first image that decoded (for size-mismatch messages).
     first: PathBuf,
     opts: ImageFolderOptions,
-    policy: BadInputPolicy,
-    errors: Mutex<Vec<DataError>>,
-    /// Images found corrupt while decoding under the skip policy.
-    blanked: AtomicUsize,
+    /// Images found corrupt while training runs.
+    errors: DecodeErrors,
 }
 
 /// Width and height from the header alone (no pixel data is read).
@@ -131,9 +128,7 @@ impl ImageStream {
                 shape: (c, h, w),
                 first,
                 opts: opts.clone(),
-                policy,
-                errors: Mutex::new(Vec::new()),
-                blanked: AtomicUsize::new(0),
+                errors: DecodeErrors::new(policy),
             },
             report,
         ))
@@ -149,7 +144,7 @@ impl ImageStream {
 
     /// Images blanked so far because they could not be decoded (skip policy).
     pub fn blanked(&self) -> usize {
-        self.blanked.load(Ordering::Relaxed)
+        self.errors.blanked()
     }
 
     fn decode_planes(&self, i: usize) -> Result<Vec<u8>, DataError> {
@@ -169,24 +164,9 @@ impl ImageSource for ImageStream {
         self.shape
     }
     fn image(&self, i: usize) -> Cow<'_, [u8]> {
-        match self.decode_planes(i) {
-            Ok(p) => Cow::Owned(p),
-            Err(e) => {
-                let (c, h, w) = self.shape;
-                match self.policy {
-                    BadInputPolicy::Fail => {
-                        if let Ok(mut errors) = self.errors.lock() {
-                            errors.push(e);
-                        }
-                    }
-                    BadInputPolicy::Skip => {
-                        self.blanked.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("{e}; the image is blank in this view");
-                    }
-                }
-                Cow::Owned(vec![0; c * h * w])
-            }
-        }
+        let (c, h, w) = self.shape;
+        self.errors
+            .planes_or_blank(self.decode_planes(i), c * h * w)
     }
     fn label(&self, i: usize) -> Option<i64> {
         self.labels.as_ref().map(|l| l[i])
@@ -199,10 +179,7 @@ impl ImageSource for ImageStream {
         }
     }
     fn take_errors(&self) -> Vec<DataError> {
-        self.errors
-            .lock()
-            .map(|mut e| std::mem::take(&mut *e))
-            .unwrap_or_default()
+        self.errors.take()
     }
 }
 

@@ -5,9 +5,11 @@
 
 pub mod archive;
 pub mod csv_table;
+pub mod decode_errors;
 pub mod graph;
 pub mod idx;
 pub mod image_folder;
+pub mod image_shards;
 pub mod image_stream;
 pub mod pickle;
 pub mod planetoid;

@@ -71,6 +71,15 @@ pub enum DataConfig {
         #[serde(default)]
         options: ImageFolderOptions,
     },
+    /// Images packed in `.tar` shards (WebDataset layout: `KEY.jpg`/`KEY.png` and `KEY.cls`),
+    /// read by offset and decoded in the loader threads (`data/image_shards.rs`); `train` and
+    /// `test` are folders of shards (`selfsup data pack` writes them from an image folder).
+    ImageShards {
+        train: PathBuf,
+        test: Option<PathBuf>,
+        #[serde(default)]
+        options: ImageFolderOptions,
+    },
     /// A CSV table; the test file is encoded with the statistics of the training file.
     Csv {
         train: PathBuf,
@@ -154,7 +163,9 @@ impl DataConfig {
                 );
                 v
             }
-            DataConfig::ImageFolder { train, test, .. } | DataConfig::Csv { train, test, .. } => {
+            DataConfig::ImageFolder { train, test, .. }
+            | DataConfig::ImageShards { train, test, .. }
+            | DataConfig::Csv { train, test, .. } => {
                 let mut v: Vec<&Path> = vec![train];
                 v.extend(test.as_deref());
                 v
@@ -183,7 +194,9 @@ impl DataConfig {
                 );
                 v
             }
-            DataConfig::ImageFolder { train, test, .. } | DataConfig::Csv { train, test, .. } => {
+            DataConfig::ImageFolder { train, test, .. }
+            | DataConfig::ImageShards { train, test, .. }
+            | DataConfig::Csv { train, test, .. } => {
                 let mut v = vec![train];
                 v.extend(test.as_mut());
                 v

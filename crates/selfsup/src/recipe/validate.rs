@@ -146,7 +146,9 @@ impl Recipe {
                 encoder: self.encoder.kind(),
             });
         }
-        if let DataConfig::ImageFolder { options, .. } = &self.data {
+        if let DataConfig::ImageFolder { options, .. } | DataConfig::ImageShards { options, .. } =
+            &self.data
+        {
             if options.max_pixels == 0 {
                 return Err(RecipeError::ZeroCount {
                     field: "data.options.max_pixels",

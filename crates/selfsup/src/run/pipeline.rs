@@ -141,6 +141,26 @@ pub fn prepare_data(
             };
             image_sources(tr, te, recipe)
         }
+        DataConfig::ImageShards {
+            train,
+            test,
+            options,
+        } => {
+            let open = |dir: &Path, limit: Option<usize>, skipped: &mut SkipReport| {
+                let (mut s, r) = data::image_shards::ImageShards::open(dir, options, policy)?;
+                skipped.merge(r);
+                if let Some(n) = limit {
+                    s.truncate(n);
+                }
+                Ok::<_, anyhow::Error>(Arc::new(s) as Arc<dyn ImageSource>)
+            };
+            let tr = open(train, train_limit, &mut skipped)?;
+            let te = match test {
+                Some(p) => Some(open(p, test_limit, &mut skipped)?),
+                None => None,
+            };
+            image_sources(tr, te, recipe)
+        }
         DataConfig::Csv {
             train,
             test,
