@@ -9,6 +9,7 @@ const LAYERS: &[&[&str]] = &[
         "backend",
         "error",
         "fault",
+        "hardware",
         "rng",
         "rules",
         "stats",
