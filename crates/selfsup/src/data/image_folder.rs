@@ -95,6 +95,12 @@ pub(crate) fn list_image_files(
     opts: &ImageFolderOptions,
 ) -> Result<(Vec<(PathBuf, Option<i64>)>, Vec<String>), DataError> {
     check_options(dir, opts)?;
+    if !dir.is_dir() {
+        return Err(DataError::format(
+            dir,
+            "no such folder (the recipe's data.train or data.test; set it with --set data.train=DIR)",
+        ));
+    }
     let top = list_dir(dir)?;
     let mut other_files = top.others;
     let (files, class_names): (Vec<(PathBuf, Option<i64>)>, Vec<String>) = if top.dirs.is_empty() {
@@ -621,14 +627,15 @@ mod tests {
             ..Default::default()
         };
         assert!(fail(t.path(), &bad).contains("channels"));
-        assert!(matches!(
-            load(
-                Path::new("/nonexistent/images"),
-                &ImageFolderOptions::default(),
-                BadInputPolicy::Fail
-            ),
-            Err(DataError::Io { .. })
-        ));
+        // A missing folder names itself and the recipe field that points at it.
+        let e = fail(
+            Path::new("/nonexistent/images"),
+            &ImageFolderOptions::default(),
+        );
+        assert!(
+            e.contains("/nonexistent/images: no such folder") && e.contains("data.train"),
+            "{e}"
+        );
     }
 
     #[test]

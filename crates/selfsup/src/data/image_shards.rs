@@ -46,6 +46,12 @@ fn is_image_ext(ext: &str) -> bool {
 
 /// The `.tar` files of `dir`, sorted by name (the sample order).
 fn shard_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    if !dir.is_dir() {
+        return Err(DataError::format(
+            dir,
+            "no such folder of shards (the recipe's data.train or data.test; set it with --set data.train=DIR)",
+        ));
+    }
     let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| DataError::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
