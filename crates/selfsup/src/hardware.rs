@@ -58,10 +58,7 @@ pub fn describe(device: Device) -> Hardware {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let gpu = match device {
-        Device::Cuda(i) => Some(format!("cuda:{i}")),
-        _ => None,
-    };
+    let gpu = matches!(device, Device::Cuda(_)).then(|| crate::backend::device_name(device));
     Hardware {
         cpu,
         isa,

@@ -49,10 +49,8 @@ pub(crate) fn reference(
     precision: Precision,
     channels_last: bool,
 ) -> Result<Vec<Timing>> {
-    let dev = match device {
-        Device::Cuda(i) => format!("cuda:{i}"),
-        _ => "cpu".to_string(),
-    };
+    // "cpu" or "cuda:N", as torch names devices.
+    let dev = crate::backend::device_name(device);
     let precision = match precision {
         Precision::Fp32 => "fp32",
         Precision::Bf16 => "bf16",

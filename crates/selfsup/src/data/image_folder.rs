@@ -310,6 +310,21 @@ pub(crate) fn planes_from_bytes(
     Ok(out)
 }
 
+/// The formats image folders take: PNG and JPEG, recognised by content.
+pub(crate) fn png_or_jpeg(format: Option<ImageFormat>, path: &Path) -> Result<(), DataError> {
+    match format {
+        Some(ImageFormat::Png) | Some(ImageFormat::Jpeg) => Ok(()),
+        Some(other) => Err(DataError::format(
+            path,
+            format!("{other:?} images are not supported (only PNG and JPEG)"),
+        )),
+        None => Err(DataError::format(
+            path,
+            "not a PNG or JPEG image (unrecognised content)",
+        )),
+    }
+}
+
 /// Decodes a PNG or JPEG, refusing (from the header alone) one with more than `max_pixels` pixels.
 fn decode(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<DynamicImage, DataError> {
     if bytes.is_empty() {
@@ -322,17 +337,8 @@ fn decode(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<DynamicImage, Da
         let r = ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| DataError::io(path, e))?;
-        match r.format() {
-            Some(ImageFormat::Png) | Some(ImageFormat::Jpeg) => Ok(r),
-            Some(other) => Err(DataError::format(
-                path,
-                format!("{other:?} images are not supported (only PNG and JPEG)"),
-            )),
-            None => Err(DataError::format(
-                path,
-                "not a PNG or JPEG image (unrecognised content)",
-            )),
-        }
+        png_or_jpeg(r.format(), path)?;
+        Ok(r)
     };
     // The configured budget governs the header read too: a decoder may size a row buffer from
     // the header (a PNG declaring 2^29 × 1 pixels), and without these limits the `image` crate's

@@ -10,10 +10,10 @@
 //! `fail` the error is kept and the learner stops on it at the next step, naming the file; under
 //! `skip` the image is blank for that view, counted and warned about.
 use super::decode_errors::DecodeErrors;
-use super::image_folder::{list_image_files, read_one, ImageFolderOptions};
+use super::image_folder::{list_image_files, png_or_jpeg, read_one, ImageFolderOptions};
 use super::ImageSource;
 use crate::error::{BadInputPolicy, DataError, SkipReport};
-use image::{ImageFormat, ImageReader};
+use image::ImageReader;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
@@ -36,21 +36,7 @@ fn header(path: &Path, max_pixels: u64) -> Result<(u32, u32), DataError> {
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?;
-    match r.format() {
-        Some(ImageFormat::Png) | Some(ImageFormat::Jpeg) => {}
-        Some(other) => {
-            return Err(DataError::format(
-                path,
-                format!("{other:?} images are not supported (only PNG and JPEG)"),
-            ))
-        }
-        None => {
-            return Err(DataError::format(
-                path,
-                "not a PNG or JPEG image (unrecognised content)",
-            ))
-        }
-    }
+    png_or_jpeg(r.format(), path)?;
     let (w, h) = r
         .into_dimensions()
         .map_err(|e| DataError::format(path, format!("cannot read the image header: {e}")))?;

@@ -66,15 +66,24 @@ fn image_sources(
     (source(train), test.map(source))
 }
 
-/// An image folder, in memory or (`stream = true`) decoded from disk on demand, cut to `limit`.
+/// An image folder in memory, or decoded from disk on demand (`stream = true`), or tar shards
+/// (`shards`), cut to `limit`.
 fn image_folder_source(
     dir: &std::path::Path,
+    shards: bool,
     options: &data::image_folder::ImageFolderOptions,
     policy: BadInputPolicy,
     limit: Option<usize>,
     skipped: &mut SkipReport,
 ) -> Result<Arc<dyn ImageSource>> {
-    Ok(if options.stream {
+    Ok(if shards {
+        let (mut s, r) = data::image_shards::ImageShards::open(dir, options, policy)?;
+        skipped.merge(r);
+        if let Some(n) = limit {
+            s.truncate(n);
+        }
+        Arc::new(s)
+    } else if options.stream {
         let (mut s, r) = data::image_stream::ImageStream::open(dir, options, policy)?;
         skipped.merge(r);
         if let Some(n) = limit {
@@ -127,36 +136,19 @@ pub fn prepare_data(
             train,
             test,
             options,
-        } => {
-            let tr = image_folder_source(train, options, policy, train_limit, &mut skipped)?;
-            let te = match test {
-                Some(p) => Some(image_folder_source(
-                    p,
-                    options,
-                    policy,
-                    test_limit,
-                    &mut skipped,
-                )?),
-                None => None,
-            };
-            image_sources(tr, te, recipe)
         }
-        DataConfig::ImageShards {
+        | DataConfig::ImageShards {
             train,
             test,
             options,
         } => {
-            let open = |dir: &Path, limit: Option<usize>, skipped: &mut SkipReport| {
-                let (mut s, r) = data::image_shards::ImageShards::open(dir, options, policy)?;
-                skipped.merge(r);
-                if let Some(n) = limit {
-                    s.truncate(n);
-                }
-                Ok::<_, anyhow::Error>(Arc::new(s) as Arc<dyn ImageSource>)
+            let shards = matches!(recipe.data, DataConfig::ImageShards { .. });
+            let mut open = |dir: &Path, limit| {
+                image_folder_source(dir, shards, options, policy, limit, &mut skipped)
             };
-            let tr = open(train, train_limit, &mut skipped)?;
+            let tr = open(train, train_limit)?;
             let te = match test {
-                Some(p) => Some(open(p, test_limit, &mut skipped)?),
+                Some(p) => Some(open(p, test_limit)?),
                 None => None,
             };
             image_sources(tr, te, recipe)
