@@ -118,6 +118,29 @@ pub enum Command {
         #[arg(long)]
         save_embeddings: Option<PathBuf>,
     },
+    /// Audio recipes (one per method) on labelled clips with speakers (FSDD): one pretraining
+    /// per recipe and seed, frozen representations scored by kNN and a linear probe on the
+    /// official split and leave-one-speaker-out, beside MFCC statistics, the raw log-mel and
+    /// each encoder at random initialisation. Run the same command again to continue
+    AudioTable {
+        /// Audio recipes (data.format = "audio_folder"), all reading the same clips
+        #[arg(required = true)]
+        recipes: Vec<PathBuf>,
+        /// Override a field in every recipe, e.g. --set train.epochs=5 (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Seeds first-seed..first-seed+N
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// The table's folder: table.json, table.md and one run folder per recipe and seed
+        #[arg(long, default_value = "runs/audio")]
+        runs: PathBuf,
+        /// Also write the Markdown table here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// A series recipe over many UCR sets (TS2Vec's table): one pretraining per set and seed,
     /// scored by the recipe's protocol beside the raw-series SVM, 1-NN ED and 1-NN DTW and the
     /// published per-set figures, with mean accuracy and average rank. Run the same command

@@ -193,6 +193,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let results = run_tables(&recipes, &opts, out.as_deref())?;
             show(&format_results(&results), out, &results)?;
         }
+        Command::AudioTable {
+            recipes,
+            overrides,
+            seeds,
+            first_seed,
+            runs,
+            out,
+        } => {
+            use selfsup::study::audio_table;
+            // Every recipe is checked before time is spent on the first.
+            let recipes = recipes
+                .iter()
+                .map(|p| selfsup::recipe::Recipe::load(p, &overrides))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = audio_table::AudioTableOptions {
+                seeds: (first_seed..first_seed + seeds.max(1)).collect(),
+                runs: runs.clone(),
+                run: table_run_options(device, cli.threads, false)?,
+            };
+            let started = std::time::Instant::now();
+            let table = audio_table::run_audio_table(&recipes, &opts, |line| eprintln!("{line}"))?;
+            let text = audio_table::format_table(&table);
+            eprintln!(
+                "wall time of this invocation: {:.1} min",
+                started.elapsed().as_secs_f64() / 60.0
+            );
+            selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
+            if let Some(o) = &out {
+                selfsup::run::folder::atomic_write(o, text.as_bytes())?;
+            }
+            print!("{text}");
+        }
         Command::UcrTable {
             recipe,
             overrides,

@@ -116,6 +116,13 @@ pub enum RecipeError {
          tstcc_conv or mlp, and the first three take series data"
     )]
     NeedsSeriesEncoder { encoder: &'static str },
+    #[error(
+        "encoder.kind = {encoder}: audio data takes audio_cnn, frame_transformer, vit, small_cnn, \
+         resnet18 or mlp, and the first two take audio data only"
+    )]
+    NeedsAudioEncoder { encoder: &'static str },
+    #[error("data.options: {0}")]
+    AudioOptions(String),
     #[error("{field} = {value}: must be a finite number")]
     NotFinite { field: &'static str, value: f64 },
 }

@@ -68,6 +68,7 @@ fn every_dataset_imports_from_the_offline_copy_and_the_recipes_read_it() {
         ("quickstart.toml", 60_000, Some(10_000)),
         ("tables/scarf-adult.toml", 32_561, Some(16_281)),
         ("timeseries/ts2vec.toml", 50, Some(150)), // GunPoint
+        ("audio/byol-a.toml", 2_700, Some(300)),   // FSDD's official split
     ] {
         let r = recipe(rel, &root, &[]);
         let p = selfsup::run::pipeline::prepare_data(&r, BadInputPolicy::Fail, None, None)
@@ -75,4 +76,49 @@ fn every_dataset_imports_from_the_offline_copy_and_the_recipes_read_it() {
         assert_eq!(p.train.len(), train, "{rel}");
         assert_eq!(p.test.as_ref().map(|t| t.len()), test, "{rel}");
     }
+}
+
+/// FSDD as the audio recipes read it: 3,000 clips of 10 digits by 6 speakers, takes 0-4 of each
+/// speaker and digit in the test split, every clip at least 15 frames of 10 ms.
+#[test]
+fn fsdd_reads_as_published() {
+    let Some(shared) = shared_data() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = DataRoot::new(dir.path());
+    let fsdd = Registry::builtin().get("fsdd").unwrap().clone();
+    fetch(
+        &fsdd,
+        &root,
+        &FetchOptions {
+            from: Some(shared),
+            ..FetchOptions::default()
+        },
+    )
+    .unwrap();
+    let r = recipe("audio/tera.toml", &root, &[]);
+    let (train, test, skipped) =
+        selfsup::run::pipeline::audio_sets(&r.data, BadInputPolicy::Fail).unwrap();
+    let test = test.unwrap();
+    assert_eq!(skipped.skipped, 0);
+    assert_eq!((train.len(), test.len()), (2700, 300));
+    assert_eq!(
+        train.classes,
+        (0..10).map(|d| d.to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        train.speakers,
+        vec!["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+    );
+    assert!(test.takes.iter().all(|&t| t < 5));
+    assert!(train.takes.iter().all(|&t| (5..50).contains(&t)));
+    for s in 0..6 {
+        assert_eq!(test.speaker.iter().filter(|&&k| k == s).count(), 50);
+    }
+    let shortest = (0..train.len()).map(|i| train.frames(i)).min().unwrap();
+    assert!(shortest >= 15, "{shortest} frames");
+    // 3,000 clips of 0.14 to 2.3 s, about 0.44 s on average.
+    let seconds = train.seconds + test.seconds;
+    assert!((1200.0..1400.0).contains(&seconds), "{seconds} s");
 }

@@ -1,4 +1,4 @@
-//! Members of a `.tar` or `.tar.xz` archive (recognised by content), read into memory with a cap
+//! Members of a `.tar`, `.tar.gz` or `.tar.xz` archive (recognised by content), read into memory with a cap
 //! on the decompressed size, so a wrong path or a decompression bomb cannot exhaust memory.
 use crate::error::DataError;
 use std::collections::HashMap;
@@ -38,6 +38,14 @@ pub fn read_members_by_path(
         };
         lzma_rs::xz_decompress(&mut &raw[..], &mut out)
             .map_err(|e| DataError::format(path, format!("cannot decompress xz data: {e}")))?;
+        out.buf
+    } else if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = CappedWriter {
+            buf: Vec::new(),
+            cap: MAX_ARCHIVE_BYTES,
+        };
+        std::io::copy(&mut flate2::read::GzDecoder::new(&raw[..]), &mut out)
+            .map_err(|e| DataError::format(path, format!("cannot decompress gzip data: {e}")))?;
         out.buf
     } else {
         raw

@@ -4,6 +4,7 @@
 //! file and position, or skip and count bad samples under [`BadInputPolicy::Skip`](crate::error::BadInputPolicy).
 
 pub mod archive;
+pub mod audio;
 pub mod csv_table;
 pub mod decode_errors;
 pub mod graph;

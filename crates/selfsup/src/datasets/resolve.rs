@@ -32,6 +32,19 @@ impl DatasetUse {
 /// Replaces `dataset = "NAME"` in the recipe's `[data]` table by the registry's table for it,
 /// with its paths inside `root`. Returns the dataset whose folder the recipe now reads, or
 /// `None` when it names none or gives every path itself.
+/// Adds to `ours` every key of `theirs` it lacks, recursively into tables both have.
+fn fill_missing(ours: &mut toml::map::Map<String, toml::Value>, theirs: &toml::Table) {
+    for (k, v) in theirs {
+        match (ours.get_mut(k), v) {
+            (None, _) => {
+                ours.insert(k.clone(), v.clone());
+            }
+            (Some(toml::Value::Table(o)), toml::Value::Table(t)) => fill_missing(o, t),
+            _ => {}
+        }
+    }
+}
+
 pub fn resolve(
     value: &mut toml::Value,
     registry: &Registry,
@@ -70,7 +83,12 @@ pub fn resolve(
                 )));
             }
         }
-        if data.contains_key(key) {
+        if let Some(ours) = data.get_mut(key) {
+            // A table the recipe writes in part (`options = { frames = 64 }`) keeps the
+            // dataset's other settings (its split, its sample rate).
+            if let (Some(ours), Some(theirs)) = (ours.as_table_mut(), v.as_table()) {
+                fill_missing(ours, theirs);
+            }
             continue;
         }
         let filled = match v.as_str().and_then(template_path) {

@@ -2,9 +2,11 @@
 use serde::{Deserialize, Serialize};
 use tch::nn;
 
+pub mod audio_cnn;
 pub mod cnn1d;
 pub mod dilated_conv;
 pub mod feature_transformer;
+pub mod frame_transformer;
 pub mod graph;
 pub mod mlp;
 pub mod resnet;
@@ -42,6 +44,10 @@ pub trait Encoder: nn::ModuleT {
     }
     /// TS-TCC's convolutional encoder behind this encoder (per-step features).
     fn as_tstcc_conv(&self) -> Option<&tstcc_conv::TstccConv> {
+        None
+    }
+    /// The transformer over spectrogram frames behind this encoder (TERA reconstructs frames).
+    fn as_frame_transformer(&self) -> Option<&frame_transformer::FrameTransformer> {
         None
     }
 }
@@ -136,6 +142,29 @@ pub enum EncoderConfig {
         #[serde(default = "tstcc_dropout")]
         dropout: f64,
     },
+    /// BYOL-A's audio CNN on log-mel spectrograms `[1, mels, frames]`: conv3x3 + BN + ReLU +
+    /// max-pool per width, two fully connected layers of width `dim` per time step, mean + max
+    /// over time (Niizumi et al. 2021: widths 64-64-64, dim 2048, dropout 0.3).
+    AudioCnn {
+        #[serde(default = "audio_cnn_widths")]
+        widths: Vec<i64>,
+        #[serde(default = "audio_cnn_dim")]
+        dim: i64,
+        #[serde(default = "audio_cnn_dropout")]
+        dropout: f64,
+    },
+    /// A transformer over spectrogram frames `[1, mels, frames]` (TERA, Liu et al. 2021: width
+    /// 768, 3 layers, 12 heads), mean-pooled over time.
+    FrameTransformer {
+        #[serde(default = "frame_dim")]
+        dim: i64,
+        #[serde(default = "frame_depth")]
+        depth: usize,
+        #[serde(default = "frame_heads")]
+        heads: i64,
+        #[serde(default = "vit_mlp_ratio")]
+        mlp_ratio: f64,
+    },
     /// Graph convolutions (Kipf & Welling 2017) on graph data.
     Gcn(crate::encoders::graph::gcn::GcnConfig),
     /// Graph attention (Veličković et al. 2018) on graph data.
@@ -208,6 +237,24 @@ fn tstcc_kernel() -> i64 {
 fn tstcc_dropout() -> f64 {
     0.35
 }
+fn audio_cnn_widths() -> Vec<i64> {
+    vec![64, 64, 64]
+}
+fn audio_cnn_dim() -> i64 {
+    2048
+}
+fn audio_cnn_dropout() -> f64 {
+    0.3
+}
+fn frame_dim() -> i64 {
+    768
+}
+fn frame_depth() -> usize {
+    3
+}
+fn frame_heads() -> i64 {
+    12
+}
 fn small_cnn_widths() -> Vec<i64> {
     vec![32, 64, 128, 256]
 }
@@ -226,6 +273,8 @@ impl EncoderConfig {
             EncoderConfig::Cnn1d { .. } => "cnn1d",
             EncoderConfig::DilatedConv { .. } => "dilated_conv",
             EncoderConfig::TstccConv { .. } => "tstcc_conv",
+            EncoderConfig::AudioCnn { .. } => "audio_cnn",
+            EncoderConfig::FrameTransformer { .. } => "frame_transformer",
             EncoderConfig::Gcn(_) => "gcn",
             EncoderConfig::Gat(_) => "gat",
             EncoderConfig::Gin(_) => "gin",
@@ -253,6 +302,8 @@ impl EncoderConfig {
             EncoderConfig::SmallCnn { .. }
                 | EncoderConfig::Resnet18 { .. }
                 | EncoderConfig::Vit { .. }
+                | EncoderConfig::AudioCnn { .. }
+                | EncoderConfig::FrameTransformer { .. }
         )
     }
 }
@@ -374,6 +425,30 @@ pub fn build_for(
                 *kernel,
             ))
         }
+        EncoderConfig::AudioCnn {
+            widths,
+            dim,
+            dropout,
+        } => Box::new(audio_cnn::AudioCnn::new(
+            vs,
+            sample_shape,
+            widths,
+            *dim,
+            *dropout,
+        )?),
+        EncoderConfig::FrameTransformer {
+            dim,
+            depth,
+            heads,
+            mlp_ratio,
+        } => Box::new(frame_transformer::FrameTransformer::new(
+            vs,
+            sample_shape,
+            *dim,
+            *depth,
+            *heads,
+            *mlp_ratio,
+        )?),
         EncoderConfig::Gcn(_) | EncoderConfig::Gat(_) | EncoderConfig::Gin(_) => anyhow::bail!(
             "encoder.kind = {}: a graph encoder, for graph data and graph methods",
             cfg.kind()
@@ -472,6 +547,23 @@ mod tests {
                     pooling: vit::Pooling::Mean,
                 },
                 vec![3, 8, 8],
+            ),
+            (
+                EncoderConfig::AudioCnn {
+                    widths: vec![4, 4],
+                    dim: 8,
+                    dropout: 0.3,
+                },
+                vec![1, 8, 12],
+            ),
+            (
+                EncoderConfig::FrameTransformer {
+                    dim: 8,
+                    depth: 2,
+                    heads: 2,
+                    mlp_ratio: 2.0,
+                },
+                vec![1, 6, 5],
             ),
         ];
         for (cfg, shape) in cases {

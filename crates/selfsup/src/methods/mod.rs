@@ -328,6 +328,8 @@ registry! {
     bgrl: Bgrl(BgrlConfig) = "bgrl",
     ts2vec: Ts2Vec(Ts2VecConfig) = "ts2vec",
     ts_tcc: TsTcc(TsTccConfig) = "ts_tcc",
+    ssast: Ssast(SsastConfig) = "ssast",
+    tera: Tera(TeraConfig) = "tera",
 }
 
 #[cfg(test)]

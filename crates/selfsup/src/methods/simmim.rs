@@ -76,10 +76,7 @@ impl SimMim {
         let (_, l) = ids.size2().expect("mask order is [N, L]");
         let patches = vit.patchify(x);
         let hidden = hidden_mask(l, &ids.narrow(1, self.n_visible, l - self.n_visible));
-        let w = hidden.unsqueeze(-1);
-        let t = vit.patch_tokens(&patches);
-        let t = &t * (1.0 - &w) + &self.mask_token * &w;
-        let (_, h) = vit.encode(&vit.add_positions(&t));
+        let h = encode_with_mask_token(vit, &self.mask_token, &patches, &hidden);
         masked_patch_loss(
             &h.apply(&self.head),
             &patches,
@@ -87,6 +84,16 @@ impl SimMim {
             PatchError::Absolute,
         )
     }
+}
+
+/// SimMIM's encoding: the embeddings of the patches where `hidden` (`[N, L]`, 1 = hidden) is 1
+/// replaced by `mask_token`, positions added, every token encoded → `[N, L, D]` (SSAST encodes
+/// the same way).
+pub(crate) fn encode_with_mask_token(vit: &Vit, mask_token: &Tensor, patches: &Tensor, hidden: &Tensor) -> Tensor {
+    let w = hidden.unsqueeze(-1);
+    let t = vit.patch_tokens(patches);
+    let t = &t * (1.0 - &w) + mask_token * &w;
+    vit.encode(&vit.add_positions(&t)).1
 }
 
 impl Method for SimMim {

@@ -96,6 +96,11 @@ pub(crate) fn all_methods() -> Vec<MethodConfig> {
             ..Default::default()
         }),
         MethodConfig::Vime(Default::default()),
+        MethodConfig::Ssast(ssast::SsastConfig {
+            head_hidden: Some(8),
+            ..Default::default()
+        }),
+        MethodConfig::Tera(Default::default()),
         MethodConfig::Tjepa(tjepa::TjepaConfig {
             predictor_dim: 8,
             predictor_depth: 1,
@@ -234,6 +239,21 @@ fn every_method_trains_for_a_few_steps() {
             build(&cfg, &vs, &f).unwrap()
         } else if let Some(kind) = series_kind(&cfg) {
             build(&cfg, &vs, &series_factory(kind)).unwrap()
+        } else if cfg.needs().encoders == ["frame_transformer"] {
+            // Spectrograms of 8 mel bins × 8 frames.
+            let f = |p: &nn::Path| {
+                encoders::build(
+                    &EncoderConfig::FrameTransformer {
+                        dim: 8,
+                        depth: 1,
+                        heads: 2,
+                        mlp_ratio: 2.0,
+                    },
+                    p,
+                    &[1, 8, 8],
+                )
+            };
+            build(&cfg, &vs, &f).unwrap()
         } else if cfg.needs_tables() {
             build(&cfg, &vs, &table_factory()).unwrap()
         } else if cfg.is_masked() {

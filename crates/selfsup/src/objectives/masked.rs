@@ -47,6 +47,25 @@ pub fn latent_regression(pred: &Tensor, target: &Tensor) -> Tensor {
     pred.smooth_l1_loss(&t.detach(), Reduction::Mean, 1.0)
 }
 
+/// SSAST's discriminative patch loss (Gong et al. 2022, eq. 1): each hidden patch's prediction
+/// `pred[n, i]` must pick its own patch `target[n, i]` among the clip's hidden patches, scored by
+/// the dot product: `−mean_{n,i} log softmax_j(pred[n,i]·target[n,j])[i]`. Both are `[N, K, P]`.
+pub fn patch_info_nce(pred: &Tensor, target: &Tensor) -> Tensor {
+    let (n, k, _) = pred.size3().expect("predictions are [N, K, P]");
+    let logits = pred.bmm(&target.transpose(1, 2));
+    let own = Tensor::arange(k, (Kind::Int64, pred.device()))
+        .unsqueeze(0)
+        .expand([n, k], false);
+    logits
+        .reshape([n * k, k])
+        .cross_entropy_for_logits(&own.reshape([n * k]))
+}
+
+/// Mean absolute error over the elements where `mask` is 1 (TERA's ℓ1 on altered positions).
+pub fn masked_l1(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
+    ((pred - target).abs() * mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +135,37 @@ mod tests {
         let want = (huber(0.0 - t[0]) + huber(0.0 - t[1]) + huber(3.0 - t[2])) / 3.0;
         let got = latent_regression(&pred, &target).double_value(&[]);
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn patch_info_nce_against_a_direct_computation() {
+        let pred = Tensor::from_slice(&[1f32, 0., 0., 2., 0.5, 0.5, 3., -1.]).view([2, 2, 2]);
+        let target = Tensor::from_slice(&[0.2f32, 1., 1., -0.5, 2., 0., 0., 1.]).view([2, 2, 2]);
+        let got = f64::try_from(patch_info_nce(&pred, &target)).unwrap();
+        let p: Vec<f32> = Vec::try_from(pred.flatten(0, -1)).unwrap();
+        let t: Vec<f32> = Vec::try_from(target.flatten(0, -1)).unwrap();
+        let dot = |n: usize, i: usize, j: usize| {
+            (0..2)
+                .map(|d| (p[n * 4 + i * 2 + d] * t[n * 4 + j * 2 + d]) as f64)
+                .sum::<f64>()
+        };
+        let mut want = 0.0;
+        for n in 0..2 {
+            for i in 0..2 {
+                let z: f64 = (0..2).map(|j| dot(n, i, j).exp()).sum();
+                want -= (dot(n, i, i).exp() / z).ln();
+            }
+        }
+        want /= 4.0;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn masked_l1_averages_only_masked_elements() {
+        let pred = Tensor::from_slice(&[1f32, 5., -2., 0.]);
+        let target = Tensor::from_slice(&[0f32, 0., 0., 0.]);
+        let mask = Tensor::from_slice(&[1f32, 0., 1., 0.]);
+        let got = f64::try_from(masked_l1(&pred, &target, &mask)).unwrap();
+        assert!((got - 1.5).abs() < 1e-6);
     }
 }

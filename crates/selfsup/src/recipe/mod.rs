@@ -97,6 +97,16 @@ pub enum DataConfig {
         #[serde(default)]
         options: crate::data::ucr::UcrOptions,
     },
+    /// A folder of WAV clips read as log-mel spectrograms `[1, mels, frames]` (`data/audio/`):
+    /// labels (and speakers) from FSDD's `{label}_{speaker}_{take}.wav` names or from class
+    /// sub-folders; the test set is a second folder or, for FSDD names, the takes below
+    /// `options.test_takes`.
+    AudioFolder {
+        train: PathBuf,
+        test: Option<PathBuf>,
+        #[serde(default)]
+        options: crate::data::audio::AudioFolderOptions,
+    },
     /// A Planetoid citation graph, `ind.<name>.*` pickles (Yang et al. 2016), assembled as Kipf
     /// & Welling do; node-level tasks on its public split.
     Planetoid {
@@ -141,6 +151,10 @@ impl DataConfig {
     pub fn is_series(&self) -> bool {
         matches!(self, DataConfig::Ucr { .. })
     }
+    /// Audio clips (WAV folders).
+    pub fn is_audio(&self) -> bool {
+        matches!(self, DataConfig::AudioFolder { .. })
+    }
     /// A set of small graphs with one label each (graph-level tasks).
     pub fn is_graph_level(&self) -> bool {
         matches!(self, DataConfig::Tu { .. })
@@ -165,6 +179,7 @@ impl DataConfig {
             }
             DataConfig::ImageFolder { train, test, .. }
             | DataConfig::ImageShards { train, test, .. }
+            | DataConfig::AudioFolder { train, test, .. }
             | DataConfig::Csv { train, test, .. } => {
                 let mut v: Vec<&Path> = vec![train];
                 v.extend(test.as_deref());
@@ -196,6 +211,7 @@ impl DataConfig {
             }
             DataConfig::ImageFolder { train, test, .. }
             | DataConfig::ImageShards { train, test, .. }
+            | DataConfig::AudioFolder { train, test, .. }
             | DataConfig::Csv { train, test, .. } => {
                 let mut v = vec![train];
                 v.extend(test.as_mut());
@@ -231,6 +247,10 @@ pub struct ViewsConfig {
     /// view: permutation + jitter, beside the weak scaling + jitter of `[views.series]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series2: Option<crate::views::series::SeriesAugment>,
+    /// Spectrogram views (`[views.audio]`: random window, gain, mixup, random resized crop,
+    /// SpecAugment masks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<crate::views::audio::AudioAugment>,
 }
 
 /// Evaluation protocols run after pretraining (and by `selfsup eval`).

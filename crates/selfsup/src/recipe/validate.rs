@@ -134,6 +134,7 @@ impl Recipe {
 
     fn validate_data_and_views(&self) -> R {
         self.validate_series()?;
+        self.validate_audio()?;
         let table = self.data.is_table();
         if !table && self.views.table.is_some() {
             return Err(RecipeError::ViewsMismatch {
@@ -204,6 +205,22 @@ impl Recipe {
             }
             crate::encoders::EncoderConfig::Resnet18 { width, .. } => {
                 widths("encoder.width", [*width])
+            }
+            crate::encoders::EncoderConfig::AudioCnn {
+                widths: w,
+                dim,
+                dropout,
+            } => {
+                widths("encoder.widths", w.iter().copied())?;
+                widths("encoder.dim", [*dim])?;
+                probability("encoder.dropout", *dropout)
+            }
+            crate::encoders::EncoderConfig::FrameTransformer {
+                dim, depth, heads, ..
+            } => {
+                widths("encoder.dim", [*dim])?;
+                widths("encoder.depth", [*depth as i64])?;
+                widths("encoder.heads", [*heads])
             }
             crate::encoders::EncoderConfig::Vit {
                 patch,
@@ -347,6 +364,78 @@ impl Recipe {
                 fraction_range(crop, a.crop_scale, true)?;
                 non_negative(time_warp, a.time_warp)?;
                 non_negative(magnitude_warp, a.magnitude_warp)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Audio goes with audio views and an encoder of spectrograms, and the audio encoders with
+    /// audio alone.
+    fn validate_audio(&self) -> R {
+        let v = &self.views;
+        let kind = self.encoder.kind();
+        if let DataConfig::AudioFolder { options, .. } = &self.data {
+            if v.image.is_some()
+                || v.image2.is_some()
+                || v.local.is_some()
+                || v.table.is_some()
+                || v.series.is_some()
+                || v.series2.is_some()
+            {
+                return Err(RecipeError::ViewsMismatch {
+                    given: "image/table/series",
+                    data: "audio",
+                });
+            }
+            if !matches!(
+                kind,
+                "audio_cnn" | "frame_transformer" | "vit" | "small_cnn" | "resnet18" | "mlp"
+            ) {
+                return Err(RecipeError::NeedsAudioEncoder { encoder: kind });
+            }
+            if options.frames == 0 {
+                return Err(RecipeError::ZeroCount {
+                    field: "data.options.frames",
+                });
+            }
+            options
+                .mel
+                .check(options.sample_rate)
+                .map_err(|m| RecipeError::AudioOptions(format!("mel: {m}")))?;
+        } else {
+            if v.audio.is_some() {
+                return Err(RecipeError::ViewsMismatch {
+                    given: "audio",
+                    data: "non-audio",
+                });
+            }
+            if matches!(kind, "audio_cnn" | "frame_transformer") {
+                return Err(RecipeError::NeedsAudioEncoder { encoder: kind });
+            }
+        }
+        if let Some(a) = &v.audio {
+            non_negative("views.audio.gain_db", a.gain_db)?;
+            if !(0.0..1.0).contains(&a.mixup) {
+                return Err(RecipeError::AudioOptions(format!(
+                    "views.audio.mixup = {}: α must be in [0, 1)",
+                    a.mixup
+                )));
+            }
+            for (name, r) in [
+                ("views.audio.rrc_canvas", a.rrc_canvas),
+                ("views.audio.rrc_freq_scale", a.rrc_freq_scale),
+                ("views.audio.rrc_time_scale", a.rrc_time_scale),
+            ] {
+                if !(r[0] > 0.0 && r[0] <= r[1] && r[1].is_finite()) {
+                    return Err(RecipeError::AudioOptions(format!(
+                        "{name} = {r:?}: needs 0 < lo ≤ hi"
+                    )));
+                }
+            }
+            if a.rrc_canvas[0] < 1.0 || a.rrc_canvas[1] < 1.0 {
+                return Err(RecipeError::AudioOptions(
+                    "views.audio.rrc_canvas: the canvas is at least the spectrogram (≥ 1)".into(),
+                ));
             }
         }
         Ok(())

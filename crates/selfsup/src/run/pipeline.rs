@@ -7,6 +7,7 @@ use crate::eval::{knn, linear_probe};
 use crate::methods::{self, Method};
 use crate::recipe::{DataConfig, EvalConfig, Recipe};
 use crate::stats::collapse::{collapse_stats, CollapseStats};
+use crate::views::audio::AudioViews;
 use crate::views::image_views::ImageViews;
 use crate::views::loader::plain_batch;
 use crate::views::series::SeriesViews;
@@ -95,6 +96,74 @@ fn image_folder_source(
         skipped.merge(r);
         Arc::new(first_images(s, limit))
     })
+}
+
+/// The training and test clips of an audio recipe, in the order its view sources hold them:
+/// a test folder, or the takes below `test_takes`, or no test set.
+pub fn audio_sets(
+    data: &DataConfig,
+    policy: BadInputPolicy,
+) -> Result<(
+    data::audio::AudioSet,
+    Option<data::audio::AudioSet>,
+    SkipReport,
+)> {
+    let DataConfig::AudioFolder {
+        train,
+        test,
+        options,
+    } = data
+    else {
+        anyhow::bail!("not an audio recipe (data.format = \"audio_folder\")");
+    };
+    let (set, mut skipped) = data::audio::load_audio_folder(train, options, policy)?;
+    let (tr, te) = match (test, options.test_takes) {
+        (Some(p), _) => {
+            let (t, s) = data::audio::load_audio_folder(p, options, policy)?;
+            skipped.merge(s);
+            let t = data::audio::folder::align_classes(&set, t)?;
+            (set, Some(t))
+        }
+        (None, Some(k)) => {
+            let (a, b) = data::audio::folder::split_by_take(&set, k)?;
+            (a, Some(b))
+        }
+        (None, None) => (set, None),
+    };
+    Ok((tr, te, skipped))
+}
+
+/// Audio sets as spectrogram view sources, normalised by the training set's statistics.
+fn audio_sources(
+    train: data::audio::AudioSet,
+    test: Option<data::audio::AudioSet>,
+    options: &data::audio::AudioFolderOptions,
+    recipe: &Recipe,
+    train_limit: Option<usize>,
+    test_limit: Option<usize>,
+) -> Sources {
+    let cut = |s: data::audio::AudioSet, n: Option<usize>| match n.filter(|&n| n < s.len()) {
+        Some(n) => s.subset(&(0..n).collect::<Vec<_>>()),
+        None => s,
+    };
+    let train = cut(train, train_limit);
+    let offsets = |set: &data::audio::AudioSet| match options.normalise {
+        data::audio::AudioNormalise::Dataset => Vec::new(),
+        data::audio::AudioNormalise::ClipMean => set.clip_means(),
+    };
+    let norm = train.value_stats(&offsets(&train));
+    let augment = recipe.views.audio.clone().unwrap_or_default();
+    let source = |set: data::audio::AudioSet| {
+        Arc::new(AudioViews {
+            clip_offsets: offsets(&set),
+            set: Arc::new(set),
+            frames: options.frames,
+            norm,
+            silence: (options.mel.log_offset as f32).ln(),
+            augment: augment.clone(),
+        }) as Arc<dyn ViewSource>
+    };
+    (source(train), test.map(|t| source(cut(t, test_limit))))
 }
 
 /// Reads the recipe's data. `train_limit` keeps only the first N training samples.
@@ -214,6 +283,11 @@ pub fn prepare_data(
                 }) as Arc<dyn ViewSource>
             };
             (source(tr, train_limit), Some(source(te, test_limit)))
+        }
+        DataConfig::AudioFolder { options, .. } => {
+            let (tr, te, s) = audio_sets(&recipe.data, policy)?;
+            skipped.merge(s);
+            audio_sources(tr, te, options, recipe, train_limit, test_limit)
         }
         DataConfig::Planetoid { .. } | DataConfig::PlanetoidNpz { .. } | DataConfig::Tu { .. } => {
             anyhow::bail!(

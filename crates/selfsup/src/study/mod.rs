@@ -1,6 +1,7 @@
 //! Tables of runs: several recipes and seeds, each an ordinary run, summarised as the papers
 //! report them. Every table rewrites its `--out` after each seed and resumes from it, refusing
 //! saved rows made under other settings.
+pub mod audio_table;
 pub mod compare;
 pub mod graph_table;
 pub mod self_pretrain;

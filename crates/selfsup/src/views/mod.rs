@@ -2,6 +2,7 @@
 //! Randomness is keyed by (seed, epoch, sample index, view), never by thread, so results do not
 //! depend on how many workers build them.
 
+pub mod audio;
 pub mod graph;
 pub mod image_aug;
 pub mod image_views;
