@@ -151,11 +151,12 @@ fn audio_sources(
         data::audio::AudioNormalise::Dataset => Vec::new(),
         data::audio::AudioNormalise::ClipMean => set.clip_means(),
     };
-    let norm = train.value_stats(&offsets(&train));
+    let train_offsets = offsets(&train);
+    let norm = train.value_stats(&train_offsets);
     let augment = recipe.views.audio.clone().unwrap_or_default();
-    let source = |set: data::audio::AudioSet| {
+    let source = |set: data::audio::AudioSet, clip_offsets: Vec<Vec<f32>>| {
         Arc::new(AudioViews {
-            clip_offsets: offsets(&set),
+            clip_offsets,
             set: Arc::new(set),
             frames: options.frames,
             norm,
@@ -163,7 +164,12 @@ fn audio_sources(
             augment: augment.clone(),
         }) as Arc<dyn ViewSource>
     };
-    (source(train), test.map(|t| source(cut(t, test_limit))))
+    let test = test.map(|t| {
+        let t = cut(t, test_limit);
+        let o = offsets(&t);
+        source(t, o)
+    });
+    (source(train, train_offsets), test)
 }
 
 /// Reads the recipe's data. `train_limit` keeps only the first N training samples.

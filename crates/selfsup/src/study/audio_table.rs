@@ -194,6 +194,22 @@ fn embed_all(
     Ok(Tensor::cat(&[a, b], 0).to_kind(Kind::Float))
 }
 
+/// The data of `recipe` as its runs read it, read into `slot` on first use.
+fn prepared<'a>(
+    slot: &'a mut Option<pipeline::Prepared>,
+    recipe: &Recipe,
+) -> Result<&'a pipeline::Prepared> {
+    if slot.is_none() {
+        *slot = Some(pipeline::prepare_data(
+            recipe,
+            BadInputPolicy::Fail,
+            None,
+            None,
+        )?);
+    }
+    Ok(slot.as_ref().expect("read above"))
+}
+
 /// Runs (or reads back) every cell, saving the table after each.
 pub fn run_audio_table(
     recipes: &[Recipe],
@@ -269,6 +285,9 @@ pub fn run_audio_table(
     // Seed-independent baselines first (seconds to minutes), each computed once.
     let baseline_fp = format!("{}-{}", first.results_fingerprint(), N_MFCC);
     let names: Vec<String> = table.rows[2 * recipes.len()..].to_vec();
+    // The plain inputs of every recipe's clips (the recipes read the same data, checked above),
+    // read once for the raw baselines and the untrained encoders.
+    let mut plain: Option<pipeline::Prepared> = None;
     let mut raw: Option<Tensor> = None;
     for (b, name) in names.iter().enumerate() {
         if done(&table, name, 0, &baseline_fp)? {
@@ -279,7 +298,7 @@ pub fn run_audio_table(
             Tensor::cat(&[mfcc_stats(&train, N_MFCC), mfcc_stats(&test, N_MFCC)], 0)
         } else {
             if raw.is_none() {
-                let p = pipeline::prepare_data(&data_recipe, BadInputPolicy::Fail, None, None)?;
+                let p = prepared(&mut plain, &data_recipe)?;
                 let te = p.test.as_ref().context("a test split")?;
                 raw = Some(Tensor::cat(
                     &[
@@ -325,7 +344,7 @@ pub fn run_audio_table(
             let random_name = format!("random init: {}", r.name);
             if !done(&table, &random_name, seed, &fingerprint)? {
                 let t = Instant::now();
-                let p = pipeline::prepare_data(&at, BadInputPolicy::Fail, None, None)?;
+                let p = prepared(&mut plain, &data_recipe)?;
                 let model = pipeline::build_model(&at, &p.train.sample_shape(), None, device)?;
                 let x = embed_all(model.method.as_ref(), &p, eval.batch, device)?;
                 let scores = score(&x, "learned", &c, n_speakers, eval);
