@@ -225,6 +225,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             print!("{text}");
         }
+        Command::TextTable {
+            recipes,
+            overrides,
+            seeds,
+            first_seed,
+            budget_minutes,
+            fine_tune_epochs,
+            fine_tune_labels,
+            sms,
+            runs,
+            out,
+        } => {
+            use selfsup::study::text_table;
+            let recipes = recipes
+                .iter()
+                .map(|p| selfsup::recipe::Recipe::load(p, &overrides))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = text_table::TextTableOptions {
+                seeds: (first_seed..first_seed + seeds.max(1)).collect(),
+                runs: runs.clone(),
+                run: table_run_options(device, cli.threads, false)?,
+                budget_minutes: (budget_minutes > 0.0).then_some(budget_minutes),
+                // BERT-style fine-tuning: AdamW, warm-free cosine decay, small batches.
+                fine_tune: selfsup::eval::fine_tune::FineTuneConfig {
+                    epochs: fine_tune_epochs,
+                    label_fraction: fine_tune_labels,
+                    batch: 32,
+                    lr: 2e-4,
+                    weight_decay: 0.01,
+                    cosine: true,
+                    ..Default::default()
+                },
+                sms: match sms {
+                    Some(p) => p,
+                    None => text_table::default_sms_path()?,
+                },
+            };
+            let started = std::time::Instant::now();
+            let table = text_table::run_text_table(&recipes, &opts, |line| eprintln!("{line}"))?;
+            let text = text_table::format_table(&table);
+            eprintln!(
+                "wall time of this invocation: {:.1} min",
+                started.elapsed().as_secs_f64() / 60.0
+            );
+            selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
+            if let Some(o) = &out {
+                selfsup::run::folder::atomic_write(o, text.as_bytes())?;
+            }
+            print!("{text}");
+        }
         Command::UcrTable {
             recipe,
             overrides,

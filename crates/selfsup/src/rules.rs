@@ -123,6 +123,13 @@ pub enum RecipeError {
     NeedsAudioEncoder { encoder: &'static str },
     #[error("data.options: {0}")]
     AudioOptions(String),
+    #[error(
+        "encoder.kind = {encoder}: text data (format = \"text\") takes text_transformer, and \
+         text_transformer takes text data only"
+    )]
+    NeedsTextEncoder { encoder: &'static str },
+    #[error("{0}")]
+    TextOptions(String),
     #[error("{field} = {value}: must be a finite number")]
     NotFinite { field: &'static str, value: f64 },
 }

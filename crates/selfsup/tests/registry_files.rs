@@ -122,3 +122,58 @@ fn fsdd_reads_as_published() {
     let seconds = train.seconds + test.seconds;
     assert!((1200.0..1400.0).contains(&seconds), "{seconds} s");
 }
+
+/// The text recipes' data as published: SST-2's GLUE train and dev sizes and class balance,
+/// the SMS collection's 5,574 messages (747 spam) as a corpus, Tiny Shakespeare cut into
+/// windows, nothing skipped.
+#[test]
+fn sst2_and_the_text_corpora_read_as_published() {
+    let Some(shared) = shared_data() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = DataRoot::new(dir.path());
+    let opts = FetchOptions {
+        from: Some(shared),
+        ..FetchOptions::default()
+    };
+    for name in ["sst2", "sms-spam", "tiny-shakespeare"] {
+        fetch(Registry::builtin().get(name).unwrap(), &root, &opts).unwrap();
+    }
+    let r = recipe("text/mlm.toml", &root, &[]);
+    let selfsup::recipe::DataConfig::Text {
+        train,
+        test,
+        corpora,
+        ..
+    } = &r.data
+    else {
+        panic!("a text recipe");
+    };
+    let d = selfsup::data::text::load_text(train, test.as_ref(), corpora, BadInputPolicy::Fail)
+        .unwrap();
+    assert_eq!(d.skipped.skipped, 0);
+    assert_eq!(d.train.class_names, vec!["0", "1"]);
+    let count = |l: &[i64], c: i64| l.iter().filter(|&&x| x == c).count();
+    let tl = d.train.labels.as_ref().unwrap();
+    assert_eq!(
+        (tl.len(), count(tl, 0), count(tl, 1)),
+        (67_349, 29_780, 37_569)
+    );
+    let dl = d.test.as_ref().unwrap().labels.as_ref().unwrap();
+    assert_eq!((dl.len(), count(dl, 0), count(dl, 1)), (872, 428, 444));
+    // SMS messages first, then the Shakespeare windows of at most 160 characters.
+    let sms = selfsup::data::text::TextFile {
+        text: selfsup::data::text::Column::Index(1),
+        label: Some(selfsup::data::text::Column::Index(0)),
+        ..selfsup::data::text::TextFile::new(&corpora[0].path, selfsup::data::text::TextFormat::Tsv)
+    };
+    let s = selfsup::data::text::load_text(&sms, None, &[], BadInputPolicy::Fail).unwrap();
+    assert_eq!(s.train.class_names, vec!["ham", "spam"]);
+    let sl = s.train.labels.as_ref().unwrap();
+    assert_eq!((sl.len(), count(sl, 1)), (5_574, 747));
+    let windows = &d.corpora[5_574..];
+    assert!(windows.len() > 6_000, "{}", windows.len());
+    assert!(windows.iter().all(|w| w.chars().count() <= 160));
+    assert!(windows[0].starts_with("First Citizen:"), "{}", windows[0]);
+}

@@ -229,7 +229,7 @@ pub fn model_only_rate(recipe: &Recipe, steps: usize, batches: usize) -> Result<
     )?;
     let t = &recipe.train;
     let drawn: Vec<_> = BatchStream::new(
-        prepared.train.clone(),
+        prepared.pretraining(),
         recipe.seed + 1,
         0,
         0,

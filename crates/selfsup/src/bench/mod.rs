@@ -309,7 +309,7 @@ fn pipeline(recipe: &Path, overrides: &[String], workers: usize, batches: usize)
     // mostly time pops from the prefetch queue, not the work.
     let started = Instant::now();
     let stream = BatchStream::new(
-        prepared.train.clone(),
+        prepared.pretraining(),
         r.seed,
         0,
         0,

@@ -838,3 +838,82 @@ fn ucr_files_never_panic() {
         Ok(())
     });
 }
+
+// ---------------------------------------------------------------------------------------- text
+
+fn text_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        4 => prop::sample::select(b"\t\n\r\" ,".to_vec()),
+        4 => b'a'..=b'z',
+        1 => b'0'..=b'1',
+        1 => prop::sample::select(vec![0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xff, 0x80]),
+        1 => any::<u8>(),
+    ];
+    prop::collection::vec(byte, 0..300)
+}
+
+/// Text files of arbitrary bytes in every layout, plain or gzip: a read never panics; it gives
+/// usable texts (non-empty ones, one label per text) or an error naming the file; a short line
+/// limit exercises the long-line policies.
+#[test]
+fn text_files_of_arbitrary_bytes_never_panic() {
+    use super::text::reader::{read_text_file, LongLinePolicy, Utf8Policy};
+    use super::text::{Column, TextFile, TextFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fuzz.txt");
+    let layout = prop_oneof![
+        Just((TextFormat::Tsv, true)),
+        Just((TextFormat::Tsv, false)),
+        Just((TextFormat::Csv, true)),
+        Just((TextFormat::Lines, false)),
+        Just((TextFormat::Windows, false)),
+    ];
+    check(
+        400,
+        (
+            text_bytes(),
+            layout,
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        ),
+        |(text, (format, labelled), gz, lenient, short)| {
+            let bytes = if gz { gzip(&text) } else { text };
+            std::fs::write(&path, &bytes).unwrap();
+            let file = TextFile {
+                header: labelled && format == TextFormat::Csv,
+                text: Column::Index(usize::from(labelled)),
+                label: labelled.then_some(Column::Index(0)),
+                window: 16,
+                utf8: if lenient {
+                    Utf8Policy::Replace
+                } else {
+                    Utf8Policy::Strict
+                },
+                long_lines: if lenient {
+                    LongLinePolicy::Truncate
+                } else {
+                    LongLinePolicy::Strict
+                },
+                max_line_bytes: if short { 24 } else { 1 << 20 },
+                ..TextFile::new(&path, format)
+            };
+            for policy in [BadInputPolicy::Fail, BadInputPolicy::Skip] {
+                match read_text_file(&file, policy) {
+                    Ok((t, _)) => {
+                        prop_assert!(!t.texts.is_empty());
+                        prop_assert!(t.texts.iter().all(|s| !s.trim().is_empty()));
+                        if let Some(l) = &t.labels {
+                            prop_assert_eq!(l.len(), t.texts.len());
+                        }
+                        if format == TextFormat::Windows {
+                            prop_assert!(t.texts.iter().all(|s| s.chars().count() <= 16));
+                        }
+                    }
+                    Err(e) => names_file(&e, &path)?,
+                }
+            }
+            Ok(())
+        },
+    );
+}

@@ -14,6 +14,7 @@ pub mod image_shards;
 pub mod image_stream;
 pub mod pickle;
 pub mod planetoid;
+pub mod text;
 pub mod tu;
 pub mod ucr;
 

@@ -45,6 +45,94 @@ fn fill_missing(ours: &mut toml::map::Map<String, toml::Value>, theirs: &toml::T
     }
 }
 
+/// A template value with its paths placed in `dir`: a string that is a template path, or the
+/// `path` of a table (a text file's table), or the tables of an array. Returns whether a path
+/// was placed.
+fn placed(v: &toml::Value, dir: &std::path::Path) -> (toml::Value, bool) {
+    let place = |p: &str| {
+        let path = if p == "." {
+            dir.to_path_buf()
+        } else {
+            dir.join(p)
+        };
+        toml::Value::String(path.display().to_string())
+    };
+    match v {
+        toml::Value::String(s) => match template_path(s) {
+            Some(p) => (place(p), true),
+            None => (v.clone(), false),
+        },
+        toml::Value::Table(t) => {
+            let mut t = t.clone();
+            let mut any = false;
+            if let Some(p) = t
+                .get("path")
+                .and_then(|p| p.as_str())
+                .and_then(template_path)
+            {
+                let p = place(p);
+                t.insert("path".into(), p);
+                any = true;
+            }
+            (toml::Value::Table(t), any)
+        }
+        toml::Value::Array(a) => {
+            let mut any = false;
+            let items = a
+                .iter()
+                .map(|x| {
+                    let (x, p) = placed(x, dir);
+                    any |= p;
+                    x
+                })
+                .collect();
+            (toml::Value::Array(items), any)
+        }
+        _ => (v.clone(), false),
+    }
+}
+
+/// `data.corpora = [{ dataset = "NAME" }, …]` (text): each such entry becomes that dataset's
+/// training file, placed in its folder of `root`.
+fn resolve_corpora(
+    data: &mut toml::map::Map<String, toml::Value>,
+    registry: &Registry,
+    root: &DataRoot,
+) -> Result<(), RecipeError> {
+    let Some(toml::Value::Array(corpora)) = data.get_mut("corpora") else {
+        return Ok(());
+    };
+    for c in corpora.iter_mut() {
+        let Some(name) = c
+            .get("dataset")
+            .and_then(|d| d.as_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let train = registry
+            .get(&name)
+            .and_then(|d| Some((d, d.data.as_ref()?.get("train")?.clone())))
+            .filter(|(_, t)| t.is_table());
+        let Some((d, train)) = train else {
+            return Err(RecipeError::Dataset(format!(
+                "data.corpora: {name:?} is no text dataset of the registry"
+            )));
+        };
+        let (mut t, _) = placed(&train, &root.dir_of(d));
+        if let (Some(t), Some(ours)) = (t.as_table_mut(), c.as_table()) {
+            // What the entry writes itself (a window, a policy) wins.
+            for (k, v) in ours {
+                if k != "dataset" {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        *c = t;
+    }
+    Ok(())
+}
+
 pub fn resolve(
     value: &mut toml::Value,
     registry: &Registry,
@@ -53,6 +141,7 @@ pub fn resolve(
     let Some(data) = value.get_mut("data").and_then(|d| d.as_table_mut()) else {
         return Ok(None);
     };
+    resolve_corpora(data, registry, root)?;
     let Some(named) = data.remove("dataset") else {
         return Ok(None);
     };
@@ -86,19 +175,16 @@ pub fn resolve(
         if let Some(ours) = data.get_mut(key) {
             // A table the recipe writes in part (`options = { frames = 64 }`) keeps the
             // dataset's other settings (its split, its sample rate).
-            if let (Some(ours), Some(theirs)) = (ours.as_table_mut(), v.as_table()) {
+            let (theirs, any) = placed(v, &dir);
+            if let (Some(ours), Some(theirs)) = (ours.as_table_mut(), theirs.as_table()) {
+                // A file table of the recipe's own with its own path does not read the root.
+                reads_root |= any && !ours.contains_key("path");
                 fill_missing(ours, theirs);
             }
             continue;
         }
-        let filled = match v.as_str().and_then(template_path) {
-            Some(p) => {
-                reads_root = true;
-                let path = if p == "." { dir.clone() } else { dir.join(p) };
-                toml::Value::String(path.display().to_string())
-            }
-            None => v.clone(),
-        };
+        let (filled, any) = placed(v, &dir);
+        reads_root |= any;
         data.insert(key.clone(), filled);
     }
     Ok(reads_root.then(|| DatasetUse {

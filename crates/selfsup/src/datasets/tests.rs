@@ -600,3 +600,54 @@ fn the_data_root_comes_from_the_environment_or_the_cache_folder() {
     }
     assert!(DataRoot::new("rel").path().is_absolute());
 }
+
+/// Text datasets: a file's table has its `path` placed in the dataset's folder, a table the
+/// recipe writes in part keeps its own keys, and `corpora = [{ dataset = NAME }]` entries become
+/// that dataset's training file (with the entry's own keys winning).
+#[test]
+fn text_file_tables_and_corpora_are_placed_in_the_data_root() {
+    let registry = Registry::parse(
+        r#"[[dataset]]
+name = "sents"
+title = "t"
+source = "s"
+licence = "l"
+mirror = "m"
+data = { format = "text", train = { path = "./train.tsv", header = true, text = "sentence" }, test = { path = "./dev.tsv" } }
+files = [{ path = "train.tsv", size = 3, sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", url = "https://x" }]
+
+[[dataset]]
+name = "book"
+title = "t"
+source = "s"
+licence = "l"
+mirror = "m"
+data = { format = "text", train = { path = "./book.txt", format = "windows", window = 100 } }
+files = [{ path = "book.txt", size = 3, sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", url = "https://x" }]
+"#,
+    )
+    .unwrap();
+    let root = DataRoot::new("/root");
+    let mut v = recipe_value(
+        "dataset = \"sents\"\ntrain = { label = \"y\" }\ncorpora = [{ dataset = \"book\", window = 50 }, { path = \"/mine.txt\" }]",
+    );
+    let used = resolve(&mut v, &registry, &root).unwrap().unwrap();
+    assert_eq!(used.dataset.name, "sents");
+    let data = v["data"].as_table().unwrap();
+    assert_eq!(
+        data["train"]["path"].as_str(),
+        Some("/root/sents/train.tsv")
+    );
+    assert_eq!(data["train"]["label"].as_str(), Some("y"));
+    assert_eq!(data["train"]["header"].as_bool(), Some(true));
+    assert_eq!(data["test"]["path"].as_str(), Some("/root/sents/dev.tsv"));
+    let corpora = data["corpora"].as_array().unwrap();
+    assert_eq!(corpora[0]["path"].as_str(), Some("/root/book/book.txt"));
+    assert_eq!(corpora[0]["format"].as_str(), Some("windows"));
+    assert_eq!(corpora[0]["window"].as_integer(), Some(50));
+    assert!(corpora[0].get("dataset").is_none());
+    assert_eq!(corpora[1]["path"].as_str(), Some("/mine.txt"));
+    let mut v = recipe_value("format = \"text\"\ncorpora = [{ dataset = \"nope\" }]");
+    let e = resolve(&mut v, &registry, &root).unwrap_err().to_string();
+    assert!(e.contains("nope"), "{e}");
+}

@@ -11,6 +11,7 @@ pub mod graph;
 pub mod mlp;
 pub mod resnet;
 pub mod small_cnn;
+pub mod text_transformer;
 pub mod transformer;
 pub mod tstcc_conv;
 pub mod vit;
@@ -48,6 +49,10 @@ pub trait Encoder: nn::ModuleT {
     }
     /// The transformer over spectrogram frames behind this encoder (TERA reconstructs frames).
     fn as_frame_transformer(&self) -> Option<&frame_transformer::FrameTransformer> {
+        None
+    }
+    /// The transformer over subword tokens behind this encoder (text methods).
+    fn as_text_transformer(&self) -> Option<&text_transformer::TextTransformer> {
         None
     }
 }
@@ -165,6 +170,26 @@ pub enum EncoderConfig {
         #[serde(default = "vit_mlp_ratio")]
         mlp_ratio: f64,
     },
+    /// A transformer over subword tokens `[max_len]` (BERT's layout, pre-norm): token and
+    /// learned position embeddings, padding masked in attention and pooling. BERT-base is
+    /// width 768, 12 layers, 12 heads, dropout 0.1; recipes here narrow it.
+    TextTransformer {
+        /// Vocabulary size; filled from `data.tokenizer.vocab_size` when left out.
+        #[serde(default)]
+        vocab: Option<i64>,
+        #[serde(default = "text_dim")]
+        dim: i64,
+        #[serde(default = "text_depth")]
+        depth: usize,
+        #[serde(default = "text_heads")]
+        heads: i64,
+        #[serde(default = "vit_mlp_ratio")]
+        mlp_ratio: f64,
+        #[serde(default = "text_dropout")]
+        dropout: f64,
+        #[serde(default)]
+        pooling: text_transformer::TextPooling,
+    },
     /// Graph convolutions (Kipf & Welling 2017) on graph data.
     Gcn(crate::encoders::graph::gcn::GcnConfig),
     /// Graph attention (Veličković et al. 2018) on graph data.
@@ -255,6 +280,18 @@ fn frame_depth() -> usize {
 fn frame_heads() -> i64 {
     12
 }
+fn text_dim() -> i64 {
+    256
+}
+fn text_depth() -> usize {
+    4
+}
+fn text_heads() -> i64 {
+    4
+}
+fn text_dropout() -> f64 {
+    0.1
+}
 fn small_cnn_widths() -> Vec<i64> {
     vec![32, 64, 128, 256]
 }
@@ -275,6 +312,7 @@ impl EncoderConfig {
             EncoderConfig::TstccConv { .. } => "tstcc_conv",
             EncoderConfig::AudioCnn { .. } => "audio_cnn",
             EncoderConfig::FrameTransformer { .. } => "frame_transformer",
+            EncoderConfig::TextTransformer { .. } => "text_transformer",
             EncoderConfig::Gcn(_) => "gcn",
             EncoderConfig::Gat(_) => "gat",
             EncoderConfig::Gin(_) => "gin",
@@ -449,6 +487,25 @@ pub fn build_for(
             *heads,
             *mlp_ratio,
         )?),
+        EncoderConfig::TextTransformer {
+            vocab,
+            dim,
+            depth,
+            heads,
+            mlp_ratio,
+            dropout,
+            pooling,
+        } => Box::new(text_transformer::TextTransformer::new(
+            vs,
+            sample_shape,
+            vocab.unwrap_or(0),
+            *dim,
+            *depth,
+            *heads,
+            *mlp_ratio,
+            *dropout,
+            *pooling,
+        )?),
         EncoderConfig::Gcn(_) | EncoderConfig::Gat(_) | EncoderConfig::Gin(_) => anyhow::bail!(
             "encoder.kind = {}: a graph encoder, for graph data and graph methods",
             cfg.kind()
@@ -565,6 +622,18 @@ mod tests {
                 },
                 vec![1, 6, 5],
             ),
+            (
+                EncoderConfig::TextTransformer {
+                    vocab: Some(30),
+                    dim: 8,
+                    depth: 2,
+                    heads: 2,
+                    mlp_ratio: 2.0,
+                    dropout: 0.1,
+                    pooling: text_transformer::TextPooling::Mean,
+                },
+                vec![7],
+            ),
         ];
         for (cfg, shape) in cases {
             tch::manual_seed(0);
@@ -572,7 +641,14 @@ mod tests {
             let enc = build(&cfg, &vs.root(), &shape).unwrap();
             let mut input = vec![4i64];
             input.extend(&shape);
-            let x = Tensor::randn(input.as_slice(), (Kind::Float, Device::Cpu));
+            let x = if cfg.kind() == "text_transformer" {
+                // Token ids with some padding: [CLS]-like first token, then random ids.
+                Tensor::randint_low(1, 30, input.as_slice(), (Kind::Int64, Device::Cpu))
+                    .to_kind(Kind::Float)
+                    .index_fill(1, &Tensor::from_slice(&[5i64, 6]), 0.0)
+            } else {
+                Tensor::randn(input.as_slice(), (Kind::Float, Device::Cpu))
+            };
             let y = enc.forward_t(&x, true);
             assert_eq!(y.size(), vec![4, enc.out_dim()], "{cfg:?}");
             assert!(bool::try_from(y.isfinite().all()).unwrap());

@@ -77,6 +77,20 @@ impl TransformerBlock {
 /// softmax(QKᵀ/√d_head)·V per head, heads concatenated back to `[N, T, D]` (before the output
 /// projection).
 pub fn multi_head(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64, attention: Attention) -> Tensor {
+    multi_head_masked(q, k, v, heads, attention, None, 0.0)
+}
+
+/// [`multi_head`] where `keys` (`[N, S]`, true = a real token) leaves padding out of every
+/// softmax, and `dropout` drops attention weights (0 outside training).
+pub fn multi_head_masked(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: i64,
+    attention: Attention,
+    keys: Option<&Tensor>,
+    dropout: f64,
+) -> Tensor {
     let (b, t, d) = q.size3().expect("queries are [N, T, D]");
     let s = k.size()[1];
     let hd = d / heads;
@@ -91,24 +105,67 @@ pub fn multi_head(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64, attention: Att
     } else {
         attention
     };
+    // [N, S] → [N, 1, 1, S], broadcast over heads and queries.
+    let keys = keys.map(|m| m.view([b, 1, 1, s]));
     let o = match attention {
         Attention::Fused => Tensor::scaled_dot_product_attention(
             &q,
             &k,
             &v,
-            None::<Tensor>,
-            0.0,
+            keys.as_ref(),
+            dropout,
             false,
             None,
             false,
         ),
         Attention::Explicit => {
-            let scores = q.matmul(&k.transpose(-2, -1)) / (hd as f64).sqrt();
+            let mut scores = q.matmul(&k.transpose(-2, -1)) / (hd as f64).sqrt();
+            if let Some(m) = &keys {
+                scores = scores.masked_fill(&m.logical_not(), f64::NEG_INFINITY);
+            }
             // Softmax in fp32 (also under bf16), the product in the values' type.
-            scores.softmax(-1, Kind::Float).to_kind(v.kind()).matmul(&v)
+            let w = scores
+                .softmax(-1, Kind::Float)
+                .dropout(dropout, dropout > 0.0);
+            w.to_kind(v.kind()).matmul(&v)
         }
     };
     o.transpose(1, 2).reshape([b, t, d])
+}
+
+impl TransformerBlock {
+    /// The block with padding left out of attention (`keys`: `[N, T]`, true = real token) and
+    /// BERT's dropout (rate `dropout` on attention weights and on both residual branches) when
+    /// `train`.
+    pub fn forward_masked(
+        &self,
+        x: &Tensor,
+        keys: Option<&Tensor>,
+        dropout: f64,
+        train: bool,
+    ) -> Tensor {
+        let p = if train { dropout } else { 0.0 };
+        let qkv = x.apply(&self.ln1).apply(&self.qkv).chunk(3, -1);
+        let a = multi_head_masked(
+            &qkv[0],
+            &qkv[1],
+            &qkv[2],
+            self.heads,
+            self.attention,
+            keys,
+            p,
+        )
+        .apply(&self.proj)
+        .dropout(p, train);
+        let x = x + a;
+        let h = x
+            .apply(&self.ln2)
+            .apply(&self.fc1)
+            .gelu("none")
+            .apply(&self.fc2)
+            .dropout(p, train);
+        x + h
+    }
 }
 
 impl Module for TransformerBlock {
@@ -245,6 +302,24 @@ impl TransformerStack {
     }
 }
 
+impl TransformerStack {
+    /// Every block by [`TransformerBlock::forward_masked`], then the final norm.
+    pub fn forward_masked(
+        &self,
+        x: &Tensor,
+        keys: Option<&Tensor>,
+        dropout: f64,
+        train: bool,
+    ) -> Tensor {
+        self.blocks
+            .iter()
+            .fold(x.shallow_clone(), |h, b| {
+                b.forward_masked(&h, keys, dropout, train)
+            })
+            .apply(&self.norm)
+    }
+}
+
 impl Module for TransformerStack {
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = self
@@ -308,6 +383,32 @@ mod tests {
         let b = block.forward(&x);
         let diff = (&a - &b).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "fused and explicit attention differ by {diff}");
+    }
+
+    /// Padding keys change nothing for the real tokens: a sentence padded with junk tokens
+    /// under a key mask gives the outputs of the unpadded sentence, on both attention paths.
+    #[test]
+    fn masked_keys_are_left_out_of_attention() {
+        tch::manual_seed(6);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut block = TransformerBlock::new(&(vs.root() / "b"), 8, 2, 2.0, Attention::Fused);
+        let x = Tensor::randn([1, 4, 8], (Kind::Float, Device::Cpu));
+        let junk = Tensor::randn([1, 3, 8], (Kind::Float, Device::Cpu)) * 5.0;
+        let padded = Tensor::cat(&[&x, &junk], 1);
+        let keys = Tensor::from_slice(&[true, true, true, true, false, false, false]).view([1, 7]);
+        for attention in [Attention::Fused, Attention::Explicit] {
+            block.set_attention(attention);
+            let alone = block.forward(&x);
+            let masked = block
+                .forward_masked(&padded, Some(&keys), 0.0, false)
+                .narrow(1, 0, 4);
+            let diff = (&alone - masked).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "{attention:?}: {diff}");
+            let unmasked = block
+                .forward_masked(&padded, None, 0.0, false)
+                .narrow(1, 0, 4);
+            assert!((&alone - unmasked).abs().max().double_value(&[]) > 1e-3);
+        }
     }
 
     /// bf16 on the CPU takes the explicit path whatever was asked (the fused kernel is slower

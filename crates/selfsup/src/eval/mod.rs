@@ -3,6 +3,7 @@
 pub mod calibration;
 pub mod clustering;
 pub mod downstream;
+pub mod f1;
 pub mod few_shot;
 pub mod fine_tune;
 pub mod gbdt;
@@ -16,3 +17,4 @@ pub mod neighbours;
 pub mod standardise;
 pub mod suite;
 pub mod svm;
+pub mod tfidf;

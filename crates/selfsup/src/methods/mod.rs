@@ -15,6 +15,7 @@ use tch::{nn, Tensor};
 pub mod branch;
 pub mod ema;
 pub mod queue;
+pub mod text_batch;
 
 /// Where training stands, for schedules inside a method (EMA momentum, DINO's teacher
 /// temperature, SwAV's prototype freezing).
@@ -330,6 +331,10 @@ registry! {
     ts_tcc: TsTcc(TsTccConfig) = "ts_tcc",
     ssast: Ssast(SsastConfig) = "ssast",
     tera: Tera(TeraConfig) = "tera",
+    mlm: Mlm(MlmConfig) = "mlm",
+    rts: Rts(RtsConfig) = "rts",
+    slm: Slm(SlmConfig) = "slm",
+    simcse: Simcse(SimcseConfig) = "simcse",
 }
 
 #[cfg(test)]

@@ -101,6 +101,23 @@ pub(crate) fn all_methods() -> Vec<MethodConfig> {
             ..Default::default()
         }),
         MethodConfig::Tera(Default::default()),
+        MethodConfig::Mlm(mlm::MlmConfig {
+            strategy: crate::views::text_masking::MaskStrategy::WholeWord,
+            rate_end: Some(0.3),
+            ..Default::default()
+        }),
+        MethodConfig::Rts(Default::default()),
+        MethodConfig::Rts(rts::RtsConfig {
+            substitutes: rts::Substitutes::Cluster,
+            clusters: 3,
+            refresh_steps: 2,
+            ..Default::default()
+        }),
+        MethodConfig::Slm(slm::SlmConfig {
+            strategy: crate::views::text_masking::MaskStrategy::Span,
+            ..Default::default()
+        }),
+        MethodConfig::Simcse(Default::default()),
         MethodConfig::Tjepa(tjepa::TjepaConfig {
             predictor_dim: 8,
             predictor_depth: 1,
@@ -193,7 +210,39 @@ fn series_kind(cfg: &MethodConfig) -> Option<&'static str> {
         .find(|k| matches!(*k, "dilated_conv" | "tstcc_conv"))
 }
 
+/// Sentences of 8 positions over a vocabulary of 40: [CLS], 3–6 pieces (words of one or two
+/// pieces), [SEP], padding; view 0 the ids, view 1 the word of each token.
+fn text_views(n: i64) -> Vec<Tensor> {
+    let (mut ids, mut words) = (Vec::new(), Vec::new());
+    for s in 0..n {
+        let k = 3 + s % 4;
+        ids.push(2f32);
+        words.push(-1f32);
+        for j in 0..8 - 2 {
+            if j < k {
+                ids.push((5 + (s * 7 + j * 3) % 35) as f32);
+                words.push((j / 2) as f32);
+            } else if j == k {
+                ids.push(3.0);
+                words.push(-1.0);
+            } else {
+                ids.push(0.0);
+                words.push(-1.0);
+            }
+        }
+        ids.push(if k == 6 { 3.0 } else { 0.0 });
+        words.push(-1.0);
+    }
+    vec![
+        Tensor::from_slice(&ids).view([n, 8]),
+        Tensor::from_slice(&words).view([n, 8]),
+    ]
+}
+
 fn views_for(m: &dyn Method, n: i64) -> Vec<Tensor> {
+    if matches!(m.name(), "mlm" | "rts" | "c_rts" | "slm" | "simcse") {
+        return text_views(n);
+    }
     if matches!(m.name(), "ts2vec" | "ts_tcc") {
         return (0..m.n_views())
             .map(|_| Tensor::randn([n, 1, 32], (Kind::Float, Device::Cpu)))
@@ -251,6 +300,23 @@ fn every_method_trains_for_a_few_steps() {
                     },
                     p,
                     &[1, 8, 8],
+                )
+            };
+            build(&cfg, &vs, &f).unwrap()
+        } else if cfg.needs().encoders == ["text_transformer"] {
+            let f = |p: &nn::Path| {
+                encoders::build(
+                    &EncoderConfig::TextTransformer {
+                        vocab: Some(40),
+                        dim: 8,
+                        depth: 1,
+                        heads: 2,
+                        mlp_ratio: 2.0,
+                        dropout: 0.1,
+                        pooling: encoders::text_transformer::TextPooling::Mean,
+                    },
+                    p,
+                    &[8],
                 )
             };
             build(&cfg, &vs, &f).unwrap()

@@ -107,6 +107,18 @@ pub enum DataConfig {
         #[serde(default)]
         options: crate::data::audio::AudioFolderOptions,
     },
+    /// Text (`data/text/`): a training file of sentences (TSV, CSV, lines or windows of a
+    /// corpus) with optional labels, an optional test file, extra unlabelled corpora that
+    /// pretraining reads beside the training texts, and the subword tokenizer trained on all
+    /// of them.
+    Text {
+        train: crate::data::text::TextFile,
+        test: Option<crate::data::text::TextFile>,
+        #[serde(default)]
+        corpora: Vec<crate::data::text::TextFile>,
+        #[serde(default)]
+        tokenizer: crate::data::text::TokenizerOptions,
+    },
     /// A Planetoid citation graph, `ind.<name>.*` pickles (Yang et al. 2016), assembled as Kipf
     /// & Welling do; node-level tasks on its public split.
     Planetoid {
@@ -156,6 +168,9 @@ impl DataConfig {
         matches!(self, DataConfig::AudioFolder { .. })
     }
     /// A set of small graphs with one label each (graph-level tasks).
+    pub fn is_text(&self) -> bool {
+        matches!(self, DataConfig::Text { .. })
+    }
     pub fn is_graph_level(&self) -> bool {
         matches!(self, DataConfig::Tu { .. })
     }
@@ -183,6 +198,20 @@ impl DataConfig {
             | DataConfig::Csv { train, test, .. } => {
                 let mut v: Vec<&Path> = vec![train];
                 v.extend(test.as_deref());
+                v
+            }
+            DataConfig::Text {
+                train,
+                test,
+                corpora,
+                tokenizer,
+            } => {
+                let mut v: Vec<&Path> = vec![&train.path];
+                v.extend(test.as_ref().map(|t| t.path.as_path()));
+                v.extend(corpora.iter().map(|c| c.path.as_path()));
+                // Not the tokenizer file: it is derived from these (a run's own saved copy),
+                // and a run resumed with it reads the same data.
+                let _ = tokenizer;
                 v
             }
             DataConfig::Planetoid { path, .. }
@@ -215,6 +244,18 @@ impl DataConfig {
             | DataConfig::Csv { train, test, .. } => {
                 let mut v = vec![train];
                 v.extend(test.as_mut());
+                v
+            }
+            DataConfig::Text {
+                train,
+                test,
+                corpora,
+                tokenizer,
+            } => {
+                let mut v = vec![&mut train.path];
+                v.extend(test.as_mut().map(|t| &mut t.path));
+                v.extend(corpora.iter_mut().map(|c| &mut c.path));
+                v.extend(tokenizer.file.as_mut());
                 v
             }
             DataConfig::Planetoid { path, .. }
@@ -382,6 +423,7 @@ impl Recipe {
                 });
             }
         }
+        recipe.fill_text_vocab();
         recipe.validate()?;
         recipe.dataset = dataset;
         Ok(recipe)
@@ -393,6 +435,25 @@ impl Recipe {
             message: e.to_string(),
         })?;
         Self::from_toml(&text, &path.display().to_string(), overrides)
+    }
+
+    /// A text encoder's vocabulary, when the recipe has one.
+    pub fn encoder_vocab(&self) -> Option<i64> {
+        match &self.encoder {
+            crate::encoders::EncoderConfig::TextTransformer { vocab, .. } => *vocab,
+            _ => None,
+        }
+    }
+
+    /// A text encoder without `vocab` takes the tokenizer's vocabulary size.
+    fn fill_text_vocab(&mut self) {
+        if let (
+            crate::encoders::EncoderConfig::TextTransformer { vocab, .. },
+            DataConfig::Text { tokenizer, .. },
+        ) = (&mut self.encoder, &self.data)
+        {
+            vocab.get_or_insert(tokenizer.vocab_size as i64);
+        }
     }
 
     pub fn to_toml(&self) -> String {
@@ -425,6 +486,10 @@ impl Recipe {
         }
         r.name = String::new();
         r.train.max_steps = None;
+        // A text run resumes with the tokenizer it saved: the same training.
+        if let DataConfig::Text { tokenizer, .. } = &mut r.data {
+            tokenizer.file = None;
+        }
         blake3::hash(r.to_toml().as_bytes()).to_hex()[..16].to_string()
     }
 

@@ -552,7 +552,12 @@ fn the_fashion_mnist_comparison_recipes_are_valid() {
                     .needs()
                     .encoders
                     .iter()
-                    .any(|k| matches!(*k, "dilated_conv" | "tstcc_conv" | "frame_transformer"))
+                    .any(|k| {
+                        matches!(
+                            *k,
+                            "dilated_conv" | "tstcc_conv" | "frame_transformer" | "text_transformer"
+                        )
+                    })
                 // Audio's masked-patch method: its recipe is in recipes/audio.
                 && m.name() != "ssast"
         })
@@ -667,6 +672,69 @@ fn audio_recipe_rules() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("audio data only"), "{e}");
+}
+
+/// Every shipped text recipe parses and validates on text data with the text encoder, and the
+/// text methods each have one (RTS twice: uniform and cluster substitutes).
+#[test]
+fn the_text_recipes_are_valid() {
+    let mut names: Vec<String> = shipped_recipes("text")
+        .iter()
+        .map(|(p, r)| {
+            assert!(r.data.is_text(), "{}", p.display());
+            assert_eq!(r.encoder.kind(), "text_transformer", "{}", p.display());
+            // The encoder's vocabulary came from the tokenizer's settings.
+            assert_eq!(r.encoder_vocab(), Some(8000), "{}", p.display());
+            match &r.method {
+                MethodConfig::Rts(c) => format!("rts-{:?}", c.substitutes),
+                m => m.name().to_string(),
+            }
+        })
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        vec!["mlm", "rts-Cluster", "rts-Uniform", "simcse", "slm"]
+    );
+}
+
+/// The text rules: the text encoder with text data only and the reverse, the tokenizer's and
+/// files' fields, the methods' rates.
+#[test]
+fn text_recipe_rules() {
+    let base = include_str!("../../../../recipes/text/mlm.toml");
+    let bad = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Recipe::from_toml(base, "t", &sets).unwrap_err().to_string()
+    };
+    assert!(bad(&["data.tokenizer.vocab_size=10"]).contains("vocab_size"));
+    assert!(bad(&["data.tokenizer.max_len=2"]).contains("max_len"));
+    assert!(bad(&["encoder.vocab=500"]).contains("smaller than data.tokenizer.vocab_size"));
+    assert!(bad(&["method.rate=0.0"]).contains("method.rate"));
+    assert!(bad(&["method.rate_end=1.5"]).contains("method.rate_end"));
+    assert!(bad(&["method.mask_prob=0.95"]).contains("mask_prob + method.random_prob"));
+    assert!(bad(&["data.train.max_line_bytes=0"]).contains("max_line_bytes"));
+    assert!(bad(&["views.audio={ gain_db = 1.0 }"]).contains("[views.audio]"));
+    let e = bad(&["encoder={ kind = \"mlp\", dims = [8] }"]);
+    assert!(
+        e.contains("text data (format = \"text\") takes text_transformer"),
+        "{e}"
+    );
+    let e = bad(&["method={ name = \"simclr\" }"]);
+    assert!(e.contains("text data takes the text methods"), "{e}");
+    let quickstart = include_str!("../../../../recipes/quickstart.toml");
+    let e = Recipe::from_toml(
+        quickstart,
+        "q",
+        &["encoder={ kind = \"text_transformer\" }".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("text data only"), "{e}");
+    let e = Recipe::from_toml(quickstart, "q", &["method={ name = \"mlm\" }".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("text_transformer"), "{e}");
 }
 
 /// Every shipped table recipe parses and validates, and each names a table method or SCARF.

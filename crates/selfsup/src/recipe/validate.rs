@@ -135,6 +135,7 @@ impl Recipe {
     fn validate_data_and_views(&self) -> R {
         self.validate_series()?;
         self.validate_audio()?;
+        self.validate_text()?;
         let table = self.data.is_table();
         if !table && self.views.table.is_some() {
             return Err(RecipeError::ViewsMismatch {
@@ -235,6 +236,22 @@ impl Recipe {
                 widths("encoder.depth", [*depth as i64])?;
                 widths("encoder.heads", [*heads])?;
                 positive("encoder.mlp_ratio", *mlp_ratio)
+            }
+            crate::encoders::EncoderConfig::TextTransformer {
+                vocab,
+                dim,
+                depth,
+                heads,
+                mlp_ratio,
+                dropout,
+                ..
+            } => {
+                widths("encoder.vocab", [vocab.unwrap_or(1)])?;
+                widths("encoder.dim", [*dim])?;
+                widths("encoder.depth", [*depth as i64])?;
+                widths("encoder.heads", [*heads])?;
+                positive("encoder.mlp_ratio", *mlp_ratio)?;
+                probability("encoder.dropout", *dropout)
             }
             crate::encoders::EncoderConfig::FeatureTransformer {
                 dim,
@@ -371,6 +388,61 @@ impl Recipe {
 
     /// Audio goes with audio views and an encoder of spectrograms, and the audio encoders with
     /// audio alone.
+    /// Text goes with the text encoder and no views of other data, and the text encoder with
+    /// text alone; the tokenizer's vocabulary must fit the encoder's embedding table.
+    fn validate_text(&self) -> R {
+        let kind = self.encoder.kind();
+        let DataConfig::Text {
+            train,
+            test,
+            corpora,
+            tokenizer,
+        } = &self.data
+        else {
+            if kind == "text_transformer" {
+                return Err(RecipeError::NeedsTextEncoder { encoder: kind });
+            }
+            return Ok(());
+        };
+        let v = &self.views;
+        if v.image.is_some()
+            || v.image2.is_some()
+            || v.local.is_some()
+            || v.table.is_some()
+            || v.series.is_some()
+            || v.series2.is_some()
+            || v.audio.is_some()
+        {
+            return Err(RecipeError::ViewsMismatch {
+                given: "image/table/series/audio",
+                data: "text",
+            });
+        }
+        if kind != "text_transformer" {
+            return Err(RecipeError::NeedsTextEncoder { encoder: kind });
+        }
+        if self.method.needs().encoders != ["text_transformer"] {
+            return Err(RecipeError::TextOptions(format!(
+                "method.name = {}: text data takes the text methods (mlm, rts, slm, simcse)",
+                self.method.name()
+            )));
+        }
+        tokenizer.check().map_err(RecipeError::TextOptions)?;
+        for f in std::iter::once(train).chain(test).chain(corpora) {
+            f.check()
+                .map_err(|m| RecipeError::TextOptions(format!("data: {m}")))?;
+        }
+        if let Some(vocab) = self.encoder_vocab() {
+            if (vocab as usize) < tokenizer.vocab_size {
+                return Err(RecipeError::TextOptions(format!(
+                    "encoder.vocab = {vocab} is smaller than data.tokenizer.vocab_size = {}",
+                    tokenizer.vocab_size
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_audio(&self) -> R {
         let v = &self.views;
         let kind = self.encoder.kind();

@@ -71,6 +71,11 @@ pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<Pretrain
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.name));
+    if args.resume {
+        // Training a tokenizer is not bit-reproducible (the tokenizers crate
+        // iterates hash maps seeded at random): a resumed run reads the one it saved.
+        pipeline::use_run_tokenizer(&mut recipe, &run_dir);
+    }
     let prepared = pipeline::prepare_data(
         &recipe,
         args.on_bad_input,
@@ -107,9 +112,12 @@ pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<Pretrain
     let mut monitor =
         |_epoch: u64| pipeline::monitor_knn(method, &prepared, &recipe.eval, args.device);
     let t = &recipe.train;
+    if let Some(tok) = &prepared.tokenizer {
+        tok.save(&run.dir.join("tokenizer.json"))?;
+    }
     let mut learner = ViewLearner::new(
         method,
-        prepared.train.clone(),
+        prepared.pretraining(),
         args.device,
         t.precision,
         t.batch_size,
@@ -195,7 +203,8 @@ pub fn load_run_weights(
     trained: bool,
 ) -> Result<LoadedRun> {
     let run = RunFolder::open(dir)?;
-    let recipe = Recipe::load(&run.recipe_path(), overrides)?;
+    let mut recipe = Recipe::load(&run.recipe_path(), overrides)?;
+    pipeline::use_run_tokenizer(&mut recipe, &run.dir);
     anyhow::ensure!(
         !recipe.data.is_graph(),
         "{}: a graph run; its protocol ({}) scores it after pretraining (eval.json), and \
@@ -427,7 +436,7 @@ pub fn eval_suite(
                 pipeline::embed(m, test, nte, ev.batch, device)?,
                 yte.shallow_clone(),
             ));
-            if ev.raw_baseline {
+            if ev.raw_baseline && r.prepared.tokenizer.is_none() {
                 sets.push((
                     "raw".into(),
                     pipeline::raw_features(train, ntr)?,

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod neighbours;
 pub mod pipeline;
 pub mod report;
+pub mod text_data;
 
 use crate::recipe::Recipe;
 use crate::run::folder::{self as run_folder, RunFolder};

@@ -24,8 +24,22 @@ use tch::{nn::VarStore, Device, Tensor};
 pub struct Prepared {
     pub train: Arc<dyn ViewSource>,
     pub test: Option<Arc<dyn ViewSource>>,
+    /// What pretraining reads when it is more than the labelled training set (text: the
+    /// training sentences and the extra corpora).
+    pub pretrain: Option<Arc<dyn ViewSource>>,
+    /// The tokenizer the text was encoded with (saved as `tokenizer.json` in the run folder).
+    pub tokenizer: Option<Arc<data::text::TextTokenizer>>,
     pub skipped: SkipReport,
     pub fingerprint: String,
+}
+
+pub use super::text_data::use_run_tokenizer;
+
+impl Prepared {
+    /// The samples pretraining reads.
+    pub fn pretraining(&self) -> Arc<dyn ViewSource> {
+        self.pretrain.clone().unwrap_or_else(|| self.train.clone())
+    }
 }
 
 fn first_images(mut s: ImageSet, n: Option<usize>) -> ImageSet {
@@ -183,6 +197,8 @@ pub fn prepare_data(
         d.require()?;
     }
     let mut skipped = SkipReport::default();
+    let mut pretrain = None;
+    let mut tokenizer = None;
     let (train, test): Sources = match &recipe.data {
         DataConfig::Idx {
             train_images,
@@ -295,6 +311,27 @@ pub fn prepare_data(
             skipped.merge(s);
             audio_sources(tr, te, options, recipe, train_limit, test_limit)
         }
+        DataConfig::Text {
+            train,
+            test,
+            corpora,
+            tokenizer: options,
+        } => {
+            let t = super::text_data::text_sources(
+                recipe,
+                train,
+                test.as_ref(),
+                corpora,
+                options,
+                policy,
+                train_limit,
+                test_limit,
+            )?;
+            skipped.merge(t.skipped);
+            pretrain = Some(t.pretrain);
+            tokenizer = Some(t.tokenizer);
+            (t.train, t.test)
+        }
         DataConfig::Planetoid { .. } | DataConfig::PlanetoidNpz { .. } | DataConfig::Tu { .. } => {
             anyhow::bail!(
                 "graph data is not read as samples: graph recipes run through `selfsup pretrain` \
@@ -312,6 +349,8 @@ pub fn prepare_data(
     Ok(Prepared {
         train,
         test,
+        pretrain,
+        tokenizer,
         skipped,
         fingerprint: fingerprint(&recipe.data)?,
     })
@@ -636,7 +675,8 @@ pub fn evaluate_with_collapse(
         .filter(|p| !p.raw_only())
         .collect();
     let mut out = evaluate_features("learned", &ftr, &ytr, &fte, &yte, n_classes, cfg, &learned);
-    if cfg.raw_baseline {
+    // Token ids are not features: text has no raw baseline (text-table has TF-IDF's).
+    if cfg.raw_baseline && prepared.tokenizer.is_none() {
         out.extend(evaluate_features(
             "raw",
             &raw_features(train, ntr)?,

@@ -18,7 +18,7 @@ use crate::data::audio::mel::mfcc;
 use crate::data::audio::AudioSet;
 use crate::error::BadInputPolicy;
 use crate::recipe::{EvalConfig, Recipe};
-use crate::run::folder::{atomic_write, RunFolder};
+use crate::run::folder::atomic_write;
 use crate::run::pipeline::{self, EvalRecord, Protocol};
 use crate::run::{commands, RunOptions};
 use crate::stats::mean_std;
@@ -367,15 +367,9 @@ pub fn run_audio_table(
             if done(&table, &r.name, seed, &fingerprint)? {
                 continue;
             }
-            let run_dir = opts.runs.join(&r.name).join(format!("seed{seed}"));
-            let mut run = opts.run.clone();
-            run.run_dir = Some(run_dir.clone());
-            run.resume = RunFolder::exists(&run_dir);
-            run.evaluate = false;
-            let report = commands::pretrain_recipe(at.clone(), &run)
-                .with_context(|| format!("{}, seed {seed} ({})", r.name, run_dir.display()))?;
+            let (report, loaded, run_dir) =
+                super::seed_run::pretrain_and_load(&at, &r.name, seed, &opts.runs, &opts.run)?;
             let t = Instant::now();
-            let loaded = commands::load_run(&run_dir, &[], device, BadInputPolicy::Fail)?;
             let x = embed_all(
                 loaded.model.method.as_ref(),
                 &loaded.prepared,

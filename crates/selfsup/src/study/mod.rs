@@ -4,7 +4,9 @@
 pub mod audio_table;
 pub mod compare;
 pub mod graph_table;
+pub mod seed_run;
 pub mod self_pretrain;
 pub mod table_file;
 pub mod tabular;
+pub mod text_table;
 pub mod ucr_table;

@@ -10,6 +10,8 @@ pub mod loader;
 pub mod masking;
 pub mod series;
 pub mod table_corruption;
+pub mod text;
+pub mod text_masking;
 
 use rand_chacha::ChaCha8Rng;
 
