@@ -401,18 +401,6 @@ pub fn run_audio_table(
     Ok(table)
 }
 
-/// `mean ± std` in percent over the cells' values (std over seeds; one value: no ±).
-fn cell_text(values: &[f64]) -> String {
-    match values.len() {
-        0 => "—".into(),
-        1 => format!("{:.2}", 100.0 * values[0]),
-        _ => {
-            let (m, s) = mean_std(values);
-            format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s)
-        }
-    }
-}
-
 /// The table in Markdown: one line per row, mean ± std over seeds.
 pub fn format_table(t: &AudioTable) -> String {
     let mut out = format!(
@@ -427,7 +415,7 @@ pub fn format_table(t: &AudioTable) -> String {
     for row in &t.rows {
         let cells: Vec<&Cell> = t.cells.iter().filter(|c| &c.row == row).collect();
         let col = |f: fn(&Scores) -> f64| {
-            cell_text(&cells.iter().map(|c| f(&c.scores)).collect::<Vec<_>>())
+            super::percent_cell(&cells.iter().map(|c| f(&c.scores)).collect::<Vec<_>>())
         };
         let secs: Vec<f64> = cells.iter().map(|c| c.pretrain_seconds).collect();
         out += &format!(

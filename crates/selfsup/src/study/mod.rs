@@ -10,3 +10,15 @@ pub mod table_file;
 pub mod tabular;
 pub mod text_table;
 pub mod ucr_table;
+
+/// A table cell: `mean ± std` in percent over seeds' fractions (one value: no ±; none: —).
+pub(crate) fn percent_cell(values: &[f64]) -> String {
+    match values.len() {
+        0 => "—".into(),
+        1 => format!("{:.2}", 100.0 * values[0]),
+        _ => {
+            let (m, s) = crate::stats::mean_std(values);
+            format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s)
+        }
+    }
+}

@@ -580,17 +580,10 @@ pub fn run_text_table(
     Ok(table)
 }
 
-/// `mean ± std` in percent (std over seeds; one value: no ±; NaN: —).
+/// [`super::percent_cell`] of the measured values (NaN: not measured).
 fn cell_text(values: &[f64]) -> String {
     let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    match v.len() {
-        0 => "—".into(),
-        1 => format!("{:.2}", 100.0 * v[0]),
-        _ => {
-            let (m, s) = mean_std(&v);
-            format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s)
-        }
-    }
+    super::percent_cell(&v)
 }
 
 /// The table in Markdown: one line per row, mean ± std over seeds.
