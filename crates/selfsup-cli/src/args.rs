@@ -56,7 +56,7 @@ pub enum Command {
     /// it) or exported embeddings, under one or more protocols
     Eval {
         /// knn, knn-grid, linear, label-fractions, few-shot, cluster, calibration, all (every
-        /// one of these), fine-tune
+        /// one of these), fine-tune, self-train
         #[arg(required = true, value_enum)]
         protocols: Vec<ProtocolArg>,
         /// A run folder
@@ -172,6 +172,78 @@ pub enum Command {
         sms: Option<PathBuf>,
         /// The table's folder: table.json, table.md and one run folder per recipe and seed
         #[arg(long, default_value = "runs/text")]
+        runs: PathBuf,
+        /// Also write the Markdown table here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Few labels beyond pretraining: the recipe pretrained once per seed, then fine-tuned at
+    /// each label fraction as the baseline and with self-training, SLA, PS-KD and SAM, each
+    /// against the baseline of its own seed. Run the same command again to continue
+    FewLabels {
+        /// An image recipe with a labelled test split
+        recipe: PathBuf,
+        /// Override a recipe field, e.g. --set train.epochs=2 (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Seeds first-seed..first-seed+N
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Label fractions (stratified subsets of the training labels)
+        #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1")]
+        fractions: Vec<f64>,
+        /// Fine-tuning steps of every arm
+        #[arg(long, default_value_t = 600)]
+        steps: u64,
+        /// Fine-tuning batch (halved for small labelled sets)
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// SAM's radius
+        #[arg(long, default_value_t = 0.05)]
+        sam_rho: f64,
+        /// The table's folder: one run folder per seed and few-labels.json
+        #[arg(long, default_value = "runs/few-labels")]
+        runs: PathBuf,
+        /// Also write the Markdown table here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// SimCore (coreset sampling from an open-set pool): an image recipe pretrained per seed on
+    /// some Fashion-MNIST classes alone, on them plus the pool samples most like them (the
+    /// coreset, retrieved with the target-alone encoder), and on them plus a random pool subset
+    /// of the same size; linear probe and kNN on the target classes. Run again to continue
+    SimcoreTable {
+        /// A Fashion-MNIST (IDX) image recipe
+        recipe: PathBuf,
+        /// Override a recipe field (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// The target classes; the other classes' training images form the pool
+        #[arg(long, value_delimiter = ',', default_value = "0,1,2,3,4")]
+        target_classes: Vec<i64>,
+        /// scikit-learn's digits.csv.gz, upsampled to 28×28 and added to the pool
+        #[arg(long)]
+        digits: Option<PathBuf>,
+        /// Most pool samples in the coreset (and in the random subset)
+        #[arg(long, default_value_t = 10_000)]
+        budget: usize,
+        /// k-means centroids of the target embeddings
+        #[arg(long, default_value_t = 100)]
+        clusters: usize,
+        /// Also stop the selection when a round's similarity drops below tau × round 20's
+        #[arg(long)]
+        stop_tau: Option<f64>,
+        /// Pretraining steps of every arm
+        #[arg(long, default_value_t = 1200)]
+        steps: u64,
+        /// The table's folder: run folders per arm and seed, the selected ids, simcore.json
+        #[arg(long, default_value = "runs/simcore")]
         runs: PathBuf,
         /// Also write the Markdown table here
         #[arg(long)]
@@ -427,6 +499,9 @@ pub enum ProtocolArg {
     Calibration,
     /// Fine-tune the run's whole encoder with a fresh head (needs --run; not part of `all`)
     FineTune,
+    /// Fine-tune, then the recipe's eval.self_training rounds: pseudo-labels on the unlabelled
+    /// rest of the training split, a student from the run's weights (needs --run)
+    SelfTrain,
     All,
 }
 
@@ -442,7 +517,7 @@ impl ProtocolArg {
                 ProtocolArg::FewShot => &[SuiteProtocol::FewShot],
                 ProtocolArg::Cluster => &[SuiteProtocol::Cluster],
                 ProtocolArg::Calibration => &[SuiteProtocol::Calibration],
-                ProtocolArg::FineTune => &[],
+                ProtocolArg::FineTune | ProtocolArg::SelfTrain => &[],
                 ProtocolArg::All => &SuiteProtocol::ALL,
             };
             for p in add {

@@ -164,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &overrides,
                 &ProtocolArg::protocols(&protocols),
                 protocols.contains(&ProtocolArg::FineTune),
+                protocols.contains(&ProtocolArg::SelfTrain),
                 (first_seed..first_seed + seeds.max(1)).collect(),
                 from_scratch,
                 device,
@@ -224,6 +225,77 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 selfsup::run::folder::atomic_write(o, text.as_bytes())?;
             }
             print!("{text}");
+        }
+        Command::FewLabels {
+            recipe,
+            overrides,
+            seeds,
+            first_seed,
+            fractions,
+            steps,
+            batch,
+            sam_rho,
+            runs,
+            out,
+        } => {
+            use selfsup::study::few_labels;
+            let recipe = selfsup::recipe::Recipe::load(&recipe, &overrides)?;
+            let opts = few_labels::FewLabelsOptions {
+                seeds: (first_seed..first_seed + seeds.max(1)).collect(),
+                fractions,
+                steps,
+                batch,
+                sam_rho,
+                out: None,
+                runs: runs.clone(),
+                run: table_run_options(device, cli.threads, false)?,
+            };
+            let table = few_labels::run_few_labels(&recipe, &opts, |l| eprintln!("{l}"))?;
+            let text = few_labels::format_table(&table);
+            if let Some(p) = out {
+                selfsup::run::folder::atomic_write(&p, text.as_bytes())?;
+            }
+            println!("{text}");
+        }
+        Command::SimcoreTable {
+            recipe,
+            overrides,
+            seeds,
+            first_seed,
+            target_classes,
+            digits,
+            budget,
+            clusters,
+            stop_tau,
+            steps,
+            runs,
+            out,
+        } => {
+            use selfsup::study::simcore_table;
+            let recipe = selfsup::recipe::Recipe::load(&recipe, &overrides)?;
+            let opts = simcore_table::SimcoreOptions {
+                seeds: (first_seed..first_seed + seeds.max(1)).collect(),
+                target_classes,
+                digits,
+                coreset: selfsup::eval::coreset::CoresetConfig {
+                    clusters,
+                    budget,
+                    stop: stop_tau.map(|tau| selfsup::eval::coreset::StopRule {
+                        tau,
+                        ..Default::default()
+                    }),
+                    seed: 0,
+                },
+                steps,
+                runs: runs.clone(),
+                run: table_run_options(device, cli.threads, false)?,
+            };
+            let table = simcore_table::run_simcore_table(&recipe, &opts, |l| eprintln!("{l}"))?;
+            let text = simcore_table::format_table(&table);
+            if let Some(p) = out {
+                selfsup::run::folder::atomic_write(&p, text.as_bytes())?;
+            }
+            println!("{text}");
         }
         Command::TextTable {
             recipes,

@@ -3,16 +3,19 @@
 //! scored on the plain test inputs — the protocol that frozen-feature probes understate.
 use super::calibration::softmax_ece_from_logits;
 use super::label_fraction::stratified_subset;
+use super::supervised::{
+    accuracy, class_logits, labels_of, train_classifier, Classifier, Subset, SupervisedConfig,
+    SupervisedObjective,
+};
 use crate::encoders::Encoder;
-use crate::views::loader::{plain_batch, BatchStream};
+use crate::train::sam::SamConfig;
 use crate::views::ViewSource;
-use anyhow::{anyhow, ensure, Result};
-use rand_chacha::ChaCha8Rng;
+use anyhow::{anyhow, Result};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
-use tch::nn::{self, Module, OptimizerConfig};
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Tensor};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FineTuneConfig {
@@ -33,6 +36,10 @@ pub struct FineTuneConfig {
     pub exclude_bias_and_norm: bool,
     /// Cosine decay of the learning rate to 0 (else constant).
     pub cosine: bool,
+    /// Cross-entropy, SLA or PS-KD.
+    pub objective: SupervisedObjective,
+    /// SAM/ASAM around AdamW (two forward-backward passes a step).
+    pub sam: Option<SamConfig>,
 }
 
 impl Default for FineTuneConfig {
@@ -48,6 +55,8 @@ impl Default for FineTuneConfig {
             weight_decay: 0.0,
             cosine: false,
             exclude_bias_and_norm: false,
+            objective: SupervisedObjective::CrossEntropy,
+            sam: None,
         }
     }
 }
@@ -61,39 +70,10 @@ pub struct FineTuneResult {
     pub seconds: f64,
 }
 
-/// The samples `idx` of another source.
-struct Subset {
-    inner: Arc<dyn ViewSource>,
-    idx: Vec<usize>,
-}
-
-impl ViewSource for Subset {
-    fn len(&self) -> usize {
-        self.idx.len()
-    }
-    fn sample_shape(&self) -> Vec<i64> {
-        self.inner.sample_shape()
-    }
-    fn view_shape(&self, view: usize) -> Vec<i64> {
-        self.inner.view_shape(view)
-    }
-    fn make_view(&self, index: usize, view: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
-        self.inner.make_view(self.idx[index], view, rng, out)
-    }
-    fn make_plain(&self, index: usize, out: &mut [f32]) {
-        self.inner.make_plain(self.idx[index], out)
-    }
-    fn label(&self, index: usize) -> Option<i64> {
-        self.inner.label(self.idx[index])
-    }
-    fn n_classes(&self) -> usize {
-        self.inner.n_classes()
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 /// Fine-tunes `encoder` (its variables are the trainable ones of `encoder_vs`; they are changed
-/// in place) with a fresh linear head, and scores it on the first `n_test` test samples.
+/// in place) with a fresh linear head on the stratified label fraction, and scores it on the
+/// first `n_test` test samples.
 pub fn fine_tune(
     encoder: &dyn Encoder,
     encoder_vs: &nn::VarStore,
@@ -105,111 +85,66 @@ pub fn fine_tune(
     device: Device,
 ) -> Result<FineTuneResult> {
     let started = Instant::now();
-    let labels: Option<Vec<i64>> = (0..train.len()).map(|i| train.label(i)).collect();
-    let labels = labels.ok_or_else(|| anyhow!("fine-tuning needs labelled training data"))?;
+    let labels = labels_of(train.as_ref(), train.len())
+        .map_err(|_| anyhow!("fine-tuning needs labelled training data"))?;
     let idx = stratified_subset(&labels, cfg.label_fraction, cfg.seed).map_err(|e| anyhow!(e))?;
-    let n_train = idx.len();
-    ensure!(
-        n_train >= cfg.batch.max(1),
-        "fine-tuning: {n_train} labelled samples, fewer than one batch of {}",
-        cfg.batch
-    );
-    let subset: Arc<dyn ViewSource> = Arc::new(Subset { inner: train, idx });
-    tch::manual_seed(cfg.seed as i64);
-    let head_vs = nn::VarStore::new(device);
-    let head =
-        crate::torch_init::linear(head_vs.root() / "head", encoder.out_dim(), n_classes, true);
-    let layer_scales = layer_lr_scales(encoder.lr_layers(), cfg.layer_decay);
-    let groups = layer_scales.as_ref().map_or(1, |s| s.len());
-    let exempt = cfg.exclude_bias_and_norm;
-    let (mut opt_enc, enc_groups) = adamw(encoder_vs, cfg.lr, cfg.weight_decay, groups, exempt)?;
-    let (mut opt_head, _) = adamw(&head_vs, cfg.lr, cfg.weight_decay, 1, exempt)?;
-    let total_steps = cfg.epochs * (n_train / cfg.batch.max(1)) as u64;
-    let mut steps = 0;
-    for epoch in 0..cfg.epochs {
-        // View 0 of the recipe's augmentation; a seed stream apart from pretraining's.
-        let stream = BatchStream::new(
-            subset.clone(),
-            cfg.seed ^ 0x5eed_f17e,
-            epoch,
-            0,
-            cfg.batch,
-            1,
-            None,
-            1,
-            2,
-        );
-        for b in stream {
-            let y = b
-                .labels
-                .as_ref()
-                .ok_or_else(|| anyhow!("fine-tuning batch without labels"))?
-                .to_device(device);
-            let x = b.views[0].to_device(device);
-            let logits = head.forward(&encoder.forward_t(&x, true));
-            let loss = logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
-            let lr = if cfg.cosine {
-                let f = steps as f64 / total_steps.max(1) as f64;
-                cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * f).cos())
-            } else {
-                cfg.lr
-            };
-            match &layer_scales {
-                Some(scales) => {
-                    for (g, s) in scales.iter().enumerate() {
-                        for group in [g, g + groups] {
-                            // libtorch has the groups up to the highest one holding a tensor.
-                            if group < enc_groups {
-                                opt_enc.set_lr_group(group, lr * s);
-                            }
-                        }
-                    }
-                }
-                None => opt_enc.set_lr(lr),
-            }
-            opt_head.set_lr(lr);
-            opt_enc.zero_grad();
-            opt_head.zero_grad();
-            loss.backward();
-            let l = f64::try_from(&loss)?;
-            ensure!(
-                l.is_finite(),
-                "fine-tuning diverged at step {steps} (loss {l})"
-            );
-            opt_enc.step();
-            opt_head.step();
-            steps += 1;
+    let subset: Arc<dyn ViewSource> = Arc::new(Subset {
+        inner: train,
+        idx,
+        labels: None,
+    });
+    let (classifier, steps) = train_classifier(
+        encoder,
+        encoder_vs,
+        subset.clone(),
+        n_classes,
+        &cfg.supervised(encoder.lr_layers()),
+        None,
+        device,
+    )?;
+    let mut r = score(encoder, &classifier, test, n_test, cfg, device)?;
+    r.train_samples = subset.len();
+    r.steps = steps;
+    r.seconds = started.elapsed().as_secs_f64();
+    Ok(r)
+}
+
+/// Test accuracy and ECE of a trained classifier on the first `n_test` test samples.
+pub fn score(
+    encoder: &dyn Encoder,
+    classifier: &Classifier,
+    test: &dyn ViewSource,
+    n_test: usize,
+    cfg: &FineTuneConfig,
+    device: Device,
+) -> Result<FineTuneResult> {
+    let logits = class_logits(encoder, classifier, test, n_test, cfg.batch, device)?;
+    let ys = labels_of(test, n_test).map_err(|_| anyhow!("the test split has no labels"))?;
+    Ok(FineTuneResult {
+        test_accuracy: accuracy(&logits, &ys),
+        test_ece: softmax_ece_from_logits(&logits, &Tensor::from_slice(&ys), cfg.ece_bins),
+        train_samples: 0,
+        steps: 0,
+        seconds: 0.0,
+    })
+}
+
+impl FineTuneConfig {
+    /// The training half, for an encoder with `layers` learning-rate layers.
+    pub fn supervised(&self, layers: Option<usize>) -> SupervisedConfig {
+        SupervisedConfig {
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            seed: self.seed,
+            layer_lr_scales: layer_lr_scales(layers, self.layer_decay),
+            weight_decay: self.weight_decay,
+            exclude_bias_and_norm: self.exclude_bias_and_norm,
+            cosine: self.cosine,
+            objective: self.objective,
+            sam: self.sam,
         }
     }
-    let _guard = tch::no_grad_guard();
-    let mut logits = Vec::new();
-    let mut ys = Vec::new();
-    for s in (0..n_test).step_by(cfg.batch.max(1)) {
-        let r = s..(s + cfg.batch).min(n_test);
-        let x = plain_batch(test, r.clone()).to_device(device);
-        logits.push(
-            head.forward(&encoder.forward_t(&x, false))
-                .to_device(Device::Cpu),
-        );
-        let l: Option<Vec<i64>> = r.map(|i| test.label(i)).collect();
-        ys.extend(l.ok_or_else(|| anyhow!("the test split has no labels"))?);
-    }
-    let logits = Tensor::cat(&logits, 0);
-    let y = Tensor::from_slice(&ys);
-    let acc = f64::try_from(
-        logits
-            .argmax(1, false)
-            .eq_tensor(&y)
-            .to_kind(Kind::Float)
-            .mean(Kind::Float),
-    )?;
-    Ok(FineTuneResult {
-        test_accuracy: acc,
-        test_ece: softmax_ece_from_logits(&logits, &y, cfg.ece_bins),
-        train_samples: n_train,
-        steps,
-        seconds: started.elapsed().as_secs_f64(),
-    })
 }
 
 /// AdamW over `vs`. With `exempt`, every parameter exempt from weight decay — 1-D tensors
@@ -271,43 +206,8 @@ pub fn layer_lr_scales(layers: Option<usize>, decay: Option<f64>) -> Option<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::ImageSet;
-    use crate::encoders::{self, EncoderConfig};
-    use crate::views::image_aug::ImageAugment;
-    use crate::views::image_views::ImageViews;
-
-    /// Three classes of 10×10 images: a bright band in the left, middle or right third.
-    fn bands(n: usize) -> Arc<dyn ViewSource> {
-        let mut pixels = Vec::new();
-        let mut labels = Vec::new();
-        for i in 0..n {
-            let c = i % 3;
-            labels.push(c as i64);
-            for _ in 0..10 {
-                for x in 0..10 {
-                    pixels.push(if (x * 3) / 10 == c { 220 } else { 30 });
-                }
-            }
-        }
-        let set = ImageSet {
-            pixels,
-            len: n,
-            channels: 1,
-            height: 10,
-            width: 10,
-            labels: Some(labels),
-            class_names: vec!["0".into(), "1".into(), "2".into()],
-        };
-        // Flips would swap left and right bands: no flips, mild crops.
-        let aug = ImageAugment {
-            crop_scale: [0.8, 1.0],
-            hflip_p: 0.0,
-            blur_p: 0.0,
-            jitter_p: 0.0,
-            ..Default::default()
-        };
-        Arc::new(ImageViews::new(Arc::new(set), vec![aug]))
-    }
+    use crate::eval::supervised::fixtures::{bands, small_cnn};
+    use tch::Kind;
 
     /// A random-initialised encoder fine-tuned on a separable task gets every test image right,
     /// and the label fraction is honoured.
@@ -369,13 +269,8 @@ mod tests {
     fn fine_tuning_learns_a_separable_task() {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
-        let enc = encoders::build(
-            &EncoderConfig::SmallCnn { widths: vec![4, 8] },
-            &(vs.root() / "encoder"),
-            &[1, 10, 10],
-        )
-        .unwrap();
-        let test = bands(30);
+        let enc = small_cnn(&vs);
+        let test = bands(30, false);
         let cfg = FineTuneConfig {
             epochs: 15,
             batch: 16,
@@ -386,7 +281,7 @@ mod tests {
         let r = fine_tune(
             enc.as_ref(),
             &vs,
-            bands(96),
+            bands(96, false),
             test.as_ref(),
             30,
             3,
@@ -398,5 +293,68 @@ mod tests {
         assert_eq!(r.steps, 15 * 3);
         assert_eq!(r.test_accuracy, 1.0, "{r:?}");
         assert!(r.test_ece.is_finite());
+    }
+
+    /// Every objective, and SAM and ASAM around the optimiser, fine-tune the separable task to
+    /// (nearly) every test image right through the same entry point.
+    #[test]
+    fn every_objective_and_sam_learn_a_separable_task() {
+        let variants = [
+            (
+                SupervisedObjective::Sla {
+                    rotations: 4,
+                    aggregate: true,
+                },
+                None,
+            ),
+            (
+                SupervisedObjective::Sla {
+                    rotations: 4,
+                    aggregate: false,
+                },
+                None,
+            ),
+            (SupervisedObjective::PsKd { alpha_t: 0.8 }, None),
+            (
+                SupervisedObjective::CrossEntropy,
+                Some(SamConfig::default()),
+            ),
+            (
+                SupervisedObjective::CrossEntropy,
+                Some(SamConfig {
+                    rho: 0.5,
+                    adaptive: true,
+                    eta: 0.01,
+                }),
+            ),
+        ];
+        for (objective, sam) in variants {
+            tch::manual_seed(0);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let enc = small_cnn(&vs);
+            let test = bands(30, false);
+            let cfg = FineTuneConfig {
+                epochs: 15,
+                batch: 16,
+                lr: 1e-2,
+                label_fraction: 0.5,
+                objective,
+                sam,
+                ..Default::default()
+            };
+            let r = fine_tune(
+                enc.as_ref(),
+                &vs,
+                bands(96, false),
+                test.as_ref(),
+                30,
+                3,
+                &cfg,
+                Device::Cpu,
+            )
+            .unwrap();
+            assert_eq!(r.steps, 15 * 3);
+            assert!(r.test_accuracy >= 0.9, "{objective:?} {sam:?}: {r:?}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod calibration;
 pub mod clustering;
+pub mod coreset;
 pub mod downstream;
 pub mod f1;
 pub mod few_shot;
@@ -14,7 +15,9 @@ pub mod lbfgs;
 pub mod linear_probe;
 pub mod nearest;
 pub mod neighbours;
+pub mod self_training;
 pub mod standardise;
 pub mod suite;
+pub mod supervised;
 pub mod svm;
 pub mod tfidf;

@@ -332,6 +332,21 @@ pub struct EvalConfig {
     /// embedding from the weight decay, as MAE's fine-tuning does (off: every tensor decays, the
     /// setting the shipped ViT figures were measured with).
     pub finetune_exclude_bias_and_norm: bool,
+    /// What fine-tuning optimises: `{ name = "cross_entropy" }` (default), `{ name = "sla",
+    /// rotations = 4, aggregate = true }` (SLA) or `{ name = "ps_kd", alpha_t = 0.8 }` (PS-KD).
+    /// (Left out of the written recipe at their defaults, so that recipes and run hashes from
+    /// before these settings existed read back the same.)
+    #[serde(
+        skip_serializing_if = "crate::eval::supervised::SupervisedObjective::is_cross_entropy"
+    )]
+    pub finetune_objective: crate::eval::supervised::SupervisedObjective,
+    /// SAM or ASAM around fine-tuning's optimiser: `{ rho = 0.05, adaptive = false }`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finetune_sam: Option<crate::train::sam::SamConfig>,
+    /// Self-training after fine-tuning (`selfsup eval self-train`): rounds, confidence threshold
+    /// of the pseudo-labels, epochs of each student.
+    #[serde(skip_serializing_if = "crate::eval::self_training::SelfTrainingConfig::is_default")]
+    pub self_training: crate::eval::self_training::SelfTrainingConfig,
     /// Also score with an RBF SVM, C chosen by 5-fold cross-validation (TS2Vec's protocol).
     pub svm: bool,
     /// With the raw baseline, also 1-NN under the Euclidean distance and DTW (series data).
@@ -362,6 +377,9 @@ impl Default for EvalConfig {
             finetune_weight_decay: 0.0,
             finetune_cosine: false,
             finetune_exclude_bias_and_norm: false,
+            finetune_objective: Default::default(),
+            finetune_sam: None,
+            self_training: Default::default(),
             svm: false,
             nearest_raw: false,
             graph: None,

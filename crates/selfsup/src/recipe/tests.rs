@@ -826,3 +826,57 @@ fn series_recipes_and_rules() {
         .to_string();
     assert!(e.contains("views.series2.jitter"), "{e}");
 }
+
+#[test]
+fn few_label_settings_parse_and_are_checked() {
+    use crate::eval::supervised::SupervisedObjective;
+    let r = with(
+        IMAGE,
+        &[
+            "eval.finetune_objective.name=\"sla\"",
+            "eval.finetune_sam.rho=0.1",
+            "eval.self_training.threshold=0.7",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        r.eval.finetune_objective,
+        SupervisedObjective::Sla {
+            rotations: 4,
+            aggregate: true
+        }
+    );
+    let sam = r.eval.finetune_sam.unwrap();
+    assert_eq!((sam.rho, sam.adaptive, sam.eta), (0.1, false, 0.01));
+    assert_eq!(r.eval.self_training.threshold, 0.7);
+    assert_eq!(r.eval.self_training.rounds, 1);
+    let r = with(IMAGE, &["eval.finetune_objective.name=\"ps_kd\""]).unwrap();
+    assert_eq!(
+        r.eval.finetune_objective,
+        SupervisedObjective::PsKd { alpha_t: 0.8 }
+    );
+    let e = err(IMAGE, "eval.self_training.threshold=1.5");
+    assert!(
+        e.to_string().contains("eval.self_training.threshold"),
+        "{e}"
+    );
+    let e = err(IMAGE, "eval.finetune_sam.rho=0");
+    assert!(e.to_string().contains("eval.finetune_sam.rho"), "{e}");
+    let e = err(IMAGE, "eval.self_training.rounds=0");
+    assert!(e.to_string().contains("eval.self_training.rounds"), "{e}");
+    let e = err(IMAGE, "eval.finetune_objective.name=\"mixup\"");
+    assert!(e.to_string().contains("mixup"), "{e}");
+}
+
+/// Settings added to `[eval]` later stay out of the written recipe at their defaults, so a run
+/// folder's training hash — and with it `--resume` — does not change under it.
+#[test]
+fn default_few_label_settings_are_not_written() {
+    let r = with(IMAGE, &[]).unwrap();
+    let text = r.to_toml();
+    for key in ["finetune_objective", "finetune_sam", "self_training"] {
+        assert!(!text.contains(key), "{key} written:\n{text}");
+    }
+    let r = with(IMAGE, &["eval.self_training.rounds=2"]).unwrap();
+    assert!(r.to_toml().contains("self_training"));
+}

@@ -627,6 +627,7 @@ impl Recipe {
                 rule: "a fraction of the labels must be in (0, 1]",
             });
         }
+        self.validate_few_labels()?;
         for (field, n) in [
             ("eval.probe_iters", e.probe_iters),
             ("eval.batch", e.batch),
@@ -635,6 +636,54 @@ impl Recipe {
             ("eval.max_test_samples", e.max_test_samples.unwrap_or(1)),
             ("eval.finetune_batch", e.finetune_batch),
             ("eval.finetune_epochs", e.finetune_epochs as usize),
+        ] {
+            if n == 0 {
+                return Err(RecipeError::ZeroCount { field });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Recipe {
+    /// The few-label settings of `[eval]`: the fine-tuning objective, SAM, self-training.
+    fn validate_few_labels(&self) -> Result<(), RecipeError> {
+        use crate::eval::supervised::SupervisedObjective;
+        let e = &self.eval;
+        match e.finetune_objective {
+            SupervisedObjective::Sla { rotations, .. } if !(1..=4).contains(&rotations) => {
+                return Err(RecipeError::BadRange {
+                    field: "eval.finetune_objective.rotations",
+                    lo: rotations as f64,
+                    hi: rotations as f64,
+                    rule: "SLA rotates by 0, 90, 180 and 270 degrees: 1 to 4 rotations",
+                })
+            }
+            SupervisedObjective::PsKd { alpha_t } => {
+                probability("eval.finetune_objective.alpha_t", alpha_t)?
+            }
+            _ => {}
+        }
+        if let Some(s) = &e.finetune_sam {
+            if !(s.rho.is_finite() && s.rho > 0.0) {
+                return Err(RecipeError::BadRange {
+                    field: "eval.finetune_sam.rho",
+                    lo: s.rho,
+                    hi: s.rho,
+                    rule: "SAM's radius must be > 0",
+                });
+            }
+            non_negative("eval.finetune_sam.eta", s.eta)?;
+        }
+        let st = &e.self_training;
+        probability("eval.self_training.threshold", st.threshold)?;
+        probability("eval.self_training.labelled_share", st.labelled_share)?;
+        for (field, n) in [
+            ("eval.self_training.rounds", st.rounds),
+            (
+                "eval.self_training.student_epochs",
+                st.student_epochs as usize,
+            ),
         ] {
             if n == 0 {
                 return Err(RecipeError::ZeroCount { field });

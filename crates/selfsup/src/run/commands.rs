@@ -66,7 +66,7 @@ pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<Pretrain
     if recipe.data.is_graph() {
         return crate::run::graph::pretrain(recipe, args);
     }
-    let threads = backend::set_threads(args.threads);
+    backend::set_threads(args.threads);
     let run_dir = args
         .run_dir
         .clone()
@@ -82,7 +82,20 @@ pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<Pretrain
         recipe.train.max_samples,
         recipe.eval.max_test_samples,
     )?;
-    let (run, resume) = open_run(&run_dir, &recipe, args.resume)?;
+    pretrain_prepared(recipe, prepared, &run_dir, args)
+}
+
+/// Pretrains `recipe` on data already prepared (a table that builds its own training set —
+/// SimCore's target ∪ coreset — passes it here; `prepared.fingerprint` names it in the run's
+/// manifest and checkpoints).
+pub fn pretrain_prepared(
+    recipe: Recipe,
+    prepared: pipeline::Prepared,
+    run_dir: &Path,
+    args: &RunOptions,
+) -> Result<PretrainReport> {
+    let threads = backend::set_threads(args.threads);
+    let (run, resume) = open_run(run_dir, &recipe, args.resume)?;
     let model = pipeline::build_model(
         &recipe,
         &prepared.train.sample_shape(),
@@ -99,10 +112,10 @@ pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<Pretrain
         json!({"train_samples": prepared.train.len(), "skipped_inputs": prepared.skipped}),
     )?;
     eprintln!(
-        "selfsup: {} with {} on {} training samples ({} threads, {}), run folder {}",
+        "selfsup: {} with {} on {} samples ({} threads, {}), run folder {}",
         recipe.method.name(),
         recipe.encoder.kind(),
-        prepared.train.len(),
+        prepared.pretraining().len(),
         threads,
         backend::device_name(args.device),
         run.dir.display()
@@ -473,138 +486,18 @@ pub fn eval_suite(
     Ok(out)
 }
 
-/// Fine-tunes a run's encoder once per seed (each from the checkpoint) with the recipe's
-/// `eval.finetune_*` settings; records accuracy and calibration error (mean ± std over seeds).
-pub fn fine_tune_run(
-    dir: &Path,
-    overrides: &[String],
-    seeds: &[u64],
-    from_scratch: bool,
-    device: Device,
-    threads: usize,
-) -> Result<Vec<crate::eval::suite::SuiteRecord>> {
-    use crate::eval::fine_tune::{fine_tune, FineTuneConfig};
-    backend::set_threads(threads);
-    let (mut acc, mut ece, mut details) = (Vec::new(), Vec::new(), Vec::new());
-    let mut name = String::new();
-    let started = std::time::Instant::now();
-    // The run's recipe, data and checkpoint are read once; each seed fine-tunes a fresh model,
-    // restored from the checkpoint or (from scratch) initialised from that seed.
-    let r = load_run_weights(dir, overrides, device, BadInputPolicy::Fail, false)?;
-    let checkpoint = if from_scratch {
-        None
-    } else {
-        Some(
-            checkpoint::load_latest(&r.run.checkpoints())?
-                .with_context(|| format!("{}: no checkpoint to fine-tune", r.run.dir.display()))?,
-        )
-    };
-    let ev = &r.recipe.eval;
-    let test = r
-        .prepared
-        .test
-        .clone()
-        .context("the run's recipe names no test split")?;
-    let n_test = ev.max_test_samples.unwrap_or(usize::MAX).min(test.len());
-    let n_classes = r.prepared.train.n_classes().max(test.n_classes()) as i64;
-    for &seed in seeds {
-        let mut recipe = r.recipe.clone();
-        if from_scratch {
-            recipe.seed = seed;
-        }
-        let model = pipeline::build_model(
-            &recipe,
-            &r.prepared.train.sample_shape(),
-            r.prepared.train.feature_spans().as_deref(),
-            device,
-        )?;
-        if let Some(c) = &checkpoint {
-            checkpoint::restore_model(&model.vs, &c.model, &c.path)?;
-        }
-        let cfg = FineTuneConfig {
-            epochs: ev.finetune_epochs,
-            batch: ev.finetune_batch,
-            lr: ev.finetune_lr,
-            label_fraction: ev.finetune_label_fraction,
-            seed,
-            layer_decay: ev.finetune_layer_decay,
-            weight_decay: ev.finetune_weight_decay,
-            cosine: ev.finetune_cosine,
-            exclude_bias_and_norm: ev.finetune_exclude_bias_and_norm,
-            ..Default::default()
-        };
-        let mut opts = vec![format!("lr={}", cfg.lr)];
-        if cfg.weight_decay > 0.0 {
-            opts.push(format!("wd={}", cfg.weight_decay));
-            if cfg.exclude_bias_and_norm {
-                opts.push("no wd on 1-d/cls/pos".into());
-            }
-        }
-        if let (Some(d), Some(_)) = (cfg.layer_decay, model.method.encoder().lr_layers()) {
-            opts.push(format!("layer_decay={d}"));
-        }
-        if cfg.cosine {
-            opts.push("cosine".into());
-        }
-        name = format!(
-            "fine-tune({},{},epochs={},batch={},labels={}%,augmented view 1{})",
-            if cfg.weight_decay > 0.0 {
-                "adamw"
-            } else {
-                "adam"
-            },
-            opts.join(","),
-            cfg.epochs,
-            cfg.batch,
-            cfg.label_fraction * 100.0,
-            if from_scratch { ",from scratch" } else { "" }
-        );
-        let res = fine_tune(
-            model.method.encoder(),
-            &model.vs,
-            r.prepared.train.clone(),
-            test.as_ref(),
-            n_test,
-            n_classes,
-            &cfg,
-            device,
-        )?;
-        tracing::info!(
-            "fine-tune seed {seed}: {:.2}% in {:.0}s",
-            res.test_accuracy * 100.0,
-            res.seconds
-        );
-        acc.push(res.test_accuracy);
-        ece.push(res.test_ece);
-        details.push(res);
-    }
-    let rec = |metric: &str, protocol: String, v: Vec<f64>| {
-        let (value, std) = crate::stats::mean_std(&v);
-        crate::eval::suite::SuiteRecord {
-            protocol,
-            metric: metric.into(),
-            features: if from_scratch { "scratch" } else { "learned" }.into(),
-            value,
-            std,
-            per_seed: v,
-            seconds: started.elapsed().as_secs_f64(),
-            details: json!({ "seeds": seeds, "runs": details }),
-        }
-    };
-    Ok(vec![
-        rec("accuracy", name.clone(), acc),
-        rec("ece", format!("{name} ECE(15 bins)"), ece),
-    ])
-}
+pub use super::fine_tune::fine_tune_run;
 
 /// `selfsup eval`: the evaluation-suite protocols on `source` and, with `fine_tune`, the
-/// fine-tuning protocol on the run's encoder, each over `seeds` where it draws.
+/// fine-tuning protocol on the run's encoder (with `self_training`, followed by the recipe's
+/// self-training rounds), each over `seeds` where it draws.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     source: &EvalSource,
     overrides: &[String],
     protocols: &[crate::eval::suite::SuiteProtocol],
     fine_tune: bool,
+    self_training: bool,
     seeds: Vec<u64>,
     from_scratch: bool,
     device: Device,
@@ -619,15 +512,16 @@ pub fn evaluate(
     } else {
         eval_suite(source, overrides, protocols, cfg, device, threads)?
     };
-    if fine_tune {
+    if fine_tune || self_training {
         let EvalSource::Run(dir) = source else {
-            anyhow::bail!("fine-tune needs --run: it trains the run's encoder");
+            anyhow::bail!("fine-tune and self-train need --run: they train the run's encoder");
         };
         records.extend(fine_tune_run(
             dir,
             overrides,
             &seeds,
             from_scratch,
+            self_training,
             device,
             threads,
         )?);

@@ -3,6 +3,7 @@
 //! tables) and graph runs differ only in how data, model and protocol are made.
 pub mod commands;
 pub mod export;
+pub mod fine_tune;
 pub mod folder;
 pub mod graph;
 pub mod inspect;

@@ -70,7 +70,7 @@ fn first_rows(mut t: TableSet, n: Option<usize>) -> TableSet {
 type Sources = (Arc<dyn ViewSource>, Option<Arc<dyn ViewSource>>);
 
 /// Train and test images as view sources, both with the recipe's augmentation.
-fn image_sources(
+pub fn image_sources(
     train: Arc<dyn ImageSource>,
     test: Option<Arc<dyn ImageSource>>,
     recipe: &Recipe,

@@ -3,9 +3,11 @@
 //! saved rows made under other settings.
 pub mod audio_table;
 pub mod compare;
+pub mod few_labels;
 pub mod graph_table;
 pub mod seed_run;
 pub mod self_pretrain;
+pub mod simcore_table;
 pub mod table_file;
 pub mod tabular;
 pub mod text_table;

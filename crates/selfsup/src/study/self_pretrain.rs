@@ -74,6 +74,7 @@ fn fine_tune_once(
         overrides,
         &[seed],
         from_scratch,
+        false,
         args.device,
         args.threads,
     )?;

@@ -8,5 +8,6 @@ pub mod memory_format;
 pub mod metrics;
 pub mod optim;
 pub mod precision;
+pub mod sam;
 pub mod schedule;
 pub mod trainer;
