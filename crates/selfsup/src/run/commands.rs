@@ -514,7 +514,8 @@ pub fn evaluate(
     };
     if fine_tune || self_training {
         let EvalSource::Run(dir) = source else {
-            anyhow::bail!("fine-tune and self-train need --run: they train the run's encoder");
+            let what = if fine_tune { "fine-tune" } else { "self-train" };
+            anyhow::bail!("{what} needs --run: it trains the run's encoder");
         };
         records.extend(fine_tune_run(
             dir,
