@@ -410,12 +410,22 @@ pub enum Command {
         /// Also write the report as JSON to this file
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write the queries and their neighbours as an HTML page: a grid of pictures for
+        /// image runs, the listing otherwise
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Write a run folder's report.html: training curves, the evaluation table and a map of
     /// the test embeddings, in one self-contained page (pretrain writes it at the end)
     Report {
-        /// The run folder
+        /// A run folder, or the JSON of a table command (`compare`, `graph`, `tabular` --out;
+        /// `ucr-table`'s, `audio-table`'s or `text-table`'s `<runs>/table.json`; `few-labels`'
+        /// `few-labels.json`): a table becomes `<file>.html`, bar charts with error bars beside
+        /// the baselines and published figures
         run: PathBuf,
+        /// The published per-set accuracies a `ucr-table` JSON is drawn beside
+        #[arg(long, default_value = "../shared/bench/ucr_reference_accuracy.tsv")]
+        reference: PathBuf,
     },
     /// Datasets by name: fetch them into the data root (checked against their sha256), list
     /// what is there. Recipes name them with [data] dataset = "NAME"
@@ -426,10 +436,14 @@ pub enum Command {
         /// The run folder whose latest checkpoint embeds
         #[arg(long)]
         run: PathBuf,
-        /// Output file, its format by extension: .npy (labels beside it in .labels.npy),
-        /// .safetensors, .parquet (id, label, embedding list per row) or .csv (id,label,e0,e1,…)
+        /// Output file, its format by extension unless --format says: .npy (labels beside it
+        /// in .labels.npy), .safetensors, .parquet (id, label, source, embedding list per row)
+        /// or .csv (id,label,e0,e1,…)
         #[arg(long)]
         out: PathBuf,
+        /// The file format, whatever the extension of --out
+        #[arg(long, value_enum)]
+        format: Option<EmbedFormatArg>,
         /// Which split of the recipe's data (graph runs export every node or graph)
         #[arg(long, value_enum, default_value = "test")]
         split: SplitArg,
@@ -542,6 +556,25 @@ pub enum WorkloadArg {
     Grad,
     E2e,
     GraphEpoch,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum EmbedFormatArg {
+    Npy,
+    Safetensors,
+    Parquet,
+    Csv,
+}
+
+impl From<EmbedFormatArg> for selfsup::run::export::EmbedFormat {
+    fn from(f: EmbedFormatArg) -> Self {
+        match f {
+            EmbedFormatArg::Npy => Self::Npy,
+            EmbedFormatArg::Safetensors => Self::Safetensors,
+            EmbedFormatArg::Parquet => Self::Parquet,
+            EmbedFormatArg::Csv => Self::Csv,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -103,6 +103,15 @@ fn show(
     Ok(())
 }
 
+/// Writes the HTML report of a table's results file beside it; a report that cannot be drawn
+/// is a warning, never the loss of the table.
+fn table_report(json: &std::path::Path, ucr_reference: &std::path::Path) {
+    match selfsup::study::table_report::write_table_report(json, ucr_reference) {
+        Ok(p) => eprintln!("(report in {})", p.display()),
+        Err(e) => eprintln!("warning: no report of {}: {e:#}", json.display()),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let device =
         selfsup::backend::parse_device(&cli.device).map_err(|e| Usage(format!("{e:#}")))?;
@@ -192,7 +201,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let seeds = seeds.map(|n| (first_seed..first_seed + n.max(1)).collect());
             let recipes = load_recipes(&recipes, &overrides, seeds)?;
             let results = run_tables(&recipes, &opts, out.as_deref())?;
-            show(&format_results(&results), out, &results)?;
+            show(&format_results(&results), out.clone(), &results)?;
+            if let Some(o) = &out {
+                table_report(o, std::path::Path::new(""));
+            }
         }
         Command::AudioTable {
             recipes,
@@ -221,6 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64() / 60.0
             );
             selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
+            table_report(&runs.join("table.json"), std::path::Path::new(""));
             if let Some(o) = &out {
                 selfsup::run::folder::atomic_write(o, text.as_bytes())?;
             }
@@ -252,6 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let table = few_labels::run_few_labels(&recipe, &opts, |l| eprintln!("{l}"))?;
             let text = few_labels::format_table(&table);
+            table_report(&runs.join("few-labels.json"), std::path::Path::new(""));
             if let Some(p) = out {
                 selfsup::run::folder::atomic_write(&p, text.as_bytes())?;
             }
@@ -292,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let table = simcore_table::run_simcore_table(&recipe, &opts, |l| eprintln!("{l}"))?;
             let text = simcore_table::format_table(&table);
+            table_report(&runs.join("simcore.json"), std::path::Path::new(""));
             if let Some(p) = out {
                 selfsup::run::folder::atomic_write(&p, text.as_bytes())?;
             }
@@ -342,6 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64() / 60.0
             );
             selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
+            table_report(&runs.join("table.json"), std::path::Path::new(""));
             if let Some(o) = &out {
                 selfsup::run::folder::atomic_write(o, text.as_bytes())?;
             }
@@ -387,6 +403,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             if !finished_only {
                 selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
+                table_report(&runs.join("table.json"), &reference);
             }
             if let Some(o) = &out {
                 selfsup::run::folder::atomic_write(o, text.as_bytes())?;
@@ -421,7 +438,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 |so_far| save_table(out.as_deref(), so_far),
                 |line| eprintln!("{line}"),
             )?;
-            show(&compare::format_report(&report), out, &report)?;
+            show(&compare::format_report(&report), out.clone(), &report)?;
+            if let Some(o) = &out {
+                table_report(o, std::path::Path::new(""));
+            }
         }
         Command::Tabular {
             recipes,
@@ -460,7 +480,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 |so_far| save_table(out.as_deref(), so_far),
                 |line| eprintln!("{line}"),
             )?;
-            show(&tabular::format_report(&report), out, &report)?;
+            show(&tabular::format_report(&report), out.clone(), &report)?;
+            if let Some(o) = &out {
+                table_report(o, std::path::Path::new(""));
+            }
         }
         Command::Bench(b) => {
             let out = b.out.clone();
@@ -489,9 +512,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             show(&format_report(&report), out, &report)?;
         }
         Command::Data(cmd) => data_cmd::run(cmd)?,
-        Command::Report { run } => {
+        Command::Report { run, reference } => {
             selfsup::backend::set_threads(cli.threads);
-            let path = selfsup::run::report::write_run_report(&run, device)?;
+            let path = if run.is_file() {
+                selfsup::study::table_report::write_table_report(&run, &reference)?
+            } else {
+                selfsup::run::report::write_run_report(&run, device)?
+            };
             println!("wrote {}", path.display());
         }
         Command::Neighbors {
@@ -502,6 +529,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             k,
             split,
             out,
+            html,
         } => {
             use selfsup::run::neighbours::{format_report, neighbours, NeighbourSource};
             let source = match (run, memory, queries) {
@@ -517,10 +545,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let report = neighbours(&source, &rows, k, device, cli.threads)?;
-            show(&format_report(&report), out, &report)?;
+            let text = format_report(&report);
+            if let Some(path) = html {
+                let body = match &report.image_grid {
+                    Some(grid) => grid.clone(),
+                    None => format!("<pre>{}</pre>\n", selfsup::run::charts::escape(&text)),
+                };
+                let page = selfsup::run::charts::page("selfsup neighbors", &body);
+                selfsup::run::folder::atomic_write(&path, page.as_bytes())?;
+                eprintln!("(page in {})", path.display());
+            }
+            show(&text, out, &report)?;
         }
-        Command::Embed { run, out, split } => {
-            let (n, d) = commands::embed_run(&run, &out, split.into(), device, cli.threads)?;
+        Command::Embed {
+            run,
+            out,
+            split,
+            format,
+        } => {
+            let format = match format {
+                Some(f) => f.into(),
+                None => selfsup::run::export::EmbedFormat::from_path(&out)
+                    .map_err(|e| Usage(format!("{e:#}")))?,
+            };
+            let (n, d) =
+                commands::embed_run_as(&run, &out, format, split.into(), device, cli.threads)?;
             println!("wrote {n} × {d} embeddings to {}", out.display());
         }
     }

@@ -115,6 +115,20 @@ fn neighbours_agree_with_the_query_as_often_as_one_nearest_neighbour_classifies(
         let (code, _, err) = common::selfsup(&args, d);
         assert_eq!(code, 0, "{err}");
     }
+    // --format writes a format whatever the file is called; without it the name must say.
+    let (code, _, err) = common::selfsup(
+        &[
+            "embed", "--run", "runs/s", "--out", "te.dat", "--format", "csv",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    let csv = std::fs::read_to_string(d.join("te.dat")).unwrap();
+    assert!(csv.starts_with("id,label,e0,"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 144);
+    let (code, _, err) = common::selfsup(&["embed", "--run", "runs/s", "--out", "te.dat2"], d);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--format"), "{err}");
     let (p, n) = (json(&d.join("p.json")), json(&d.join("n.json")));
     assert_eq!(p["results"], n["results"]);
     assert_eq!(p["top1_agreement"].as_f64().unwrap(), knn1);
@@ -133,6 +147,8 @@ fn neighbours_agree_with_the_query_as_often_as_one_nearest_neighbour_classifies(
             "3",
             "--out",
             "l.json",
+            "--html",
+            "l.html",
         ],
         d,
     );
@@ -140,6 +156,19 @@ fn neighbours_agree_with_the_query_as_often_as_one_nearest_neighbour_classifies(
     assert!(
         out.contains("query 0 (label") && out.contains("query 7 (label"),
         "{out}"
+    );
+    // The page: a row per query, its picture and its 3 neighbours' pictures, inlined.
+    let page = std::fs::read_to_string(d.join("l.html")).unwrap();
+    assert_eq!(page.matches("<tr>").count(), 2, "{page}");
+    assert_eq!(
+        page.matches("<img class=\"px\"").count(),
+        2 * (1 + 3),
+        "{page}"
+    );
+    assert_eq!(page.matches("src=\"data:image/png;base64,").count(), 8);
+    assert_eq!(
+        page.matches("class=\"hit\"").count() + page.matches("class=\"miss\"").count(),
+        6
     );
     let listed = json(&d.join("l.json"));
     for q in listed["results"].as_array().unwrap() {

@@ -290,6 +290,19 @@ pub fn embed_run(
     device: Device,
     threads: usize,
 ) -> Result<(i64, i64)> {
+    let format = crate::run::export::EmbedFormat::from_path(out)?;
+    embed_run_as(dir, out, format, split, device, threads)
+}
+
+/// [`embed_run`] in a format other than the file name's.
+pub fn embed_run_as(
+    dir: &Path,
+    out: &Path,
+    format: crate::run::export::EmbedFormat,
+    split: Split,
+    device: Device,
+    threads: usize,
+) -> Result<(i64, i64)> {
     backend::set_threads(threads);
     let recipe = Recipe::load(&RunFolder::open(dir)?.recipe_path(), &[])?;
     if recipe.data.is_graph() {
@@ -297,7 +310,7 @@ pub fn embed_run(
         // of the set (labels −1 where a node has none); there is no separate split to pick.
         let (e, labels) = crate::run::graph::run_embeddings(dir, recipe, device)?;
         let labels = tch::Tensor::from_slice(&labels);
-        crate::run::export::write_embeddings(out, &e, Some(&labels))?;
+        crate::run::export::write_embeddings_as(out, format, &e, Some(&labels))?;
         let s = e.size();
         return Ok((s[0], s[1]));
     }
@@ -319,7 +332,7 @@ pub fn embed_run(
         device,
     )?;
     let labels = pipeline::labels(source.as_ref(), n).ok();
-    crate::run::export::write_embeddings(out, &e, labels.as_ref())?;
+    crate::run::export::write_embeddings_as(out, format, &e, labels.as_ref())?;
     let s = e.size();
     Ok((s[0], s[1]))
 }

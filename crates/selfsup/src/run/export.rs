@@ -25,13 +25,49 @@ const PARQUET_SCHEMA: &str = "message embeddings {
   }
 }";
 
+/// The formats an embedding file can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbedFormat {
+    Npy,
+    Safetensors,
+    Parquet,
+    Csv,
+}
+
+impl EmbedFormat {
+    /// The format a file name's extension says.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        Ok(match path.extension().and_then(|e| e.to_str()) {
+            Some("npy") => Self::Npy,
+            Some("safetensors") => Self::Safetensors,
+            Some("parquet") => Self::Parquet,
+            Some("csv") => Self::Csv,
+            _ => bail!(
+                "{}: use a .npy, .safetensors, .parquet or .csv file name, or say --format",
+                path.display()
+            ),
+        })
+    }
+}
+
+/// Writes embeddings in the format of the file name's extension.
 pub fn write_embeddings(path: &Path, embeddings: &Tensor, labels: Option<&Tensor>) -> Result<()> {
+    write_embeddings_as(path, EmbedFormat::from_path(path)?, embeddings, labels)
+}
+
+/// Writes embeddings in `format`, whatever the file name.
+pub fn write_embeddings_as(
+    path: &Path,
+    format: EmbedFormat,
+    embeddings: &Tensor,
+    labels: Option<&Tensor>,
+) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("npy") => {
+    match format {
+        EmbedFormat::Npy => {
             embeddings
                 .write_npy(path)
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -41,7 +77,7 @@ pub fn write_embeddings(path: &Path, embeddings: &Tensor, labels: Option<&Tensor
                     .with_context(|| format!("writing {}", lp.display()))?;
             }
         }
-        Some("safetensors") => {
+        EmbedFormat::Safetensors => {
             let mut named = vec![("embeddings", embeddings.shallow_clone())];
             if let Some(l) = labels {
                 named.push(("labels", l.shallow_clone()));
@@ -49,10 +85,10 @@ pub fn write_embeddings(path: &Path, embeddings: &Tensor, labels: Option<&Tensor
             Tensor::write_safetensors(&named, path)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        Some(ext @ ("parquet" | "csv")) => {
+        EmbedFormat::Parquet | EmbedFormat::Csv => {
             let (rows, dims, values, labels) = host_rows(embeddings, labels)?;
             let part = PathBuf::from(format!("{}.part", path.display()));
-            let written = if ext == "parquet" {
+            let written = if format == EmbedFormat::Parquet {
                 write_parquet(&part, dims, &values, &labels)
             } else {
                 write_csv(&part, dims, &values, &labels)
@@ -64,10 +100,6 @@ pub fn write_embeddings(path: &Path, embeddings: &Tensor, labels: Option<&Tensor
             std::fs::rename(&part, path).with_context(|| format!("writing {}", path.display()))?;
             debug_assert_eq!(values.len(), rows * dims);
         }
-        _ => bail!(
-            "{}: use a .npy, .safetensors, .parquet or .csv file name",
-            path.display()
-        ),
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! One run, from a resolved recipe to its results: the run folder, the data prepared for the
 //! modality, the model, the trunk's training loop, the evaluation, export. Sample runs (images,
 //! tables) and graph runs differ only in how data, model and protocol are made.
+pub mod charts;
 pub mod commands;
+pub mod embedding_map;
 pub mod export;
 pub mod fine_tune;
 pub mod folder;

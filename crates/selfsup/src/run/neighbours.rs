@@ -9,9 +9,11 @@ use crate::backend;
 use crate::error::BadInputPolicy;
 use crate::eval::neighbours::{cosine_neighbours, label_agreement};
 use crate::recipe::Recipe;
+use crate::views::ViewSource;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tch::{Device, Tensor};
 
 /// A request that cannot be answered: a query row outside the queries, or `k` outside what the
@@ -51,6 +53,9 @@ pub struct NeighbourReport {
     pub k_agreement: f64,
     pub labelled_queries: usize,
     pub results: Vec<QueryResult>,
+    /// The queries asked for and their neighbours as a table of images (image runs only).
+    #[serde(skip)]
+    pub image_grid: Option<String>,
 }
 
 /// Embeddings and labels of the memory and the queries, and whether the queries are the memory.
@@ -62,6 +67,8 @@ struct Spaces {
     same: bool,
     memory_name: String,
     query_name: String,
+    /// A sample run's memory and query samples, to draw them.
+    samples: Option<(Arc<dyn ViewSource>, Arc<dyn ViewSource>)>,
 }
 
 fn labels_of(t: &Tensor) -> Vec<i64> {
@@ -98,6 +105,7 @@ fn spaces(source: &NeighbourSource, device: Device) -> Result<Spaces> {
                 same,
                 memory_name: memory.display().to_string(),
                 query_name: queries.display().to_string(),
+                samples: None,
             })
         }
         NeighbourSource::Run { dir, split } => {
@@ -112,6 +120,7 @@ fn spaces(source: &NeighbourSource, device: Device) -> Result<Spaces> {
                     same: true,
                     memory_name: "every node or graph of the run's data".into(),
                     query_name: "the same".into(),
+                    samples: None,
                 });
             }
             let r = load_run(dir, &[], device, BadInputPolicy::Fail)?;
@@ -125,6 +134,7 @@ fn spaces(source: &NeighbourSource, device: Device) -> Result<Spaces> {
                 Ok((e.to_device(Device::Cpu), y))
             };
             let (memory, memory_labels) = embed(r.prepared.train.as_ref())?;
+            let train = r.prepared.train.clone();
             let (queries, query_labels, same) = match split {
                 Split::Train => (memory.shallow_clone(), memory_labels.clone(), true),
                 Split::Test => {
@@ -136,6 +146,10 @@ fn spaces(source: &NeighbourSource, device: Device) -> Result<Spaces> {
                     let (q, y) = embed(test.as_ref())?;
                     (q, y, false)
                 }
+            };
+            let query_samples = match split {
+                Split::Train => train.clone(),
+                Split::Test => r.prepared.test.clone().context("no test split")?,
             };
             Ok(Spaces {
                 memory,
@@ -150,6 +164,7 @@ fn spaces(source: &NeighbourSource, device: Device) -> Result<Spaces> {
                     "the test split"
                 }
                 .into(),
+                samples: Some((train, query_samples)),
             })
         }
     }
@@ -203,7 +218,23 @@ pub fn neighbours(
                 .map(|(&j, &c)| (j, c, label(s.memory_labels[j as usize])))
                 .collect(),
         })
-        .collect();
+        .collect::<Vec<QueryResult>>();
+    let image_grid = s.samples.as_ref().and_then(|(memory, queries)| {
+        let rows: Vec<super::report::GalleryRow> = results
+            .iter()
+            .map(|r| super::report::GalleryRow {
+                query: r.query as usize,
+                neighbours: r.neighbours.iter().map(|&(j, c, _)| (j as usize, c)).collect(),
+            })
+            .collect();
+        let caption = format!(
+            "Queries from {} (left) and their {k} nearest in {}, by cosine similarity of the learned representations; green: same label, red: another.",
+            s.query_name, s.memory_name
+        );
+        (!rows.is_empty())
+            .then(|| super::report::image_grid(queries.as_ref(), memory.as_ref(), &rows, &caption))
+            .flatten()
+    });
     Ok(NeighbourReport {
         memory: s.memory_name,
         queries: s.query_name,
@@ -212,6 +243,7 @@ pub fn neighbours(
         k_agreement: all_k,
         labelled_queries: labelled.len(),
         results,
+        image_grid,
     })
 }
 

@@ -1,20 +1,29 @@
-//! `report.html` of a run folder: one self-contained page (inline SVG drawn by `plotters`, no
-//! script, nothing fetched) with what the run was, its training curves (loss, learning rate,
-//! throughput, the collapse diagnostics, the online kNN monitor), the evaluation table — learned
-//! beside raw — and a 2-D map of the test embeddings (their first two principal components)
-//! coloured by label.
-use super::commands::load_run;
+//! `report.html` of a run folder: one self-contained page (inline SVG drawn by `plotters`,
+//! images inlined as PNG data, no script, nothing fetched) with what the run was, its training
+//! curves (loss, learning rate, throughput, the collapse diagnostics, the online kNN monitor),
+//! the evaluation table — learned beside raw — a 2-D map of the test embeddings (their first two
+//! principal components) coloured by label, and for images a gallery of test images beside their
+//! nearest training images in the learned space.
+use super::charts::{escape, image_tag, page, svg_chart, Series};
+use super::commands::{load_run, LoadedRun};
+use super::embedding_map::{map_2d, Map2d, MapMethod};
 use super::folder::RunFolder;
 use super::pipeline;
 use crate::error::BadInputPolicy;
+use crate::eval::neighbours::cosine_neighbours;
 use crate::recipe::Recipe;
-use anyhow::{anyhow, Context, Result};
-use plotters::prelude::*;
+use crate::views::ViewSource;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Points of the embedding map at most (the first test samples).
 const MAP_POINTS: usize = 5000;
+/// The gallery: this many test images, each with its nearest training images among the first
+/// [`GALLERY_MEMORY`] (a bound on the report's time; `selfsup neighbors` searches them all).
+const GALLERY_QUERIES: usize = 8;
+const GALLERY_K: usize = 6;
+const GALLERY_MEMORY: usize = 10_000;
 
 /// Writes `<run>/report.html` and returns its path.
 pub fn write_run_report(dir: &Path, device: Device) -> Result<PathBuf> {
@@ -24,13 +33,7 @@ pub fn write_run_report(dir: &Path, device: Device) -> Result<PathBuf> {
     let metrics = read_metrics(&dir.join("metrics.jsonl"));
     let eval: serde_json::Value = read_json(&dir.join("eval.json")).unwrap_or_default();
 
-    let mut html = String::new();
-    html.push_str(&format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>{}</style></head><body>\n",
-        escape(&recipe.name),
-        STYLE
-    ));
-    html.push_str(&format!("<h1>{}</h1>\n", escape(&recipe.name)));
+    let mut html = format!("<h1>{}</h1>\n", escape(&recipe.name));
     html.push_str(&about(&recipe, &manifest));
 
     html.push_str("<h2>Training</h2>\n");
@@ -66,8 +69,16 @@ pub fn write_run_report(dir: &Path, device: Device) -> Result<PathBuf> {
     html.push_str(&eval_table(&eval));
 
     html.push_str("<h2>Embeddings</h2>\n");
-    match embedding_map(dir, &recipe, device) {
-        Ok(Some((points, labels))) => {
+    // A sample run is loaded once, for the map and the gallery.
+    let loaded =
+        (!recipe.data.is_graph()).then(|| load_run(dir, &[], device, BadInputPolicy::Fail));
+    let embedded = match &loaded {
+        None => crate::run::graph::run_embeddings(dir, recipe.clone(), device).map(Some),
+        Some(Ok(r)) => test_embeddings(r, device),
+        Some(Err(e)) => Err(anyhow::anyhow!("{e:#}")),
+    };
+    match embedded.and_then(|e| e.map(|(e, y)| map_2d(&e, &y, MAP_POINTS)).transpose()) {
+        Ok(Some(Some(map))) => {
             let what = if recipe.data.is_graph() {
                 if recipe.data.is_graph_level() {
                     "graphs"
@@ -77,23 +88,28 @@ pub fn write_run_report(dir: &Path, device: Device) -> Result<PathBuf> {
             } else {
                 "test embeddings"
             };
-            html.push_str(&scatter(&points, &labels, what)?)
+            html.push_str(&scatter(&map, what)?)
         }
-        Ok(None) => html.push_str("<p>No labelled test split to map.</p>\n"),
+        Ok(_) => html.push_str("<p>No labelled test split to map.</p>\n"),
         Err(e) => html.push_str(&format!("<p>No map: {}</p>\n", escape(&format!("{e:#}")))),
     }
-    html.push_str("</body></html>\n");
+    if let Some(Ok(r)) = &loaded {
+        match gallery(r, device) {
+            Ok(Some(g)) => html.push_str(&g),
+            Ok(None) => {}
+            Err(e) => html.push_str(&format!(
+                "<p>No gallery: {}</p>\n",
+                escape(&format!("{e:#}"))
+            )),
+        }
+    }
 
     let out = dir.join("report.html");
     let part = dir.join("report.html.part");
-    std::fs::write(&part, html).with_context(|| part.display().to_string())?;
+    std::fs::write(&part, page(&recipe.name, &html)).with_context(|| part.display().to_string())?;
     std::fs::rename(&part, &out).with_context(|| out.display().to_string())?;
     Ok(out)
 }
-
-const STYLE: &str = "body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}\
-table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}\
-td.n{text-align:right}svg{display:block;margin:1em 0}";
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
@@ -106,13 +122,6 @@ fn read_metrics(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn about(recipe: &Recipe, manifest: &serde_json::Value) -> String {
@@ -191,159 +200,140 @@ fn eval_table(eval: &serde_json::Value) -> String {
     s
 }
 
-fn drawing<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("drawing a chart: {e:?}")
-}
-
-fn range(v: impl Iterator<Item = f64> + Clone) -> std::ops::Range<f64> {
-    let lo = v.clone().fold(f64::INFINITY, f64::min);
-    let hi = v.fold(f64::NEG_INFINITY, f64::max);
-    let pad = ((hi - lo) * 0.05).max(1e-9 * hi.abs().max(1.0));
-    (lo - pad)..(hi + pad)
-}
-
-/// What a chart of the report shows.
-enum Series<'x> {
-    /// One line through the points.
-    Line,
-    /// A point per row, coloured by its label, with a legend.
-    ByLabel(&'x [i64]),
-}
-
-/// An SVG of `size` with a caption, axes spanning `points` and their descriptions, and the
-/// points drawn as `series`.
-fn svg_chart(
-    size: (u32, u32),
-    caption: &str,
-    points: &[(f64, f64)],
-    (x_desc, y_desc): (&str, &str),
-    series: Series,
-) -> Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-        root.fill(&WHITE).map_err(drawing)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(caption, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(70)
-            .build_cartesian_2d(
-                range(points.iter().map(|p| p.0)),
-                range(points.iter().map(|p| p.1)),
-            )
-            .map_err(drawing)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .draw()
-            .map_err(drawing)?;
-        match series {
-            Series::Line => {
-                chart
-                    .draw_series(LineSeries::new(points.iter().copied(), &BLUE))
-                    .map_err(drawing)?;
-            }
-            Series::ByLabel(labels) => {
-                let mut classes: Vec<i64> = labels.to_vec();
-                classes.sort_unstable();
-                classes.dedup();
-                for c in classes {
-                    let colour = Palette99::pick(c.max(0) as usize).to_rgba();
-                    chart
-                        .draw_series(
-                            points
-                                .iter()
-                                .zip(labels)
-                                .filter(|(_, &y)| y == c)
-                                .map(|(&p, _)| Circle::new(p, 2, colour.filled())),
-                        )
-                        .map_err(drawing)?
-                        .label(format!("class {c}"))
-                        .legend(move |(x, y)| Circle::new((x, y), 4, colour.filled()));
-                }
-                chart
-                    .configure_series_labels()
-                    .border_style(BLACK)
-                    .background_style(WHITE.mix(0.8))
-                    .draw()
-                    .map_err(drawing)?;
-            }
-        }
-        root.present().map_err(drawing)?;
-    }
-    Ok(svg + "\n")
-}
-
 fn line_chart(title: &str, x_desc: &str, points: &[(f64, f64)]) -> Result<String> {
     svg_chart((720, 300), title, points, (x_desc, ""), Series::Line)
 }
 
-fn scatter(points: &[(f64, f64)], labels: &[i64], what: &str) -> Result<String> {
-    let caption = format!(
-        "first two principal components of {} {what}, coloured by label",
-        points.len()
-    );
+fn scatter(map: &Map2d, what: &str) -> Result<String> {
+    let (caption, axes) = match map.how {
+        MapMethod::Tsne { perplexity } => (
+            format!(
+                "t-SNE (perplexity {perplexity}, Barnes-Hut, from the PCA map) of {} {what}, coloured by label",
+                map.points.len()
+            ),
+            ("t-SNE 1", "t-SNE 2"),
+        ),
+        MapMethod::Pca => (
+            format!(
+                "first two principal components of {} {what}, coloured by label",
+                map.points.len()
+            ),
+            ("PC 1", "PC 2"),
+        ),
+    };
     svg_chart(
         (720, 600),
         &caption,
-        points,
-        ("PC 1", "PC 2"),
-        Series::ByLabel(labels),
+        &map.points,
+        axes,
+        Series::ByLabel(&map.labels),
     )
 }
 
-/// The labelled test embeddings (at most [`MAP_POINTS`]) projected on their first two principal
-/// components; graph runs map every labelled node or graph.
-fn embedding_map(
-    dir: &Path,
-    recipe: &Recipe,
-    device: Device,
-) -> Result<Option<(Vec<(f64, f64)>, Vec<i64>)>> {
-    let (e, labels): (Tensor, Vec<i64>) = if recipe.data.is_graph() {
-        crate::run::graph::run_embeddings(dir, recipe.clone(), device)?
-    } else {
-        let r = load_run(dir, &[], device, BadInputPolicy::Fail)?;
-        let Some(test) = r.prepared.test.as_ref() else {
-            return Ok(None);
-        };
-        let n = test.len().min(MAP_POINTS);
-        let Ok(y) = pipeline::labels(test.as_ref(), n) else {
-            return Ok(None);
-        };
-        let e = pipeline::embed(
-            r.model.method.as_ref(),
-            test.as_ref(),
-            n,
-            r.recipe.eval.batch,
-            device,
-        )?;
-        (e.to_device(Device::Cpu), Vec::<i64>::try_from(&y)?)
+/// The first [`MAP_POINTS`] test embeddings of a sample run and their labels (`None` without a
+/// labelled test split).
+fn test_embeddings(r: &LoadedRun, device: Device) -> Result<Option<(Tensor, Vec<i64>)>> {
+    let Some(test) = r.prepared.test.as_ref() else {
+        return Ok(None);
     };
-    let keep: Vec<i64> = (0..labels.len() as i64)
-        .filter(|&i| labels[i as usize] >= 0)
-        .take(MAP_POINTS)
-        .collect();
-    if keep.len() < 3 {
+    let n = test.len().min(MAP_POINTS);
+    let Ok(y) = pipeline::labels(test.as_ref(), n) else {
+        return Ok(None);
+    };
+    let e = pipeline::embed(
+        r.model.method.as_ref(),
+        test.as_ref(),
+        n,
+        r.recipe.eval.batch,
+        device,
+    )?;
+    Ok(Some((e.to_device(Device::Cpu), Vec::<i64>::try_from(&y)?)))
+}
+
+/// For image runs: the first [`GALLERY_QUERIES`] test images, each beside its nearest training
+/// images (cosine in the learned space), marked by whether their label agrees. `None` for
+/// inputs that are not images, or without a test split.
+fn gallery(r: &LoadedRun, device: Device) -> Result<Option<String>> {
+    let train = r.prepared.train.as_ref();
+    let Some(test) = r.prepared.test.as_ref() else {
+        return Ok(None);
+    };
+    let shape = train.sample_shape();
+    if shape.len() != 3 || !(shape[0] == 1 || shape[0] == 3) {
         return Ok(None);
     }
-    let x = e
-        .to_kind(Kind::Double)
-        .index_select(0, &Tensor::from_slice(&keep));
-    let x = &x - x.mean_dim([0i64].as_slice(), true, Kind::Double);
-    // Principal axes: eigenvectors of XᵀX with the two largest eigenvalues (eigh sorts ascending).
-    let (_, vectors) = x.tr().matmul(&x).linalg_eigh("L");
-    let d = vectors.size()[1];
-    let axes = vectors
-        .narrow(1, (d - 2).max(0), d.min(2))
-        .flip([1i64].as_slice());
-    let p = x.matmul(&axes);
-    let p: Vec<Vec<f64>> = Vec::<Vec<f64>>::try_from(&p)?;
-    let points = p
-        .iter()
-        .map(|r| (r[0], *r.get(1).unwrap_or(&0.0)))
+    let n_memory = train.len().min(GALLERY_MEMORY);
+    let n_queries = test.len().min(GALLERY_QUERIES);
+    let k = GALLERY_K.min(n_memory);
+    if n_queries == 0 || k == 0 {
+        return Ok(None);
+    }
+    let embed = |s: &dyn ViewSource, n| {
+        pipeline::embed(r.model.method.as_ref(), s, n, r.recipe.eval.batch, device)
+            .map(|e| e.to_device(Device::Cpu))
+    };
+    let memory = embed(train, n_memory)?;
+    let queries = embed(test.as_ref(), n_queries)?;
+    let found = cosine_neighbours(&memory, &queries, k, None).map_err(anyhow::Error::msg)?;
+    let rows: Vec<GalleryRow> = (0..n_queries)
+        .map(|q| GalleryRow {
+            query: q,
+            neighbours: found.index[q]
+                .iter()
+                .zip(&found.similarity[q])
+                .map(|(&j, &c)| (j as usize, c))
+                .collect(),
+        })
         .collect();
-    let labels = keep.iter().map(|&i| labels[i as usize]).collect();
-    Ok(Some((points, labels)))
+    let caption = format!(
+        "The first {n_queries} test images (left) and their {k} nearest among the first {n_memory} training images, by cosine similarity of the learned representations; green: same label, red: another."
+    );
+    Ok(image_grid(test.as_ref(), train, &rows, &caption))
+}
+
+/// One query of a grid and its neighbours: (memory row, cosine similarity), most similar first.
+pub struct GalleryRow {
+    pub query: usize,
+    pub neighbours: Vec<(usize, f32)>,
+}
+
+/// An HTML table of images: per row the query, then its neighbours with their similarity and
+/// label; `None` when the samples are not images.
+pub fn image_grid(
+    queries: &dyn ViewSource,
+    memory: &dyn ViewSource,
+    rows: &[GalleryRow],
+    caption: &str,
+) -> Option<String> {
+    let shape = memory.sample_shape();
+    let picture = |s: &dyn ViewSource, i: usize, what: &str| {
+        let mut x = vec![0f32; s.sample_len()];
+        s.make_plain(i, &mut x);
+        image_tag(&x, &shape, what)
+    };
+    let label = |s: &dyn ViewSource, i| s.label(i).map_or("–".into(), |l| l.to_string());
+    let mut html = format!("<p>{}</p>\n<table>\n", escape(caption));
+    for row in rows {
+        let q = row.query;
+        html.push_str(&format!(
+            "<tr><td>{}test {q}<br>label {}</td>",
+            picture(queries, q, &format!("test {q}"))?,
+            label(queries, q)
+        ));
+        for &(j, c) in &row.neighbours {
+            let class = match (queries.label(q), memory.label(j)) {
+                (Some(a), Some(b)) if a == b => " class=\"hit\"",
+                (Some(_), Some(_)) => " class=\"miss\"",
+                _ => "",
+            };
+            html.push_str(&format!(
+                "<td{class}>{}train {j}<br>label {}<br>cos {c:.3}</td>",
+                picture(memory, j, &format!("train {j}"))?,
+                label(memory, j)
+            ));
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("</table>\n");
+    Some(html)
 }

@@ -9,6 +9,7 @@ pub mod seed_run;
 pub mod self_pretrain;
 pub mod simcore_table;
 pub mod table_file;
+pub mod table_report;
 pub mod tabular;
 pub mod text_table;
 pub mod ucr_table;
