@@ -396,6 +396,15 @@ pub enum Command {
         /// Exported embeddings of the queries (the memory's file: queries from the memory)
         #[arg(long, requires = "memory")]
         queries: Option<PathBuf>,
+        /// An image file of one's own as a query (repeatable; PNG or JPEG): converted to the
+        /// run's channels and input size, embedded by the run, searched among its training split
+        #[arg(
+            long = "query",
+            value_name = "FILE",
+            requires = "run",
+            conflicts_with = "rows"
+        )]
+        query: Vec<PathBuf>,
         /// Query rows to list (repeatable); without it every query is searched and only the
         /// label agreement is printed
         #[arg(long = "index", value_name = "N")]

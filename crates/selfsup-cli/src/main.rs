@@ -525,6 +525,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             run,
             memory,
             queries,
+            query,
             rows,
             k,
             split,
@@ -532,7 +533,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             html,
         } => {
             use selfsup::run::neighbours::{format_report, neighbours, NeighbourSource};
+            let listed: Vec<i64> = if query.is_empty() {
+                rows
+            } else {
+                (0..query.len() as i64).collect()
+            };
             let source = match (run, memory, queries) {
+                (Some(dir), None, None) if !query.is_empty() => {
+                    NeighbourSource::RunWithImages { dir, images: query }
+                }
                 (Some(dir), None, None) => NeighbourSource::Run {
                     dir,
                     split: split.into(),
@@ -544,7 +553,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 }
             };
-            let report = neighbours(&source, &rows, k, device, cli.threads)?;
+            let report = neighbours(&source, &listed, k, device, cli.threads)?;
             let text = format_report(&report);
             if let Some(path) = html {
                 let body = match &report.image_grid {

@@ -124,7 +124,7 @@ fn neighbours_agree_with_the_query_as_often_as_one_nearest_neighbour_classifies(
     );
     assert_eq!(code, 0, "{err}");
     let csv = std::fs::read_to_string(d.join("te.dat")).unwrap();
-    assert!(csv.starts_with("id,label,e0,"), "{csv}");
+    assert!(csv.starts_with("id,label,source,e0,"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 144);
     let (code, _, err) = common::selfsup(&["embed", "--run", "runs/s", "--out", "te.dat2"], d);
     assert_eq!(code, 2, "{err}");
@@ -181,6 +181,47 @@ fn neighbours_agree_with_the_query_as_often_as_one_nearest_neighbour_classifies(
         assert_eq!(sims.len(), 3);
         assert!(sims.windows(2).all(|w| w[0] >= w[1]), "{sims:?}");
     }
+
+    // An image file of one's own: a 24×24 colour picture of class 2's bright band, converted to
+    // the run's 12×12 grey inputs; its nearest training images are mostly of class 2.
+    let band = image::RgbImage::from_fn(24, 24, |x, _| {
+        let v = if (8..12).contains(&x) { 190 } else { 70 };
+        image::Rgb([v, v, v])
+    });
+    band.save(d.join("band.png")).unwrap();
+    let (code, out, err) = common::selfsup(
+        &[
+            "neighbors",
+            "--run",
+            "runs/s",
+            "--query",
+            "band.png",
+            "-k",
+            "5",
+            "--out",
+            "q.json",
+            "--html",
+            "q.html",
+        ],
+        d,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("queries: band.png"), "{out}");
+    let found: Vec<i64> = json(&d.join("q.json"))["results"][0]["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n[2].as_i64().unwrap())
+        .collect();
+    assert!(found.iter().filter(|&&l| l == 2).count() >= 3, "{found:?}");
+    let page = std::fs::read_to_string(d.join("q.html")).unwrap();
+    assert_eq!(page.matches("<img class=\"px\"").count(), 1 + 5);
+    // A file that is no image is bad input, named.
+    std::fs::write(d.join("bad.png"), b"not a png").unwrap();
+    let (code, _, err) =
+        common::selfsup(&["neighbors", "--run", "runs/s", "--query", "bad.png"], d);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("bad.png"), "{err}");
 
     // Queries from the training split never find themselves.
     let (code, _, err) = common::selfsup(

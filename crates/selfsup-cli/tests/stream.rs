@@ -144,3 +144,29 @@ fn the_folder_packed_into_shards_trains_to_the_same_weights() {
         "the shards gave the model other pixels or another order"
     );
 }
+
+#[test]
+fn exports_name_each_image_file_in_memory_and_streamed_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_images(d);
+    for (recipe, run) in [("mem.toml", "mem"), ("r.toml", "full")] {
+        common::run_to_end(d, recipe, run, false);
+        let out = format!("{run}.csv");
+        let (code, _, err) = common::selfsup(
+            &["embed", "--run", run, "--out", &out, "--split", "train"],
+            d,
+        );
+        assert_eq!(code, 0, "{err}");
+        let text = std::fs::read_to_string(d.join(&out)).unwrap();
+        let sources: Vec<String> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(2).unwrap().to_string())
+            .collect();
+        assert_eq!(sources.len(), 48);
+        // Class folders in order, files by name: row 17 is class1/01.png.
+        assert!(sources[17].ends_with("class1/01.png"), "{}", sources[17]);
+        assert!(sources.iter().all(|s| d.join(s).exists()), "{sources:?}");
+    }
+}

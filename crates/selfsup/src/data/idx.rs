@@ -45,6 +45,7 @@ pub fn read_idx_images(path: &Path) -> Result<ImageSet, DataError> {
         width,
         labels: None,
         class_names: Vec::new(),
+        sources: None,
     })
 }
 

@@ -49,12 +49,14 @@ pub fn load_image_folder(
     let mut report = SkipReport::default();
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
+    let mut sources = Vec::new();
     // Fixed by the first image that decodes: (channels, height, width, path it came from).
     let mut shape: Option<(usize, usize, usize, PathBuf)> = None;
     for (path, label) in &files {
         match read_one(path, opts, &mut shape) {
             Ok(planes) => {
                 pixels.extend_from_slice(&planes);
+                sources.push(path.display().to_string());
                 if let Some(l) = label {
                     labels.push(*l);
                 }
@@ -84,6 +86,7 @@ pub fn load_image_folder(
         width,
         labels: labelled.then_some(labels),
         class_names,
+        sources: Some(sources),
     };
     Ok((set, report))
 }

@@ -251,6 +251,9 @@ impl ImageSource for ImageShards {
             .and_then(|b| planes_from_bytes(&b, &self.entries[i].name, &self.opts, &mut shape));
         self.errors.planes_or_blank(decoded, c * h * w)
     }
+    fn source(&self, i: usize) -> Option<String> {
+        self.entries.get(i).map(|e| e.name.display().to_string())
+    }
     fn label(&self, i: usize) -> Option<i64> {
         self.labels.as_ref().map(|l| l[i])
     }

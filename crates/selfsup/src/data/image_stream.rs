@@ -154,6 +154,9 @@ impl ImageSource for ImageStream {
         self.errors
             .planes_or_blank(self.decode_planes(i), c * h * w)
     }
+    fn source(&self, i: usize) -> Option<String> {
+        self.files.get(i).map(|p| p.display().to_string())
+    }
     fn label(&self, i: usize) -> Option<i64> {
         self.labels.as_ref().map(|l| l[i])
     }

@@ -87,6 +87,8 @@ pub struct ImageSet {
     pub labels: Option<Vec<i64>>,
     /// Class names in index order (folder names, or "0".."9" for IDX).
     pub class_names: Vec<String>,
+    /// Where each image came from (its file), when it came from a file of its own.
+    pub sources: Option<Vec<String>>,
 }
 
 impl ImageSet {
@@ -120,6 +122,10 @@ pub trait ImageSource: Send + Sync {
     fn take_errors(&self) -> Vec<DataError> {
         Vec::new()
     }
+    /// Where image `i` came from (its file, or shard and member), if known.
+    fn source(&self, _i: usize) -> Option<String> {
+        None
+    }
 }
 
 impl ImageSource for ImageSet {
@@ -131,6 +137,9 @@ impl ImageSource for ImageSet {
     }
     fn image(&self, i: usize) -> std::borrow::Cow<'_, [u8]> {
         std::borrow::Cow::Borrowed(ImageSet::image(self, i))
+    }
+    fn source(&self, i: usize) -> Option<String> {
+        self.sources.as_ref().and_then(|s| s.get(i).cloned())
     }
     fn label(&self, i: usize) -> Option<i64> {
         self.labels.as_ref().map(|l| l[i])

@@ -408,6 +408,7 @@ pub(crate) mod fixtures {
             width: 10,
             labels: Some(labels),
             class_names: vec!["0".into(), "1".into(), "2".into()],
+            sources: None,
         };
         // Flips would swap left and right bands: no flips, mild crops.
         let aug = ImageAugment {

@@ -310,7 +310,7 @@ pub fn embed_run_as(
         // of the set (labels −1 where a node has none); there is no separate split to pick.
         let (e, labels) = crate::run::graph::run_embeddings(dir, recipe, device)?;
         let labels = tch::Tensor::from_slice(&labels);
-        crate::run::export::write_embeddings_as(out, format, &e, Some(&labels))?;
+        crate::run::export::write_embeddings_as(out, format, &e, Some(&labels), &[])?;
         let s = e.size();
         return Ok((s[0], s[1]));
     }
@@ -332,7 +332,13 @@ pub fn embed_run_as(
         device,
     )?;
     let labels = pipeline::labels(source.as_ref(), n).ok();
-    crate::run::export::write_embeddings_as(out, format, &e, labels.as_ref())?;
+    let sources: Vec<Option<String>> = (0..n).map(|i| source.source(i)).collect();
+    let sources = if sources.iter().any(Option::is_some) {
+        sources
+    } else {
+        Vec::new()
+    };
+    crate::run::export::write_embeddings_as(out, format, &e, labels.as_ref(), &sources)?;
     let s = e.size();
     Ok((s[0], s[1]))
 }

@@ -1,9 +1,10 @@
-//! Embeddings out of a run, in the format the file name says: NPY (numpy; labels in
-//! `<name>.labels.npy`), safetensors (`embeddings`, `labels`), Parquet (a row per sample: `id`,
-//! `label`, `embedding` as a list of floats) or CSV (`id,label,e0,e1,…`). Parquet and CSV files are
+//! Embeddings out of a run, in the format the file name (or `--format`) says: NPY (numpy; labels
+//! in `<name>.labels.npy`), safetensors (`embeddings`, `labels`), Parquet (a row per sample: `id`,
+//! `label`, `source` — the sample's file where it has one — and `embedding` as a list of floats)
+//! or CSV (`id,label,source,e0,e1,…`). Parquet and CSV files are
 //! written to a temporary name and renamed when complete.
 use anyhow::{bail, Context, Result};
-use parquet::data_type::{FloatType, Int64Type};
+use parquet::data_type::{ByteArray, ByteArrayType, FloatType, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::SerializedFileReader;
@@ -18,6 +19,7 @@ use tch::{Kind, Tensor};
 const PARQUET_SCHEMA: &str = "message embeddings {
   REQUIRED INT64 id;
   OPTIONAL INT64 label;
+  OPTIONAL BYTE_ARRAY source (UTF8);
   REQUIRED group embedding (LIST) {
     REPEATED group list {
       REQUIRED FLOAT element;
@@ -52,15 +54,17 @@ impl EmbedFormat {
 
 /// Writes embeddings in the format of the file name's extension.
 pub fn write_embeddings(path: &Path, embeddings: &Tensor, labels: Option<&Tensor>) -> Result<()> {
-    write_embeddings_as(path, EmbedFormat::from_path(path)?, embeddings, labels)
+    write_embeddings_as(path, EmbedFormat::from_path(path)?, embeddings, labels, &[])
 }
 
-/// Writes embeddings in `format`, whatever the file name.
+/// Writes embeddings in `format`, whatever the file name, with each sample's source where
+/// `sources` has one (Parquet and CSV; an empty slice: none known).
 pub fn write_embeddings_as(
     path: &Path,
     format: EmbedFormat,
     embeddings: &Tensor,
     labels: Option<&Tensor>,
+    sources: &[Option<String>],
 ) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
@@ -87,11 +91,21 @@ pub fn write_embeddings_as(
         }
         EmbedFormat::Parquet | EmbedFormat::Csv => {
             let (rows, dims, values, labels) = host_rows(embeddings, labels)?;
+            let sources: Vec<Option<String>> = if sources.is_empty() {
+                vec![None; rows]
+            } else {
+                anyhow::ensure!(
+                    sources.len() == rows,
+                    "{} sources for {rows} rows",
+                    sources.len()
+                );
+                sources.to_vec()
+            };
             let part = PathBuf::from(format!("{}.part", path.display()));
             let written = if format == EmbedFormat::Parquet {
-                write_parquet(&part, dims, &values, &labels)
+                write_parquet(&part, dims, &values, &labels, &sources)
             } else {
-                write_csv(&part, dims, &values, &labels)
+                write_csv(&part, dims, &values, &labels, &sources)
             };
             if let Err(e) = written {
                 let _ = std::fs::remove_file(&part);
@@ -128,7 +142,13 @@ fn host_rows(
     Ok((rows as usize, dims as usize, values, labels))
 }
 
-fn write_parquet(path: &Path, dims: usize, values: &[f32], labels: &[Option<i64>]) -> Result<()> {
+fn write_parquet(
+    path: &Path,
+    dims: usize,
+    values: &[f32],
+    labels: &[Option<i64>],
+    sources: &[Option<String>],
+) -> Result<()> {
     let schema = Arc::new(parse_message_type(PARQUET_SCHEMA)?);
     let file = std::fs::File::create(path)?;
     let mut writer =
@@ -147,6 +167,17 @@ fn write_parquet(path: &Path, dims: usize, values: &[f32], labels: &[Option<i64>
     col.typed::<Int64Type>()
         .write_batch(&present, Some(&def), None)?;
     col.close()?;
+    // source: a UTF-8 string where the sample has one
+    let mut col = group.next_column()?.context("the schema's source column")?;
+    let present: Vec<ByteArray> = sources
+        .iter()
+        .flatten()
+        .map(|s| ByteArray::from(s.as_str()))
+        .collect();
+    let def: Vec<i16> = sources.iter().map(|s| i16::from(s.is_some())).collect();
+    col.typed::<ByteArrayType>()
+        .write_batch(&present, Some(&def), None)?;
+    col.close()?;
     // embedding.list.element: every element defined (level 1); a row starts at repetition 0
     let mut col = group
         .next_column()?
@@ -163,15 +194,22 @@ fn write_parquet(path: &Path, dims: usize, values: &[f32], labels: &[Option<i64>
     Ok(())
 }
 
-fn write_csv(path: &Path, dims: usize, values: &[f32], labels: &[Option<i64>]) -> Result<()> {
+fn write_csv(
+    path: &Path,
+    dims: usize,
+    values: &[f32],
+    labels: &[Option<i64>],
+    sources: &[Option<String>],
+) -> Result<()> {
     let mut w = csv::Writer::from_path(path)?;
-    let mut header = vec!["id".to_string(), "label".to_string()];
+    let mut header = vec!["id".to_string(), "label".to_string(), "source".to_string()];
     header.extend((0..dims).map(|j| format!("e{j}")));
     w.write_record(&header)?;
-    for (i, (row, label)) in values.chunks(dims).zip(labels).enumerate() {
+    for (i, ((row, label), source)) in values.chunks(dims).zip(labels).zip(sources).enumerate() {
         let mut record = vec![
             i.to_string(),
             label.map_or(String::new(), |l| l.to_string()),
+            source.clone().unwrap_or_default(),
         ];
         // `{}` of an f32 prints the shortest text that reads back as the same float.
         record.extend(row.iter().map(|x| x.to_string()));
@@ -262,30 +300,56 @@ mod tests {
         write_embeddings(&dir.path().join("e.npy"), &e, Some(&l)).unwrap();
         let npy = Tensor::read_npy(dir.path().join("e.npy")).unwrap();
 
-        let p = dir.path().join("e.parquet");
-        write_embeddings(&p, &e, Some(&l)).unwrap();
-        assert!(!dir.path().join("e.parquet.part").exists());
+        // Sources where the samples have them (the second has none); a name not ending in
+        // .parquet, as --format allows.
+        let sources = [
+            Some("a/x.png".to_string()),
+            None,
+            Some("b/ü.jpg".to_string()),
+        ];
+        let p = dir.path().join("e.data");
+        write_embeddings_as(&p, EmbedFormat::Parquet, &e, Some(&l), &sources).unwrap();
+        assert!(!dir.path().join("e.data.part").exists());
         let (back, labels) = read_parquet(&p).unwrap();
         assert!(back.equal(&npy), "{back:?}");
         assert!(labels.equal(&l));
-        // The schema as written: id, label (nullable), embedding (a list of floats).
+        // The schema as written: id, label and source (nullable), embedding (a list of floats).
         let reader = SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
         let schema = reader.metadata().file_metadata().schema_descr();
         let columns: Vec<String> = schema.columns().iter().map(|c| c.path().string()).collect();
-        assert_eq!(columns, ["id", "label", "embedding.list.element"]);
-        let first = reader.get_row_iter(None).unwrap().next().unwrap().unwrap();
-        assert_eq!(first.get_column_iter().count(), 3);
+        assert_eq!(columns, ["id", "label", "source", "embedding.list.element"]);
+        let read: Vec<Option<String>> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|row| {
+                let row = row.unwrap();
+                let (_, f) = row.get_column_iter().find(|(n, _)| *n == "source").unwrap();
+                match f {
+                    Field::Str(s) => Some(s.clone()),
+                    Field::Null => None,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(read, sources);
 
         let p = dir.path().join("e.csv");
-        write_embeddings(&p, &e, Some(&l)).unwrap();
+        write_embeddings_as(&p, EmbedFormat::Csv, &e, Some(&l), &sources).unwrap();
         let mut r = csv::Reader::from_path(&p).unwrap();
-        assert_eq!(r.headers().unwrap(), vec!["id", "label", "e0", "e1"]);
+        assert_eq!(
+            r.headers().unwrap(),
+            vec!["id", "label", "source", "e0", "e1"]
+        );
         let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
         assert_eq!(&rows[1][1], "", "a negative label is written as empty");
+        assert_eq!(
+            (&rows[0][2], &rows[1][2], &rows[2][2]),
+            ("a/x.png", "", "b/ü.jpg")
+        );
         let values: Vec<f32> = rows
             .iter()
             .flat_map(|row| {
-                (2..4)
+                (3..5)
                     .map(|j| row[j].parse::<f32>().unwrap())
                     .collect::<Vec<_>>()
             })

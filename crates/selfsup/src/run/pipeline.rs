@@ -49,6 +49,9 @@ fn first_images(mut s: ImageSet, n: Option<usize>) -> ImageSet {
         if let Some(l) = s.labels.as_mut() {
             l.truncate(n);
         }
+        if let Some(p) = s.sources.as_mut() {
+            p.truncate(n);
+        }
     }
     s
 }

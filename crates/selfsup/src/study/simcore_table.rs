@@ -111,6 +111,7 @@ fn filter(set: &ImageSet, keep: impl Fn(i64) -> bool, relabel: impl Fn(i64) -> i
         width: set.width,
         labels: Some(out),
         class_names: Vec::new(),
+        sources: None,
     }
 }
 
@@ -187,6 +188,7 @@ fn union(target: &ImageSet, pool: &Pool, ids: &[usize]) -> ImageSet {
         width: target.width,
         labels: None,
         class_names: Vec::new(),
+        sources: None,
     }
 }
 

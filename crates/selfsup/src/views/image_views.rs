@@ -50,6 +50,9 @@ impl ViewSource for ImageViews {
     fn label(&self, index: usize) -> Option<i64> {
         self.images.label(index)
     }
+    fn source(&self, index: usize) -> Option<String> {
+        self.images.source(index)
+    }
     fn n_classes(&self) -> usize {
         self.images.n_classes()
     }

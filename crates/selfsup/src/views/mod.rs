@@ -36,6 +36,10 @@ pub trait ViewSource: Send + Sync {
     fn make_plain(&self, index: usize, out: &mut [f32]);
     /// Class label of sample `index`, if the data has labels.
     fn label(&self, index: usize) -> Option<i64>;
+    /// Where sample `index` came from (an image's file), if the data knows.
+    fn source(&self, _index: usize) -> Option<String> {
+        None
+    }
     /// Number of classes (0 when unlabeled).
     fn n_classes(&self) -> usize;
     /// For tables: where each feature sits in a sample (feature tokenizers need it).
