@@ -440,6 +440,10 @@ pub enum Command {
     /// what is there. Recipes name them with [data] dataset = "NAME"
     #[command(subcommand)]
     Data(DataCommand),
+    /// Prior-data fitted networks (Müller et al. 2022): train one on functions drawn from a
+    /// Gaussian-process prior, and measure its posterior predictive against the exact GP's
+    #[command(subcommand)]
+    Pfn(crate::pfn_cmd::PfnCommand),
     /// Write a run's representations of a split to .npy, .safetensors, .parquet or .csv
     Embed {
         /// The run folder whose latest checkpoint embeds

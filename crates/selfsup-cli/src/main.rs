@@ -6,6 +6,7 @@
 //! 130 a second SIGINT/SIGTERM (immediate exit; the last checkpoint stays valid).
 mod args;
 mod data_cmd;
+mod pfn_cmd;
 
 use args::{Cli, Command, ProtocolArg};
 use clap::Parser;
@@ -512,6 +513,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             show(&format_report(&report), out, &report)?;
         }
         Command::Data(cmd) => data_cmd::run(cmd)?,
+        Command::Pfn(cmd) => pfn_cmd::run(cmd, device, cli.threads)?,
         Command::Report { run, reference } => {
             selfsup::backend::set_threads(cli.threads);
             let path = if run.is_file() {

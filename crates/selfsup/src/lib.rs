@@ -23,6 +23,7 @@ pub mod eval;
 pub mod heads;
 pub mod methods;
 pub mod objectives;
+pub mod pfn;
 pub mod train;
 pub mod views;
 

@@ -26,7 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["eval"],
     &["recipe"],
     &["run"],
-    &["study"],
+    &["study", "pfn"],
     &["bench"],
 ];
 
