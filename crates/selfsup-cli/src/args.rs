@@ -141,6 +141,28 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A paired recipe (CLIP over several modalities) per seed: zero-shot cross-modal retrieval
+    /// beside chance and the model at random initialisation, and each encoder's kNN and linear
+    /// probe beside its modality's unimodal recipe, the random-init encoder and the raw inputs.
+    /// Run the same command again to continue
+    Multimodal {
+        /// A paired recipe (data.format = "paired")
+        recipe: PathBuf,
+        /// Override a field of the recipe, e.g. --set train.epochs=5 (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Seeds first-seed..first-seed+N
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// The table's folder: table.json, table.md and one run folder per recipe and seed
+        #[arg(long, default_value = "runs/multimodal")]
+        runs: PathBuf,
+        /// Also write the Markdown table here
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Text recipes (one per method) pretrained at one equal compute budget per seed: SST-2
     /// frozen-probe and fine-tuned accuracy on dev, SMS spam macro-F1 with 1 %, 10 % and 100 %
     /// of the labels, beside TF-IDF + logistic regression and each encoder at random

@@ -240,6 +240,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             print!("{text}");
         }
+        Command::Multimodal {
+            recipe,
+            overrides,
+            seeds,
+            first_seed,
+            runs,
+            out,
+        } => {
+            use selfsup::study::multimodal_table as mm;
+            let recipe = selfsup::recipe::Recipe::load(&recipe, &overrides)?;
+            let opts = mm::MultimodalOptions {
+                seeds: (first_seed..first_seed + seeds.max(1)).collect(),
+                runs: runs.clone(),
+                run: table_run_options(device, cli.threads, false)?,
+            };
+            let started = std::time::Instant::now();
+            let table = mm::run_multimodal_table(&recipe, &opts, |line| eprintln!("{line}"))?;
+            let text = mm::format_table(&table);
+            eprintln!(
+                "wall time of this invocation: {:.1} min",
+                started.elapsed().as_secs_f64() / 60.0
+            );
+            selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
+            if let Some(o) = &out {
+                selfsup::run::folder::atomic_write(o, text.as_bytes())?;
+            }
+            print!("{text}");
+        }
         Command::FewLabels {
             recipe,
             overrides,

@@ -19,6 +19,14 @@ pub enum RecipeError {
         batch: usize,
         min: usize,
     },
+    #[error("data.format = \"paired\" aligns modalities with method.name = \"clip\", not {0}")]
+    PairedNeedsClip(&'static str),
+    #[error("method.name = \"clip\" needs paired data ([data] format = \"paired\")")]
+    ClipNeedsPaired,
+    #[error("data.modalities: {0}")]
+    Modalities(String),
+    #[error("{0}")]
+    CsvImages(String),
     #[error("train.epochs = 0 (or train.steps = 0): nothing to train")]
     ZeroEpochs,
     #[error(

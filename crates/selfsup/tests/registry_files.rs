@@ -177,3 +177,54 @@ fn sst2_and_the_text_corpora_read_as_published() {
     assert!(windows.iter().all(|w| w.chars().count() <= 160));
     assert!(windows[0].starts_with("First Citizen:"), "{}", windows[0]);
 }
+
+/// scikit-learn's digits as the multimodal recipes read them: 1,797 images of 8x8, 80 % of each
+/// class for training (split_seed 0), values 0..16 scaled to bytes.
+#[test]
+fn sklearn_digits_read_as_published() {
+    let Some(shared) = shared_data() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = DataRoot::new(dir.path());
+    for name in ["sklearn-digits", "fsdd"] {
+        let d = Registry::builtin().get(name).unwrap().clone();
+        let opts = FetchOptions {
+            from: Some(shared.clone()),
+            ..FetchOptions::default()
+        };
+        fetch(&d, &root, &opts).unwrap();
+    }
+    let r = recipe("multimodal/digits-simclr.toml", &root, &[]);
+    let p = selfsup::run::pipeline::prepare_data(&r, BadInputPolicy::Fail, None, None).unwrap();
+    let test = p.test.unwrap();
+    assert_eq!((p.train.len(), test.len()), (1438, 359));
+    assert_eq!(p.skipped.skipped, 0);
+    assert_eq!(p.train.sample_shape(), vec![1, 8, 8]);
+    let count = |s: &dyn selfsup::views::ViewSource, c: i64| {
+        (0..s.len()).filter(|&i| s.label(i) == Some(c)).count()
+    };
+    // The file's class sizes (178, 182, 177, 183, 181, 182, 181, 179, 174, 180), 20 % of each held out.
+    for (c, n) in [178usize, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+        .into_iter()
+        .enumerate()
+    {
+        let t = count(test.as_ref(), c as i64);
+        assert_eq!(t + count(p.train.as_ref(), c as i64), n, "class {c}");
+        assert_eq!(t, (n as f64 * 0.2).round() as usize, "class {c}");
+    }
+
+    // AV-digits pairs every FSDD clip with an image of its digit, in both splits.
+    let recipes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/multimodal");
+    let text = std::fs::read_to_string(recipes.join("av-digits-clip.toml")).unwrap();
+    let clip = Recipe::from_toml_at(&text, "av-digits", &[], &root, Some(&recipes)).unwrap();
+    let p = selfsup::run::pipeline::prepare_data(&clip, BadInputPolicy::Fail, None, None).unwrap();
+    let test = p.test.unwrap();
+    assert_eq!((p.train.len(), test.len()), (2700, 300));
+    let parts = selfsup::run::paired_data::modality_data(&clip, BadInputPolicy::Fail).unwrap();
+    assert_eq!(parts[1].train.len(), 1438);
+    assert_eq!(
+        p.train.modality_shapes(),
+        vec![vec![1, 64, 64], vec![1, 8, 8]]
+    );
+}

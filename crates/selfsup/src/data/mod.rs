@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod audio;
+pub mod csv_images;
 pub mod csv_table;
 pub mod decode_errors;
 pub mod graph;
@@ -12,6 +13,7 @@ pub mod idx;
 pub mod image_folder;
 pub mod image_shards;
 pub mod image_stream;
+pub mod pairs;
 pub mod pickle;
 pub mod planetoid;
 pub mod text;

@@ -107,6 +107,19 @@ pub trait Method {
     /// The representation used downstream (encoder output, evaluation mode; caller disables grad).
     fn embed(&self, x: &Tensor) -> Tensor;
     fn encoder(&self) -> &dyn Encoder;
+    /// How many modalities the method encodes (one encoder each; multimodal methods only).
+    fn modalities(&self) -> usize {
+        1
+    }
+    /// Modality `m`'s representation: its encoder's output, in evaluation mode.
+    fn embed_modality(&self, m: usize, x: &Tensor) -> Tensor {
+        assert_eq!(m, 0, "{} encodes one modality", self.name());
+        self.embed(x)
+    }
+    /// Modality `m`'s embedding in the space all modalities share (multimodal methods only).
+    fn shared_embedding(&self, _m: usize, _x: &Tensor) -> Option<Tensor> {
+        None
+    }
 }
 
 /// A graph pretraining method: a loss on a batch of graphs (one whole graph, or a disjoint union
@@ -205,6 +218,16 @@ pub trait MethodSpec {
         _make_encoder: &EncoderFactory,
     ) -> anyhow::Result<Box<dyn Method>> {
         anyhow::bail!("this method trains on graphs, not on samples")
+    }
+    /// Builds a method over paired modalities with one encoder per modality (CLIP).
+    fn build_paired(
+        &self,
+        _vs: &nn::VarStore,
+        _encoders: Vec<Box<dyn Encoder>>,
+    ) -> anyhow::Result<Box<dyn Method>> {
+        anyhow::bail!(
+            "this method trains on one modality; paired data takes method.name = \"clip\""
+        )
     }
     /// Builds a graph method, with its encoder, under `vs`'s root for `in_dim` node features.
     fn build_graph(
@@ -335,6 +358,7 @@ registry! {
     rts: Rts(RtsConfig) = "rts",
     slm: Slm(SlmConfig) = "slm",
     simcse: Simcse(SimcseConfig) = "simcse",
+    clip: Clip(ClipConfig) = "clip",
 }
 
 #[cfg(test)]

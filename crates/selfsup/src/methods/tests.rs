@@ -286,6 +286,14 @@ fn every_method_trains_for_a_few_steps() {
                 )
             };
             build(&cfg, &vs, &f).unwrap()
+        } else if matches!(cfg, MethodConfig::Clip(_)) {
+            // Two modalities, both small images here (the method takes any encoders).
+            let f = cnn_factory(vec![1, 8, 8]);
+            let encoders = vec![
+                f(&(vs.root() / "encoder")).unwrap(),
+                f(&(vs.root() / "modality1")).unwrap(),
+            ];
+            cfg.spec().build_paired(&vs, encoders).unwrap()
         } else if let Some(kind) = series_kind(&cfg) {
             build(&cfg, &vs, &series_factory(kind)).unwrap()
         } else if cfg.needs().encoders == ["frame_transformer"] {

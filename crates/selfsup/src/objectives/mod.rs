@@ -1,6 +1,7 @@
 //! Losses as pure functions of tensors, one file each.
 pub mod barlow_twins;
 pub mod byol;
+pub mod clip;
 pub mod dino;
 pub mod graph;
 pub mod hierarchical;
@@ -19,6 +20,7 @@ pub(crate) mod test_util;
 
 pub use barlow_twins::barlow_twins;
 pub use byol::normalized_mse;
+pub use clip::clip_loss;
 pub use dino::{dino_loss, teacher_temperature, updated_center};
 pub use info_nce::{info_nce_in_batch, moco_queue_loss};
 pub use nt_xent::nt_xent;
@@ -76,6 +78,13 @@ mod gradient_checks {
     fn simsiam_gradient_matches_finite_differences() {
         check(negative_cosine);
         check(|a, b| negative_cosine(b, a));
+    }
+
+    #[test]
+    fn clip_gradient_matches_finite_differences() {
+        let scale = Tensor::from(7.0f64);
+        check(|a, b| clip_loss(a, b, &scale));
+        check(|a, b| clip_loss(b, a, &scale));
     }
 
     #[test]

@@ -10,10 +10,12 @@ use crate::views::table_corruption::TableCorruption;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub mod modality;
 pub mod overrides;
 mod validate;
 pub use crate::rules::RecipeError;
 pub use crate::train::config::{NanPolicy, TrainConfig};
+pub use modality::Modality;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +121,21 @@ pub enum DataConfig {
         #[serde(default)]
         tokenizer: crate::data::text::TokenizerOptions,
     },
+    /// Images as CSV rows of pixel values and a class (scikit-learn's 8×8 digits), raw or
+    /// gzipped (`data/csv_images.rs`); the test set is a second file or a stratified fraction.
+    CsvImages {
+        train: PathBuf,
+        test: Option<PathBuf>,
+        options: crate::data::csv_images::CsvImageOptions,
+    },
+    /// Samples of several modalities in pairs (`data/pairs.rs`): each modality brings a
+    /// unimodal recipe's data, views and encoder (`recipe/modality.rs`); a multimodal method
+    /// (CLIP) sees one view per modality of every pair.
+    Paired {
+        modalities: Vec<Modality>,
+        #[serde(default)]
+        pairing: crate::data::pairs::Pairing,
+    },
     /// A Planetoid citation graph, `ind.<name>.*` pickles (Yang et al. 2016), assembled as Kipf
     /// & Welling do; node-level tasks on its public split.
     Planetoid {
@@ -159,6 +176,10 @@ impl DataConfig {
             DataConfig::Planetoid { .. } | DataConfig::PlanetoidNpz { .. } | DataConfig::Tu { .. }
         )
     }
+    /// Pairs of samples of several modalities.
+    pub fn is_paired(&self) -> bool {
+        matches!(self, DataConfig::Paired { .. })
+    }
     /// Time series (UCR).
     pub fn is_series(&self) -> bool {
         matches!(self, DataConfig::Ucr { .. })
@@ -195,9 +216,18 @@ impl DataConfig {
             DataConfig::ImageFolder { train, test, .. }
             | DataConfig::ImageShards { train, test, .. }
             | DataConfig::AudioFolder { train, test, .. }
+            | DataConfig::CsvImages { train, test, .. }
             | DataConfig::Csv { train, test, .. } => {
                 let mut v: Vec<&Path> = vec![train];
                 v.extend(test.as_deref());
+                v
+            }
+            DataConfig::Paired {
+                modalities,
+                pairing,
+            } => {
+                let mut v: Vec<&Path> = modalities.iter().flat_map(|m| m.data.paths()).collect();
+                v.extend(pairing.paths());
                 v
             }
             DataConfig::Text {
@@ -241,9 +271,22 @@ impl DataConfig {
             DataConfig::ImageFolder { train, test, .. }
             | DataConfig::ImageShards { train, test, .. }
             | DataConfig::AudioFolder { train, test, .. }
+            | DataConfig::CsvImages { train, test, .. }
             | DataConfig::Csv { train, test, .. } => {
                 let mut v = vec![train];
                 v.extend(test.as_mut());
+                v
+            }
+            DataConfig::Paired {
+                modalities,
+                pairing,
+            } => {
+                let mut v: Vec<&mut PathBuf> = Vec::new();
+                for m in modalities {
+                    v.extend(m.recipe.as_mut());
+                    v.extend(m.data.paths_mut());
+                }
+                v.extend(pairing.paths_mut());
                 v
             }
             DataConfig::Text {
@@ -412,6 +455,18 @@ impl Recipe {
         overrides: &[String],
         root: &crate::datasets::DataRoot,
     ) -> Result<Recipe, RecipeError> {
+        Self::from_toml_at(text, origin, overrides, root, None)
+    }
+
+    /// As [`Recipe::from_toml_in`]; a paired recipe's modality files are relative to `dir`
+    /// (the recipe's own folder) when given, else to the working directory.
+    pub fn from_toml_at(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+        root: &crate::datasets::DataRoot,
+        dir: Option<&Path>,
+    ) -> Result<Recipe, RecipeError> {
         let mut value: toml::Value = toml::from_str(text).map_err(|e| RecipeError::Parse {
             origin: origin.into(),
             message: e.to_string(),
@@ -419,6 +474,7 @@ impl Recipe {
         for o in overrides {
             overrides::apply(&mut value, o)?;
         }
+        let modality_datasets = modality::expand(&mut value, root, dir)?;
         let dataset = crate::datasets::resolve::resolve(
             &mut value,
             crate::datasets::Registry::builtin(),
@@ -442,6 +498,7 @@ impl Recipe {
             }
         }
         recipe.fill_text_vocab();
+        recipe.set_modality_datasets(modality_datasets);
         recipe.validate()?;
         recipe.dataset = dataset;
         Ok(recipe)
@@ -452,7 +509,13 @@ impl Recipe {
             origin: path.display().to_string(),
             message: e.to_string(),
         })?;
-        Self::from_toml(&text, &path.display().to_string(), overrides)
+        Self::from_toml_at(
+            &text,
+            &path.display().to_string(),
+            overrides,
+            &crate::datasets::DataRoot::from_env(),
+            path.parent(),
+        )
     }
 
     /// A text encoder's vocabulary, when the recipe has one.

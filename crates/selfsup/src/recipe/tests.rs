@@ -560,6 +560,8 @@ fn the_fashion_mnist_comparison_recipes_are_valid() {
                     })
                 // Audio's masked-patch method: its recipe is in recipes/audio.
                 && m.name() != "ssast"
+                // Aligns modalities: its recipes are in recipes/multimodal.
+                && m.name() != "clip"
         })
         .map(|m| m.name())
         .collect();
@@ -879,4 +881,115 @@ fn default_few_label_settings_are_not_written() {
     }
     let r = with(IMAGE, &["eval.self_training.rounds=2"]).unwrap();
     assert!(r.to_toml().contains("self_training"));
+}
+
+/// The shipped multimodal recipes: AV-digits is CLIP over an audio and an image modality taken
+/// from their unimodal recipes (files relative to the recipe's folder), its `[encoder]` the
+/// first modality's; the digits recipe reads scikit-learn's 8x8 images.
+#[test]
+fn the_multimodal_recipes_are_valid() {
+    let recipes = shipped_recipes("multimodal");
+    let (_, clip) = recipes
+        .iter()
+        .find(|(p, _)| p.ends_with("av-digits-clip.toml"))
+        .expect("av-digits-clip.toml");
+    assert!(matches!(clip.method, MethodConfig::Clip(_)));
+    let m = clip.modalities();
+    assert_eq!(
+        m.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["audio", "image"]
+    );
+    assert!(m[0].data.is_audio());
+    assert!(matches!(m[1].data, DataConfig::CsvImages { .. }));
+    assert_eq!(clip.encoder, m[0].encoder);
+    assert_eq!(m[1].encoder.kind(), "small_cnn");
+    assert!(m
+        .iter()
+        .all(|m| m.recipe.as_ref().is_some_and(|p| p.exists())));
+    // The modality's views are its recipe's (BYOL-A's mixup), not the paired recipe's.
+    assert_eq!(m[0].views.audio.as_ref().map(|a| a.mixup), Some(0.4));
+    let sub = clip.modality_recipe(1).unwrap();
+    assert_eq!(sub.views.image.as_ref().map(|a| a.hflip_p), Some(0.0));
+    // A written recipe holds the modalities whole and reads back the same.
+    let again = Recipe::from_toml(&clip.to_toml(), "written", &[]).unwrap();
+    assert!(
+        again.to_toml() == clip.to_toml(),
+        "the written recipe reads back differently"
+    );
+    assert_eq!(again.modalities().len(), 2);
+}
+
+const PAIRED: &str = r#"
+name = "p"
+[data]
+format = "paired"
+pairing = { by = "label" }
+[[data.modalities]]
+name = "a"
+data = { format = "csv_images", train = "a.csv", options = { height = 4, width = 4, max_value = 1.0 } }
+encoder = { kind = "small_cnn", widths = [4, 8] }
+[[data.modalities]]
+name = "b"
+data = { format = "csv", train = "b.csv", options = { header = true } }
+encoder = { kind = "mlp", dims = [8] }
+[method]
+name = "clip"
+[train]
+epochs = 1
+batch_size = 4
+optimizer = { name = "adam", lr = 1e-3 }
+"#;
+
+/// The paired rules: CLIP and paired data go together, two modalities or more with distinct
+/// plain names, each valid as a recipe of its own, and the run's encoder the first one's.
+#[test]
+fn paired_recipe_rules() {
+    let ok = with(PAIRED, &[]).unwrap();
+    assert_eq!(ok.encoder.kind(), "small_cnn");
+    let e = with(PAIRED, &["method={ name = \"simclr\" }"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("clip"), "{e}");
+    let e = with(IMAGE, &["method={ name = \"clip\" }"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("paired data"), "{e}");
+    let e = with(PAIRED, &["data.modalities.1.name=\"a\""]);
+    let e = e.map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("given twice"), "{e}");
+    let e = with(PAIRED, &["data.modalities.0.name=\"a,b\""])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("commas"), "{e}");
+    // A modality broken as a recipe of its own is named.
+    let e = with(
+        PAIRED,
+        &[
+            "data.modalities.0.encoder={ kind = \"mlp\", dims = [8] }",
+            "encoder={ kind = \"mlp\", dims = [8] }",
+        ],
+    );
+    assert!(e.is_ok(), "an MLP on images is allowed: {e:?}");
+    let e = with(
+        PAIRED,
+        &["data.modalities.1.encoder={ kind = \"small_cnn\" }"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("data.modalities: b:"), "{e}");
+    let e = with(PAIRED, &["encoder={ kind = \"mlp\", dims = [8] }"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("first modality"), "{e}");
+    let e = with(
+        PAIRED,
+        &["data.modalities.0.data.options.test_fraction=1.5"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("test_fraction"), "{e}");
+    let e = with(PAIRED, &["method.temperature=0.0"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("temperature"), "{e}");
 }

@@ -125,6 +125,13 @@ use crate::rules::*;
 
 impl Recipe {
     pub fn validate(&self) -> R {
+        let clip = matches!(self.method, crate::methods::MethodConfig::Clip(_));
+        if self.data.is_paired() {
+            return self.validate_paired();
+        }
+        if clip {
+            return Err(RecipeError::ClipNeedsPaired);
+        }
         self.validate_graph()?;
         self.validate_data_and_views()?;
         self.validate_method()?;
@@ -132,7 +139,56 @@ impl Recipe {
         self.validate_eval()
     }
 
+    /// A paired recipe: CLIP over at least two modalities, each a valid recipe of its own, and
+    /// the run's `[encoder]` the first modality's.
+    fn validate_paired(&self) -> R {
+        if !matches!(self.method, crate::methods::MethodConfig::Clip(_)) {
+            return Err(RecipeError::PairedNeedsClip(self.method.name()));
+        }
+        let modalities = self.modalities();
+        if modalities.len() < 2 {
+            return Err(RecipeError::Modalities(format!(
+                "{} given; pairs need at least two",
+                modalities.len()
+            )));
+        }
+        for (k, m) in modalities.iter().enumerate() {
+            if m.name.is_empty() || m.name.contains([',', '.', '/', ' ']) {
+                return Err(RecipeError::Modalities(format!(
+                    "name {:?}: a modality's name is non-empty, without commas, dots, slashes or spaces",
+                    m.name
+                )));
+            }
+            if modalities[..k].iter().any(|o| o.name == m.name) {
+                return Err(RecipeError::Modalities(format!(
+                    "name {:?} given twice",
+                    m.name
+                )));
+            }
+            if m.data.is_paired() || m.data.is_graph() || m.encoder.is_graph() {
+                return Err(RecipeError::Modalities(format!(
+                    "{}: a modality holds samples of one kind (not pairs, not graphs)",
+                    m.name
+                )));
+            }
+            let sub = self.modality_recipe(k).expect("k < modalities");
+            sub.validate_data_and_views()
+                .map_err(|e| RecipeError::Modalities(format!("{}: {e}", m.name)))?;
+        }
+        if self.encoder != modalities[0].encoder {
+            return Err(RecipeError::Modalities(
+                "the recipe's [encoder] is the first modality's; leave it out".into(),
+            ));
+        }
+        self.validate_method()?;
+        self.validate_train()?;
+        self.validate_eval()
+    }
+
     fn validate_data_and_views(&self) -> R {
+        if let DataConfig::CsvImages { options, .. } = &self.data {
+            options.validate().map_err(RecipeError::CsvImages)?;
+        }
         self.validate_series()?;
         self.validate_audio()?;
         self.validate_text()?;

@@ -96,12 +96,7 @@ pub fn pretrain_prepared(
 ) -> Result<PretrainReport> {
     let threads = backend::set_threads(args.threads);
     let (run, resume) = open_run(run_dir, &recipe, args.resume)?;
-    let model = pipeline::build_model(
-        &recipe,
-        &prepared.train.sample_shape(),
-        prepared.train.feature_spans().as_deref(),
-        args.device,
-    )?;
+    let model = pipeline::build_model_for(&recipe, prepared.train.as_ref(), args.device)?;
     write_start_manifest(
         &run,
         &recipe,
@@ -235,12 +230,7 @@ pub fn load_run_weights(
         recipe.train.max_samples,
         recipe.eval.max_test_samples,
     )?;
-    let model = pipeline::build_model(
-        &recipe,
-        &prepared.train.sample_shape(),
-        prepared.train.feature_spans().as_deref(),
-        device,
-    )?;
+    let model = pipeline::build_model_for(&recipe, prepared.train.as_ref(), device)?;
     let mut step = 0;
     if trained {
         let c = checkpoint::load_latest(&run.checkpoints())?

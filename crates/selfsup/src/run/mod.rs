@@ -10,6 +10,7 @@ pub mod folder;
 pub mod graph;
 pub mod inspect;
 pub mod neighbours;
+pub mod paired_data;
 pub mod pipeline;
 pub mod report;
 pub mod text_data;

@@ -335,6 +335,36 @@ pub fn prepare_data(
             tokenizer = Some(t.tokenizer);
             (t.train, t.test)
         }
+        DataConfig::CsvImages {
+            train,
+            test,
+            options,
+        } => {
+            let (set, s) = data::csv_images::load_csv_images(train, options, policy)?;
+            skipped.merge(s);
+            let (tr, te) = match (test, options.test_fraction) {
+                (Some(p), _) => {
+                    let (t, s) = data::csv_images::load_csv_images(p, options, policy)?;
+                    skipped.merge(s);
+                    (set, Some(t))
+                }
+                (None, Some(f)) => {
+                    let (a, b) = data::csv_images::stratified_split(&set, f, options.split_seed);
+                    (a, Some(b))
+                }
+                (None, None) => (set, None),
+            };
+            image_sources(
+                Arc::new(first_images(tr, train_limit)),
+                te.map(|t| Arc::new(first_images(t, test_limit)) as Arc<dyn ImageSource>),
+                recipe,
+            )
+        }
+        DataConfig::Paired { .. } => {
+            let p = super::paired_data::paired_sources(recipe, policy, train_limit, test_limit)?;
+            skipped.merge(p.skipped);
+            (p.train, p.test)
+        }
         DataConfig::Planetoid { .. } | DataConfig::PlanetoidNpz { .. } | DataConfig::Tu { .. } => {
             anyhow::bail!(
                 "graph data is not read as samples: graph recipes run through `selfsup pretrain` \
@@ -415,12 +445,30 @@ pub struct Model {
     pub method: Box<dyn Method>,
 }
 
+/// The model of a recipe for the samples of `source` (one encoder per modality for paired data).
+pub fn build_model_for(recipe: &Recipe, source: &dyn ViewSource, device: Device) -> Result<Model> {
+    if recipe.data.is_paired() {
+        return super::paired_data::build_paired_model(recipe, &source.modality_shapes(), device);
+    }
+    build_model(
+        recipe,
+        &source.sample_shape(),
+        source.feature_spans().as_deref(),
+        device,
+    )
+}
+
 pub fn build_model(
     recipe: &Recipe,
     sample_shape: &[i64],
     spans: Option<&[crate::data::FeatureSpan]>,
     device: Device,
 ) -> Result<Model> {
+    anyhow::ensure!(
+        !recipe.data.is_paired(),
+        "{}: a paired recipe trains through `selfsup pretrain` and `selfsup multimodal`",
+        recipe.name
+    );
     // Seeding and initialisation under the generator lock: the initial weights depend on the
     // seed alone, whatever else runs on other threads.
     let _init = crate::torch_rng::lock();

@@ -269,15 +269,14 @@ pub fn run_audio_table(
     // A cell is done when the table holds it with the same fingerprint; another fingerprint
     // means the recipe changed, which a table must not mix.
     let done = |table: &AudioTable, row: &str, seed: u64, fingerprint: &str| -> Result<bool> {
-        match table.cells.iter().find(|c| c.row == row && c.seed == seed) {
-            Some(c) if c.fingerprint == fingerprint => Ok(true),
-            Some(_) => bail!(
-                "{}: {row} / seed {seed} was made with other settings than now; choose another \
-                 --runs folder (nothing was changed)",
-                state.display()
-            ),
-            None => Ok(false),
-        }
+        let saved = table.cells.iter().find(|c| c.row == row && c.seed == seed);
+        super::table_file::cell_done(
+            saved.map(|c| c.fingerprint.as_str()),
+            &state,
+            row,
+            seed,
+            fingerprint,
+        )
     };
     let save =
         |table: &AudioTable| atomic_write(&state, serde_json::to_string_pretty(table)?.as_bytes());

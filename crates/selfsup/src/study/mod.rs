@@ -5,6 +5,7 @@ pub mod audio_table;
 pub mod compare;
 pub mod few_labels;
 pub mod graph_table;
+pub mod multimodal_table;
 pub mod seed_run;
 pub mod self_pretrain;
 pub mod simcore_table;

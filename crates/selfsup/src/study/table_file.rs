@@ -28,3 +28,24 @@ pub fn save(out: Option<&Path>, table: &impl serde::Serialize) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// Whether cell (`row`, `seed`) of the table in `state` is done: `saved` is the fingerprint the
+/// table holds for it, if any. A cell made under another fingerprint is an error: the recipe
+/// changed, and a table must not mix settings.
+pub fn cell_done(
+    saved: Option<&str>,
+    state: &Path,
+    row: &str,
+    seed: u64,
+    fingerprint: &str,
+) -> Result<bool> {
+    match saved {
+        Some(f) if f == fingerprint => Ok(true),
+        Some(_) => Err(anyhow!(
+            "{}: {row} / seed {seed} was made with other settings than now; choose another \
+             --runs folder (nothing was changed)",
+            state.display()
+        )),
+        None => Ok(false),
+    }
+}

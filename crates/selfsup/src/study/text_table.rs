@@ -402,14 +402,14 @@ pub fn run_text_table(
     let mut tfidf_sst: Vec<Option<f64>> = vec![None; tfidf.len()];
 
     let done = |table: &TextTable, row: &str, seed: u64, fingerprint: &str| -> Result<bool> {
-        match table.cells.iter().find(|c| c.row == row && c.seed == seed) {
-            Some(c) if c.fingerprint == fingerprint => Ok(true),
-            Some(_) => bail!(
-                "{}: {row} / seed {seed} was made with other settings than now; choose another --runs folder",
-                state.display()
-            ),
-            None => Ok(false),
-        }
+        let saved = table.cells.iter().find(|c| c.row == row && c.seed == seed);
+        super::table_file::cell_done(
+            saved.map(|c| c.fingerprint.as_str()),
+            &state,
+            row,
+            seed,
+            fingerprint,
+        )
     };
     let save =
         |table: &TextTable| atomic_write(&state, serde_json::to_string_pretty(table)?.as_bytes());

@@ -8,6 +8,7 @@ pub mod image_aug;
 pub mod image_views;
 pub mod loader;
 pub mod masking;
+pub mod paired;
 pub mod series;
 pub mod table_corruption;
 pub mod text;
@@ -49,6 +50,11 @@ pub trait ViewSource: Send + Sync {
     /// Regression target of sample `index`, for tables with a numeric label.
     fn target(&self, _index: usize) -> Option<f32> {
         None
+    }
+    /// The plain input shape of each modality (one for every source but paired ones, whose
+    /// view `v` is modality `v`'s).
+    fn modality_shapes(&self) -> Vec<Vec<i64>> {
+        vec![self.sample_shape()]
     }
     /// Errors met while building views since the last call (sources that read from disk on
     /// demand); the learner and the evaluation stop on the first.
