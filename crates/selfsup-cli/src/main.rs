@@ -263,6 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64() / 60.0
             );
             selfsup::run::folder::atomic_write(&runs.join("table.md"), text.as_bytes())?;
+            table_report(&runs.join("table.json"), std::path::Path::new(""));
             if let Some(o) = &out {
                 selfsup::run::folder::atomic_write(o, text.as_bytes())?;
             }

@@ -197,6 +197,29 @@ fn parse_row(
     Ok((row, label))
 }
 
+/// The training set and the test set: a file of its own, or the `test_fraction` of each class
+/// split off the training file, or none.
+pub fn load_split(
+    train: &Path,
+    test: Option<&Path>,
+    options: &CsvImageOptions,
+    policy: BadInputPolicy,
+) -> Result<(ImageSet, Option<ImageSet>, SkipReport), DataError> {
+    let (set, mut skipped) = load_csv_images(train, options, policy)?;
+    Ok(match (test, options.test_fraction) {
+        (Some(p), _) => {
+            let (t, s) = load_csv_images(p, options, policy)?;
+            skipped.merge(s);
+            (set, Some(t), skipped)
+        }
+        (None, Some(f)) => {
+            let (a, b) = stratified_split(&set, f, options.split_seed);
+            (a, Some(b), skipped)
+        }
+        (None, None) => (set, None, skipped),
+    })
+}
+
 /// Splits `set` into (train, test), `fraction` of each class to the test set, drawn with `seed`;
 /// both keep the file's order.
 pub fn stratified_split(set: &ImageSet, fraction: f64, seed: u64) -> (ImageSet, ImageSet) {

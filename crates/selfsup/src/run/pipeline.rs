@@ -340,20 +340,9 @@ pub fn prepare_data(
             test,
             options,
         } => {
-            let (set, s) = data::csv_images::load_csv_images(train, options, policy)?;
+            let (tr, te, s) =
+                data::csv_images::load_split(train, test.as_deref(), options, policy)?;
             skipped.merge(s);
-            let (tr, te) = match (test, options.test_fraction) {
-                (Some(p), _) => {
-                    let (t, s) = data::csv_images::load_csv_images(p, options, policy)?;
-                    skipped.merge(s);
-                    (set, Some(t))
-                }
-                (None, Some(f)) => {
-                    let (a, b) = data::csv_images::stratified_split(&set, f, options.split_seed);
-                    (a, Some(b))
-                }
-                (None, None) => (set, None),
-            };
             image_sources(
                 Arc::new(first_images(tr, train_limit)),
                 te.map(|t| Arc::new(first_images(t, test_limit)) as Arc<dyn ImageSource>),

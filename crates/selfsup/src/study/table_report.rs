@@ -7,6 +7,7 @@ use super::audio_table::AudioTable;
 use super::compare::CompareReport;
 use super::few_labels::FewLabelsTable;
 use super::graph_table::GraphRunResult;
+use super::multimodal_table::MultimodalTable;
 use super::simcore_table::SimcoreTable;
 use super::tabular::TabReport;
 use super::text_table::TextTable;
@@ -77,13 +78,15 @@ pub fn write_table_report(json: &Path, reference: &Path) -> Result<PathBuf> {
         few_labels_page(&parse(&v, json)?)
     } else if has("target_classes") {
         simcore_page(&parse(&v, json)?)
+    } else if has("modalities") && has("chance") {
+        multimodal_page(&parse(&v, json)?)
     } else if has("cells") && has("protocol") {
         let published = ucr_table::read_published(reference)
             .with_context(|| format!("the published UCR figures for {}", json.display()))?;
         ucr_page(&parse(&v, json)?, &published)
     } else {
         bail!(
-            "{}: not a run folder nor the results file of a table command (compare, graph, tabular, ucr-table, audio-table, text-table, few-labels, simcore-table)",
+            "{}: not a run folder nor the results file of a table command (compare, graph, tabular, ucr-table, audio-table, text-table, few-labels, simcore-table, multimodal)",
             json.display()
         )
     };
@@ -116,7 +119,11 @@ fn kind_of(name: &str) -> BarKind {
         "untrained",
     ];
     // The arms measured against: the plain fine-tuning, the target data alone.
-    if n == "baseline" || n == "target" || baselines.iter().any(|b| n.starts_with(b)) {
+    if n == "baseline"
+        || n == "target"
+        || n.contains("at random initialisation")
+        || baselines.iter().any(|b| n.starts_with(b))
+    {
         BarKind::Baseline
     } else {
         BarKind::Ours
@@ -347,6 +354,74 @@ fn audio_page(t: &AudioTable) -> TablePage {
             chart("official split, kNN", &|c| c.scores.official_knn),
         ],
         text: super::audio_table::format_table(t),
+    }
+}
+
+fn multimodal_page(t: &MultimodalTable) -> TablePage {
+    use super::multimodal_table::{format_table, Cell};
+    let mut rows: Vec<String> = Vec::new();
+    for c in &t.cells {
+        if !rows.contains(&c.row) {
+            rows.push(c.row.clone());
+        }
+    }
+    let row_of: fn(&Cell) -> &str = |c| &c.row;
+    let mut charts = Vec::new();
+    for chance in &t.chance {
+        let (q, g) = (chance.query.clone(), chance.gallery.clone());
+        let with: Vec<String> = rows
+            .iter()
+            .filter(|r| {
+                t.cells
+                    .iter()
+                    .any(|c| &c.row == *r && c.retrieval.iter().any(|x| x.query == q))
+            })
+            .cloned()
+            .collect();
+        let pick = move |c: &Cell| {
+            c.retrieval
+                .iter()
+                .find(|x| x.query == q && x.gallery == g)
+                .map_or(f64::NAN, |x| x.top1)
+        };
+        let mut bars = by_row(&with, &t.cells, row_of, &pick);
+        bars.push(bar("chance", &percent([chance.top1]), BarKind::Baseline));
+        charts.push(Chart {
+            caption: format!("{} → {} retrieval, top-1", chance.query, chance.gallery),
+            unit: "% of queries".into(),
+            bars,
+        });
+    }
+    for m in &t.modalities {
+        let with: Vec<String> = rows
+            .iter()
+            .filter(|r| {
+                t.cells
+                    .iter()
+                    .any(|c| &c.row == *r && c.probes.iter().any(|p| &p.modality == m))
+            })
+            .cloned()
+            .collect();
+        let pick = |c: &Cell| {
+            c.probes
+                .iter()
+                .find(|p| &p.modality == m)
+                .map_or(f64::NAN, |p| p.linear)
+        };
+        charts.push(Chart {
+            caption: format!("{m} encoder, linear probe"),
+            unit: "accuracy %".into(),
+            bars: by_row(&with, &t.cells, row_of, &pick),
+        });
+    }
+    TablePage {
+        title: format!("{}: across modalities", t.recipe),
+        about: format!(
+            "selfsup multimodal: modalities {:?}, seeds {:?}.",
+            t.modalities, t.seeds
+        ),
+        charts,
+        text: format_table(t),
     }
 }
 
