@@ -554,6 +554,8 @@ mod tests {
             ("text-sst2-2026-12-07/table.json", 5, 8),
             ("few-labels-2026-12-07/few-labels.json", 2, 5),
             ("few-labels-2026-12-07/simcore.json", 2, 3),
+            // Two retrieval charts (CLIP, random init, chance) and two probe charts.
+            ("multimodal-av-digits-2026-12-07/table.json", 4, 3),
         ];
         for (file, charts, bars) in files {
             let json = dir.path().join(file.replace('/', "_"));
