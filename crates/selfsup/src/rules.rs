@@ -23,6 +23,10 @@ pub enum RecipeError {
     PairedNeedsClip(&'static str),
     #[error("method.name = \"clip\" needs paired data ([data] format = \"paired\")")]
     ClipNeedsPaired,
+    #[error("method.predictor ends at width {predictor}, method.projector at {projector}: the prediction lives in the projections' space, so they must agree")]
+    PredictorWidth { projector: i64, predictor: i64 },
+    #[error("method.neighbours = {neighbours} exceeds method.memory = {memory}")]
+    TooManyNeighbours { neighbours: i64, memory: i64 },
     #[error("data.modalities: {0}")]
     Modalities(String),
     #[error("{0}")]

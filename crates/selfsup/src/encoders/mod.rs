@@ -20,6 +20,11 @@ pub mod vit;
 pub trait Encoder: nn::ModuleT {
     /// Width of the representation.
     fn out_dim(&self) -> i64;
+    /// The spatial maps of a convolutional encoder, one per stage, finest first (the last is the
+    /// one pooled into the representation); `None` for encoders without them.
+    fn feature_maps(&self, _x: &tch::Tensor, _train: bool) -> Option<Vec<tch::Tensor>> {
+        None
+    }
     /// The Vision Transformer behind this encoder, for methods that work on tokens (MAE,
     /// SimMIM, I-JEPA).
     fn as_vit(&self) -> Option<&vit::Vit> {

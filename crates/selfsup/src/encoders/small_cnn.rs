@@ -63,18 +63,34 @@ impl SmallCnn {
     }
 }
 
+impl SmallCnn {
+    /// The stem's output map and each stage's, `[B, width, h, w]`, finest first.
+    fn maps(&self, xs: &Tensor, train: bool) -> Vec<Tensor> {
+        let mut x = xs.shallow_clone();
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            x = l.forward_t(&x, train);
+            // Layer 0 is the stem; a stage ends with its second layer (odd index from 2 on).
+            if i % 2 == 0 {
+                out.push(x.shallow_clone());
+            }
+        }
+        out
+    }
+}
+
 impl ModuleT for SmallCnn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut x = xs.shallow_clone();
-        for l in &self.layers {
-            x = l.forward_t(&x, train);
-        }
-        x.mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float)
+        let last = self.maps(xs, train).pop().expect("a stem at least");
+        last.mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float)
     }
 }
 
 impl super::Encoder for SmallCnn {
     fn out_dim(&self) -> i64 {
         self.out
+    }
+    fn feature_maps(&self, x: &Tensor, train: bool) -> Option<Vec<Tensor>> {
+        Some(self.maps(x, train))
     }
 }

@@ -359,6 +359,8 @@ registry! {
     slm: Slm(SlmConfig) = "slm",
     simcse: Simcse(SimcseConfig) = "simcse",
     clip: Clip(ClipConfig) = "clip",
+    obow: Obow(ObowConfig) = "obow",
+    mugs: Mugs(MugsConfig) = "mugs",
 }
 
 #[cfg(test)]

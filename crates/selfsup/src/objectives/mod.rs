@@ -8,6 +8,7 @@ pub mod hierarchical;
 pub mod info_nce;
 pub mod masked;
 pub mod nt_xent;
+pub mod obow;
 pub mod ps_kd;
 pub mod simsiam;
 pub mod sla;
