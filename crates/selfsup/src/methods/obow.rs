@@ -18,6 +18,7 @@ use super::queue::FeatureQueue;
 use super::{EncoderFactory, Method, MethodSpec, Needs, Progress, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
+use crate::objectives::info_nce::l2_normalize_rows;
 use crate::objectives::obow::{bag_of_words, bow_prediction_loss, mean_min_distance, word_distances};
 use crate::rng::{keyed, Stream};
 use crate::rules;
@@ -203,13 +204,8 @@ impl Obow {
 
     /// The unit-norm prediction weights of level `l`, made from its words.
     fn weights(&self, l: usize) -> Tensor {
-        let words = self.vocab[l].rows().detach();
-        let unit = |t: &Tensor| {
-            t / t
-                .norm_scalaropt_dim(2, [1i64].as_slice(), true)
-                .clamp_min(1e-12)
-        };
-        unit(&self.generators[l].forward_t(&unit(&words), true))
+        let words = l2_normalize_rows(&self.vocab[l].rows().detach());
+        l2_normalize_rows(&self.generators[l].forward_t(&words, true))
     }
 }
 

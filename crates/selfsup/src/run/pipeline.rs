@@ -478,12 +478,23 @@ pub fn embed(
     batch: usize,
     device: Device,
 ) -> Result<Tensor> {
+    embed_with(source, n, batch, device, |x| method.embed(x))
+}
+
+/// `f` of the plain inputs of the first `n` samples, in batches, without gradient, on the CPU.
+pub fn embed_with(
+    source: &dyn ViewSource,
+    n: usize,
+    batch: usize,
+    device: Device,
+    f: impl Fn(&Tensor) -> Tensor,
+) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
     let mut parts = Vec::new();
     for s in (0..n).step_by(batch.max(1)) {
         let x = plain_batch(source, s..(s + batch).min(n));
         stop_on_source_errors(source)?;
-        parts.push(method.embed(&x.to_device(device)).to_device(Device::Cpu));
+        parts.push(f(&x.to_device(device)).to_device(Device::Cpu));
     }
     Ok(Tensor::cat(&parts, 0))
 }
@@ -546,6 +557,13 @@ impl Protocol {
             Protocol::NearestEuclidean => "1nn-euclidean",
             Protocol::NearestDtw => "1nn-dtw",
         }
+    }
+    /// The accuracy `records` hold for this protocol (NaN when they hold none).
+    pub fn accuracy_in(self, records: &[EvalRecord]) -> f64 {
+        records
+            .iter()
+            .find(|r| r.protocol.starts_with(self.prefix()))
+            .map_or(f64::NAN, |r| r.accuracy)
     }
     /// Whether the protocol only makes sense on the raw series.
     pub fn raw_only(self) -> bool {

@@ -19,7 +19,7 @@ use crate::data::audio::AudioSet;
 use crate::error::BadInputPolicy;
 use crate::recipe::{EvalConfig, Recipe};
 use crate::run::folder::atomic_write;
-use crate::run::pipeline::{self, EvalRecord, Protocol};
+use crate::run::pipeline::{self, Protocol};
 use crate::run::{commands, RunOptions};
 use crate::stats::mean_std;
 use anyhow::{bail, Context, Result};
@@ -134,13 +134,6 @@ fn pooled_over_time(raw: &Tensor, n_mels: i64) -> Tensor {
     Tensor::cat(&[x.mean_dim(2, false, Kind::Float), x.amax(2, false)], 1)
 }
 
-fn accuracy(records: &[EvalRecord], p: Protocol) -> f64 {
-    records
-        .iter()
-        .find(|r| r.protocol.starts_with(p.prefix()))
-        .map_or(f64::NAN, |r| r.accuracy)
-}
-
 /// kNN and the linear probe on the official split and with each speaker held out.
 fn score(x: &Tensor, features: &str, c: &Clips, n_speakers: usize, eval: &EvalConfig) -> Scores {
     let protocols = [Protocol::Knn, Protocol::Linear];
@@ -165,12 +158,12 @@ fn score(x: &Tensor, features: &str, c: &Clips, n_speakers: usize, eval: &EvalCo
             continue;
         }
         let r = run(&tr, &te);
-        knn.push(accuracy(&r, Protocol::Knn));
-        linear.push(accuracy(&r, Protocol::Linear));
+        knn.push(Protocol::Knn.accuracy_in(&r));
+        linear.push(Protocol::Linear.accuracy_in(&r));
     }
     Scores {
-        official_knn: accuracy(&official, Protocol::Knn),
-        official_linear: accuracy(&official, Protocol::Linear),
+        official_knn: Protocol::Knn.accuracy_in(&official),
+        official_linear: Protocol::Linear.accuracy_in(&official),
         speaker_knn: mean_std(&knn).0,
         speaker_linear: mean_std(&linear).0,
         per_speaker_linear: linear,

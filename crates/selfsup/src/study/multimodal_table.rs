@@ -19,7 +19,6 @@ use crate::run::folder::atomic_write;
 use crate::run::pipeline::{self, Prepared, Protocol};
 use crate::run::{commands, paired_data, RunOptions};
 use crate::stats::mean_std;
-use crate::views::loader::plain_batch;
 use crate::views::ViewSource;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -82,25 +81,13 @@ fn unimodal_row(name: &str) -> String {
     format!("unimodal SSL: {name}")
 }
 
-/// `f` applied to the plain inputs of every sample of `source`, in batches, on the CPU.
+/// `f` of the plain inputs of every sample of `source`, as f32 on the CPU.
 fn embed_all(
     source: &dyn ViewSource,
     device: Device,
     f: impl Fn(&Tensor) -> Tensor,
 ) -> Result<Tensor> {
-    let _guard = tch::no_grad_guard();
-    let n = source.len();
-    let mut parts = Vec::new();
-    for s in (0..n).step_by(256) {
-        let x = plain_batch(source, s..(s + 256).min(n));
-        pipeline::stop_on_source_errors(source)?;
-        parts.push(
-            f(&x.to_device(device))
-                .to_device(Device::Cpu)
-                .to_kind(Kind::Float),
-        );
-    }
-    Ok(Tensor::cat(&parts, 0))
+    Ok(pipeline::embed_with(source, source.len(), 256, device, f)?.to_kind(Kind::Float))
 }
 
 fn split_labels(p: &Prepared) -> Result<(Tensor, Tensor, i64)> {
@@ -139,15 +126,10 @@ fn probe(
         eval,
         &[Protocol::Knn, Protocol::Linear],
     );
-    let pick = |prefix: &str| {
-        r.iter()
-            .find(|x| x.protocol.starts_with(prefix))
-            .map_or(f64::NAN, |x| x.accuracy)
-    };
     Ok(Probe {
         modality: name.to_string(),
-        knn: pick("knn"),
-        linear: pick("linear"),
+        knn: Protocol::Knn.accuracy_in(&r),
+        linear: Protocol::Linear.accuracy_in(&r),
     })
 }
 
@@ -292,6 +274,15 @@ pub fn run_multimodal_table(
         });
         save(&table)?;
     }
+    // Each modality's own recipe, its unimodal SSL counterpart (read once, checked up front).
+    let mut unimodal = Vec::new();
+    for (k, modality) in recipe.modalities().iter().enumerate() {
+        if let Some(path) = &modality.recipe {
+            let uni = Recipe::load(path, &[])
+                .with_context(|| format!("the unimodal recipe of {}", modality.name))?;
+            unimodal.push((k, uni));
+        }
+    }
     for &seed in &opts.seeds {
         let mut r = recipe.clone();
         r.seed = seed;
@@ -334,12 +325,8 @@ pub fn run_multimodal_table(
             });
             save(&table)?;
         }
-        for (k, modality) in recipe.modalities().iter().enumerate() {
-            let Some(path) = &modality.recipe else {
-                continue;
-            };
-            let mut uni = Recipe::load(path, &[])
-                .with_context(|| format!("the unimodal recipe of {}", modality.name))?;
+        for &(k, ref uni) in &unimodal {
+            let mut uni = uni.clone();
             uni.seed = seed;
             let row = unimodal_row(&uni.name);
             let ufp = uni.results_fingerprint();
@@ -376,6 +363,19 @@ fn cell_text(values: &[f64]) -> String {
     super::percent_cell(&v)
 }
 
+impl MultimodalTable {
+    /// The rows' names, in the order their first cells were made.
+    pub fn rows(&self) -> Vec<String> {
+        let mut rows: Vec<String> = Vec::new();
+        for c in &self.cells {
+            if !rows.contains(&c.row) {
+                rows.push(c.row.clone());
+            }
+        }
+        rows
+    }
+}
+
 /// The table as Markdown: one row per model, retrieval in every direction, then each modality's
 /// kNN and linear probe; mean ± sample std over seeds, in percent.
 pub fn format_table(t: &MultimodalTable) -> String {
@@ -407,13 +407,7 @@ pub fn format_table(t: &MultimodalTable) -> String {
     s += "\n|---|";
     s += &"---|".repeat(directions.len() + 2 * t.modalities.len());
     s.push('\n');
-    let mut rows: Vec<String> = Vec::new();
-    for c in &t.cells {
-        if !rows.contains(&c.row) {
-            rows.push(c.row.clone());
-        }
-    }
-    for row in &rows {
+    for row in &t.rows() {
         let cells: Vec<&Cell> = t.cells.iter().filter(|c| &c.row == row).collect();
         s += &format!("| {row} |");
         for (q, g) in &directions {

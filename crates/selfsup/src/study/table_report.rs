@@ -359,12 +359,7 @@ fn audio_page(t: &AudioTable) -> TablePage {
 
 fn multimodal_page(t: &MultimodalTable) -> TablePage {
     use super::multimodal_table::{format_table, Cell};
-    let mut rows: Vec<String> = Vec::new();
-    for c in &t.cells {
-        if !rows.contains(&c.row) {
-            rows.push(c.row.clone());
-        }
-    }
+    let rows = t.rows();
     let row_of: fn(&Cell) -> &str = |c| &c.row;
     let mut charts = Vec::new();
     for chance in &t.chance {
