@@ -144,6 +144,9 @@ pub enum RecipeError {
     TextOptions(String),
     #[error("{field} = {value}: must be a finite number")]
     NotFinite { field: &'static str, value: f64 },
+    /// A multi-task method with every task weighted 0.
+    #[error("{method}: every task weight is 0; give at least one task ({tasks}) a positive weight")]
+    NoTask { method: &'static str, tasks: &'static str },
 }
 
 pub type R = Result<(), RecipeError>;

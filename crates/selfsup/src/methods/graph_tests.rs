@@ -131,6 +131,16 @@ fn every_node_level_method_runs_forward_and_backward() {
         base_momentum: 0.99,
     });
     smoke(&bgrl, &gcn(true), &b, 30);
+    let selftask = MethodConfig::SelfTask(selftask::SelfTaskConfig {
+        pairs_per_class: 20,
+        similarity_pairs: 30,
+        ..Default::default()
+    });
+    smoke(&selftask, &gcn(false), &b, 30);
+    let pareto = pareto_gnn::ParetoGnnConfig { head_hidden: 8, link_edges: 16, ..Default::default() };
+    smoke(&MethodConfig::ParetoGnn(pareto.clone()), &gcn(true), &b, 30);
+    let equal = pareto_gnn::ParetoGnnConfig { weighting: pareto_gnn::TaskWeighting::Equal, ..pareto };
+    smoke(&MethodConfig::ParetoGnn(equal), &gcn(false), &b, 30);
 }
 
 #[test]
@@ -151,6 +161,7 @@ fn graphmae_runs_on_a_batch_of_small_graphs_with_gin() {
         decoder_heads: 1,
     });
     smoke(&mae, &gin(), &b, 5);
+    smoke(&MethodConfig::Dsla(dsla::DslaConfig { hops: 2, ..Default::default() }), &gin(), &b, 5);
     // Pretraining + pooled embeddings over a set.
     let set = GraphSet {
         name: "set".into(),

@@ -143,30 +143,9 @@ impl GraphMae {
         })
     }
 
-    /// The batch's features with the mask applied (token rows carry the learnable token).
-    fn masked_input(&self, b: &GraphBatch, mask: &NodeMask) -> NodeInput {
-        let n = b.num_nodes;
-        let sources = mask.row_sources(n);
-        let token_rows = Tensor::from_slice(&mask.token).to_device(b.device);
-        match &b.input {
-            NodeInput::Sparse(_) => NodeInput::Sparse(
-                SparseRows::with_row_sources(&b.features, &sources, b.device)
-                    .with_repeated_row(token_rows, self.mask_token.shallow_clone()),
-            ),
-            NodeInput::Dense(x) => {
-                let keep: Vec<f32> = sources.iter().map(|&s| (s >= 0) as i32 as f32).collect();
-                let from: Vec<i64> = sources.iter().map(|&s| s.max(0)).collect();
-                let keep = Tensor::from_slice(&keep).to_device(b.device).unsqueeze(1);
-                let from = Tensor::from_slice(&from).to_device(b.device);
-                let is_token = 1.0 - &keep;
-                NodeInput::Dense(x.index_select(0, &from) * keep + is_token * &self.mask_token)
-            }
-        }
-    }
-
     /// The loss for a given mask (`loss` draws one; tests replay a reference's).
     pub fn loss_with_mask(&self, b: &GraphBatch, mask: &NodeMask) -> Tensor {
-        let x_masked = self.masked_input(b, mask);
+        let x_masked = token_masked_input(b, mask, &self.mask_token);
         let h = self.encoder.forward(&x_masked, b, true);
         let masked = Tensor::from_slice(&mask.masked).to_device(b.device);
         // Re-mask: the decoder must rebuild masked nodes from their neighbours only.
@@ -178,6 +157,28 @@ impl GraphMae {
             .forward_rows(&NodeInput::Dense(r), b, &masked, true);
         let target = dense_rows(&b.features, Some(&mask.masked), b.device);
         scaled_cosine_error(&recon, &target.to_kind(recon.kind()), self.cfg.alpha)
+    }
+}
+
+/// The batch's features with `mask` applied: token rows carry `token` (`[1, F]`, learnable),
+/// noise rows another node's features.
+pub(crate) fn token_masked_input(b: &GraphBatch, mask: &NodeMask, token: &Tensor) -> NodeInput {
+    let n = b.num_nodes;
+    let sources = mask.row_sources(n);
+    let token_rows = Tensor::from_slice(&mask.token).to_device(b.device);
+    match &b.input {
+        NodeInput::Sparse(_) => NodeInput::Sparse(
+            SparseRows::with_row_sources(&b.features, &sources, b.device)
+                .with_repeated_row(token_rows, token.shallow_clone()),
+        ),
+        NodeInput::Dense(x) => {
+            let keep: Vec<f32> = sources.iter().map(|&s| (s >= 0) as i32 as f32).collect();
+            let from: Vec<i64> = sources.iter().map(|&s| s.max(0)).collect();
+            let keep = Tensor::from_slice(&keep).to_device(b.device).unsqueeze(1);
+            let from = Tensor::from_slice(&from).to_device(b.device);
+            let is_token = 1.0 - &keep;
+            NodeInput::Dense(x.index_select(0, &from) * keep + is_token * token)
+        }
     }
 }
 

@@ -350,6 +350,9 @@ registry! {
     dgi: Dgi(DgiConfig) = "dgi",
     grace: Grace(GraceConfig) = "grace",
     bgrl: Bgrl(BgrlConfig) = "bgrl",
+    dsla: Dsla(DslaConfig) = "dsla",
+    selftask: SelfTask(SelfTaskConfig) = "selftask",
+    pareto_gnn: ParetoGnn(ParetoGnnConfig) = "pareto_gnn",
     ts2vec: Ts2Vec(Ts2VecConfig) = "ts2vec",
     ts_tcc: TsTcc(TsTccConfig) = "ts_tcc",
     ssast: Ssast(SsastConfig) = "ssast",
@@ -364,7 +367,7 @@ registry! {
 }
 
 #[cfg(test)]
-mod graph_tests;
+pub(crate) mod graph_tests;
 #[cfg(test)]
 mod graphmae_reference_test;
 #[cfg(test)]

@@ -61,6 +61,24 @@ pub fn bgrl_loss(q1: &Tensor, y2: &Tensor, q2: &Tensor, y1: &Tensor) -> Tensor {
     2.0 - cos(q1, y2) - cos(q2, y1)
 }
 
+/// ParetoGNN's decorrelation task (Ju et al. 2023, after CCA-SSG, Zhang et al. 2021): with each
+/// view's embeddings standardised per dimension (`z̃ = (z − mean) / std`, unbiased std) and
+/// `C_k = z̃_kᵀ z̃_k / N`, the loss is `‖z̃_1 − z̃_2‖_F / N + λ (‖I − C_1‖_F + ‖I − C_2‖_F)` —
+/// the authors' form, with norms, not CCA-SSG's squared norms.
+pub fn decorrelation(z1: &Tensor, z2: &Tensor, lambda: f64) -> Tensor {
+    let n = z1.size()[0] as f64;
+    let standardise = |z: &Tensor| {
+        let mean = z.mean_dim([0i64].as_slice(), true, z.kind());
+        let std = z.std_dim([0i64].as_slice(), true, true);
+        (z - mean) / std
+    };
+    let (a, b) = (standardise(z1), standardise(z2));
+    let d = a.size()[1];
+    let eye = Tensor::eye(d, (a.kind(), a.device()));
+    let off = |z: &Tensor| (&eye - z.transpose(0, 1).matmul(z) / n).square().sum(z.kind()).sqrt();
+    (&a - &b).square().sum(a.kind()).sqrt() / n + (off(&a) + off(&b)) * lambda
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +89,43 @@ mod tests {
     }
     fn val(x: &Tensor) -> f64 {
         x.double_value(&[])
+    }
+
+    #[test]
+    fn decorrelation_matches_a_direct_computation() {
+        let z1 = [[1.0, 2.0], [3.0, -1.0], [0.0, 0.5], [2.0, 2.0]];
+        let z2 = [[0.5, 1.0], [2.0, 0.0], [1.0, 1.0], [-1.0, 3.0]];
+        let standardise = |z: &[[f64; 2]; 4]| {
+            let mut out = [[0.0; 2]; 4];
+            for c in 0..2 {
+                let m = z.iter().map(|r| r[c]).sum::<f64>() / 4.0;
+                let v = z.iter().map(|r| (r[c] - m).powi(2)).sum::<f64>() / 3.0;
+                for r in 0..4 {
+                    out[r][c] = (z[r][c] - m) / v.sqrt();
+                }
+            }
+            out
+        };
+        let (a, b) = (standardise(&z1), standardise(&z2));
+        let mut diff = 0.0;
+        for r in 0..4 {
+            for c in 0..2 {
+                diff += (a[r][c] - b[r][c]).powi(2);
+            }
+        }
+        let off = |z: &[[f64; 2]; 4]| {
+            let mut s = 0.0;
+            for i in 0..2 {
+                for j in 0..2 {
+                    let cij = (0..4).map(|r| z[r][i] * z[r][j]).sum::<f64>() / 4.0;
+                    s += ((i == j) as i32 as f64 - cij).powi(2);
+                }
+            }
+            s.sqrt()
+        };
+        let expected = diff.sqrt() / 4.0 + 0.1 * (off(&a) + off(&b));
+        let t = |z: &[[f64; 2]; 4]| Tensor::from_slice(&z.concat()).view([4, 2]);
+        assert!((val(&decorrelation(&t(&z1), &t(&z2), 0.1)) - expected).abs() < 1e-12);
     }
 
     #[test]

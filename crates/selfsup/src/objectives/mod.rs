@@ -3,10 +3,12 @@ pub mod barlow_twins;
 pub mod byol;
 pub mod clip;
 pub mod dino;
+pub mod dsla;
 pub mod graph;
 pub mod hierarchical;
 pub mod info_nce;
 pub mod masked;
+pub mod min_norm;
 pub mod nt_xent;
 pub mod obow;
 pub mod ps_kd;
@@ -57,6 +59,17 @@ mod gradient_checks {
                 "component {i}: autograd {g}, finite difference {numeric}"
             );
         }
+    }
+
+    #[test]
+    fn graph_decorrelation_gradient_matches_finite_differences() {
+        check(|a, b| graph::decorrelation(a, b, 0.3));
+        check(|a, b| dsla_like_margin(a, b));
+    }
+
+    /// D-SLA's margin on `a` as originals and `b` as one perturbed copy each.
+    fn dsla_like_margin(a: &Tensor, b: &Tensor) -> Tensor {
+        dsla::margin_to_other_graphs(a, &b.unsqueeze(1), 1.0)
     }
 
     #[test]

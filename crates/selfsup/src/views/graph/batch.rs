@@ -28,7 +28,7 @@ pub struct GraphBatch {
 impl GraphBatch {
     /// One graph (node-level tasks).
     pub fn from_graph(g: &Graph, device: Device) -> Self {
-        GraphBatch::new(g.features.clone(), g.edges.clone(), None, device)
+        GraphBatch::from_parts(g.features.clone(), g.edges.clone(), None, device)
     }
 
     /// The disjoint union of `graphs` (graph-level tasks): node ids offset, features stacked.
@@ -53,10 +53,12 @@ impl GraphBatch {
             offset += g.num_nodes as u32;
         }
         let graph_ids = Tensor::from_slice(&owner).to_device(device);
-        GraphBatch::new(feats, edges, Some((graph_ids, graphs.len() as i64)), device)
+        GraphBatch::from_parts(feats, edges, Some((graph_ids, graphs.len() as i64)), device)
     }
 
-    fn new(
+    /// From host features, directed edges (no self-loops) and, for a batch of graphs, each
+    /// node's graph id with the number of graphs.
+    pub fn from_parts(
         features: CsrMatrix,
         edges: Vec<[u32; 2]>,
         graphs: Option<(Tensor, i64)>,

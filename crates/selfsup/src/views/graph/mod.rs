@@ -4,4 +4,6 @@
 pub mod batch;
 pub mod masking;
 pub mod message;
+pub mod perturb;
+pub mod pretext;
 pub mod sparse;
