@@ -145,7 +145,7 @@ pub enum RecipeError {
     #[error("{field} = {value}: must be a finite number")]
     NotFinite { field: &'static str, value: f64 },
     /// A multi-task method with every task weighted 0.
-    #[error("{method}: every task weight is 0; give at least one task ({tasks}) a positive weight")]
+    #[error("{method}: no pretext task is on ({tasks})")]
     NoTask { method: &'static str, tasks: &'static str },
 }
 

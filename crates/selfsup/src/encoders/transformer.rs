@@ -133,6 +133,32 @@ pub fn multi_head_masked(
     o.transpose(1, 2).reshape([b, t, d])
 }
 
+/// [`multi_head`] where each query attends only to its `keep` highest-scoring keys (the others'
+/// weights are zero; ties at the threshold are all kept): the "homologous" attention of MixedAE,
+/// which lets a token of a mixed image attend to the tokens it judges to come from its own
+/// image. `keep ≥ S` is ordinary attention.
+pub fn multi_head_top_k(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64, keep: i64) -> Tensor {
+    let (b, t, d) = q.size3().expect("queries are [N, T, D]");
+    let s = k.size()[1];
+    let hd = d / heads;
+    let split = |x: &Tensor, len: i64| x.view([b, len, heads, hd]).transpose(1, 2);
+    let (q, k, v) = (split(q, t), split(k, s), split(v, s));
+    let mut scores = q.matmul(&k.transpose(-2, -1)) / (hd as f64).sqrt();
+    if keep < s {
+        // The keep-th largest score of each query; everything below it is left out.
+        let (top, _) = scores.detach().topk(keep, -1, true, true);
+        let threshold = top.narrow(-1, keep - 1, 1);
+        scores = scores.masked_fill(&scores.lt_tensor(&threshold), f64::NEG_INFINITY);
+    }
+    // Softmax in fp32 at least (bf16 scores), in fp64 for fp64 inputs.
+    let softmax_kind = if v.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+    let w = scores.softmax(-1, softmax_kind);
+    w.to_kind(v.kind())
+        .matmul(&v)
+        .transpose(1, 2)
+        .reshape([b, t, d])
+}
+
 impl TransformerBlock {
     /// The block with padding left out of attention (`keys`: `[N, T]`, true = real token) and
     /// BERT's dropout (rate `dropout` on attention weights and on both residual branches) when
@@ -164,6 +190,21 @@ impl TransformerBlock {
             .gelu("none")
             .apply(&self.fc2)
             .dropout(p, train);
+        x + h
+    }
+}
+
+impl TransformerBlock {
+    /// The block with [`multi_head_top_k`] attention.
+    pub fn forward_top_k(&self, x: &Tensor, keep: i64) -> Tensor {
+        let qkv = x.apply(&self.ln1).apply(&self.qkv).chunk(3, -1);
+        let a = multi_head_top_k(&qkv[0], &qkv[1], &qkv[2], self.heads, keep).apply(&self.proj);
+        let x = x + a;
+        let h = x
+            .apply(&self.ln2)
+            .apply(&self.fc1)
+            .gelu("none")
+            .apply(&self.fc2);
         x + h
     }
 }
@@ -320,6 +361,16 @@ impl TransformerStack {
     }
 }
 
+impl TransformerStack {
+    /// Every block by [`TransformerBlock::forward_top_k`], then the final norm.
+    pub fn forward_top_k(&self, x: &Tensor, keep: i64) -> Tensor {
+        self.blocks
+            .iter()
+            .fold(x.shallow_clone(), |h, b| b.forward_top_k(&h, keep))
+            .apply(&self.norm)
+    }
+}
+
 impl Module for TransformerStack {
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut h = self
@@ -371,6 +422,42 @@ pub fn sincos_2d(dim: i64, gh: i64, gw: i64) -> Vec<f32> {
 mod tests {
     use super::*;
     use tch::Device;
+
+    #[test]
+    fn top_k_attention_keeps_the_best_keys_only() {
+        tch::manual_seed(4);
+        let opts = (Kind::Double, Device::Cpu);
+        let (q, k, v) = (
+            Tensor::randn([2, 5, 6], opts),
+            Tensor::randn([2, 5, 6], opts),
+            Tensor::randn([2, 5, 6], opts),
+        );
+        // Keeping every key is ordinary attention (whose softmax runs in fp32).
+        let all = multi_head_top_k(&q, &k, &v, 2, 5);
+        let plain = multi_head(&q, &k, &v, 2, Attention::Explicit);
+        assert!(all.allclose(&plain, 1e-6, 1e-6, false));
+        // Keeping one key copies that key's value: per head, the argmax of q·k.
+        let one = multi_head_top_k(&q, &k, &v, 2, 1);
+        for head in 0..2i64 {
+            let cols = head * 3..head * 3 + 3;
+            let (qh, kh, vh) = (
+                q.narrow(2, cols.start, 3),
+                k.narrow(2, cols.start, 3),
+                v.narrow(2, cols.start, 3),
+            );
+            let best = qh.matmul(&kh.transpose(1, 2)).argmax(-1, false); // [2, 5]
+            let expected = vh.gather(1, &best.unsqueeze(-1).expand([2, 5, 3], false), false);
+            assert!(one.narrow(2, cols.start, 3).allclose(&expected, 1e-10, 1e-12, false));
+        }
+        // Keeping two: a softmax over exactly the two best scores of each query.
+        let two = multi_head_top_k(&q, &k, &v, 1, 2);
+        let scores = q.matmul(&k.transpose(1, 2)) / 6f64.sqrt();
+        let (top, idx) = scores.topk(2, -1, true, true);
+        let w = top.softmax(-1, Kind::Double); // [2, 5, 2]
+        let picked = |j: i64| v.gather(1, &idx.select(2, j).unsqueeze(-1).expand([2, 5, 6], false), false);
+        let expected = picked(0) * w.select(2, 0).unsqueeze(-1) + picked(1) * w.select(2, 1).unsqueeze(-1);
+        assert!(two.allclose(&expected, 1e-10, 1e-12, false));
+    }
 
     #[test]
     fn fused_attention_equals_the_explicit_formula() {

@@ -168,6 +168,16 @@ impl Vit {
     /// Runs the blocks (and final norm) on the given tokens `[N, K, D]`, prepending the class
     /// token when there is one. Returns the class-token output (if any) and the `K` token outputs.
     pub fn encode(&self, tokens: &Tensor) -> (Option<Tensor>, Tensor) {
+        self.encode_with(tokens, |x| self.stack.forward(x))
+    }
+
+    /// [`Vit::encode`] with each query attending to its `keep` best-scoring keys only
+    /// ([`crate::encoders::transformer::multi_head_top_k`]; MixedAE's homologous attention).
+    pub fn encode_top_k(&self, tokens: &Tensor, keep: i64) -> (Option<Tensor>, Tensor) {
+        self.encode_with(tokens, |x| self.stack.forward_top_k(x, keep))
+    }
+
+    fn encode_with(&self, tokens: &Tensor, stack: impl Fn(&Tensor) -> Tensor) -> (Option<Tensor>, Tensor) {
         match &self.cls {
             Some(cls) => {
                 let n = tokens.size()[0];
@@ -175,11 +185,11 @@ impl Vit {
                     &[cls.expand([n, 1, self.dim], false), tokens.shallow_clone()],
                     1,
                 );
-                let h = self.stack.forward(&x);
+                let h = stack(&x);
                 let k = h.size()[1] - 1;
                 (Some(h.select(1, 0)), h.narrow(1, 1, k))
             }
-            None => (None, self.stack.forward(tokens)),
+            None => (None, stack(tokens)),
         }
     }
 

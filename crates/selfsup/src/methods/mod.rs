@@ -364,6 +364,7 @@ registry! {
     clip: Clip(ClipConfig) = "clip",
     obow: Obow(ObowConfig) = "obow",
     mugs: Mugs(MugsConfig) = "mugs",
+    mixed_ae: MixedAe(MixedAeConfig) = "mixed_ae",
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use tch::{nn, Kind, Reduction, Tensor};
 
+/// Seed of the generator behind the pretext targets' random draws.
+const TARGET_SEED: u64 = 0x5e1f_7a5c;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SelfTaskConfig {
@@ -103,9 +106,11 @@ impl SelfTask {
         let key = (b.num_nodes, b.edges.len());
         let mut cache = self.targets.borrow_mut();
         if cache.as_ref().map(|(k, _)| *k) != Some(key) {
-            // Drawn from the step's generator, so a resumed run re-draws the same random ranks
-            // only if its first step is the same; the ranks are a fixed sample either way.
-            *cache = Some((key, PretextTargets::new(b, self.cfg.similarity_k, rng)));
+            // The targets' one random draw (the similarity task's random ranks) comes from a
+            // fixed generator, not the step's: they are a function of the graph alone, so a run
+            // resumed from a checkpoint rebuilds the very targets it trained on.
+            let mut fixed = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(TARGET_SEED);
+            *cache = Some((key, PretextTargets::new(b, self.cfg.similarity_k, &mut fixed)));
         }
         f(&cache.as_ref().expect("just filled").1, rng)
     }
@@ -208,7 +213,7 @@ impl super::MethodSpec for SelfTaskConfig {
         if self.node_property + self.pairwise_distance + self.attr_similarity + self.edge_mask <= 0.0 {
             return Err(crate::rules::RecipeError::NoTask {
                 method: "selftask",
-                tasks: "method.node_property, pairwise_distance, attr_similarity, edge_mask",
+                tasks: "give method.node_property, pairwise_distance, attr_similarity or edge_mask a weight > 0",
             });
         }
         rules::probability("method.edge_mask_rate", self.edge_mask_rate)?;

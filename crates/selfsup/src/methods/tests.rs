@@ -82,6 +82,13 @@ pub(crate) fn all_methods() -> Vec<MethodConfig> {
             decoder_heads: 2,
             ..Default::default()
         }),
+        MethodConfig::MixedAe(mixed_ae::MixedAeConfig {
+            group: 2,
+            decoder_dim: 8,
+            decoder_depth: 1,
+            decoder_heads: 2,
+            ..Default::default()
+        }),
         MethodConfig::Simmim(Default::default()),
         MethodConfig::Cae(cae::CaeConfig {
             regressor_depth: 1,

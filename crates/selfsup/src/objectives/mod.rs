@@ -6,6 +6,7 @@ pub mod dino;
 pub mod dsla;
 pub mod graph;
 pub mod hierarchical;
+pub mod homologous;
 pub mod info_nce;
 pub mod masked;
 pub mod min_norm;

@@ -574,7 +574,7 @@ fn the_fashion_mnist_comparison_recipes_are_valid() {
 #[test]
 fn the_graph_recipes_are_valid() {
     let recipes = shipped_recipes("graph");
-    assert_eq!(recipes.len(), 9, "the nine graph recipes");
+    assert_eq!(recipes.len(), 15, "the fifteen graph recipes");
     let mut names = Vec::new();
     for (p, r) in &recipes {
         assert!(r.data.is_graph(), "{}", p.display());
@@ -629,6 +629,18 @@ fn graph_recipe_rules() {
     assert!(e.contains("graph_cv goes with tu"), "{e}");
     let e = bad(&["method={ name = \"simclr\" }"]);
     assert!(e.contains("graph method"), "{e}");
+    // The multi-task methods need a task; D-SLA its margin and rates in range.
+    let e = bad(&[
+        "encoder={ kind = \"gcn\", dims = [16] }",
+        "method={ name = \"selftask\", node_property = 0.0, pairwise_distance = 0.0, attr_similarity = 0.0, edge_mask = 0.0 }",
+    ]);
+    assert!(e.contains("no pretext task is on"), "{e}");
+    let e = bad(&["encoder={ kind = \"gcn\", dims = [16] }", "method={ name = \"pareto_gnn\", tasks = [] }"]);
+    assert!(e.contains("no pretext task is on"), "{e}");
+    let e = bad(&["method={ name = \"pareto_gnn\", tasks = [\"dgi\", \"rotation\"] }"]);
+    assert!(e.contains("rotation"), "{e}");
+    let e = bad(&["method={ name = \"dsla\", mask_rate = 1.5 }"]);
+    assert!(e.contains("method.mask_rate"), "{e}");
     let quickstart = include_str!("../../../../recipes/quickstart.toml");
     let e = Recipe::from_toml(quickstart, "q", &["method={ name = \"dgi\" }".into()])
         .unwrap_err()
