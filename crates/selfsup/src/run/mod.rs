@@ -3,6 +3,7 @@
 //! tables) and graph runs differ only in how data, model and protocol are made.
 pub mod charts;
 pub mod commands;
+pub mod data_fingerprint;
 pub mod embedding_map;
 pub mod export;
 pub mod fine_tune;
