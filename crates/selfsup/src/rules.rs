@@ -146,7 +146,10 @@ pub enum RecipeError {
     NotFinite { field: &'static str, value: f64 },
     /// A multi-task method with every task weighted 0.
     #[error("{method}: no pretext task is on ({tasks})")]
-    NoTask { method: &'static str, tasks: &'static str },
+    NoTask {
+        method: &'static str,
+        tasks: &'static str,
+    },
 }
 
 pub type R = Result<(), RecipeError>;

@@ -151,7 +151,11 @@ pub fn multi_head_top_k(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64, keep: i6
         scores = scores.masked_fill(&scores.lt_tensor(&threshold), f64::NEG_INFINITY);
     }
     // Softmax in fp32 at least (bf16 scores), in fp64 for fp64 inputs.
-    let softmax_kind = if v.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+    let softmax_kind = if v.kind() == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
+    };
     let w = scores.softmax(-1, softmax_kind);
     w.to_kind(v.kind())
         .matmul(&v)
@@ -447,15 +451,24 @@ mod tests {
             );
             let best = qh.matmul(&kh.transpose(1, 2)).argmax(-1, false); // [2, 5]
             let expected = vh.gather(1, &best.unsqueeze(-1).expand([2, 5, 3], false), false);
-            assert!(one.narrow(2, cols.start, 3).allclose(&expected, 1e-10, 1e-12, false));
+            assert!(one
+                .narrow(2, cols.start, 3)
+                .allclose(&expected, 1e-10, 1e-12, false));
         }
         // Keeping two: a softmax over exactly the two best scores of each query.
         let two = multi_head_top_k(&q, &k, &v, 1, 2);
         let scores = q.matmul(&k.transpose(1, 2)) / 6f64.sqrt();
         let (top, idx) = scores.topk(2, -1, true, true);
         let w = top.softmax(-1, Kind::Double); // [2, 5, 2]
-        let picked = |j: i64| v.gather(1, &idx.select(2, j).unsqueeze(-1).expand([2, 5, 6], false), false);
-        let expected = picked(0) * w.select(2, 0).unsqueeze(-1) + picked(1) * w.select(2, 1).unsqueeze(-1);
+        let picked = |j: i64| {
+            v.gather(
+                1,
+                &idx.select(2, j).unsqueeze(-1).expand([2, 5, 6], false),
+                false,
+            )
+        };
+        let expected =
+            picked(0) * w.select(2, 0).unsqueeze(-1) + picked(1) * w.select(2, 1).unsqueeze(-1);
         assert!(two.allclose(&expected, 1e-10, 1e-12, false));
     }
 

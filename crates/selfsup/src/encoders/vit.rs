@@ -177,7 +177,11 @@ impl Vit {
         self.encode_with(tokens, |x| self.stack.forward_top_k(x, keep))
     }
 
-    fn encode_with(&self, tokens: &Tensor, stack: impl Fn(&Tensor) -> Tensor) -> (Option<Tensor>, Tensor) {
+    fn encode_with(
+        &self,
+        tokens: &Tensor,
+        stack: impl Fn(&Tensor) -> Tensor,
+    ) -> (Option<Tensor>, Tensor) {
         match &self.cls {
             Some(cls) => {
                 let n = tokens.size()[0];

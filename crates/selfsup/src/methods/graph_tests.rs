@@ -137,9 +137,16 @@ fn every_node_level_method_runs_forward_and_backward() {
         ..Default::default()
     });
     smoke(&selftask, &gcn(false), &b, 30);
-    let pareto = pareto_gnn::ParetoGnnConfig { head_hidden: 8, link_edges: 16, ..Default::default() };
+    let pareto = pareto_gnn::ParetoGnnConfig {
+        head_hidden: 8,
+        link_edges: 16,
+        ..Default::default()
+    };
     smoke(&MethodConfig::ParetoGnn(pareto.clone()), &gcn(true), &b, 30);
-    let equal = pareto_gnn::ParetoGnnConfig { weighting: pareto_gnn::TaskWeighting::Equal, ..pareto };
+    let equal = pareto_gnn::ParetoGnnConfig {
+        weighting: pareto_gnn::TaskWeighting::Equal,
+        ..pareto
+    };
     smoke(&MethodConfig::ParetoGnn(equal), &gcn(false), &b, 30);
 }
 
@@ -161,7 +168,15 @@ fn graphmae_runs_on_a_batch_of_small_graphs_with_gin() {
         decoder_heads: 1,
     });
     smoke(&mae, &gin(), &b, 5);
-    smoke(&MethodConfig::Dsla(dsla::DslaConfig { hops: 2, ..Default::default() }), &gin(), &b, 5);
+    smoke(
+        &MethodConfig::Dsla(dsla::DslaConfig {
+            hops: 2,
+            ..Default::default()
+        }),
+        &gin(),
+        &b,
+        5,
+    );
     // Pretraining + pooled embeddings over a set.
     let set = GraphSet {
         name: "set".into(),

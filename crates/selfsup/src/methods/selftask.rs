@@ -97,12 +97,8 @@ impl SelfTask {
         })
     }
 
-    fn with_targets<T>(
-        &self,
-        b: &GraphBatch,
-        rng: &mut ChaCha8Rng,
-        f: impl FnOnce(&PretextTargets, &mut ChaCha8Rng) -> T,
-    ) -> T {
+    /// The targets of `b`'s graph, computed when the graph differs from the last one seen.
+    fn targets(&self, b: &GraphBatch) -> std::cell::Ref<'_, PretextTargets> {
         let key = (b.num_nodes, b.edges.len());
         let mut cache = self.targets.borrow_mut();
         if cache.as_ref().map(|(k, _)| *k) != Some(key) {
@@ -112,7 +108,8 @@ impl SelfTask {
             let mut fixed = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(TARGET_SEED);
             *cache = Some((key, PretextTargets::new(b, self.cfg.similarity_k, &mut fixed)));
         }
-        f(&cache.as_ref().expect("just filled").1, rng)
+        drop(cache);
+        std::cell::Ref::map(self.targets.borrow(), |c| &c.as_ref().expect("just filled").1)
     }
 }
 
@@ -169,14 +166,11 @@ impl GraphMethod for SelfTask {
                 loss = loss + cross_entropy(&logits, &y) * c.edge_mask;
             }
         }
-        let (distance, similarity, property) = self.with_targets(b, rng, |t, rng| {
-            let dist = (c.pairwise_distance > 0.0).then(|| t.distance_batch(c.pairs_per_class, rng));
-            let sim = (c.attr_similarity > 0.0).then(|| t.similarity_batch(c.similarity_pairs, rng));
-            let prop = (c.node_property > 0.0).then(|| t.degree_class.clone());
-            (dist, sim, prop)
-        });
-        if let Some(classes) = property {
-            loss = loss + cross_entropy(&h.apply(&self.property_head), &classes) * c.node_property;
+        let t = self.targets(b);
+        let distance = (c.pairwise_distance > 0.0).then(|| t.distance_batch(c.pairs_per_class, rng));
+        let similarity = (c.attr_similarity > 0.0).then(|| t.similarity_batch(c.similarity_pairs, rng));
+        if c.node_property > 0.0 {
+            loss = loss + cross_entropy(&h.apply(&self.property_head), &t.degree_class) * c.node_property;
         }
         if let Some((l, r, y)) = distance.filter(|d| !d.0.is_empty()) {
             let logits = pair_features(&h, &l, &r).apply(&self.distance_head);

@@ -38,10 +38,13 @@ pub fn edit_consistency(distances: &Tensor, edits: &Tensor) -> Tensor {
 /// `originals [B, D]`, `perturbed [B, C, D]`; needs `B ≥ 2`.
 pub fn margin_to_other_graphs(originals: &Tensor, perturbed: &Tensor, margin: f64) -> Tensor {
     let b = originals.size()[0];
-    assert!(b >= 2, "the margin loss needs at least two graphs in a batch");
+    assert!(
+        b >= 2,
+        "the margin loss needs at least two graphs in a batch"
+    );
     let pos = pair_distance(&(originals.unsqueeze(1) - perturbed)); // [B, C]
     let neg = pair_distance(&(originals.unsqueeze(1) - originals.unsqueeze(0))); // [B, B]
-    // [B, B', C]
+                                                                                 // [B, B', C]
     let hinge = (pos.unsqueeze(1) - neg.unsqueeze(2) + margin).relu();
     let off_diagonal: Tensor =
         1.0 - Tensor::eye(b, (originals.kind(), originals.device())).unsqueeze(2);
@@ -62,7 +65,11 @@ mod tests {
     use tch::Device;
 
     fn dist(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f64>()
+            .sqrt()
     }
 
     #[test]
@@ -99,7 +106,9 @@ mod tests {
         tch::manual_seed(1);
         let o = Tensor::randn([3, 4], (Kind::Double, Device::Cpu));
         let p = Tensor::randn([3, 2, 4], (Kind::Double, Device::Cpu)) * 0.5;
-        let ov: Vec<Vec<f64>> = (0..3).map(|i| Vec::<f64>::try_from(o.get(i)).unwrap()).collect();
+        let ov: Vec<Vec<f64>> = (0..3)
+            .map(|i| Vec::<f64>::try_from(o.get(i)).unwrap())
+            .collect();
         let mut total = 0.0;
         for b in 0..3usize {
             for c in 0..2i64 {
@@ -112,7 +121,11 @@ mod tests {
             }
         }
         let ours = scalar(&margin_to_other_graphs(&o, &p, 2.0));
-        assert!((ours - total / 12.0).abs() < 1e-9, "{ours} vs {}", total / 12.0);
+        assert!(
+            (ours - total / 12.0).abs() < 1e-9,
+            "{ours} vs {}",
+            total / 12.0
+        );
     }
 
     #[test]
@@ -124,7 +137,10 @@ mod tests {
         let e = Tensor::from_slice(&[1.0, 2.0, 2.0, 4.0, 3.0, 6.0]).view([3, 2]);
         let f = |o: &Tensor| {
             let d = pair_distance(&(o.unsqueeze(1) - &p));
-            let scores = Tensor::cat(&[o.sum_dim_intlist(1, true, Kind::Double), d.shallow_clone()], 1);
+            let scores = Tensor::cat(
+                &[o.sum_dim_intlist(1, true, Kind::Double), d.shallow_clone()],
+                1,
+            );
             discrimination(&scores) + edit_consistency(&d, &e) + margin_to_other_graphs(o, &p, 1.5)
         };
         f(&o).backward();
@@ -136,7 +152,10 @@ mod tests {
                 .index_fill(0, &Tensor::from_slice(&[i as i64]), h)
                 .view([3, 4]);
             let numeric = (scalar(&f(&(&base + &step))) - scalar(&f(&(&base - &step)))) / (2.0 * h);
-            assert!((numeric - g).abs() < 1e-6 * (1.0 + g.abs()), "{i}: {g} vs {numeric}");
+            assert!(
+                (numeric - g).abs() < 1e-6 * (1.0 + g.abs()),
+                "{i}: {g} vs {numeric}"
+            );
         }
     }
 }

@@ -75,7 +75,12 @@ pub fn decorrelation(z1: &Tensor, z2: &Tensor, lambda: f64) -> Tensor {
     let (a, b) = (standardise(z1), standardise(z2));
     let d = a.size()[1];
     let eye = Tensor::eye(d, (a.kind(), a.device()));
-    let off = |z: &Tensor| (&eye - z.transpose(0, 1).matmul(z) / n).square().sum(z.kind()).sqrt();
+    let off = |z: &Tensor| {
+        (&eye - z.transpose(0, 1).matmul(z) / n)
+            .square()
+            .sum(z.kind())
+            .sqrt()
+    };
     (&a - &b).square().sum(a.kind()).sqrt() / n + (off(&a) + off(&b)) * lambda
 }
 

@@ -54,7 +54,10 @@ mod tests {
             .sum::<f64>()
             / 3.0;
         let ours = scalar(&homologous_contrast(&tokens, &source, 0.2));
-        assert!((ours - per_sequence).abs() < 1e-10, "{ours} vs {per_sequence}");
+        assert!(
+            (ours - per_sequence).abs() < 1e-10,
+            "{ours} vs {per_sequence}"
+        );
     }
 
     #[test]
@@ -69,9 +72,15 @@ mod tests {
         let z = l2_normalize_rows(&tokens.get(0));
         let sim = z.matmul(&z.transpose(0, 1)) / 0.5;
         for i in 0..3i64 {
-            let row: Vec<f64> = (0..4).filter(|&a| a != i).map(|a| sim.double_value(&[i, a])).collect();
+            let row: Vec<f64> = (0..4)
+                .filter(|&a| a != i)
+                .map(|a| sim.double_value(&[i, a]))
+                .collect();
             let lse = row.iter().map(|x| x.exp()).sum::<f64>().ln();
-            let pos: f64 = (0..3).filter(|&p| p != i).map(|p| sim.double_value(&[i, p]) - lse).sum();
+            let pos: f64 = (0..3)
+                .filter(|&p| p != i)
+                .map(|p| sim.double_value(&[i, p]) - lse)
+                .sum();
             manual -= pos / 2.0;
         }
         assert!((ours - manual / 3.0).abs() < 1e-10);

@@ -59,8 +59,9 @@ pub fn min_norm_weights(gram: &[f64], t: usize) -> Vec<f64> {
 
 /// `min_γ∈[0,1] ‖γ a + (1−γ) b‖²` from `aa = aᵀa`, `ab = aᵀb`, `bb = bᵀb`: `(γ, cost)`.
 fn two_point(aa: f64, ab: f64, bb: f64) -> (f64, f64) {
-    let cost = |gamma: f64| gamma * gamma * aa + 2.0 * gamma * (1.0 - gamma) * ab
-        + (1.0 - gamma) * (1.0 - gamma) * bb;
+    let cost = |gamma: f64| {
+        gamma * gamma * aa + 2.0 * gamma * (1.0 - gamma) * ab + (1.0 - gamma) * (1.0 - gamma) * bb
+    };
     let gamma = if ab >= aa {
         1.0
     } else if ab >= bb {
@@ -102,7 +103,10 @@ mod tests {
         // ‖α1 g1 + α2 g2‖² = α1² 4 + α2² 1 is smallest at α ∝ (1/4, 1): α = (0.2, 0.8).
         let vs = vec![vec![2.0, 0.0], vec![0.0, 1.0]];
         let a = min_norm_weights(&gram(&vs), 2);
-        assert!((a[0] - 0.2).abs() < 1e-12 && (a[1] - 0.8).abs() < 1e-12, "{a:?}");
+        assert!(
+            (a[0] - 0.2).abs() < 1e-12 && (a[1] - 0.8).abs() < 1e-12,
+            "{a:?}"
+        );
     }
 
     #[test]
@@ -137,11 +141,18 @@ mod tests {
             let mut grid_best = f64::INFINITY;
             for i in 0..=n {
                 for j in 0..=n - i {
-                    let w = [i as f64 / n as f64, j as f64 / n as f64, (n - i - j) as f64 / n as f64];
+                    let w = [
+                        i as f64 / n as f64,
+                        j as f64 / n as f64,
+                        (n - i - j) as f64 / n as f64,
+                    ];
                     grid_best = grid_best.min(norm2(&vs, &w));
                 }
             }
-            assert!(ours <= grid_best + 1e-6, "solver {ours} vs grid {grid_best}");
+            assert!(
+                ours <= grid_best + 1e-6,
+                "solver {ours} vs grid {grid_best}"
+            );
         }
     }
 }

@@ -635,7 +635,10 @@ fn graph_recipe_rules() {
         "method={ name = \"selftask\", node_property = 0.0, pairwise_distance = 0.0, attr_similarity = 0.0, edge_mask = 0.0 }",
     ]);
     assert!(e.contains("no pretext task is on"), "{e}");
-    let e = bad(&["encoder={ kind = \"gcn\", dims = [16] }", "method={ name = \"pareto_gnn\", tasks = [] }"]);
+    let e = bad(&[
+        "encoder={ kind = \"gcn\", dims = [16] }",
+        "method={ name = \"pareto_gnn\", tasks = [] }",
+    ]);
     assert!(e.contains("no pretext task is on"), "{e}");
     let e = bad(&["method={ name = \"pareto_gnn\", tasks = [\"dgi\", \"rotation\"] }"]);
     assert!(e.contains("rotation"), "{e}");

@@ -1,5 +1,6 @@
 //! The stages put together: recipe → data → model → training → evaluation. The command line is a
 //! thin layer over these functions, and tests call them directly.
+pub use super::data_fingerprint::fingerprint;
 use crate::data::{self, ImageSet, ImageSource, TableSet};
 use crate::encoders;
 use crate::error::{BadInputPolicy, SkipReport};
@@ -13,7 +14,6 @@ use crate::views::loader::plain_batch;
 use crate::views::series::SeriesViews;
 use crate::views::table_corruption::TableViews;
 use crate::views::ViewSource;
-pub use super::data_fingerprint::fingerprint;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;

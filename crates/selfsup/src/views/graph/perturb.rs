@@ -11,7 +11,7 @@ use crate::data::graph::CsrMatrix;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PerturbConfig {
@@ -55,6 +55,7 @@ pub fn candidates(batch: &GraphBatch, cfg: &PerturbConfig, rng: &mut ChaCha8Rng)
         let centre = rng.gen_range(start..end.max(start + 1)) as u32;
         let near = neighbourhood(&adjacency, centre, cfg.hops);
         let whole: Vec<u32> = (start as u32..end as u32).collect();
+        let mine = graph_edges(&batch.edges, start, end);
         for c in 0..per_graph {
             let strong = cfg.strong && c == per_graph - 1;
             let nodes = if strong { &whole } else { &near };
@@ -68,9 +69,9 @@ pub fn candidates(batch: &GraphBatch, cfg: &PerturbConfig, rng: &mut ChaCha8Rng)
             }
             let level = if strong { cfg.count + 1 } else { c };
             let (kept, added) = if level == 0 {
-                (graph_edges(&batch.edges, start, end), Vec::new())
+                (mine.clone(), Vec::new())
             } else {
-                let e = edit(&batch.edges, &edge_set, nodes, start, end, level, cfg, rng);
+                let e = edit(&mine, &edge_set, nodes, level, cfg, rng);
                 edits[g][c - 1] = e.2 as f32;
                 (e.0, e.1)
             };
@@ -97,13 +98,21 @@ pub fn candidates(batch: &GraphBatch, cfg: &PerturbConfig, rng: &mut ChaCha8Rng)
     feats.rows = n * per_graph;
     let b = ranges.len();
     let owner: Vec<i64> = (0..per_graph)
-        .flat_map(|c| ranges.iter().enumerate().flat_map(move |(g, &(s, e))| {
-            std::iter::repeat((c * b + g) as i64).take(e - s)
-        }))
+        .flat_map(|c| {
+            ranges
+                .iter()
+                .enumerate()
+                .flat_map(move |(g, &(s, e))| std::iter::repeat((c * b + g) as i64).take(e - s))
+        })
         .collect();
     let ids = tch::Tensor::from_slice(&owner).to_device(batch.device);
     Candidates {
-        batch: GraphBatch::from_parts(feats, edges, Some((ids, (b * per_graph) as i64)), batch.device),
+        batch: GraphBatch::from_parts(
+            feats,
+            edges,
+            Some((ids, (b * per_graph) as i64)),
+            batch.device,
+        ),
         edits,
         per_graph,
     }
@@ -121,28 +130,23 @@ pub fn graph_ranges(batch: &GraphBatch) -> Vec<(usize, usize)> {
         r.0 = r.0.min(node);
         r.1 = r.1.max(node + 1);
     }
-    ranges.into_iter().map(|(s, e)| if s == usize::MAX { (0, 0) } else { (s, e) }).collect()
+    ranges
+        .into_iter()
+        .map(|(s, e)| if s == usize::MAX { (0, 0) } else { (s, e) })
+        .collect()
 }
 
 fn key(a: u32, b: u32) -> u64 {
     ((a as u64) << 32) | b as u64
 }
 
-/// Nodes within `hops` of `centre`, sorted.
+/// Nodes within `hops` of `centre`, `centre` included, sorted.
 fn neighbourhood(adjacency: &[Vec<u32>], centre: u32, hops: usize) -> Vec<u32> {
-    let mut seen = HashSet::from([centre]);
-    let mut queue = VecDeque::from([(centre, 0usize)]);
-    while let Some((v, d)) = queue.pop_front() {
-        if d == hops {
-            continue;
-        }
-        for &w in &adjacency[v as usize] {
-            if seen.insert(w) {
-                queue.push_back((w, d + 1));
-            }
-        }
-    }
-    let mut out: Vec<u32> = seen.into_iter().collect();
+    let mut out: Vec<u32> = super::pretext::bfs(adjacency, centre, hops)
+        .into_iter()
+        .map(|(v, _)| v)
+        .chain([centre])
+        .collect();
     out.sort_unstable();
     out
 }
@@ -155,20 +159,17 @@ fn graph_edges(all: &[[u32; 2]], start: usize, end: usize) -> Vec<[u32; 2]> {
         .collect()
 }
 
-/// One edited copy of a graph: `(kept edges, added edges, edits)`, both directions listed.
-#[allow(clippy::too_many_arguments)]
+/// One edited copy of a graph whose directed edges are `mine`: `(kept edges, added edges,
+/// edits)`, both directions listed.
 fn edit(
-    all: &[[u32; 2]],
+    mine: &[[u32; 2]],
     edge_set: &HashSet<u64>,
     nodes: &[u32],
-    start: usize,
-    end: usize,
     level: usize,
     cfg: &PerturbConfig,
     rng: &mut ChaCha8Rng,
 ) -> (Vec<[u32; 2]>, Vec<[u32; 2]>, usize) {
     let inside: HashSet<u32> = nodes.iter().copied().collect();
-    let mine = graph_edges(all, start, end);
     // Undirected edges with both ends in the edited node set (each once, a < b).
     let mut pool: Vec<[u32; 2]> = mine
         .iter()
@@ -183,7 +184,8 @@ fn edit(
         .flat_map(|&[a, b]| [key(a, b), key(b, a)])
         .collect();
     let kept: Vec<[u32; 2]> = mine
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|&[a, b]| !deleted.contains(&key(a, b)))
         .collect();
     // Additions: uniform pairs of distinct nodes of the set that are not edges of the graph. The
@@ -226,10 +228,18 @@ mod tests {
 
     #[test]
     fn candidates_have_the_reference_edit_counts_and_stay_inside_their_graph() {
-        let graphs: Vec<_> = (0..4).map(|i| random_graph(12 + i, 5, 0.4, 30 + i as u64)).collect();
+        let graphs: Vec<_> = (0..4)
+            .map(|i| random_graph(12 + i, 5, 0.4, 30 + i as u64))
+            .collect();
         let refs: Vec<_> = graphs.iter().collect();
         let batch = GraphBatch::from_graphs(&refs, Device::Cpu);
-        let cfg = PerturbConfig { hops: 2, count: 3, strong: true, edit_fraction: 0.2, mask_rate: 0.5 };
+        let cfg = PerturbConfig {
+            hops: 2,
+            count: 3,
+            strong: true,
+            edit_fraction: 0.2,
+            mask_rate: 0.5,
+        };
         let c = candidates(&batch, &cfg, &mut keyed(0, Stream::Method, 0, 0, 0));
         let n = batch.num_nodes as u32;
         assert_eq!(c.per_graph, 5);
@@ -239,7 +249,11 @@ mod tests {
         let all: HashSet<[u32; 2]> = c.batch.edges.iter().copied().collect();
         for &[a, b] in &c.batch.edges {
             assert_eq!(a / n, b / n, "an edge crosses candidates");
-            let g = |v: u32| ranges.iter().position(|&(s, e)| ((v % n) as usize) >= s && ((v % n) as usize) < e);
+            let g = |v: u32| {
+                ranges
+                    .iter()
+                    .position(|&(s, e)| ((v % n) as usize) >= s && ((v % n) as usize) < e)
+            };
             assert_eq!(g(a), g(b), "an edge crosses graphs");
             assert!(all.contains(&[b, a]), "edges stay undirected");
         }
@@ -263,7 +277,13 @@ mod tests {
     fn masked_rows_are_empty_and_draws_are_keyed() {
         let g = random_graph(10, 6, 0.9, 4);
         let batch = GraphBatch::from_graphs(&[&g, &g], Device::Cpu);
-        let cfg = PerturbConfig { hops: 1, count: 2, strong: false, edit_fraction: 0.3, mask_rate: 0.8 };
+        let cfg = PerturbConfig {
+            hops: 1,
+            count: 2,
+            strong: false,
+            edit_fraction: 0.3,
+            mask_rate: 0.8,
+        };
         let draw = |s| candidates(&batch, &cfg, &mut keyed(s, Stream::Method, 0, 0, 0));
         let (a, b) = (draw(1), draw(1));
         assert_eq!(a.batch.edges, b.batch.edges);

@@ -64,7 +64,11 @@ impl PretextTargets {
     /// Up to `per_class` pairs of each distance class, as `(left [M], right [M], class [M])`.
     /// Classes 1–3 are drawn without replacement from their lists; class "≥ 4" by rejection of
     /// uniform pairs (bounded tries, so a small dense graph may give fewer).
-    pub fn distance_batch(&self, per_class: usize, rng: &mut ChaCha8Rng) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
+    pub fn distance_batch(
+        &self,
+        per_class: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
         let (mut l, mut r, mut y) = (Vec::new(), Vec::new(), Vec::new());
         for (class, pairs) in self.near_pairs.iter().enumerate() {
             for &(a, b) in pairs.choose_multiple(rng, per_class.min(pairs.len())) {
@@ -92,8 +96,14 @@ impl PretextTargets {
     }
 
     /// Up to `count` similarity pairs without replacement: `(left, right, cosine)`.
-    pub fn similarity_batch(&self, count: usize, rng: &mut ChaCha8Rng) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
-        let picked = self.attr_pairs.choose_multiple(rng, count.min(self.attr_pairs.len()));
+    pub fn similarity_batch(
+        &self,
+        count: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
+        let picked = self
+            .attr_pairs
+            .choose_multiple(rng, count.min(self.attr_pairs.len()));
         let mut out = (Vec::new(), Vec::new(), Vec::new());
         for &(a, b, s) in picked {
             out.0.push(a as i64);
@@ -104,8 +114,9 @@ impl PretextTargets {
     }
 }
 
-/// `(node, distance)` of every node within `cutoff` hops of `s`, `s` itself left out.
-fn bfs(adjacency: &[Vec<u32>], s: u32, cutoff: usize) -> Vec<(u32, usize)> {
+/// `(node, distance)` of every node within `cutoff` hops of `s`, `s` itself left out, in
+/// breadth-first order.
+pub(crate) fn bfs(adjacency: &[Vec<u32>], s: u32, cutoff: usize) -> Vec<(u32, usize)> {
     let mut seen = HashSet::from([s]);
     let mut queue = VecDeque::from([(s, 0usize)]);
     let mut out = Vec::new();
@@ -157,13 +168,19 @@ pub fn degree_classes(degree: &[usize]) -> Vec<i64> {
 /// For every node: its `k` least similar nodes, its `k` most similar other nodes, and the nodes
 /// at `k` random similarity ranks (drawn once, shared by every node), as unordered unique pairs
 /// with their cosine similarity. Zero-feature rows have similarity 0 to everything.
-pub fn similarity_pairs(features: &CsrMatrix, k: usize, rng: &mut ChaCha8Rng) -> Vec<(u32, u32, f32)> {
+pub fn similarity_pairs(
+    features: &CsrMatrix,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<(u32, u32, f32)> {
     let n = features.rows;
     if n < 2 || k == 0 {
         return Vec::new();
     }
     let x = super::batch::dense_rows(features, None, Device::Cpu);
-    let norm = x.norm_scalaropt_dim(2.0, [1i64].as_slice(), true).clamp_min(1e-12);
+    let norm = x
+        .norm_scalaropt_dim(2.0, [1i64].as_slice(), true)
+        .clamp_min(1e-12);
     let x = &x / norm;
     let sim = x.matmul(&x.transpose(0, 1));
     let order = sim.argsort(1, false); // ascending, per row
@@ -210,7 +227,11 @@ mod tests {
         Graph {
             name: "path".into(),
             num_nodes: n,
-            features: CsrMatrix::from_dense(n, 2, &(0..2 * n).map(|i| ((i * 7) % 5) as f32).collect::<Vec<_>>()),
+            features: CsrMatrix::from_dense(
+                n,
+                2,
+                &(0..2 * n).map(|i| ((i * 7) % 5) as f32).collect::<Vec<_>>(),
+            ),
             edges,
             node_labels: vec![0; n],
             num_classes: 1,
@@ -225,7 +246,14 @@ mod tests {
         let mut rng = keyed(0, Stream::Method, 0, 0, 0);
         let t = PretextTargets::new(&b, 2, &mut rng);
         // A path of 7 nodes has 6 pairs at distance 1, 5 at 2, 4 at 3, and 6 + 5 + … = 21 − 15 far.
-        assert_eq!([t.near_pairs[0].len(), t.near_pairs[1].len(), t.near_pairs[2].len()], [6, 5, 4]);
+        assert_eq!(
+            [
+                t.near_pairs[0].len(),
+                t.near_pairs[1].len(),
+                t.near_pairs[2].len()
+            ],
+            [6, 5, 4]
+        );
         for (c, pairs) in t.near_pairs.iter().enumerate() {
             assert!(pairs.iter().all(|&(a, b)| (b - a) as usize == c + 1));
         }
