@@ -68,13 +68,66 @@ fn yes() -> bool {
 
 pub struct Mae {
     encoder: Box<dyn Encoder>,
-    dec_embed: nn::Linear,
-    mask_token: Tensor,
-    dec_pos: Tensor,
-    decoder: TransformerStack,
-    dec_pred: nn::Linear,
+    decoder: PixelDecoder,
     n_visible: i64,
     cfg: MaeConfig,
+}
+
+/// MAE's light decoder (shared with MixedAE): encoder width → `dim` (`embed`), a learned mask
+/// token, fixed sine-cosine positions, transformer blocks, and a linear map to patch pixels.
+pub(crate) struct PixelDecoder {
+    pub(crate) embed: nn::Linear,
+    pub(crate) mask_token: Tensor,
+    pos: Tensor,
+    stack: TransformerStack,
+    pred: nn::Linear,
+}
+
+impl PixelDecoder {
+    /// Under `p`: `decoder_pos`, `decoder_embed`, `mask_token`, `decoder`, `decoder_pred`.
+    pub(crate) fn new(p: &nn::Path, vit: &Vit, dim: i64, depth: usize, heads: i64) -> Result<Self> {
+        anyhow::ensure!(dim % 4 == 0, "method.decoder_dim = {dim}: must be divisible by 4");
+        let (gh, gw) = vit.grid();
+        let pos = fixed_sincos(p, "decoder_pos", dim, gh, gw);
+        Ok(PixelDecoder {
+            embed: xavier_linear(p / "decoder_embed", vit.dim(), dim),
+            mask_token: p.var(
+                "mask_token",
+                &[1, 1, dim],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            ),
+            pos,
+            stack: TransformerStack::new(
+                &(p / "decoder"),
+                dim,
+                depth,
+                heads,
+                4.0,
+                Attention::Fused,
+                |_| None,
+            ),
+            pred: xavier_linear(p / "decoder_pred", dim, vit.patch_len()),
+        })
+    }
+
+    /// Predicted patches `[N, L, p²C]` from decoder tokens `[N, L, dim]` in grid order
+    /// (positions are added here) and the embedded class token `[N, dim]`, which enters the
+    /// decoder too (with a zero position), as in the MAE code.
+    pub(crate) fn predict(&self, tokens: &Tensor, cls: Option<Tensor>) -> Tensor {
+        let full = tokens + &self.pos;
+        let l = full.size()[1];
+        let out = match cls {
+            Some(c) => self
+                .stack
+                .forward(&Tensor::cat(&[c.unsqueeze(1), full], 1))
+                .narrow(1, 1, l),
+            None => self.stack.forward(&full),
+        };
+        out.apply(&self.pred)
+    }
 }
 
 /// The ViT inside `encoder`, or an error naming the method that needs one.
@@ -87,34 +140,16 @@ pub(crate) fn vit_of<'a>(encoder: &'a dyn Encoder, method: &str) -> Result<&'a V
 impl Mae {
     pub fn new(p: &nn::Path, encoder: Box<dyn Encoder>, cfg: &MaeConfig) -> Result<Self> {
         let vit = vit_of(encoder.as_ref(), "mae")?;
-        let (l, dd) = (vit.n_patches(), cfg.decoder_dim);
-        anyhow::ensure!(
-            dd % 4 == 0,
-            "method.decoder_dim = {dd}: must be divisible by 4"
-        );
-        let (gh, gw) = vit.grid();
-        let dec_pos = fixed_sincos(p, "decoder_pos", dd, gh, gw);
+        let l = vit.n_patches();
+        let decoder = PixelDecoder::new(
+            p,
+            vit,
+            cfg.decoder_dim,
+            cfg.decoder_depth,
+            cfg.decoder_heads,
+        )?;
         Ok(Mae {
-            dec_embed: xavier_linear(p / "decoder_embed", vit.dim(), dd),
-            mask_token: p.var(
-                "mask_token",
-                &[1, 1, dd],
-                nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: 0.02,
-                },
-            ),
-            dec_pos,
-            decoder: TransformerStack::new(
-                &(p / "decoder"),
-                dd,
-                cfg.decoder_depth,
-                cfg.decoder_heads,
-                4.0,
-                Attention::Fused,
-                |_| None,
-            ),
-            dec_pred: xavier_linear(p / "decoder_pred", dd, vit.patch_len()),
+            decoder,
             n_visible: visible_count(l as usize, cfg.mask_ratio) as i64,
             cfg: cfg.clone(),
             encoder,
@@ -127,7 +162,7 @@ impl Mae {
 
     /// The decoder's attention (the encoder's is set on the ViT before it is boxed).
     pub fn set_attention(&mut self, attention: Attention) {
-        self.decoder.set_attention(attention);
+        self.decoder.stack.set_attention(attention);
     }
 
     /// Predicted patches `[N, L, p²C]` for images `x` and mask order `ids` (`[N, L]`: visible
@@ -144,26 +179,14 @@ impl Mae {
         let tokens = gather_tokens(&vit.embed_patches(patches), &ids.narrow(1, 0, k));
         let (cls, h) = vit.encode(&tokens);
         let dd = self.cfg.decoder_dim;
+        let d = &self.decoder;
         let shuffled = Tensor::cat(
-            &[
-                h.apply(&self.dec_embed),
-                self.mask_token.expand([n, l - k, dd], false),
-            ],
+            &[h.apply(&d.embed), d.mask_token.expand([n, l - k, dd], false)],
             1,
         );
         // Back to grid order: position j of `shuffled` holds token ids[j].
-        let full = gather_tokens(&shuffled, &ids.argsort(1, false)) + &self.dec_pos;
-        let out = match cls {
-            // The class token enters the decoder too (with a zero position), as in the paper's code.
-            Some(c) => {
-                let c = c.apply(&self.dec_embed).unsqueeze(1);
-                self.decoder
-                    .forward(&Tensor::cat(&[c, full], 1))
-                    .narrow(1, 1, l)
-            }
-            None => self.decoder.forward(&full),
-        };
-        out.apply(&self.dec_pred)
+        let full = gather_tokens(&shuffled, &ids.argsort(1, false));
+        d.predict(&full, cls.map(|c| c.apply(&d.embed)))
     }
 
     /// The loss on images `x` with mask order `ids`.

@@ -20,18 +20,16 @@
 //! member from its own tokens only, λ 0.5 and τ 0.07 (an unofficial re-implementation's values),
 //! and no segment embeddings (they would tell the encoder each token's image outright). At
 //! evaluation the encoder sees one whole image with ordinary attention.
-use super::mae::vit_of;
+use super::mae::{vit_of, PixelDecoder};
 use super::{Method, StepInput};
-use crate::encoders::transformer::{fixed_sincos, Attention, TransformerStack};
 use crate::encoders::vit::Vit;
 use crate::encoders::Encoder;
 use crate::objectives::homologous::homologous_contrast;
 use crate::objectives::masked::{masked_patch_loss, normalise_patches, PatchError};
-use crate::torch_init::xavier_linear;
 use crate::views::masking::MaskSpec;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::{nn, nn::Module, Kind, Tensor};
+use tch::{nn, Kind, Tensor};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -67,11 +65,7 @@ impl Default for MixedAeConfig {
 
 pub struct MixedAe {
     encoder: Box<dyn Encoder>,
-    dec_embed: nn::Linear,
-    mask_token: Tensor,
-    dec_pos: Tensor,
-    decoder: TransformerStack,
-    dec_pred: nn::Linear,
+    decoder: PixelDecoder,
     cfg: MixedAeConfig,
 }
 
@@ -84,23 +78,15 @@ impl MixedAe {
             "method.group = {}: more images than the {l} patch positions to share",
             cfg.group
         );
-        let dd = cfg.decoder_dim;
-        anyhow::ensure!(dd % 4 == 0, "method.decoder_dim = {dd}: must be divisible by 4");
-        let (gh, gw) = vit.grid();
+        let decoder = PixelDecoder::new(
+            p,
+            vit,
+            cfg.decoder_dim,
+            cfg.decoder_depth,
+            cfg.decoder_heads,
+        )?;
         Ok(MixedAe {
-            dec_embed: xavier_linear(p / "decoder_embed", vit.dim(), dd),
-            mask_token: p.var("mask_token", &[1, 1, dd], nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
-            dec_pos: fixed_sincos(p, "decoder_pos", dd, gh, gw),
-            decoder: TransformerStack::new(
-                &(p / "decoder"),
-                dd,
-                cfg.decoder_depth,
-                cfg.decoder_heads,
-                4.0,
-                Attention::Fused,
-                |_| None,
-            ),
-            dec_pred: xavier_linear(p / "decoder_pred", dd, vit.patch_len()),
+            decoder,
             cfg: cfg.clone(),
             encoder,
         })
@@ -150,21 +136,21 @@ impl MixedAe {
         // Unmixing: member m's decoder input holds the encoded tokens at its own positions and
         // the mask token at every other.
         let dd = self.cfg.decoder_dim;
-        let e = h.apply(&self.dec_embed).unsqueeze(1).expand([s, g, l, dd], false);
+        let d = &self.decoder;
+        let e = h.apply(&d.embed).unsqueeze(1).expand([s, g, l, dd], false);
         let member = Tensor::arange(g, (Kind::Int64, x.device())).view([1, g, 1]);
         let own = source.unsqueeze(1).eq_tensor(&member); // [S, G, L]
         let full = e
-            .where_self(&own.unsqueeze(-1), &self.mask_token.view([1, 1, 1, dd]))
-            .reshape([n, l, dd])
-            + &self.dec_pos;
-        let out = match cls {
-            Some(c) => {
-                let c = c.apply(&self.dec_embed).view([s, 1, 1, dd]).expand([s, g, 1, dd], false).reshape([n, 1, dd]);
-                self.decoder.forward(&Tensor::cat(&[c, full], 1)).narrow(1, 1, l)
-            }
-            None => self.decoder.forward(&full),
-        };
-        let pred = out.apply(&self.dec_pred);
+            .where_self(&own.unsqueeze(-1), &d.mask_token.view([1, 1, 1, dd]))
+            .reshape([n, l, dd]);
+        // Each member's sequence starts with the mixed image's class token.
+        let cls = cls.map(|c| {
+            c.apply(&d.embed)
+                .view([s, 1, dd])
+                .expand([s, g, dd], false)
+                .reshape([n, dd])
+        });
+        let pred = d.predict(&full, cls);
         let target = if self.cfg.norm_pix_loss { normalise_patches(&patches) } else { patches };
         let hidden = own.logical_not().reshape([n, l]).to_kind(Kind::Float);
         let rec = masked_patch_loss(&pred, &target, &hidden, PatchError::Squared);
