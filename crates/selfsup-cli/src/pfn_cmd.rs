@@ -39,6 +39,19 @@ pub enum PfnCommand {
         /// Observation noise variance
         #[arg(long, default_value_t = 0.1)]
         noise: f64,
+        /// Draw ℓ, s² and σ² per function from log-spaced grids (the three fixed values above
+        /// are then unused): by default ℓ 0.05–0.8 (6 points), s² 0.05–1 (4), σ² 0.01–0.2 (4)
+        #[arg(long)]
+        hyper_grid: bool,
+        /// The length-scale grid as LOW,HIGH,POINTS (implies --hyper-grid)
+        #[arg(long, value_parser = selfsup::pfn::gp::GridAxis::parse)]
+        lengthscale_grid: Option<selfsup::pfn::gp::GridAxis>,
+        /// The signal-variance grid as LOW,HIGH,POINTS (implies --hyper-grid)
+        #[arg(long, value_parser = selfsup::pfn::gp::GridAxis::parse)]
+        outputscale_grid: Option<selfsup::pfn::gp::GridAxis>,
+        /// The noise-variance grid as LOW,HIGH,POINTS (implies --hyper-grid)
+        #[arg(long, value_parser = selfsup::pfn::gp::GridAxis::parse)]
+        noise_grid: Option<selfsup::pfn::gp::GridAxis>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -143,6 +156,10 @@ pub fn run(cmd: PfnCommand, device: tch::Device, threads: usize) -> anyhow::Resu
             lengthscale,
             outputscale,
             noise,
+            hyper_grid,
+            lengthscale_grid,
+            outputscale_grid,
+            noise_grid,
             seed,
         } => {
             let mut t = GpTraining {
@@ -159,7 +176,18 @@ pub fn run(cmd: PfnCommand, device: tch::Device, threads: usize) -> anyhow::Resu
                 lengthscale,
                 outputscale,
                 noise,
+                hyper: None,
             };
+            let any_axis =
+                lengthscale_grid.is_some() || outputscale_grid.is_some() || noise_grid.is_some();
+            if hyper_grid || any_axis {
+                let d = selfsup::pfn::gp::HyperGrid::default();
+                t.prior.hyper = Some(selfsup::pfn::gp::HyperGrid {
+                    lengthscale: lengthscale_grid.unwrap_or(d.lengthscale),
+                    outputscale: outputscale_grid.unwrap_or(d.outputscale),
+                    noise: noise_grid.unwrap_or(d.noise),
+                });
+            }
             t.shape.dims = dims;
             t.shape.width = width;
             t.shape.depth = depth;

@@ -134,6 +134,29 @@ pub trait GraphMethod: std::fmt::Debug {
     /// After each applied optimiser step, with the fraction of training done after it (EMA
     /// targets).
     fn after_step(&self, _progress: f64) {}
+    /// One step of joint training with labels (SelfTask-GNN's setting, `[eval.graph] protocol =
+    /// "joint"`): the training-mode node embeddings, the edges they were propagated over and
+    /// the method's loss on them. `with_task = false` gives the embeddings of the plain graph
+    /// and no loss (the supervised control). `None` for methods built for pretraining only.
+    fn joint_step(
+        &self,
+        _batch: &GraphBatch,
+        _rng: &mut ChaCha8Rng,
+        _with_task: bool,
+    ) -> Option<JointStep> {
+        None
+    }
+}
+
+/// What [`GraphMethod::joint_step`] returns.
+pub struct JointStep {
+    /// Node embeddings `[N, D]`, with gradient.
+    pub hidden: Tensor,
+    /// The edges `hidden` was computed over when the step changed them (edge masking); `None`:
+    /// the batch's own.
+    pub edges: Option<crate::views::graph::message::EdgeIndex>,
+    /// The method's loss (`None` without the task).
+    pub loss: Option<Tensor>,
 }
 
 /// What a method trains on.

@@ -8,16 +8,20 @@
 //! L_dist = CE(W_d |h_i − h_j|, hop_class(i, j))              4000 pairs per class {1,2,3,≥4}
 //! L_sim  = MSE(W_s |h_i − h_j|, cos(x_i, x_j))               5000 pairs: k most / least / random
 //! L_edge = CE(W_e |h_i − h_j|, [masked edge | non-edge])     10 % of the edges, as many non-edges
-//! loss = λ_prop L_prop + λ_dist L_dist + λ_sim L_sim + λ_edge L_edge
+//! L_clus = MSE(W_c h_i, 1/hops(i, centre_1..k))              every node, k cluster centres
+//! loss = λ_prop L_prop + λ_dist L_dist + λ_sim L_sim + λ_edge L_edge + λ_clus L_clus
 //! ```
-//! The authors train these jointly with the supervised loss on the labelled nodes; here they are
-//! a pretraining objective on their own (the paper's "two-stage" setting), scored by the
-//! recipe's protocol on the frozen encoder. Their Distance2Clusters task (METIS clusters) and
-//! the label-based SelfTask variants (ContextLabel) are not built.
+//! Two settings: a pretraining objective on its own (the paper's "two-stage" setting, scored on
+//! the frozen encoder by the recipe's protocol), or added to the supervised loss of the
+//! labelled nodes (the paper's joint training: `[eval.graph] protocol = "joint"`). The
+//! Distance2Clusters centres come from a Voronoi partition instead of METIS
+//! (`views/graph/cluster_distance.rs`). The label-based SelfTask variants (ContextLabel) are
+//! not built.
 use super::GraphMethod;
 use crate::encoders::graph::{self as encoders, NodeEncoder};
 use crate::encoders::EncoderConfig;
 use crate::views::graph::batch::GraphBatch;
+use crate::views::graph::message::EdgeIndex;
 use crate::views::graph::pretext::{index_tensor, PretextTargets, DISTANCE_CUTOFF};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -41,6 +45,10 @@ pub struct SelfTaskConfig {
     pub attr_similarity: f64,
     /// λ of the edge-mask task.
     pub edge_mask: f64,
+    /// λ of Distance2Clusters (the authors' Cora weight is 100; 0 here by default).
+    pub cluster_distance: f64,
+    /// Clusters of Distance2Clusters (the authors': 10 on Cora and CiteSeer, 30 on PubMed).
+    pub clusters: usize,
     /// Pairs drawn per distance class each step (reference: 4000).
     pub pairs_per_class: usize,
     /// Similarity pairs drawn each step (reference: 5000).
@@ -52,7 +60,7 @@ pub struct SelfTaskConfig {
 }
 
 /// The authors' Cora weights (their `configs.py`): property 5, distance 20, similarity 100,
-/// edge mask 10.
+/// edge mask 10; Distance2Clusters off (their Cora weight: 100, with 10 clusters).
 impl Default for SelfTaskConfig {
     fn default() -> Self {
         SelfTaskConfig {
@@ -60,6 +68,8 @@ impl Default for SelfTaskConfig {
             pairwise_distance: 20.0,
             attr_similarity: 100.0,
             edge_mask: 10.0,
+            cluster_distance: 0.0,
+            clusters: 10,
             pairs_per_class: 4000,
             similarity_pairs: 5000,
             similarity_k: 3,
@@ -76,6 +86,9 @@ pub struct SelfTask {
     distance_head: nn::Linear,
     similarity_head: nn::Linear,
     edge_head: nn::Linear,
+    /// Made only when Distance2Clusters is on, so that runs without it draw the same initial
+    /// weights as before it existed.
+    cluster_head: Option<nn::Linear>,
     /// Targets of the last graph seen, with the `(nodes, edges)` they were computed for: a
     /// node-level run sees one graph every step, so they are computed once.
     targets: RefCell<Option<((usize, usize), PretextTargets)>>,
@@ -92,9 +105,18 @@ impl SelfTask {
             distance_head: lin("distance_head", DISTANCE_CUTOFF as i64 + 1),
             similarity_head: lin("similarity_head", 1),
             edge_head: lin("edge_head", 2),
+            cluster_head: (cfg.cluster_distance > 0.0).then(|| lin("cluster_head", cfg.clusters as i64)),
             encoder,
             targets: RefCell::new(None),
         })
+    }
+
+    fn clusters(&self) -> usize {
+        if self.cluster_head.is_some() {
+            self.cfg.clusters
+        } else {
+            0
+        }
     }
 
     /// The targets of `b`'s graph, computed when the graph differs from the last one seen.
@@ -106,7 +128,7 @@ impl SelfTask {
             // fixed generator, not the step's: they are a function of the graph alone, so a run
             // resumed from a checkpoint rebuilds the very targets it trained on.
             let mut fixed = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(TARGET_SEED);
-            *cache = Some((key, PretextTargets::new(b, self.cfg.similarity_k, &mut fixed)));
+            *cache = Some((key, PretextTargets::new(b, self.cfg.similarity_k, self.clusters(), &mut fixed)));
         }
         drop(cache);
         std::cell::Ref::map(self.targets.borrow(), |c| &c.as_ref().expect("just filled").1)
@@ -148,14 +170,17 @@ fn mask_edges(b: &GraphBatch, rate: f64, rng: &mut ChaCha8Rng) -> (Vec<[u32; 2]>
     (kept, masked, negatives)
 }
 
-impl GraphMethod for SelfTask {
-    fn loss(&self, b: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
+impl SelfTask {
+    /// One training-mode forward pass (on the graph minus the masked edges when edge masking
+    /// is on) and, with `with_task`, the weighted sum of the task losses on its embeddings.
+    fn step(&self, b: &GraphBatch, rng: &mut ChaCha8Rng, with_task: bool) -> (Tensor, Option<EdgeIndex>, Option<Tensor>) {
         let c = &self.cfg;
-        let masked_edges = (c.edge_mask > 0.0).then(|| mask_edges(b, c.edge_mask_rate, rng));
-        let h = match &masked_edges {
-            Some((kept, _, _)) => self.encoder.forward(&b.input, &b.with_edges(kept), true),
-            None => self.encoder.forward(&b.input, &b.index, true),
-        };
+        let masked_edges = (with_task && c.edge_mask > 0.0).then(|| mask_edges(b, c.edge_mask_rate, rng));
+        let edges = masked_edges.as_ref().map(|(kept, _, _)| b.with_edges(kept));
+        let h = self.encoder.forward(&b.input, edges.as_ref().unwrap_or(&b.index), true);
+        if !with_task {
+            return (h, edges, None);
+        }
         let mut loss = h.zeros_like().sum(Kind::Float);
         if let Some((_, pos, neg)) = &masked_edges {
             let (l, r): (Vec<i64>, Vec<i64>) =
@@ -181,12 +206,29 @@ impl GraphMethod for SelfTask {
             let target = Tensor::from_slice(&s).to_device(h.device()).to_kind(pred.kind());
             loss = loss + pred.mse_loss(&target, Reduction::Mean) * c.attr_similarity;
         }
-        loss
+        if let Some(head) = self.cluster_head.as_ref().filter(|_| t.clusters > 0) {
+            let k = t.clusters as i64;
+            let pred = h.apply(head).narrow(1, 0, k);
+            let target = Tensor::from_slice(&t.centre_distance).view([-1, k]).to_device(h.device()).to_kind(pred.kind());
+            loss = loss + pred.mse_loss(&target, Reduction::Mean) * c.cluster_distance;
+        }
+        (h, edges, Some(loss))
+    }
+}
+
+impl GraphMethod for SelfTask {
+    fn loss(&self, b: &GraphBatch, rng: &mut ChaCha8Rng) -> Tensor {
+        self.step(b, rng, true).2.expect("the task's loss")
     }
 
     fn embed(&self, b: &GraphBatch) -> Tensor {
         let _g = tch::no_grad_guard();
         self.encoder.forward(&b.input, &b.index, false).to_kind(Kind::Float)
+    }
+
+    fn joint_step(&self, b: &GraphBatch, rng: &mut ChaCha8Rng, with_task: bool) -> Option<super::JointStep> {
+        let (hidden, edges, loss) = self.step(b, rng, with_task);
+        Some(super::JointStep { hidden, edges, loss })
     }
 }
 
@@ -201,21 +243,96 @@ impl super::MethodSpec for SelfTaskConfig {
             ("method.pairwise_distance", self.pairwise_distance),
             ("method.attr_similarity", self.attr_similarity),
             ("method.edge_mask", self.edge_mask),
+            ("method.cluster_distance", self.cluster_distance),
         ] {
             rules::non_negative(field, w)?;
         }
-        if self.node_property + self.pairwise_distance + self.attr_similarity + self.edge_mask <= 0.0 {
+        if self.node_property + self.pairwise_distance + self.attr_similarity + self.edge_mask + self.cluster_distance <= 0.0 {
             return Err(crate::rules::RecipeError::NoTask {
                 method: "selftask",
-                tasks: "give method.node_property, pairwise_distance, attr_similarity or edge_mask a weight > 0",
+                tasks: "give method.node_property, pairwise_distance, attr_similarity, edge_mask or cluster_distance a weight > 0",
             });
         }
         rules::probability("method.edge_mask_rate", self.edge_mask_rate)?;
         rules::widths("method.pairs_per_class", [self.pairs_per_class as i64])?;
         rules::widths("method.similarity_pairs", [self.similarity_pairs as i64])?;
-        rules::widths("method.similarity_k", [self.similarity_k as i64])
+        rules::widths("method.similarity_k", [self.similarity_k as i64])?;
+        rules::widths("method.clusters", [self.clusters as i64])
     }
     fn build_graph(&self, vs: &nn::VarStore, encoder: &EncoderConfig, in_dim: i64) -> anyhow::Result<Box<dyn GraphMethod>> {
         Ok(Box::new(SelfTask::new(&vs.root(), self, encoder, in_dim)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoders::graph::gcn::GcnConfig;
+    use crate::methods::graph_tests::random_graph;
+    use crate::rng::{keyed, Stream};
+    use tch::Device;
+
+    #[test]
+    fn the_cluster_task_is_the_weighted_mse_to_the_centre_distances() {
+        let g = random_graph(30, 12, 0.2, 4);
+        let b = GraphBatch::from_graph(&g, Device::Cpu);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = SelfTaskConfig {
+            node_property: 0.0,
+            pairwise_distance: 0.0,
+            attr_similarity: 0.0,
+            edge_mask: 0.0,
+            cluster_distance: 3.0,
+            clusters: 5,
+            ..Default::default()
+        };
+        let enc = EncoderConfig::Gcn(GcnConfig {
+            dims: vec![8],
+            activation: Default::default(),
+            dropout: 0.0,
+            batch_norm: false,
+        });
+        let m = SelfTask::new(&vs.root(), &cfg, &enc, 12).unwrap();
+        let loss = m.loss(&b, &mut keyed(0, Stream::Method, 0, 0, 0)).double_value(&[]);
+        // Directly: the centres and hop distances from the graph, the head on the embeddings.
+        let mut adjacency = vec![Vec::new(); g.num_nodes];
+        for &[a, c] in &g.edges {
+            adjacency[a as usize].push(c);
+        }
+        let centres = crate::views::graph::cluster_distance::cluster_centres(&adjacency, 5);
+        let d = crate::views::graph::cluster_distance::inverse_distances_to_centres(&adjacency, &centres);
+        let h = m.embed(&b);
+        let pred = Vec::<f32>::try_from(h.apply(m.cluster_head.as_ref().unwrap()).flatten(0, 1)).unwrap();
+        let mse = pred.iter().zip(&d).map(|(p, t)| f64::from(p - t).powi(2)).sum::<f64>() / d.len() as f64;
+        assert!((loss - 3.0 * mse).abs() < 1e-4 * loss.max(1.0), "{loss} vs {}", 3.0 * mse);
+    }
+
+    #[test]
+    fn joint_steps_give_embeddings_and_the_task_loss_only_when_asked() {
+        let g = random_graph(25, 10, 0.3, 6);
+        let b = GraphBatch::from_graph(&g, Device::Cpu);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let enc = EncoderConfig::Gcn(GcnConfig {
+            dims: vec![6],
+            activation: Default::default(),
+            dropout: 0.0,
+            batch_norm: false,
+        });
+        let cfg = SelfTaskConfig {
+            pairs_per_class: 10,
+            similarity_pairs: 10,
+            ..Default::default()
+        };
+        let m = SelfTask::new(&vs.root(), &cfg, &enc, 10).unwrap();
+        let mut rng = keyed(1, Stream::Method, 0, 0, 0);
+        let with = m.joint_step(&b, &mut rng, true).unwrap();
+        assert_eq!(with.hidden.size(), [25, 6]);
+        // Edge masking is on by default: the step's embeddings use the graph without the masked edges.
+        assert!(with.edges.is_some() && with.loss.is_some());
+        let plain = m.joint_step(&b, &mut rng, false).unwrap();
+        assert!(plain.edges.is_none() && plain.loss.is_none());
+        // Without dropout, the plain step is the inference embedding.
+        assert!(plain.hidden.allclose(&m.embed(&b), 1e-6, 1e-6, false));
+    }
+}
+

@@ -574,7 +574,7 @@ fn the_fashion_mnist_comparison_recipes_are_valid() {
 #[test]
 fn the_graph_recipes_are_valid() {
     let recipes = shipped_recipes("graph");
-    assert_eq!(recipes.len(), 15, "the fifteen graph recipes");
+    assert_eq!(recipes.len(), 19, "the nineteen graph recipes");
     let mut names = Vec::new();
     for (p, r) in &recipes {
         assert!(r.data.is_graph(), "{}", p.display());

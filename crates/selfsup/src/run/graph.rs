@@ -165,6 +165,11 @@ pub fn pretrain_on(recipe: Recipe, data: &GraphData, args: &RunOptions) -> Resul
         backend::device_name(args.device),
         run.dir.display()
     );
+    if let Some(cfg) = super::graph_joint::joint_config(&protocol) {
+        let report = super::graph_joint::joint_run(run, &recipe, data, model, &cfg, args);
+        drop(generator);
+        return report;
+    }
     let mut learner = GraphLearner::new(
         model.method.as_ref(),
         recipe.method.name(),
@@ -251,7 +256,9 @@ fn split_sizes(data: &GraphData, protocol: &GraphEvalConfig) -> (i64, i64) {
     let n = data.labels().iter().filter(|&&y| y >= 0).count() as i64;
     match (protocol, data) {
         (
-            GraphEvalConfig::PublicSplit { .. } | GraphEvalConfig::DgiLogreg { .. },
+            GraphEvalConfig::PublicSplit { .. }
+            | GraphEvalConfig::DgiLogreg { .. }
+            | GraphEvalConfig::Joint { .. },
             GraphData::Nodes(g),
         ) => g
             .split
@@ -361,6 +368,10 @@ pub fn score(
                 }),
             ))
         }
+        (GraphEvalConfig::Joint { .. }, _) => anyhow::bail!(
+            "the joint protocol trains the encoder with the labels inside the run (selfsup graph \
+             or pretrain); it does not score saved embeddings"
+        ),
         _ => anyhow::bail!("the evaluation protocol does not fit the data (node vs graph level)"),
     }
 }

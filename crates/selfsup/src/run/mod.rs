@@ -9,6 +9,7 @@ pub mod export;
 pub mod fine_tune;
 pub mod folder;
 pub mod graph;
+pub mod graph_joint;
 pub mod inspect;
 pub mod neighbours;
 pub mod paired_data;

@@ -19,6 +19,7 @@
 //! generator (which tests running in parallel threads would share).
 
 mod classifiers;
+pub mod joint;
 pub mod protocol;
 use crate::stats::{mean, std_population, std_sample};
 use anyhow::{bail, ensure, Result};

@@ -2,6 +2,7 @@
 //! sparse, edge index with self-loops, graph ids of a mini-batch) and the random views drawn from
 //! it (node masks, dropped edges and feature columns, row permutations).
 pub mod batch;
+pub mod cluster_distance;
 pub mod masking;
 pub mod message;
 pub mod perturb;

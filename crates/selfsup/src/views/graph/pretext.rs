@@ -29,12 +29,17 @@ pub struct PretextTargets {
     within: Vec<HashSet<u32>>,
     /// Unordered pairs and their feature cosine similarity.
     pub attr_pairs: Vec<(u32, u32, f32)>,
+    /// Distance2Clusters: row-major `[num_nodes, clusters]` inverse hop distances to the
+    /// cluster centres (empty when the task is off).
+    pub centre_distance: Vec<f32>,
+    pub clusters: usize,
     pub num_nodes: usize,
 }
 
 impl PretextTargets {
-    /// Targets of `batch`'s graph; `attr_k` is the k of the similarity pairs (reference: 3).
-    pub fn new(batch: &GraphBatch, attr_k: usize, rng: &mut ChaCha8Rng) -> Self {
+    /// Targets of `batch`'s graph; `attr_k` is the k of the similarity pairs (reference: 3),
+    /// `clusters` the k of Distance2Clusters (0: not computed).
+    pub fn new(batch: &GraphBatch, attr_k: usize, clusters: usize, rng: &mut ChaCha8Rng) -> Self {
         let n = batch.num_nodes;
         let mut adjacency = vec![Vec::new(); n];
         for &[a, b] in &batch.edges {
@@ -52,7 +57,12 @@ impl PretextTargets {
             }
             within.push(found.into_iter().map(|(v, _)| v).collect());
         }
+        let centres = super::cluster_distance::cluster_centres(&adjacency, clusters);
         PretextTargets {
+            centre_distance: super::cluster_distance::inverse_distances_to_centres(
+                &adjacency, &centres,
+            ),
+            clusters: centres.len(),
             degree_class: degree_classes(&degree),
             near_pairs,
             within,
@@ -244,7 +254,7 @@ mod tests {
         let g = path(7);
         let b = GraphBatch::from_graph(&g, Device::Cpu);
         let mut rng = keyed(0, Stream::Method, 0, 0, 0);
-        let t = PretextTargets::new(&b, 2, &mut rng);
+        let t = PretextTargets::new(&b, 2, 0, &mut rng);
         // A path of 7 nodes has 6 pairs at distance 1, 5 at 2, 4 at 3, and 6 + 5 + … = 21 − 15 far.
         assert_eq!(
             [
