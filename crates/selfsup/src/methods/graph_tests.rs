@@ -137,16 +137,15 @@ fn every_node_level_method_runs_forward_and_backward() {
         ..Default::default()
     });
     smoke(&selftask, &gcn(false), &b, 30);
-    let clusters_only = MethodConfig::SelfTask(selftask::SelfTaskConfig {
-        node_property: 0.0,
-        pairwise_distance: 0.0,
-        attr_similarity: 0.0,
-        edge_mask: 0.0,
+    // Every task on, Distance2Clusters included (the smoke test wants a gradient in every head).
+    let with_clusters = MethodConfig::SelfTask(selftask::SelfTaskConfig {
+        pairs_per_class: 20,
+        similarity_pairs: 30,
         cluster_distance: 100.0,
         clusters: 4,
         ..Default::default()
     });
-    smoke(&clusters_only, &gcn(false), &b, 30);
+    smoke(&with_clusters, &gcn(false), &b, 30);
     let pareto = pareto_gnn::ParetoGnnConfig {
         head_hidden: 8,
         link_edges: 16,

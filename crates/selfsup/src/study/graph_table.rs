@@ -233,7 +233,7 @@ pub fn load_recipes(
 /// A Markdown table of results, one row per recipe.
 pub fn format_results(results: &[GraphRunResult]) -> String {
     let mut s = String::from(
-        "| dataset | method | protocol | seeds | ours (mean ± std) | paper | raw features | pretrain s/seed |\n|---|---|---|---|---|---|---|---|\n",
+        "| dataset | recipe (method) | protocol | seeds | ours (mean ± std) | paper | raw features | pretrain s/seed |\n|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let paper = r
@@ -246,8 +246,9 @@ pub fn format_results(results: &[GraphRunResult]) -> String {
             .map(|(m, sd)| format!(" (without the task: {m:.2} ± {sd:.2})"))
             .unwrap_or_default();
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2} ± {:.2}{} | {} | {:.2} | {:.1} |\n",
+            "| {} | {} ({}) | {} | {} | {:.2} ± {:.2}{} | {} | {:.2} | {:.1} |\n",
             r.dataset,
+            r.recipe,
             r.method,
             r.protocol,
             r.seeds.len(),
