@@ -165,8 +165,8 @@ pub fn pretrain_on(recipe: Recipe, data: &GraphData, args: &RunOptions) -> Resul
         backend::device_name(args.device),
         run.dir.display()
     );
-    if let Some(cfg) = super::graph_joint::joint_config(&protocol) {
-        let report = super::graph_joint::joint_run(run, &recipe, data, model, &cfg, args);
+    if let GraphEvalConfig::Joint(cfg) = &protocol {
+        let report = super::graph_joint::joint_run(run, &recipe, data, model, cfg, args);
         drop(generator);
         return report;
     }
@@ -258,7 +258,7 @@ fn split_sizes(data: &GraphData, protocol: &GraphEvalConfig) -> (i64, i64) {
         (
             GraphEvalConfig::PublicSplit { .. }
             | GraphEvalConfig::DgiLogreg { .. }
-            | GraphEvalConfig::Joint { .. },
+            | GraphEvalConfig::Joint(_),
             GraphData::Nodes(g),
         ) => g
             .split
@@ -368,7 +368,7 @@ pub fn score(
                 }),
             ))
         }
-        (GraphEvalConfig::Joint { .. }, _) => anyhow::bail!(
+        (GraphEvalConfig::Joint(_), _) => anyhow::bail!(
             "the joint protocol trains the encoder with the labels inside the run (selfsup graph \
              or pretrain); it does not score saved embeddings"
         ),

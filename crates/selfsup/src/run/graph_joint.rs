@@ -17,26 +17,6 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::time::Instant;
 
-/// The joint protocol's settings, when `protocol` is it.
-pub fn joint_config(protocol: &GraphEvalConfig) -> Option<JointConfig> {
-    match *protocol {
-        GraphEvalConfig::Joint {
-            ssl_weight,
-            lr,
-            weight_decay,
-            epochs,
-            dropout,
-        } => Some(JointConfig {
-            ssl_weight,
-            lr,
-            weight_decay,
-            epochs,
-            dropout,
-        }),
-        _ => None,
-    }
-}
-
 /// Trains `model` jointly and the supervised control beside it; writes the run's summary and
 /// evaluation. The caller holds libtorch's generator (dropout) from `model`'s seeding on.
 pub fn joint_run(

@@ -98,7 +98,7 @@ pub fn run_table(
     // The joint protocol trains an encoder, so raw features get the frozen-feature protocol of
     // the same split.
     let raw_protocol = match protocol {
-        GraphEvalConfig::Joint { .. } => GraphEvalConfig::PublicSplit {
+        GraphEvalConfig::Joint(_) => GraphEvalConfig::PublicSplit {
             lr: 0.01,
             weight_decay: 1e-4,
             epochs: 300,

@@ -13,24 +13,65 @@ use super::{select_best, BestEpoch};
 use crate::data::graph::{Graph, NodeSplit};
 use crate::methods::GraphMethod;
 use crate::rng::{keyed, Stream};
+use crate::rules;
 use crate::views::graph::batch::GraphBatch;
 use crate::views::graph::message::{gcn_edge_weights, EdgeIndex};
 use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Reduction, Tensor};
 
 /// Key tag of the joint-training stream (see the module note of `eval::graph`).
 const TAG_JOINT: u64 = 0x6772_6576_0006;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// `[eval.graph] protocol = "joint"`. Defaults: the authors' `scripts/basic/run.sh` (200
+/// epochs, lr 0.01, weight decay 5e-4, dropout 0.5).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JointConfig {
     /// λ, the weight of the method's loss (0: the supervised control).
     pub ssl_weight: f64,
+    #[serde(default = "default_lr")]
     pub lr: f64,
     /// Adam's L2 weight decay on every parameter (encoder, task heads, output layer).
+    #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
+    #[serde(default = "default_epochs")]
     pub epochs: usize,
     /// Dropout on the output layer's input.
+    #[serde(default = "default_dropout")]
     pub dropout: f64,
+}
+
+fn default_lr() -> f64 {
+    0.01
+}
+fn default_weight_decay() -> f64 {
+    5e-4
+}
+fn default_epochs() -> usize {
+    200
+}
+fn default_dropout() -> f64 {
+    0.5
+}
+
+impl JointConfig {
+    /// The protocol's name as printed beside every figure.
+    pub fn describe(&self) -> String {
+        format!(
+            "public split, joint training with labels (task weight {}; {} Adam epochs, lr {}, wd {}, dropout {}), test acc at best val",
+            self.ssl_weight, self.epochs, self.lr, self.weight_decay, self.dropout
+        )
+    }
+
+    /// The rules of `[eval.graph]` under this protocol.
+    pub fn validate(&self) -> rules::R {
+        rules::non_negative("eval.graph.ssl_weight", self.ssl_weight)?;
+        rules::positive("eval.graph.lr", self.lr)?;
+        rules::non_negative("eval.graph.weight_decay", self.weight_decay)?;
+        rules::widths("eval.graph.epochs", [self.epochs as i64])?;
+        rules::probability("eval.graph.dropout", self.dropout)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -40,17 +40,7 @@ pub enum GraphEvalConfig {
     /// best validation epoch, beside the same training without the task (a supervised GCN).
     /// Defaults: the authors' `scripts/basic/run.sh` (200 epochs, lr 0.01, wd 5e-4, dropout
     /// 0.5).
-    Joint {
-        ssl_weight: f64,
-        #[serde(default = "lr_dgi")]
-        lr: f64,
-        #[serde(default = "wd_gcn")]
-        weight_decay: f64,
-        #[serde(default = "two_hundred")]
-        epochs: usize,
-        #[serde(default = "half")]
-        dropout: f64,
-    },
+    Joint(crate::eval::graph::joint::JointConfig),
     /// Graph embeddings (pooled), stratified k-fold CV of a logistic regression.
     GraphCv {
         #[serde(default)]
@@ -80,15 +70,6 @@ fn three() -> usize {
 fn ten() -> usize {
     10
 }
-fn two_hundred() -> usize {
-    200
-}
-fn wd_gcn() -> f64 {
-    5e-4
-}
-fn half() -> f64 {
-    0.5
-}
 
 impl GraphEvalConfig {
     /// The protocol's name as printed beside every figure.
@@ -112,15 +93,7 @@ impl GraphEvalConfig {
                 train_fraction * 100.0,
                 (1.0 - train_fraction) * 100.0
             ),
-            GraphEvalConfig::Joint {
-                ssl_weight,
-                lr,
-                weight_decay,
-                epochs,
-                dropout,
-            } => format!(
-                "public split, joint training with labels (task weight {ssl_weight}; {epochs} Adam epochs, lr {lr}, wd {weight_decay}, dropout {dropout}), test acc at best val"
-            ),
+            GraphEvalConfig::Joint(joint) => joint.describe(),
             GraphEvalConfig::GraphCv { pooling, folds, .. } => format!(
                 "{folds}-fold stratified CV, logistic regression (L2 by inner 5-fold CV) on {pooling:?}-pooled embeddings"
             ),
@@ -156,19 +129,7 @@ impl GraphEvalConfig {
                 rules::open_fraction("eval.graph.train_fraction", *train_fraction)?;
                 rules::widths("eval.graph.repeats", [*repeats as i64])
             }
-            GraphEvalConfig::Joint {
-                ssl_weight,
-                lr,
-                weight_decay,
-                epochs,
-                dropout,
-            } => {
-                rules::non_negative("eval.graph.ssl_weight", *ssl_weight)?;
-                rules::positive("eval.graph.lr", *lr)?;
-                rules::non_negative("eval.graph.weight_decay", *weight_decay)?;
-                rules::widths("eval.graph.epochs", [*epochs as i64])?;
-                rules::probability("eval.graph.dropout", *dropout)
-            }
+            GraphEvalConfig::Joint(joint) => joint.validate(),
             GraphEvalConfig::GraphCv { folds, cv, .. } => {
                 if *folds < 2 {
                     return Err(RecipeError::BadRange {
