@@ -1,11 +1,13 @@
 // Lets binaries and test executables of this crate find libtorch without LD_LIBRARY_PATH:
 // an rpath to the libtorch that torch-sys linked against (LIBTORCH, see .cargo/config.toml).
 // Also compiles the C++ shim against that libtorch's headers: csrc/autocast.cpp (libtorch's
-// autocast switches for bfloat16) and csrc/generator.cpp (the CPU generator's state).
+// autocast switches for bfloat16), csrc/generator.cpp (the CPU generator's state) and
+// csrc/distributed.cpp (c10d's store, Gloo process group and collectives).
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-changed=csrc/generator.cpp");
+    println!("cargo:rerun-if-changed=csrc/distributed.cpp");
     println!("cargo::rustc-check-cfg=cfg(selfsup_shim)");
     if let Ok(dir) = std::env::var("LIBTORCH") {
         let include = std::path::Path::new(&dir).join("include");
@@ -14,8 +16,10 @@ fn main() {
                 .cpp(true)
                 .std("c++17")
                 .include(&include)
+                .include(include.join("torch/csrc/api/include"))
                 .file("csrc/autocast.cpp")
                 .file("csrc/generator.cpp")
+                .file("csrc/distributed.cpp")
                 .warnings(false)
                 .compile("selfsup_shim");
             println!("cargo:rustc-cfg=selfsup_shim");

@@ -1,12 +1,13 @@
 //! selfsup: self-supervised representation learning on libtorch.
 //!
 //! The layers, each importing only those before it (`docs/architecture.md`):
-//! core (`backend`, `error`, `fault`, `rng`, `rules`, `stats`, `torch_init`, `torch_rng`) → `data` →
+//! core (`backend`, `distributed`, `error`, `fault`, `rng`, `rules`, `stats`, `torch_init`, `torch_rng`) → `data` →
 //! `views` → `encoders` → `heads` → `objectives` → `methods` → `train` → `eval` → `recipe`
 //! (the run's description, over every layer's configuration) → `run` (one run, any modality)
 //! → `study` (tables of runs) → `bench`.
 
 pub mod backend;
+pub mod distributed;
 pub mod error;
 pub mod fault;
 pub mod hardware;

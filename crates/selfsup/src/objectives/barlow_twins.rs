@@ -3,25 +3,51 @@
 //!   L = Σ_i (1 − C_ii)² + λ Σ_i Σ_{j≠i} C_ij².
 //! Standardisation follows the paper's code (BatchNorm1d without affine: batch mean, biased
 //! variance, eps 1e-5); C is divided by the batch size.
+//!
+//! Across ranks (`barlow_twins_across`) the batch statistics and C are sums over every rank's
+//! rows, all-reduced with their gradient (the raw all-reduce without backward of lightly #1977
+//! scales the gradient by 1/world size); every rank then holds the one-process loss.
+use crate::distributed::{Alone, Collective};
+use anyhow::Result;
 use tch::Tensor;
 
 const EPS: f64 = 1e-5;
 
-fn standardise(z: &Tensor) -> Tensor {
-    let mean = z.mean_dim([0i64].as_slice(), true, z.kind());
-    let var = z.var_correction([0i64].as_slice(), 0, true);
-    (z - mean) / (var + EPS).sqrt()
+/// Standardised over the `total` rows of every rank.
+fn standardise(z: &Tensor, total: f64, comm: &dyn Collective) -> Result<Tensor> {
+    let kind = z.kind();
+    let dim0 = [0i64];
+    let mean = comm.sum(&z.sum_dim_intlist(dim0.as_slice(), true, kind))? / total;
+    let centred = z - mean;
+    let var = comm.sum(
+        &centred
+            .square()
+            .sum_dim_intlist(dim0.as_slice(), true, kind),
+    )? / total;
+    Ok(centred / (var + EPS).sqrt())
 }
 
 pub fn barlow_twins(z1: &Tensor, z2: &Tensor, lambda: f64) -> Tensor {
-    let n = z1.size()[0] as f64;
-    let c = standardise(z1).tr().matmul(&standardise(z2)) / n;
+    barlow_twins_across(z1, z2, lambda, &Alone).expect("one process reduces nothing")
+}
+
+/// The loss of the whole batch, every rank holding an equal share of its rows.
+pub fn barlow_twins_across(
+    z1: &Tensor,
+    z2: &Tensor,
+    lambda: f64,
+    comm: &dyn Collective,
+) -> Result<Tensor> {
+    let total = (z1.size()[0] * comm.world_size() as i64) as f64;
+    let s1 = standardise(z1, total, comm)?;
+    let s2 = standardise(z2, total, comm)?;
+    let c = comm.sum(&s1.tr().matmul(&s2))? / total;
     let diag = c.diagonal(0, 0, 1);
     // Sums keep the input's dtype (f32 in training, f64 in the gradient checks).
     let kind = c.kind();
     let on_diag = (&diag - 1.0).square().sum(kind);
     let off_diag = c.square().sum(kind) - diag.square().sum(kind);
-    on_diag + off_diag * lambda
+    Ok(on_diag + off_diag * lambda)
 }
 
 #[cfg(test)]

@@ -3,41 +3,67 @@
 //! For N pairs (z1_i, z2_i): all 2N projections are L2-normalised; each of the 2N anchors has its
 //! partner as the positive and the other 2N−2 projections as negatives; the loss is the mean over
 //! the 2N anchors of −log softmax(sim/τ)[positive], self-similarity excluded.
-use tch::{Device, Kind, Tensor};
+//!
+//! Across ranks (`nt_xent_across`), each rank's 2n anchors are its own rows and the candidates
+//! are the 2N rows of every rank, gathered with their gradients: the anchor's positive and its
+//! own row are located by global index, so the mean over ranks of the losses (and, after the
+//! gradient all-reduce, of the gradients) is the one-process loss of the whole batch (the
+//! positive-mask mistake of solo-learn #206 is what the global index avoids).
+use crate::distributed::{Alone, Collective};
+use anyhow::Result;
+use tch::{Kind, Tensor};
 
 pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Tensor {
-    let n = z1.size()[0];
-    let device = z1.device();
-    let z = Tensor::cat(&[z1, z2], 0);
-    // Clamp the norm so that a zero vector gives zero similarities, not NaN.
-    let z = &z
-        / z.norm_scalaropt_dim(2, [1i64].as_slice(), true)
-            .clamp_min(1e-12);
-    let sim = z.matmul(&z.tr()) / temperature;
-    let self_mask = Tensor::eye(2 * n, (Kind::Bool, device));
-    let sim = sim.masked_fill(&self_mask, f64::NEG_INFINITY);
-    // Cross-entropy written out (tch's helper casts to f32; this keeps the input's dtype).
-    let targets = positive_index(n, device).unsqueeze(1);
-    -sim.log_softmax(1, None::<Kind>)
-        .gather(1, &targets, false)
-        .mean(None::<Kind>)
+    nt_xent_across(z1, z2, temperature, &Alone).expect("one process gathers nothing")
 }
 
-/// Anchor i's positive: i+N for the first view, i−N for the second.
-fn positive_index(n: i64, device: Device) -> Tensor {
-    Tensor::cat(
-        &[
-            Tensor::arange_start(n, 2 * n, (Kind::Int64, device)),
-            Tensor::arange(n, (Kind::Int64, device)),
-        ],
-        0,
-    )
+/// This rank's part of NT-Xent over the batches of every rank of `comm` (rank r holding pairs
+/// rN/W … (r+1)N/W − 1 of the global batch).
+pub fn nt_xent_across(
+    z1: &Tensor,
+    z2: &Tensor,
+    temperature: f64,
+    comm: &dyn Collective,
+) -> Result<Tensor> {
+    let (n, d) = (z1.size()[0], z1.size()[1]);
+    let (w, r) = (comm.world_size() as i64, comm.rank() as i64);
+    let device = z1.device();
+    let local = unit_rows(&Tensor::cat(&[z1, z2], 0));
+    // Gathered as [rank][view][row]; reordered to the one-process order [view][rank][row].
+    let all = comm
+        .gather(&local)?
+        .view([w, 2, n, d])
+        .transpose(0, 1)
+        .reshape([2 * w * n, d]);
+    let sim = local.matmul(&all.tr()) / temperature;
+    // Global indices of this rank's anchors (first view, then second) and of their positives.
+    let first = Tensor::arange_start(r * n, (r + 1) * n, (Kind::Int64, device));
+    let second = &first + w * n;
+    let own = Tensor::cat(&[&first, &second], 0).unsqueeze(1);
+    let positive = Tensor::cat(&[&second, &first], 0).unsqueeze(1);
+    let self_mask =
+        Tensor::zeros([2 * n, 2 * w * n], (Kind::Bool, device)).scatter_value(1, &own, 1);
+    let sim = sim.masked_fill(&self_mask, f64::NEG_INFINITY);
+    // Cross-entropy written out (tch's helper casts to f32; this keeps the input's dtype).
+    Ok(-sim
+        .log_softmax(1, None::<Kind>)
+        .gather(1, &positive, false)
+        .mean(None::<Kind>))
+}
+
+/// Rows scaled to unit length; the norm is clamped so that a zero vector gives zero
+/// similarities, not NaN.
+fn unit_rows(z: &Tensor) -> Tensor {
+    z / z
+        .norm_scalaropt_dim(2, [1i64].as_slice(), true)
+        .clamp_min(1e-12)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::objectives::test_util::scalar;
+    use tch::Device;
 
     /// Loss computed element by element from the definition, in f64, for comparison.
     fn reference(z1: &[Vec<f64>], z2: &[Vec<f64>], t: f64) -> f64 {

@@ -8,6 +8,8 @@
 //! NT-Xent scaled by τ/τ_base. An anchor with no positive (possible only with a single view)
 //! contributes 0 and still counts in the mean, as in the paper's code.
 use super::info_nce::l2_normalize_rows;
+use crate::distributed::{Alone, Collective};
+use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 /// τ = 0.1: the paper's reported temperature and the one its code's README trains with.
@@ -28,29 +30,61 @@ pub fn supcon(
     temperature: f64,
     base_temperature: f64,
 ) -> Tensor {
-    assert!(!views.is_empty(), "SupCon needs at least one view");
-    let z = l2_normalize_rows(&Tensor::cat(views, 0));
-    let (m, device, kind) = (z.size()[0], z.device(), z.kind());
-    let self_mask = Tensor::eye(m, (Kind::Bool, device));
-    // log of exp(z_i·z_a/τ) / Σ_{a≠i} exp(z_i·z_a/τ); the diagonal (−∞) is zeroed so that the
+    supcon_across(views, labels, (temperature, base_temperature), &Alone)
+        .expect("one process gathers nothing")
+}
+
+/// This rank's part of the loss over the batches of every rank of `comm`: its own V·n anchors
+/// against the V·N embeddings of every rank (gathered with their gradients, labels alongside),
+/// so that the mean over ranks is the one-process loss.
+pub fn supcon_across(
+    views: &[Tensor],
+    labels: &Tensor,
+    (temperature, base_temperature): (f64, f64),
+    comm: &dyn Collective,
+) -> Result<Tensor> {
+    if views.is_empty() {
+        bail!("SupCon needs at least one view");
+    }
+    let v = views.len() as i64;
+    let local = l2_normalize_rows(&Tensor::cat(views, 0));
+    let (m, d, device, kind) = (
+        local.size()[0],
+        local.size()[1],
+        local.device(),
+        local.kind(),
+    );
+    let n = m / v;
+    let (w, r) = (comm.world_size() as i64, comm.rank() as i64);
+    // Gathered as [rank][view][row]; reordered to the one-process order [view][rank][row].
+    let all = comm
+        .gather(&local)?
+        .view([w, v, n, d])
+        .transpose(0, 1)
+        .reshape([v * w * n, d]);
+    let labels = labels.to_device(device).reshape([-1]);
+    let all_labels = comm.gather(&labels)?.repeat([v]);
+    let labels = labels.repeat([v]);
+    // Global index of each local anchor: view j's row i sits at j·W·n + r·n + i.
+    let own = (Tensor::arange(v, (Kind::Int64, device)).unsqueeze(1) * (w * n)
+        + Tensor::arange_start(r * n, (r + 1) * n, (Kind::Int64, device)).unsqueeze(0))
+    .reshape([m, 1]);
+    let self_mask = Tensor::zeros([m, v * w * n], (Kind::Bool, device)).scatter_value(1, &own, 1);
+    // log of exp(z_i·z_a/τ) / Σ_{a≠i} exp(z_i·z_a/τ); the own entry (−∞) is zeroed so that the
     // product with the positive mask below stays finite.
-    let log_prob = (z.matmul(&z.tr()) / temperature)
+    let log_prob = (local.matmul(&all.tr()) / temperature)
         .masked_fill(&self_mask, f64::NEG_INFINITY)
         .log_softmax(1, None::<Kind>)
         .masked_fill(&self_mask, 0.0);
-    let labels = labels
-        .to_device(device)
-        .reshape([-1])
-        .repeat([views.len() as i64]);
     let positive = labels
         .unsqueeze(1)
-        .eq_tensor(&labels.unsqueeze(0))
+        .eq_tensor(&all_labels.unsqueeze(0))
         .logical_and(&self_mask.logical_not())
         .to_kind(kind);
     let count = positive.sum_dim_intlist([1i64].as_slice(), false, kind);
     let mean_log_prob_pos = (positive * log_prob).sum_dim_intlist([1i64].as_slice(), false, kind)
         / count.clamp_min(1.0);
-    -(mean_log_prob_pos * (temperature / base_temperature)).mean(None::<Kind>)
+    Ok(-(mean_log_prob_pos * (temperature / base_temperature)).mean(None::<Kind>))
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! The variance term is the AVERAGE of the two views' hinges (the released code divides each by
 //! 2), whereas the paper's eq. writes a sum and some re-implementations (solo-learn) sum them;
 //! with the same μ = 25 this one is half as strong. The covariance terms are summed, as in both.
+use crate::distributed::Collective;
+use anyhow::Result;
 use tch::{Kind, Tensor};
 
 const VARIANCE_EPS: f64 = 1e-4;
@@ -64,6 +66,18 @@ pub fn vicreg_terms(z1: &Tensor, z2: &Tensor) -> VicregTerms {
 pub fn vicreg(z1: &Tensor, z2: &Tensor, sim_coeff: f64, std_coeff: f64, cov_coeff: f64) -> Tensor {
     let t = vicreg_terms(z1, z2);
     t.invariance * sim_coeff + t.variance * std_coeff + t.covariance * cov_coeff
+}
+
+/// The loss of the whole batch on every rank: the two views' embeddings of every rank gathered
+/// with their gradients, as the authors' code does (its `FullGatherLayer`).
+pub fn vicreg_across(
+    z1: &Tensor,
+    z2: &Tensor,
+    coefficients: (f64, f64, f64),
+    comm: &dyn Collective,
+) -> Result<Tensor> {
+    let (sim, std, cov) = coefficients;
+    Ok(vicreg(&comm.gather(z1)?, &comm.gather(z2)?, sim, std, cov))
 }
 
 #[cfg(test)]
