@@ -27,6 +27,30 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Run a subcommand as a data-parallel job: start --nproc-per-node processes on this node
+    /// (torchrun's environment: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), each
+    /// with its share of --threads; train.batch_size stays the global batch
+    /// (docs/distributed.md). Example: selfsup launch --nproc-per-node 2 pretrain recipes/quickstart.toml
+    Launch {
+        /// Processes on this node
+        #[arg(long, default_value_t = 1)]
+        nproc_per_node: usize,
+        /// Nodes in the job
+        #[arg(long, default_value_t = 1)]
+        nnodes: usize,
+        /// This node's index (0 .. nnodes-1)
+        #[arg(long, default_value_t = 0)]
+        node_rank: usize,
+        /// Address of node 0, where rank 0 serves the rendezvous
+        #[arg(long, default_value = "127.0.0.1")]
+        master_addr: String,
+        /// Port of the rendezvous (default: a free port on one node; required on several)
+        #[arg(long)]
+        master_port: Option<u16>,
+        /// The subcommand and its arguments, e.g. pretrain recipes/quickstart.toml
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
     /// Pretrain the recipe's encoder without labels, then evaluate it (kNN + linear probe,
     /// beside the raw-input baselines) when the recipe has a labelled test split; a graph
     /// recipe is scored by its [eval.graph] protocol beside the raw node features.

@@ -6,6 +6,7 @@
 //! 130 a second SIGINT/SIGTERM (immediate exit; the last checkpoint stays valid).
 mod args;
 mod data_cmd;
+mod launch;
 mod pfn_cmd;
 
 use args::{Cli, Command, ProtocolArg};
@@ -117,6 +118,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let device =
         selfsup::backend::parse_device(&cli.device).map_err(|e| Usage(format!("{e:#}")))?;
     match cli.command {
+        Command::Launch {
+            nproc_per_node,
+            nnodes,
+            node_rank,
+            master_addr,
+            master_port,
+            command,
+        } => {
+            let code = launch::launch(launch::LaunchArgs {
+                nproc_per_node,
+                nnodes,
+                node_rank,
+                master_addr,
+                master_port,
+                threads: cli.threads,
+                device: cli.device.clone(),
+                command,
+            })?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
         Command::Pretrain {
             recipe,
             overrides,
@@ -144,6 +167,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("(results in {}/eval.json)", report.run_dir.display());
             }
             // The page a person looks at; a run whose report cannot be drawn is still a run.
+            // In a data-parallel run only rank 0 owns the folder.
+            let secondary =
+                selfsup::distributed::WorldEnv::from_process()?.is_some_and(|e| e.rank > 0);
+            if secondary {
+                return Ok(());
+            }
             match selfsup::run::report::write_run_report(&report.run_dir, device) {
                 Ok(p) => println!("(report in {})", p.display()),
                 Err(e) => tracing::warn!("no report.html: {e:#}"),

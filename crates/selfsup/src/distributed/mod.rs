@@ -4,6 +4,7 @@
 //! [`group`] joins the ranks in a Gloo process group through the C++ shim; [`Collective`] is
 //! what an objective sees of the other ranks: one process ([`Alone`]) or a group, with the
 //! gather and the sum that carry gradients back to the rank that owns the rows.
+pub mod data_parallel;
 pub mod env;
 pub mod group;
 

@@ -2,7 +2,9 @@
 use super::{EncoderFactory, Method, MethodSpec, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
-use crate::objectives::barlow_twins;
+use crate::distributed::{Alone, Collective};
+use crate::objectives::barlow_twins::barlow_twins_across;
+use anyhow::Result;
 use crate::rules::{self, RecipeError};
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
@@ -89,12 +91,20 @@ impl Method for BarlowTwins {
         "barlow_twins"
     }
     fn loss(&self, input: &StepInput) -> Tensor {
+        self.loss_across(input, &Alone)
+            .expect("one process reduces nothing")
+    }
+    fn loss_across(&self, input: &StepInput, comm: &dyn Collective) -> Result<Tensor> {
         let views = input.views;
-        barlow_twins(
+        barlow_twins_across(
             &self.project(&views[0]),
             &self.project(&views[1]),
             self.lambda,
+            comm,
         )
+    }
+    fn trains_across_ranks(&self) -> bool {
+        true
     }
     fn embed(&self, x: &Tensor) -> Tensor {
         self.encoder.forward_t(x, false)

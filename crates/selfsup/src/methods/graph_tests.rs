@@ -219,6 +219,7 @@ fn graphmae_runs_on_a_batch_of_small_graphs_with_gin() {
             progress: false,
             stop: Default::default(),
             monitor: None,
+            ranks: None,
             holds_generator_lock: false,
         },
         None,

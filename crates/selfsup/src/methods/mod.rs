@@ -6,6 +6,7 @@
 //! Method state that is not trained by gradients (EMA teachers, queues, centres) lives in the run's
 //! `VarStore` as non-trainable variables, so it is checkpointed, checksummed and restored with the
 //! model, and the trainer's non-finite guard restores it together with batch-norm statistics.
+use crate::distributed::Collective;
 use crate::encoders::{Encoder, EncoderConfig};
 use crate::views::graph::batch::GraphBatch;
 use rand_chacha::ChaCha8Rng;
@@ -100,6 +101,21 @@ pub trait Method {
     }
     /// The training loss for one batch.
     fn loss(&self, input: &StepInput) -> Tensor;
+    /// This rank's part of the loss when the batch is split over the ranks of `comm`
+    /// (`docs/distributed.md`): the mean over ranks of it and of its gradients must equal the
+    /// one-process loss of the whole batch. Methods whose objective has not been written
+    /// across ranks refuse.
+    fn loss_across(&self, _input: &StepInput, _comm: &dyn Collective) -> anyhow::Result<Tensor> {
+        anyhow::bail!(
+            "{} does not train across processes yet (docs/distributed.md lists the methods \
+             that do); run it in one process",
+            self.name()
+        )
+    }
+    /// Whether [`Method::loss_across`] is implemented.
+    fn trains_across_ranks(&self) -> bool {
+        false
+    }
     /// After backward, before the optimiser: adjust gradients (e.g. freeze a layer early on).
     fn before_update(&self, _progress: Progress) {}
     /// After a successful optimiser step: EMA teachers, queues, centres.

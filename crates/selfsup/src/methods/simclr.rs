@@ -2,7 +2,9 @@
 use super::{EncoderFactory, Method, MethodSpec, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
-use crate::objectives::nt_xent;
+use crate::distributed::{Alone, Collective};
+use crate::objectives::nt_xent::nt_xent_across;
+use anyhow::Result;
 use crate::rules;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
@@ -91,14 +93,22 @@ impl Method for SimClr {
         "simclr"
     }
     fn loss(&self, input: &StepInput) -> Tensor {
+        self.loss_across(input, &Alone)
+            .expect("one process gathers nothing")
+    }
+    fn loss_across(&self, input: &StepInput, comm: &dyn Collective) -> Result<Tensor> {
         let views = input.views;
         // The views go through the network separately so that batch norm sees one view at a time,
         // as in the reference pipeline.
-        nt_xent(
+        nt_xent_across(
             &self.project(&views[0]),
             &self.project(&views[1]),
             self.temperature,
+            comm,
         )
+    }
+    fn trains_across_ranks(&self) -> bool {
+        true
     }
     fn embed(&self, x: &Tensor) -> Tensor {
         self.encoder.forward_t(x, false)

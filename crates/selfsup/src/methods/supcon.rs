@@ -4,7 +4,9 @@ use super::branch::Branch;
 use super::{Method, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
-use crate::objectives::supcon::supcon;
+use crate::distributed::{Alone, Collective};
+use crate::objectives::supcon::supcon_across;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
@@ -67,14 +69,21 @@ impl Method for SupCon {
         true
     }
     fn loss(&self, input: &StepInput) -> Tensor {
+        self.loss_across(input, &Alone)
+            .expect("one process gathers nothing")
+    }
+    fn loss_across(&self, input: &StepInput, comm: &dyn Collective) -> Result<Tensor> {
         let labels = input
             .labels
-            .expect("supcon needs labels; the trainer checks this before the first step");
+            .context("supcon needs labels; the trainer checks this before the first step")?;
         let z: Vec<Tensor> = input.views[..2]
             .iter()
             .map(|v| self.branch.forward(v, true))
             .collect();
-        supcon(&z, labels, self.temperature, self.base_temperature)
+        supcon_across(&z, labels, (self.temperature, self.base_temperature), comm)
+    }
+    fn trains_across_ranks(&self) -> bool {
+        true
     }
     fn embed(&self, x: &Tensor) -> Tensor {
         self.branch.encoder.forward_t(x, false)

@@ -4,7 +4,9 @@ use super::branch::Branch;
 use super::{Method, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
-use crate::objectives::vicreg::vicreg;
+use crate::distributed::{Alone, Collective};
+use crate::objectives::vicreg::vicreg_across;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
@@ -65,10 +67,17 @@ impl Method for Vicreg {
         "vicreg"
     }
     fn loss(&self, input: &StepInput) -> Tensor {
+        self.loss_across(input, &Alone)
+            .expect("one process gathers nothing")
+    }
+    fn loss_across(&self, input: &StepInput, comm: &dyn Collective) -> Result<Tensor> {
         let z1 = self.branch.forward(&input.views[0], true);
         let z2 = self.branch.forward(&input.views[1], true);
         let c = &self.cfg;
-        vicreg(&z1, &z2, c.sim_coeff, c.std_coeff, c.cov_coeff)
+        vicreg_across(&z1, &z2, (c.sim_coeff, c.std_coeff, c.cov_coeff), comm)
+    }
+    fn trains_across_ranks(&self) -> bool {
+        true
     }
     fn embed(&self, x: &Tensor) -> Tensor {
         self.branch.encoder.forward_t(x, false)

@@ -2,6 +2,7 @@
 use super::{finish_training, open_run, write_eval, write_start_manifest};
 pub use super::{PretrainReport, RunOptions};
 use crate::backend;
+use crate::distributed::{ProcessGroup, WorldEnv};
 use crate::error::{BadInputPolicy, DataError};
 use crate::recipe::{DataConfig, Recipe};
 use crate::run::folder::{self as run_folder, RunFolder};
@@ -53,17 +54,59 @@ pub fn absolutise(data: &mut DataConfig) {
     }
 }
 
-/// Reads the recipe file with its overrides and runs [`pretrain_recipe`].
+/// Reads the recipe file with its overrides and runs [`pretrain_recipe`]; under a launcher
+/// (`selfsup launch`, torchrun, srun: more than one process in the environment's world) this
+/// process joins the others and trains its share of every batch (`docs/distributed.md`).
 pub fn pretrain(args: PretrainArgs) -> Result<PretrainReport> {
     let recipe = Recipe::load(&args.recipe, &args.overrides)?;
-    pretrain_recipe(recipe, &args.options())
+    let world = WorldEnv::from_process()?.filter(|e| e.world_size > 1);
+    let Some(env) = world else {
+        return pretrain_recipe(recipe, &args.options());
+    };
+    if args.device != Device::Cpu {
+        anyhow::bail!(
+            "data-parallel training runs on CPUs over Gloo in this build; NCCL for {} is not \
+             built yet",
+            backend::device_name(args.device)
+        );
+    }
+    let group = ProcessGroup::gloo(&env, distributed_timeout()?)?;
+    pretrain_recipe_ranks(recipe, &args.options(), Some(&group))
+}
+
+/// How long a rank waits for the others (rendezvous, every collective): 30 minutes, as
+/// PyTorch's default, or `SELFSUP_DIST_TIMEOUT` seconds.
+fn distributed_timeout() -> Result<std::time::Duration> {
+    let secs = match std::env::var("SELFSUP_DIST_TIMEOUT") {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .with_context(|| format!("SELFSUP_DIST_TIMEOUT={v:?} is not a number of seconds"))?,
+        Err(_) => 1800,
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// One pretraining of a resolved recipe, any modality: run folder, training (resumable), and
 /// the recipe's evaluation.
-pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
+pub fn pretrain_recipe(recipe: Recipe, args: &RunOptions) -> Result<PretrainReport> {
+    pretrain_recipe_ranks(recipe, args, None)
+}
+
+fn pretrain_recipe_ranks(
+    mut recipe: Recipe,
+    args: &RunOptions,
+    ranks: Option<&ProcessGroup>,
+) -> Result<PretrainReport> {
     absolutise(&mut recipe.data);
     if recipe.data.is_graph() {
+        if ranks.is_some() {
+            anyhow::bail!(
+                "graph methods train full-batch on one graph and do not split over processes; \
+                 run {} in one process",
+                recipe.name
+            );
+        }
         return crate::run::graph::pretrain(recipe, args);
     }
     backend::set_threads(args.threads);
@@ -82,7 +125,7 @@ pub fn pretrain_recipe(mut recipe: Recipe, args: &RunOptions) -> Result<Pretrain
         recipe.train.max_samples,
         recipe.eval.max_test_samples,
     )?;
-    pretrain_prepared(recipe, prepared, &run_dir, args)
+    pretrain_prepared_ranks(recipe, prepared, &run_dir, args, ranks)
 }
 
 /// Pretrains `recipe` on data already prepared (a table that builds its own training set —
@@ -94,27 +137,66 @@ pub fn pretrain_prepared(
     run_dir: &Path,
     args: &RunOptions,
 ) -> Result<PretrainReport> {
+    pretrain_prepared_ranks(recipe, prepared, run_dir, args, None)
+}
+
+/// [`pretrain_prepared`] as one rank of `ranks` when given: rank 0 owns the run folder (it
+/// creates it, writes checkpoints, metrics and the evaluation); the other ranks read its
+/// checkpoint when resuming and write nothing.
+fn pretrain_prepared_ranks(
+    recipe: Recipe,
+    prepared: pipeline::Prepared,
+    run_dir: &Path,
+    args: &RunOptions,
+    ranks: Option<&ProcessGroup>,
+) -> Result<PretrainReport> {
     let threads = backend::set_threads(args.threads);
-    let (run, resume) = open_run(run_dir, &recipe, args.resume)?;
+    let leader = ranks.is_none_or(|g| g.rank() == 0);
     let model = pipeline::build_model_for(&recipe, prepared.train.as_ref(), args.device)?;
-    write_start_manifest(
-        &run,
-        &recipe,
-        args,
-        threads,
-        &prepared.fingerprint,
-        resume.is_some(),
-        json!({"train_samples": prepared.train.len(), "skipped_inputs": prepared.skipped}),
-    )?;
-    eprintln!(
-        "selfsup: {} with {} on {} samples ({} threads, {}), run folder {}",
-        recipe.method.name(),
-        recipe.encoder.kind(),
-        prepared.pretraining().len(),
-        threads,
-        backend::device_name(args.device),
-        run.dir.display()
-    );
+    let (run, resume) = if leader {
+        let (run, resume) = open_run(run_dir, &recipe, args.resume)?;
+        write_start_manifest(
+            &run,
+            &recipe,
+            args,
+            threads,
+            &prepared.fingerprint,
+            resume.is_some(),
+            json!({"train_samples": prepared.train.len(), "skipped_inputs": prepared.skipped,
+                   "processes": ranks.map_or(1, |g| g.world_size())}),
+        )?;
+        (run, resume)
+    } else {
+        (RunFolder::at(run_dir), None)
+    };
+    let resume = match ranks {
+        Some(g) => {
+            // The others wait for rank 0's folder, then read the checkpoint it resumes from.
+            g.barrier()?;
+            if leader || !args.resume {
+                resume
+            } else {
+                checkpoint::load_latest(&run.checkpoints())?
+            }
+        }
+        None => resume,
+    };
+    if leader {
+        eprintln!(
+            "selfsup: {} with {} on {} samples ({} threads, {}{}), run folder {}",
+            recipe.method.name(),
+            recipe.encoder.kind(),
+            prepared.pretraining().len(),
+            threads,
+            backend::device_name(args.device),
+            ranks.map_or(String::new(), |g| format!(
+                ", {} processes, {} samples per process per step",
+                g.world_size(),
+                recipe.train.batch_size / g.world_size()
+            )),
+            run.dir.display()
+        );
+    }
 
     let method = model.method.as_ref();
     let mut monitor =
@@ -134,6 +216,9 @@ pub fn pretrain_prepared(
         t.prefetch,
     )?
     .with_channels_last(t.channels_last);
+    if let Some(g) = ranks {
+        learner = learner.across_ranks(g)?;
+    }
     if t.channels_last {
         let n = crate::train::memory_format::convert_conv_weights(&model.vs);
         tracing::info!("channels-last: {n} convolution kernels converted");
@@ -149,16 +234,25 @@ pub fn pretrain_prepared(
         checkpoints: run.checkpoints(),
         metrics_path: run.metrics(),
         data_fingerprint: prepared.fingerprint.clone(),
-        progress: args.progress,
+        progress: args.progress && leader,
         stop: args.stop.clone(),
-        monitor: if prepared.test.is_some() {
+        monitor: if prepared.test.is_some() && leader {
             Some(&mut monitor)
         } else {
             None
         },
         holds_generator_lock: false,
+        ranks,
     };
     let summary = trainer::train(ctx, resume)?;
+    if !leader {
+        return Ok(PretrainReport {
+            run_dir: run.dir,
+            summary,
+            eval: Vec::new(),
+            test_collapse: None,
+        });
+    }
     finish_training(&run, &summary)?;
 
     let (eval, test_collapse) = if args.evaluate && prepared.test.is_some() {

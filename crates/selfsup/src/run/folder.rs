@@ -28,6 +28,14 @@ impl RunFolder {
         .exists()
     }
 
+    /// The folder at `dir` without checking it (the ranks other than 0 of a data-parallel run,
+    /// which only read what rank 0 writes there).
+    pub fn at(dir: &Path) -> Self {
+        RunFolder {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     pub fn open(dir: &Path) -> Result<Self> {
         if !Self::exists(dir) {
             bail!("{}: not a run folder (no recipe.toml)", dir.display());

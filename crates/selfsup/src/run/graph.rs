@@ -193,6 +193,7 @@ pub fn pretrain_on(recipe: Recipe, data: &GraphData, args: &RunOptions) -> Resul
             progress: args.progress,
             stop: args.stop.clone(),
             monitor: None,
+            ranks: None,
             holds_generator_lock: true,
         },
         resume,

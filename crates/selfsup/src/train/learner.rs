@@ -8,8 +8,9 @@
 //! mini-batches of small graphs.
 use super::memory_format::to_channels_last;
 use super::precision::{with_precision, Precision};
+use crate::distributed::ProcessGroup;
 use crate::methods::{Method, Progress, StepInput};
-use crate::views::loader::{steps_per_epoch, BatchStream};
+use crate::views::loader::{steps_per_epoch, BatchStream, Shard};
 use crate::views::ViewSource;
 use anyhow::{bail, Result};
 use std::sync::Arc;
@@ -57,6 +58,9 @@ pub struct ViewLearner<'a> {
     stream: Option<BatchStream>,
     last_views: Vec<Tensor>,
     seed: u64,
+    /// Data-parallel training: this rank's group; each step builds its share of the batch and
+    /// the method computes its part of the loss across the ranks.
+    group: Option<&'a ProcessGroup>,
 }
 
 impl<'a> ViewLearner<'a> {
@@ -92,6 +96,35 @@ impl<'a> ViewLearner<'a> {
             stream: None,
             last_views: Vec::new(),
             seed: 0,
+            group: None,
+        })
+    }
+
+    /// Trains as one rank of `group`: the global batch (`batch_size`) is split over the ranks.
+    pub fn across_ranks(mut self, group: &'a ProcessGroup) -> Result<Self> {
+        let w = group.world_size();
+        if !self.method.trains_across_ranks() {
+            bail!(
+                "{} does not train across processes yet (docs/distributed.md lists the methods \
+                 that do); run it in one process",
+                self.method.name()
+            );
+        }
+        if self.batch_size % w != 0 {
+            bail!(
+                "train.batch_size = {} is the global batch and must divide evenly over {w} \
+                 processes",
+                self.batch_size
+            );
+        }
+        self.group = Some(group);
+        Ok(self)
+    }
+
+    fn shard(&self) -> Shard {
+        self.group.map_or(Shard::WHOLE, |g| Shard {
+            rank: g.rank(),
+            world: g.world_size(),
         })
     }
 
@@ -122,14 +155,13 @@ impl Learner for ViewLearner<'_> {
     }
     fn start_epoch(&mut self, seed: u64, epoch: u64, skip: u64) -> Result<()> {
         self.seed = seed;
-        self.stream = Some(BatchStream::new(
+        self.stream = Some(BatchStream::sharded(
             self.source.clone(),
             seed,
             epoch,
             skip,
-            self.batch_size,
-            self.n_views,
-            self.method.mask_spec(),
+            (self.batch_size, self.n_views, self.method.mask_spec()),
+            self.shard(),
             self.workers,
             self.prefetch,
         ));
@@ -170,7 +202,10 @@ impl Learner for ViewLearner<'_> {
             seed: self.seed,
         };
         let method = self.method;
-        let loss = with_precision(self.precision, device, || method.loss(&input))?;
+        let loss = match self.group {
+            None => with_precision(self.precision, device, || method.loss(&input))?,
+            Some(g) => with_precision(self.precision, device, || method.loss_across(&input, g))??,
+        };
         self.last_views = views;
         Ok(Some(loss))
     }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 pub struct MetricsLog {
     path: PathBuf,
-    file: File,
+    /// None: a silent log (the ranks other than 0 of a data-parallel run write nothing).
+    file: Option<File>,
 }
 
 impl MetricsLog {
@@ -41,14 +42,24 @@ impl MetricsLog {
             .with_context(|| format!("{}", path.display()))?;
         Ok(MetricsLog {
             path: path.to_path_buf(),
-            file,
+            file: Some(file),
         })
     }
 
+    /// A log that writes nothing.
+    pub fn silent() -> Self {
+        MetricsLog {
+            path: PathBuf::new(),
+            file: None,
+        }
+    }
+
     pub fn write(&mut self, record: &Value) -> Result<()> {
-        writeln!(self.file, "{record}")
-            .with_context(|| format!("writing {}", self.path.display()))?;
-        self.file.flush()?;
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        writeln!(file, "{record}").with_context(|| format!("writing {}", self.path.display()))?;
+        file.flush()?;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use super::learner::Learner;
 use super::metrics::MetricsLog;
 use super::optim::Optimizer;
 use super::schedule::LrSchedule;
+use crate::distributed::{data_parallel, ProcessGroup};
 use crate::methods::Progress;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -52,6 +53,10 @@ pub struct TrainContext<'a> {
     /// dropout masks from libtorch's generator); otherwise the loop takes it to restore the
     /// generator's state on resume.
     pub holds_generator_lock: bool,
+    /// Data-parallel training: this process's group. Rank 0's weights are broadcast at the
+    /// start, gradients are averaged over the ranks, the loss and the stop request are agreed
+    /// on every step, and only rank 0 writes checkpoints and metrics.
+    pub ranks: Option<&'a ProcessGroup>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -163,7 +168,15 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
     if let Some(c) = resume {
         st = resume_from(c, &ctx, &st, &mut opt, &mut early)?;
     }
-    let mut metrics = MetricsLog::open(&ctx.metrics_path, Some(st.step))?;
+    let leader = ctx.ranks.is_none_or(|g| g.rank() == 0);
+    if let Some(g) = ctx.ranks {
+        data_parallel::broadcast_variables(g, ctx.vs)?;
+    }
+    let mut metrics = if leader {
+        MetricsLog::open(&ctx.metrics_path, Some(st.step))?
+    } else {
+        MetricsLog::silent()
+    };
     let max_steps = t.max_steps.unwrap_or(u64::MAX);
 
     let bar = progress_bar(ctx.progress, total.min(max_steps), st.step);
@@ -181,6 +194,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
         .filter(|v| !v.requires_grad())
         .collect();
     let fault_nan_step = crate::fault::step_of("nan-input-at");
+    let fault_step_pause = crate::fault::step_of("slow-step").map(std::time::Duration::from_millis);
     let stopped = |st: &TrainState| st.early_stop.as_ref().is_some_and(|e| e.stopped);
     while st.epoch < epochs && !stopped(&st) {
         ctx.learner
@@ -205,7 +219,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             else {
                 break;
             };
-            let loss_v = f64::try_from(&loss)?;
+            let (loss_v, stop_now) = agree(ctx.ranks, f64::try_from(&loss)?, &ctx.stop)?;
             if let (Some(e), Some(es)) = (early.as_mut(), st.early_stop.as_mut()) {
                 // Judged on the parameters before this epoch's update, as DGI does.
                 if loss_v.is_finite() && e.observe(es, st.epoch, loss_v, ctx.vs) {
@@ -214,6 +228,9 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 }
             }
             loss.backward();
+            if let Some(g) = ctx.ranks {
+                data_parallel::average_gradients(g, ctx.vs)?;
+            }
             ctx.learner.before_update(progress);
             let norm = opt.grad_norm();
             let norm_v = f64::try_from(&norm)?;
@@ -223,6 +240,9 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
                 }
                 opt.step(lr);
                 ctx.learner.after_update(progress);
+                if let Some(g) = ctx.ranks {
+                    data_parallel::broadcast_buffers(g, ctx.vs)?;
+                }
                 st.optimizer_steps = opt.steps;
                 window.add(loss_v);
                 last_loss = Some(loss_v);
@@ -253,6 +273,9 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             st.step += 1;
             st.step_in_epoch += 1;
             bar.inc(1);
+            if let Some(pause) = fault_step_pause {
+                std::thread::sleep(pause);
+            }
             if st.step % t.log_every == 0 {
                 let samples = t.log_every as usize * ctx.learner.samples_per_step();
                 let (mean, sps, line) = window.flush(&st, lr, samples, ctx.learner.diagnostics());
@@ -262,7 +285,7 @@ pub fn train(mut ctx: TrainContext<'_>, resume: Option<Loaded>) -> Result<TrainS
             if t.checkpoint_every > 0 && st.step % t.checkpoint_every == 0 {
                 save(&ctx, &st, &opt, &early, &mut saved_at)?;
             }
-            if ctx.stop.load(Ordering::SeqCst) {
+            if stop_now {
                 let path = save(&ctx, &st, &opt, &early, &mut saved_at)?;
                 bar.abandon();
                 metrics
@@ -388,6 +411,20 @@ fn resume_from(
     Ok(st)
 }
 
+/// The step's loss and whether to stop after it, agreed by every rank: the mean of the ranks'
+/// losses (non-finite if any is, so every rank skips the same updates) and a stop requested
+/// on any rank.
+fn agree(ranks: Option<&ProcessGroup>, loss: f64, stop: &AtomicBool) -> Result<(f64, bool)> {
+    let stop = stop.load(Ordering::SeqCst);
+    let Some(g) = ranks else {
+        return Ok((loss, stop));
+    };
+    let mut t = Tensor::from_slice(&[loss, if stop { 1.0 } else { 0.0 }]);
+    g.all_reduce_sum_(&mut t)?;
+    let v = Vec::<f64>::try_from(&t)?;
+    Ok((v[0] / g.world_size() as f64, v[1] > 0.0))
+}
+
 /// Writes a checkpoint of the model, the optimiser's buffers, the loop state, libtorch's
 /// generator state and early stopping's best parameters.
 fn save(
@@ -407,6 +444,10 @@ fn save(
         }
     }
     *saved_at = Some(st.step);
+    if ctx.ranks.is_some_and(|g| g.rank() != 0) {
+        // Rank 0 writes for every rank (they hold the same weights and optimiser state).
+        return Ok(ctx.checkpoints.clone());
+    }
     Ok(checkpoint::save(
         &ctx.checkpoints,
         ctx.vs,

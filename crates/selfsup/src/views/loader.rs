@@ -42,6 +42,27 @@ pub struct BatchStream {
     pub wait: Duration,
 }
 
+/// This process's share of every batch in data-parallel training: rank r of W takes rows
+/// r·B/W … (r+1)·B/W − 1 of each global batch of B (B divisible by W), so that the ranks
+/// together see exactly the batches of one process, with the same views (they are keyed by
+/// sample, not by position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Shard {
+    /// One process: the whole batch.
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+
+    /// The rows of a global batch of `batch` that this rank builds.
+    pub fn rows(self, batch: usize) -> std::ops::Range<usize> {
+        let per = batch / self.world.max(1);
+        self.rank * per..(self.rank + 1) * per
+    }
+}
+
 impl BatchStream {
     /// Streams batches `start..steps_per_epoch` of `epoch`.
     #[allow(clippy::too_many_arguments)]
@@ -56,6 +77,34 @@ impl BatchStream {
         workers: usize,
         prefetch: usize,
     ) -> Self {
+        let shape = (batch, n_views, mask);
+        Self::sharded(
+            source,
+            seed,
+            epoch,
+            start,
+            shape,
+            Shard::WHOLE,
+            workers,
+            prefetch,
+        )
+    }
+
+    /// [`BatchStream::new`] for one rank's share of each batch; `shape` is (global batch size,
+    /// views, masks).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sharded(
+        source: Arc<dyn ViewSource>,
+        seed: u64,
+        epoch: u64,
+        start: u64,
+        shape: (usize, usize, Option<MaskSpec>),
+        shard: Shard,
+        workers: usize,
+        prefetch: usize,
+    ) -> Self {
+        let (batch, n_views, mask) = shape;
+        let rows = shard.rows(batch);
         let mask = Arc::new(mask);
         let end = steps_per_epoch(source.len(), batch);
         let order = Arc::new(rng::epoch_permutation(seed, epoch, source.len()));
@@ -64,6 +113,7 @@ impl BatchStream {
         let stop = Arc::new(AtomicBool::new(false));
         let handles = (0..workers)
             .map(|w| {
+                let rows = rows.clone();
                 let (tx, source, order, stop, mask) = (
                     tx.clone(),
                     source.clone(),
@@ -76,7 +126,8 @@ impl BatchStream {
                     .spawn(move || {
                         let mut k = start + w as u64;
                         while k < end && !stop.load(Ordering::Relaxed) {
-                            let idx = &order[(k as usize) * batch..(k as usize + 1) * batch];
+                            let idx = &order[(k as usize) * batch..(k as usize + 1) * batch]
+                                [rows.clone()];
                             let b = build_batch(
                                 source.as_ref(),
                                 seed,

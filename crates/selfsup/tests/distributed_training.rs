@@ -1,0 +1,257 @@
+//! Data-parallel pretraining over two processes (c10d's Gloo on loopback):
+//! * SimCLR in two processes ends with the weights of one process training on the same global
+//!   batch (to float tolerance: the sums run in another order);
+//! * one process killed with SIGKILL stops the other with an error within a bounded time, and
+//!   the run resumed from rank 0's checkpoint ends bit-identical to an uninterrupted one;
+//! * a method whose objective is not written across ranks refuses to start.
+//!
+//! The test binary is its own worker: the parent starts it with torchrun's variables and
+//! `SELFSUP_DIST_TRAIN` (the recipe) set, and only `training_worker` does anything then.
+mod common;
+
+use selfsup::error::BadInputPolicy;
+use selfsup::run::commands::{self, PretrainArgs};
+use selfsup::train::checkpoint;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tch::Kind;
+
+/// SimCLR on a fully connected encoder without batch norm (batch norm's statistics are per
+/// process unless synchronised, so they would make the two runs differ by design).
+fn recipe(dir: &Path, method: &str) -> PathBuf {
+    let (tri, trl) = common::write_idx(dir, "train", 96, 12, 1);
+    let method_table = match method {
+        "simclr" => "name = \"simclr\"\ntemperature = 0.5\nprojector = [{ dim = 16, batch_norm = false, relu = true }, { dim = 8 }]",
+        other => &format!("name = \"{other}\""),
+    };
+    let text = format!(
+        r#"name = "tiny-dp"
+seed = 7
+[data]
+format = "idx"
+train_images = "{}"
+train_labels = "{}"
+[views.image]
+crop_scale = [0.5, 1.0]
+blur_kernel = 3
+mean = [0.3]
+std = [0.3]
+[encoder]
+kind = "mlp"
+dims = [32, 16]
+batch_norm = false
+[method]
+{method_table}
+[train]
+epochs = 3
+batch_size = 16
+optimizer = {{ name = "adamw", lr = 3e-3, weight_decay = 1e-4 }}
+warmup_epochs = 1.0
+decay = "cosine"
+log_every = 2
+checkpoint_every = 2
+workers = 1
+"#,
+        tri.display(),
+        trl.display(),
+    );
+    let p = dir.join(format!("{method}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn args(recipe: &Path, run: &Path, resume: bool) -> PretrainArgs {
+    PretrainArgs {
+        recipe: recipe.to_path_buf(),
+        overrides: Vec::new(),
+        run_dir: Some(run.to_path_buf()),
+        resume,
+        device: tch::Device::Cpu,
+        threads: 1,
+        on_bad_input: BadInputPolicy::Fail,
+        evaluate: false,
+        progress: false,
+        stop: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+/// Runs only as a child of the tests below.
+#[test]
+fn training_worker() {
+    let Ok(recipe) = std::env::var("SELFSUP_DIST_TRAIN") else {
+        return;
+    };
+    let run = PathBuf::from(std::env::var("SELFSUP_DIST_RUN").unwrap());
+    let resume = std::env::var("SELFSUP_DIST_RESUME").is_ok();
+    if let Err(e) = commands::pretrain(args(Path::new(&recipe), &run, resume)) {
+        let rank = std::env::var("RANK").unwrap();
+        let out = run.with_extension(format!("rank{rank}.err"));
+        std::fs::write(out, format!("{e:#}")).unwrap();
+        std::process::exit(1);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_ranks(recipe: &Path, run: &Path, resume: bool, fault: Option<&str>) -> Vec<Child> {
+    let port = free_port();
+    (0..2)
+        .map(|rank| {
+            let mut c = Command::new(std::env::current_exe().unwrap());
+            c.args(["training_worker", "--exact", "--test-threads=1"])
+                .env("SELFSUP_DIST_TRAIN", recipe)
+                .env("SELFSUP_DIST_RUN", run)
+                .env("SELFSUP_DIST_TIMEOUT", "60")
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if resume {
+                c.env("SELFSUP_DIST_RESUME", "1");
+            }
+            if let Some(f) = fault {
+                c.env("SELFSUP_FAULT", f);
+            }
+            c.spawn().unwrap()
+        })
+        .collect()
+}
+
+/// Waits (bounded) for a child; its success.
+fn finish(c: &mut Child, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s.success();
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            panic!("a worker did not finish within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn final_weights(run: &Path) -> (u64, Vec<(String, Vec<f32>)>) {
+    let c = checkpoint::load_latest(&run.join("checkpoints"))
+        .unwrap()
+        .expect("a checkpoint");
+    let mut model: Vec<(String, Vec<f32>)> = c
+        .model
+        .into_iter()
+        .map(|(n, t)| {
+            let v = Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).unwrap();
+            (n, v)
+        })
+        .collect();
+    model.sort_by(|a, b| a.0.cmp(&b.0));
+    (c.state.step, model)
+}
+
+#[test]
+fn two_processes_train_like_one_with_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "simclr");
+    let one = dir.path().join("one");
+    commands::pretrain(args(&recipe, &one, false)).unwrap();
+    let two = dir.path().join("two");
+    for mut c in start_ranks(&recipe, &two, false, None) {
+        assert!(finish(&mut c, Duration::from_secs(300)), "a rank failed");
+    }
+    let (s1, w1) = final_weights(&one);
+    let (s2, w2) = final_weights(&two);
+    assert_eq!(s1, 18);
+    assert_eq!(s2, 18);
+    let mut worst: f32 = 0.0;
+    for ((n1, a), (n2, b)) in w1.iter().zip(&w2) {
+        assert_eq!(n1, n2);
+        let scale = a.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
+        let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        worst = worst.max(diff / scale);
+    }
+    assert!(
+        worst < 1e-4,
+        "two processes ended {worst:e} (relative) from one"
+    );
+    // And training did move the weights (the comparison is not of two initialisations).
+    let first = checkpoint::load_latest(&one.join("checkpoints"))
+        .unwrap()
+        .unwrap();
+    assert!(first.state.step > 0);
+    let manifest = std::fs::read_to_string(two.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"processes\": 2"), "{manifest}");
+    // Only rank 0 wrote the metrics, once per logged step.
+    let lines = std::fs::read_to_string(two.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().filter(|l| l.contains("\"loss\"")).count(), 9);
+}
+
+#[test]
+fn a_killed_rank_stops_the_other_and_the_run_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "simclr");
+    let full = dir.path().join("full");
+    for mut c in start_ranks(&recipe, &full, false, None) {
+        assert!(finish(&mut c, Duration::from_secs(300)));
+    }
+    // Slow steps, so that rank 1 can be killed part-way (after rank 0's checkpoint of step 6).
+    let cut = dir.path().join("cut");
+    let mut ranks = start_ranks(&recipe, &cut, false, Some("slow-step:150"));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cut
+        .join("checkpoints")
+        .join(checkpoint::dir_name(6))
+        .exists()
+    {
+        assert!(Instant::now() < deadline, "no checkpoint of step 6");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ranks[1].kill().unwrap(); // SIGKILL
+    ranks[1].wait().unwrap();
+    let killed = Instant::now();
+    assert!(
+        !finish(&mut ranks[0], Duration::from_secs(90)),
+        "rank 0 went on alone"
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        killed.elapsed()
+    );
+    let err = std::fs::read_to_string(cut.with_extension("rank0.err")).unwrap();
+    assert!(err.contains("failed"), "{err}");
+    let (stopped_at, _) = final_weights(&cut);
+    assert!(stopped_at < 18, "the run was not cut ({stopped_at})");
+    for mut c in start_ranks(&recipe, &cut, true, None) {
+        assert!(finish(&mut c, Duration::from_secs(300)));
+    }
+    let (s_full, w_full) = final_weights(&full);
+    let (s_cut, w_cut) = final_weights(&cut);
+    assert_eq!((s_full, s_cut), (18, 18));
+    assert!(
+        w_full == w_cut,
+        "the resumed run differs from the uninterrupted one"
+    );
+}
+
+#[test]
+fn a_method_without_a_cross_rank_objective_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe(dir.path(), "byol");
+    let run = dir.path().join("byol");
+    for mut c in start_ranks(&recipe, &run, false, None) {
+        assert!(!finish(&mut c, Duration::from_secs(120)));
+    }
+    let err = std::fs::read_to_string(run.with_extension("rank0.err")).unwrap();
+    assert!(err.contains("does not train across processes"), "{err}");
+}
