@@ -9,6 +9,7 @@
 //! `SELFSUP_DIST_WORKER` set, and only `rank_worker` does anything then.
 use selfsup::distributed::{Alone, Collective, GradRule, ProcessGroup, WorldEnv};
 use selfsup::objectives::{barlow_twins::barlow_twins_across, nt_xent::nt_xent_across};
+use selfsup::objectives::{moco_queue_loss, normalized_mse};
 use selfsup::objectives::{supcon::supcon_across, vicreg::vicreg_across};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -45,6 +46,20 @@ fn loss_and_grad(objective: &str, rows: (i64, i64), comm: &dyn Collective) -> (f
         "supcon" => supcon_across(&[z1, z2], &labels, (0.1, 0.07), comm),
         "barlow_twins" => barlow_twins_across(&z1, &z2, 0.005, comm),
         "vicreg" => vicreg_across(&z1, &z2, (25.0, 25.0, 1.0), comm),
+        // Per-sample objectives: nothing crosses ranks but the gradient average.
+        "byol" => Ok(normalized_mse(&z1, &z2.detach())),
+        "info_nce_queue" => {
+            let queue = (Tensor::arange(8 * OUT, (Kind::Double, tch::Device::Cpu)) * 0.61)
+                .cos()
+                .view([8, OUT]);
+            let unit = |z: &Tensor| z / z.norm_scalaropt_dim(2, [1i64].as_slice(), true);
+            Ok(moco_queue_loss(
+                &unit(&z1),
+                &unit(&z2).detach(),
+                &unit(&queue),
+                0.2,
+            ))
+        }
         other => panic!("no objective {other}"),
     }
     .expect("the objective's collectives");
@@ -165,6 +180,17 @@ fn across_ranks(objective: &str, rule: &str) -> ((f64, Vec<f64>), (f64, Vec<f64>
 }
 
 fn assert_equivalent(objective: &str) {
+    assert_equal_to_one_batch(objective);
+    // The known-buggy backward must be caught by the same comparison.
+    let ((_, bad), (_, want_grad)) = across_ranks(objective, "local");
+    let db = relative(&bad, &want_grad);
+    assert!(
+        db > 1e-3,
+        "{objective}: the rank-local backward passed ({db:e})"
+    );
+}
+
+fn assert_equal_to_one_batch(objective: &str) {
     let ((loss, grad), (want_loss, want_grad)) = across_ranks(objective, "all-reduce");
     let dl = relative(&[loss], &[want_loss]);
     let dg = relative(&grad, &want_grad);
@@ -175,13 +201,6 @@ fn assert_equivalent(objective: &str) {
     assert!(
         dg <= 1e-10,
         "{objective}: gradient differs by {dg:e} relative"
-    );
-    // The known-buggy backward must be caught by the same comparison.
-    let ((_, bad), _) = across_ranks(objective, "local");
-    let db = relative(&bad, &want_grad);
-    assert!(
-        db > 1e-3,
-        "{objective}: the rank-local backward passed ({db:e})"
     );
 }
 
@@ -203,6 +222,18 @@ fn barlow_twins_across_ranks_equals_one_batch() {
 #[test]
 fn vicreg_across_ranks_equals_one_batch() {
     assert_equivalent("vicreg");
+}
+
+/// No collective in the loss (so no buggy backward to show): the ranks' mean is the whole
+/// batch's because each rank's loss is the mean of its own samples' terms.
+#[test]
+fn byol_across_ranks_equals_one_batch() {
+    assert_equal_to_one_batch("byol");
+}
+
+#[test]
+fn info_nce_with_a_queue_across_ranks_equals_one_batch() {
+    assert_equal_to_one_batch("info_nce_queue");
 }
 
 #[test]

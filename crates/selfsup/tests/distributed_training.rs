@@ -1,6 +1,7 @@
 //! Data-parallel pretraining over two processes (c10d's Gloo on loopback):
-//! * SimCLR in two processes ends with the weights of one process training on the same global
-//!   batch (to float tolerance: the sums run in another order);
+//! * SimCLR, MoCo v2 (its queue included) and DINO (its centre included) in two processes end with the weights of one
+//!   process training on the same global batch (to float tolerance: the sums run in another
+//!   order);
 //! * one process killed with SIGKILL stops the other with an error within a bounded time, and
 //!   the run resumed from rank 0's checkpoint ends bit-identical to an uninterrupted one;
 //! * a method whose objective is not written across ranks refuses to start.
@@ -25,6 +26,10 @@ fn recipe(dir: &Path, method: &str) -> PathBuf {
     let (tri, trl) = common::write_idx(dir, "train", 96, 12, 1);
     let method_table = match method {
         "simclr" => "name = \"simclr\"\ntemperature = 0.5\nprojector = [{ dim = 16, batch_norm = false, relu = true }, { dim = 8 }]",
+        // A queue smaller than the 18 steps' keys, so that it wraps; both directions.
+        "moco_v2" => "name = \"moco_v2\"\nqueue_size = 64\nsymmetric = true\nprojector = [{ dim = 16, batch_norm = false, relu = true }, { dim = 8 }]",
+        // A small head; the centre (a model variable) must move with every rank's teacher rows.
+        "dino" => "name = \"dino\"\nhidden = 32\nbottleneck = 16\nout_dim = 64\nwarmup_teacher_epochs = 1.0",
         other => &format!("name = \"{other}\""),
     };
     let text = format!(
@@ -160,9 +165,25 @@ fn final_weights(run: &Path) -> (u64, Vec<(String, Vec<f32>)>) {
 }
 
 #[test]
-fn two_processes_train_like_one_with_the_whole_batch() {
+fn simclr_in_two_processes_trains_like_one_with_the_whole_batch() {
+    two_processes_train_like_one("simclr");
+}
+
+/// MoCo's queue (part of the checkpoint's model variables) must hold every rank's keys.
+#[test]
+fn moco_in_two_processes_trains_like_one_with_the_whole_batch() {
+    two_processes_train_like_one("moco_v2");
+}
+
+/// DINO's centre (a model variable) must be the mean over every rank's teacher outputs.
+#[test]
+fn dino_in_two_processes_trains_like_one_with_the_whole_batch() {
+    two_processes_train_like_one("dino");
+}
+
+fn two_processes_train_like_one(method: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe(dir.path(), "simclr");
+    let recipe = recipe(dir.path(), method);
     let one = dir.path().join("one");
     commands::pretrain(args(&recipe, &one, false)).unwrap();
     let two = dir.path().join("two");
@@ -247,8 +268,8 @@ fn a_killed_rank_stops_the_other_and_the_run_resumes_exactly() {
 #[test]
 fn a_method_without_a_cross_rank_objective_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe(dir.path(), "byol");
-    let run = dir.path().join("byol");
+    let recipe = recipe(dir.path(), "nnclr");
+    let run = dir.path().join("nnclr");
     for mut c in start_ranks(&recipe, &run, false, None) {
         assert!(!finish(&mut c, Duration::from_secs(120)));
     }

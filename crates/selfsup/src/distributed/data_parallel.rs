@@ -22,12 +22,15 @@ pub fn broadcast_variables(group: &ProcessGroup, vs: &VarStore) -> Result<()> {
     in_buckets(&tensors, |flat| group.broadcast_(flat, 0))
 }
 
-/// Rank 0's values of the non-trainable variables (batch-norm statistics).
+/// Rank 0's batch-norm running statistics. Other non-trainable state (EMA targets, MoCo's
+/// queue, DINO's centre) follows the averaged update identically on every rank and is not sent.
 pub fn broadcast_buffers(group: &ProcessGroup, vs: &VarStore) -> Result<()> {
     let mut vars: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
-        .filter(|(_, t)| !t.requires_grad())
+        .filter(|(n, t)| {
+            !t.requires_grad() && (n.ends_with("running_mean") || n.ends_with("running_var"))
+        })
         .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let tensors: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();

@@ -97,6 +97,19 @@ impl Method for Byol {
         self.target
             .update(cosine_momentum(self.base_momentum, progress.fraction()));
     }
+    /// A mean of per-sample terms: this rank's mean is its share of the one-process loss, and
+    /// the gradient average completes it; nothing else crosses ranks (the target follows the
+    /// averaged update identically everywhere).
+    fn loss_across(
+        &self,
+        input: &StepInput,
+        _comm: &dyn crate::distributed::Collective,
+    ) -> anyhow::Result<Tensor> {
+        Ok(self.loss(input))
+    }
+    fn trains_across_ranks(&self) -> bool {
+        true
+    }
     fn embed(&self, x: &Tensor) -> Tensor {
         self.online.encoder.forward_t(x, false)
     }

@@ -3,9 +3,11 @@
 use super::branch::{Branch, MomentumBranch};
 use super::ema::cosine_momentum;
 use super::{EncoderFactory, Method, Progress, StepInput};
+use crate::distributed::{Alone, Collective};
 use crate::encoders::Encoder;
 use crate::heads::dino_head::DinoHead;
 use crate::objectives::dino::{dino_loss, teacher_temperature, updated_center};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use tch::{nn, Tensor};
@@ -151,6 +153,13 @@ impl Method for Dino {
         true
     }
     fn loss(&self, input: &StepInput) -> Tensor {
+        self.loss_across(input, &Alone)
+            .expect("one process gathers nothing")
+    }
+    /// Each crop's cross-entropy is per sample, so the mean over ranks is the one-process loss;
+    /// the centre moves towards the mean teacher output over every rank's rows (gathered), as
+    /// the authors' all-reduced `update_center`, so it stays identical on every rank.
+    fn loss_across(&self, input: &StepInput, comm: &dyn Collective) -> Result<Tensor> {
         let views = input.views;
         let student: Vec<Tensor> = views
             .iter()
@@ -164,15 +173,22 @@ impl Method for Dino {
             c.warmup_teacher_temperature,
             c.teacher_temperature,
         );
+        let all_teacher = teacher
+            .iter()
+            .map(|t| comm.gather(&t.detach()))
+            .collect::<Result<Vec<_>>>()?;
         *self.next_center.borrow_mut() =
-            Some(updated_center(&self.center, &teacher, c.center_momentum));
-        dino_loss(
+            Some(updated_center(&self.center, &all_teacher, c.center_momentum));
+        Ok(dino_loss(
             &student,
             &teacher,
             &self.center,
             c.student_temperature,
             t_temp,
-        )
+        ))
+    }
+    fn trains_across_ranks(&self) -> bool {
+        true
     }
     fn before_update(&self, progress: Progress) {
         if progress.epoch() < self.cfg.freeze_last_layer_epochs {

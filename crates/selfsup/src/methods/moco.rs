@@ -2,16 +2,19 @@
 //! encoder is trained to pick its key (the other view through a momentum key encoder) out of a
 //! queue of keys from earlier batches.
 //!
+//! Across processes the keys of every rank are enqueued (`loss_across`).
 //! Not reproduced: shuffling batch norm across devices. On one device the query and key batches
 //! go through separate forward passes, each with its own batch statistics, as in single-GPU
 //! re-implementations.
 use super::branch::{Branch, MomentumBranch};
 use super::queue::FeatureQueue;
 use super::{EncoderFactory, Method, Progress, StepInput};
+use crate::distributed::{Alone, Collective};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
 use crate::objectives::info_nce::l2_normalize_rows as unit_rows;
 use crate::objectives::info_nce::moco_queue_loss;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
@@ -106,18 +109,29 @@ impl Method for MocoV2 {
         "moco_v2"
     }
     fn loss(&self, input: &StepInput) -> Tensor {
+        self.loss_across(input, &Alone)
+            .expect("one process gathers nothing")
+    }
+    /// Each query's loss is its own (its key and the shared queue), so the mean over ranks is
+    /// the one-process loss; the keys every rank enqueues are all ranks' keys in rank order,
+    /// so the queue stays the one-process queue on every rank.
+    fn loss_across(&self, input: &StepInput, comm: &dyn Collective) -> Result<Tensor> {
         let (v1, v2) = (&input.views[0], &input.views[1]);
         let q1 = self.query.forward(v1, true);
         let k2 = unit_rows(&self.key.forward(v2));
         let loss = moco_queue_loss(&q1, &k2, self.queue.rows(), self.temperature);
         if !self.symmetric {
-            self.queue.stage(&k2);
-            return loss;
+            self.queue.stage(&comm.gather(&k2.detach())?);
+            return Ok(loss);
         }
         let q2 = self.query.forward(v2, true);
         let k1 = unit_rows(&self.key.forward(v1));
-        self.queue.stage(&Tensor::cat(&[&k2, &k1], 0));
-        (loss + moco_queue_loss(&q2, &k1, self.queue.rows(), self.temperature)) * 0.5
+        let keys = [comm.gather(&k2.detach())?, comm.gather(&k1.detach())?];
+        self.queue.stage(&Tensor::cat(&keys, 0));
+        Ok((loss + moco_queue_loss(&q2, &k1, self.queue.rows(), self.temperature)) * 0.5)
+    }
+    fn trains_across_ranks(&self) -> bool {
+        true
     }
     fn after_update(&self, _progress: Progress) {
         // Algorithm 1 updates the key encoder before computing this step's keys; updating right
