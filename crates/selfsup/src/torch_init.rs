@@ -9,6 +9,7 @@
 //!
 //! Papers' hyper-parameters (learning rates, weight decays) were tuned with PyTorch's.
 use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
+use tch::Tensor;
 
 /// Kaiming-uniform with gain √(2/(1+5)) = 1/√3: the bound √3·gain/√fan_in is 1/√fan_in, PyTorch's
 /// `kaiming_uniform_(w, a=√5)` for linear and convolution weights (fan_in counts the kernel taps).
@@ -91,20 +92,60 @@ fn same_padded_conv(
     )
 }
 
+/// tch's batch norm (same variables, same output) that synchronises its batch statistics over
+/// the ranks of a data-parallel run inside a [`crate::distributed::SyncScope`].
+#[derive(Debug)]
+pub struct BatchNorm {
+    pub inner: nn::BatchNorm,
+    momentum: f64,
+    eps: f64,
+}
+
+impl nn::ModuleT for BatchNorm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if train {
+            let state = crate::distributed::sync_norm::NormState {
+                weight: self.inner.ws.as_ref(),
+                bias: self.inner.bs.as_ref(),
+                running_mean: &self.inner.running_mean,
+                running_var: &self.inner.running_var,
+                momentum: self.momentum,
+                eps: self.eps,
+            };
+            if let Some(y) = crate::distributed::sync_norm::normalise(xs, &state) {
+                return y;
+            }
+        }
+        self.inner.forward_t(xs, train)
+    }
+}
+
 /// PyTorch's `nn.BatchNorm1d(dim)`: γ = 1, β = 0, ε = 1e-5, momentum 0.1.
-pub fn batch_norm1d(p: nn::Path, dim: i64) -> nn::BatchNorm {
+pub fn batch_norm1d(p: nn::Path, dim: i64) -> BatchNorm {
     batch_norm1d_with_momentum(p, dim, 0.1)
 }
 
 /// [`batch_norm1d`] with another running-statistics momentum (PyTorch's convention: the weight
 /// of the newest batch).
-pub fn batch_norm1d_with_momentum(p: nn::Path, dim: i64, momentum: f64) -> nn::BatchNorm {
-    nn::batch_norm1d(p, dim, batch_norm_config(momentum))
+pub fn batch_norm1d_with_momentum(p: nn::Path, dim: i64, momentum: f64) -> BatchNorm {
+    let c = batch_norm_config(momentum);
+    let eps = c.eps;
+    BatchNorm {
+        inner: nn::batch_norm1d(p, dim, c),
+        momentum,
+        eps,
+    }
 }
 
 /// PyTorch's `nn.BatchNorm2d(dim)`: γ = 1, β = 0, ε = 1e-5, momentum 0.1.
-pub fn batch_norm2d(p: nn::Path, dim: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, dim, batch_norm_config(0.1))
+pub fn batch_norm2d(p: nn::Path, dim: i64) -> BatchNorm {
+    let c = batch_norm_config(0.1);
+    let eps = c.eps;
+    BatchNorm {
+        inner: nn::batch_norm2d(p, dim, c),
+        momentum: 0.1,
+        eps,
+    }
 }
 
 fn batch_norm_config(momentum: f64) -> nn::BatchNormConfig {
@@ -190,8 +231,8 @@ mod tests {
             batch_norm2d(vs.root() / "b", 7),
             batch_norm1d_with_momentum(vs.root() / "c", 7, 0.99),
         ] {
-            let w = bn.ws.as_ref().unwrap();
-            let b = bn.bs.as_ref().unwrap();
+            let w = bn.inner.ws.as_ref().unwrap();
+            let b = bn.inner.bs.as_ref().unwrap();
             assert_eq!(Vec::<f32>::try_from(w).unwrap(), vec![1.0; 7]);
             assert_eq!(Vec::<f32>::try_from(b).unwrap(), vec![0.0; 7]);
         }

@@ -1,4 +1,4 @@
-//! Objectives across ranks: two processes joined over loopback by c10d's Gloo, in float64, with
+//! Objectives (and batch norm) across ranks: two processes joined over loopback by c10d's Gloo, in float64, with
 //! inputs that differ between the ranks, give the loss and (averaged over the ranks, as the
 //! gradient all-reduce does) the parameter gradients of one process holding the whole batch, to
 //! 1e-10 relative. Each objective is also run with the backward rule the popular Python tools
@@ -7,13 +7,16 @@
 //!
 //! The test binary is its own worker: the parent starts it twice with torchrun's variables and
 //! `SELFSUP_DIST_WORKER` set, and only `rank_worker` does anything then.
-use selfsup::distributed::{Alone, Collective, GradRule, ProcessGroup, WorldEnv};
+mod common;
+
+use selfsup::distributed::{Alone, Collective, GradRule, ProcessGroup, SyncScope, WorldEnv};
 use selfsup::objectives::{barlow_twins::barlow_twins_across, nt_xent::nt_xent_across};
 use selfsup::objectives::{moco_queue_loss, normalized_mse};
 use selfsup::objectives::{supcon::supcon_across, vicreg::vicreg_across};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
 const WORLD: i64 = 2;
@@ -46,6 +49,27 @@ fn loss_and_grad(objective: &str, rows: (i64, i64), comm: &dyn Collective) -> (f
         "supcon" => supcon_across(&[z1, z2], &labels, (0.1, 0.07), comm),
         "barlow_twins" => barlow_twins_across(&z1, &z2, 0.005, comm),
         "vicreg" => vicreg_across(&z1, &z2, (25.0, 25.0, 1.0), comm),
+        // Batch norm over the global batch: rows normalised with every rank's statistics (the
+        // one-process reference is tch's own batch norm over the whole batch), then a loss
+        // that is not symmetric in the channels.
+        "sync_batch_norm" => {
+            let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let bn = selfsup::torch_init::batch_norm1d(vs.root() / "bn", OUT);
+            vs.double();
+            let y = if comm.world_size() > 1 {
+                let scope = SyncScope::enter(comm);
+                let y = bn.forward_t(&z1, true);
+                scope.finish().map(|()| y)
+            } else {
+                Ok(bn.forward_t(&z1, true))
+            };
+            let weights = Tensor::arange(OUT, (Kind::Double, tch::Device::Cpu)) + 1.0;
+            y.map(|y| {
+                (y.sin() * weights)
+                    .sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+                    .mean(Kind::Double)
+            })
+        }
         // Per-sample objectives: nothing crosses ranks but the gradient average.
         "byol" => Ok(normalized_mse(&z1, &z2.detach())),
         "info_nce_queue" => {
@@ -110,17 +134,9 @@ fn rank_worker() {
     std::fs::write(format!("{out}/rank{}.txt", env.rank), text.join("\n")).unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `world` workers on `objective` and waits for them (bounded).
 fn run_workers(objective: &str, rule: &str, world: i64, dir: &Path) {
-    let port = free_port();
+    let port = common::free_port();
     let children: Vec<_> = (0..world)
         .map(|rank| {
             Command::new(std::env::current_exe().unwrap())
@@ -224,6 +240,11 @@ fn vicreg_across_ranks_equals_one_batch() {
     assert_equivalent("vicreg");
 }
 
+#[test]
+fn sync_batch_norm_across_ranks_equals_one_batch() {
+    assert_equivalent("sync_batch_norm");
+}
+
 /// No collective in the loss (so no buggy backward to show): the ranks' mean is the whole
 /// batch's because each rank's loss is the mean of its own samples' terms.
 #[test]
@@ -254,7 +275,7 @@ fn a_lost_peer_is_an_error_not_a_hang() {
 fn a_missing_peer_times_out_with_a_clear_error() {
     // World size 2 but only rank 0 started: the rendezvous must give up after its timeout.
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let status = Command::new(std::env::current_exe().unwrap())
         .args(["rank_worker", "--exact", "--test-threads=1"])
         .env("SELFSUP_DIST_WORKER", "nt_xent")

@@ -15,41 +15,37 @@ pub const BUCKET_BYTES: usize = 25 << 20;
 
 /// Rank 0's values of every variable (parameters and buffers), written into every rank's.
 pub fn broadcast_variables(group: &ProcessGroup, vs: &VarStore) -> Result<()> {
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    // The same order on every rank.
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let tensors: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
+    let tensors = sorted_variables(vs, |_, _| true);
     in_buckets(&tensors, |flat| group.broadcast_(flat, 0))
 }
 
 /// Rank 0's batch-norm running statistics. Other non-trainable state (EMA targets, MoCo's
 /// queue, DINO's centre) follows the averaged update identically on every rank and is not sent.
 pub fn broadcast_buffers(group: &ProcessGroup, vs: &VarStore) -> Result<()> {
+    let tensors = sorted_variables(vs, |n, t| {
+        !t.requires_grad() && (n.ends_with("running_mean") || n.ends_with("running_var"))
+    });
+    in_buckets(&tensors, |flat| group.broadcast_(flat, 0))
+}
+
+/// The variables `keep` selects, in name order (the same order on every rank).
+fn sorted_variables(vs: &VarStore, keep: impl Fn(&str, &Tensor) -> bool) -> Vec<Tensor> {
     let mut vars: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
-        .filter(|(n, t)| {
-            !t.requires_grad() && (n.ends_with("running_mean") || n.ends_with("running_var"))
-        })
+        .filter(|(n, t)| keep(n, t))
         .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let tensors: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
-    in_buckets(&tensors, |flat| group.broadcast_(flat, 0))
+    vars.into_iter().map(|(_, t)| t).collect()
 }
 
 /// Replaces every trainable variable's gradient by its mean over the ranks. A variable that
 /// received no gradient on this rank is skipped; every rank runs the same method, so the set
 /// is the same everywhere (checked: the ranks' counts are compared first).
 pub fn average_gradients(group: &ProcessGroup, vs: &VarStore) -> Result<()> {
-    let mut vars: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| t.requires_grad())
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let grads: Vec<Tensor> = vars
+    let grads: Vec<Tensor> = sorted_variables(vs, |_, t| t.requires_grad())
         .iter()
-        .map(|(_, t)| t.grad())
+        .map(|t| t.grad())
         .filter(|g| g.defined())
         .collect();
     let mut count = Tensor::from_slice(&[grads.len() as f64, 1.0]);

@@ -7,9 +7,11 @@
 pub mod data_parallel;
 pub mod env;
 pub mod group;
+pub mod sync_norm;
 
 pub use env::WorldEnv;
 pub use group::{GradRule, ProcessGroup};
+pub use sync_norm::SyncScope;
 
 use anyhow::Result;
 use tch::Tensor;

@@ -3,7 +3,7 @@ use tch::{nn, nn::ModuleT, Tensor};
 
 #[derive(Debug)]
 pub struct Mlp {
-    layers: Vec<(nn::Linear, Option<nn::BatchNorm>)>,
+    layers: Vec<(nn::Linear, Option<crate::torch_init::BatchNorm>)>,
     input: i64,
     out: i64,
 }

@@ -6,7 +6,7 @@ use tch::{nn, nn::ModuleT, Tensor};
 #[derive(Debug)]
 pub struct ConvBn {
     conv: nn::Conv2D,
-    bn: nn::BatchNorm,
+    bn: crate::torch_init::BatchNorm,
 }
 
 impl ConvBn {

@@ -10,7 +10,7 @@ use tch::{nn, nn::Init, nn::ModuleT, Tensor};
 #[derive(Debug)]
 struct Block {
     conv: nn::Conv1D,
-    bn: nn::BatchNorm,
+    bn: crate::torch_init::BatchNorm,
 }
 
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use tch::{nn, nn::ModuleT, Tensor};
 pub struct DinoHead {
     mlp: Vec<nn::Linear>,
     /// One batch norm per hidden layer, or none.
-    norms: Vec<nn::BatchNorm>,
+    norms: Vec<crate::torch_init::BatchNorm>,
     /// Direction `v` of the last layer; the weight used is `v / ‖v‖` per output unit.
     pub last_layer: Tensor,
 }

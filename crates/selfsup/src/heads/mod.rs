@@ -34,7 +34,7 @@ impl Block {
 /// A multi-layer head (projector or predictor).
 #[derive(Debug)]
 pub struct Head {
-    layers: Vec<(nn::Linear, Option<nn::BatchNorm>, bool)>,
+    layers: Vec<(nn::Linear, Option<crate::torch_init::BatchNorm>, bool)>,
     out: i64,
 }
 

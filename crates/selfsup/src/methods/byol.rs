@@ -97,17 +97,8 @@ impl Method for Byol {
         self.target
             .update(cosine_momentum(self.base_momentum, progress.fraction()));
     }
-    /// A mean of per-sample terms: this rank's mean is its share of the one-process loss, and
-    /// the gradient average completes it; nothing else crosses ranks (the target follows the
-    /// averaged update identically everywhere).
-    fn loss_across(
-        &self,
-        input: &StepInput,
-        _comm: &dyn crate::distributed::Collective,
-    ) -> anyhow::Result<Tensor> {
-        Ok(self.loss(input))
-    }
-    fn trains_across_ranks(&self) -> bool {
+    /// Per-sample terms: trains across processes as it is; BYOL's EMA target follows the averaged update identically on every rank.
+    fn per_sample_loss(&self) -> bool {
         true
     }
     fn embed(&self, x: &Tensor) -> Tensor {

@@ -105,7 +105,10 @@ pub trait Method {
     /// (`docs/distributed.md`): the mean over ranks of it and of its gradients must equal the
     /// one-process loss of the whole batch. Methods whose objective has not been written
     /// across ranks refuse.
-    fn loss_across(&self, _input: &StepInput, _comm: &dyn Collective) -> anyhow::Result<Tensor> {
+    fn loss_across(&self, input: &StepInput, _comm: &dyn Collective) -> anyhow::Result<Tensor> {
+        if self.per_sample_loss() {
+            return Ok(self.loss(input));
+        }
         anyhow::bail!(
             "{} does not train across processes yet (docs/distributed.md lists the methods \
              that do); run it in one process",
@@ -114,6 +117,12 @@ pub trait Method {
     }
     /// Whether [`Method::loss_across`] is implemented.
     fn trains_across_ranks(&self) -> bool {
+        self.per_sample_loss()
+    }
+    /// Whether the loss is a mean of per-sample terms and nothing else in the step depends on
+    /// the other samples of the batch (batch norm aside): each rank's loss is then its share of
+    /// the one-process loss as it is, and the gradient average does the rest.
+    fn per_sample_loss(&self) -> bool {
         false
     }
     /// After backward, before the optimiser: adjust gradients (e.g. freeze a layer early on).

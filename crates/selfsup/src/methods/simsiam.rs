@@ -73,16 +73,8 @@ impl Method for SimSiam {
         // Algorithm 1: L = D(p1, stopgrad(z2))/2 + D(p2, stopgrad(z1))/2.
         (negative_cosine(&p1, &z2.detach()) + negative_cosine(&p2, &z1.detach())) * 0.5
     }
-    /// A mean of per-sample terms: this rank's mean is its share of the one-process loss, and
-    /// the gradient average completes it; nothing else crosses ranks.
-    fn loss_across(
-        &self,
-        input: &StepInput,
-        _comm: &dyn crate::distributed::Collective,
-    ) -> anyhow::Result<Tensor> {
-        Ok(self.loss(input))
-    }
-    fn trains_across_ranks(&self) -> bool {
+    /// Per-sample terms: trains across processes as it is.
+    fn per_sample_loss(&self) -> bool {
         true
     }
     fn embed(&self, x: &Tensor) -> Tensor {

@@ -217,7 +217,7 @@ fn pretrain_prepared_ranks(
     )?
     .with_channels_last(t.channels_last);
     if let Some(g) = ranks {
-        learner = learner.across_ranks(g)?;
+        learner = learner.across_ranks(g, t.sync_batch_norm)?;
     }
     if t.channels_last {
         let n = crate::train::memory_format::convert_conv_weights(&model.vs);

@@ -80,6 +80,20 @@ pub struct TrainConfig {
     /// same results up to float rounding.
     #[serde(default)]
     pub channels_last: bool,
+    /// In a data-parallel run, batch norm normalises with the statistics of the whole global
+    /// batch (SyncBatchNorm), as the multi-device runs of SimCLR, BYOL, SimSiam, Barlow Twins,
+    /// VICReg, SwAV and DINO do; false: each process's share (DDP's default). No effect in one
+    /// process. Written to the run's recipe only when false, so that recipes written before
+    /// the field existed keep their hashes.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub sync_batch_norm: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 fn default_batch_size() -> usize {

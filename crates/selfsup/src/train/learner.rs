@@ -8,7 +8,7 @@
 //! mini-batches of small graphs.
 use super::memory_format::to_channels_last;
 use super::precision::{with_precision, Precision};
-use crate::distributed::ProcessGroup;
+use crate::distributed::{ProcessGroup, SyncScope};
 use crate::methods::{Method, Progress, StepInput};
 use crate::views::loader::{steps_per_epoch, BatchStream, Shard};
 use crate::views::ViewSource;
@@ -61,6 +61,8 @@ pub struct ViewLearner<'a> {
     /// Data-parallel training: this rank's group; each step builds its share of the batch and
     /// the method computes its part of the loss across the ranks.
     group: Option<&'a ProcessGroup>,
+    /// Batch norm over the global batch (`train.sync_batch_norm`).
+    sync_batch_norm: bool,
 }
 
 impl<'a> ViewLearner<'a> {
@@ -97,11 +99,13 @@ impl<'a> ViewLearner<'a> {
             last_views: Vec::new(),
             seed: 0,
             group: None,
+            sync_batch_norm: false,
         })
     }
 
-    /// Trains as one rank of `group`: the global batch (`batch_size`) is split over the ranks.
-    pub fn across_ranks(mut self, group: &'a ProcessGroup) -> Result<Self> {
+    /// Trains as one rank of `group`: the global batch (`batch_size`) is split over the ranks;
+    /// with `sync_batch_norm`, batch norm uses the global batch's statistics.
+    pub fn across_ranks(mut self, group: &'a ProcessGroup, sync_batch_norm: bool) -> Result<Self> {
         let w = group.world_size();
         if !self.method.trains_across_ranks() {
             bail!(
@@ -118,6 +122,7 @@ impl<'a> ViewLearner<'a> {
             );
         }
         self.group = Some(group);
+        self.sync_batch_norm = sync_batch_norm;
         Ok(self)
     }
 
@@ -204,7 +209,12 @@ impl Learner for ViewLearner<'_> {
         let method = self.method;
         let loss = match self.group {
             None => with_precision(self.precision, device, || method.loss(&input))?,
-            Some(g) => with_precision(self.precision, device, || method.loss_across(&input, g))??,
+            Some(g) => {
+                let scope = self.sync_batch_norm.then(|| SyncScope::enter(g));
+                let loss = with_precision(self.precision, device, || method.loss_across(&input, g));
+                scope.map_or(Ok(()), SyncScope::finish)?;
+                loss??
+            }
         };
         self.last_views = views;
         Ok(Some(loss))

@@ -96,3 +96,12 @@ probe_iters = 50
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// A TCP port free on loopback now (for a rendezvous).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

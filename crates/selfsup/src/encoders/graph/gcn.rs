@@ -25,7 +25,7 @@ pub struct GcnConfig {
 struct GcnLayer {
     w: Tensor,
     b: Tensor,
-    norm: Option<nn::BatchNorm>,
+    norm: Option<crate::torch_init::BatchNorm>,
     act: Activation,
 }
 

@@ -32,11 +32,11 @@ fn yes() -> bool {
 #[derive(Debug)]
 struct GinLayer {
     lin1: nn::Linear,
-    norm1: Option<nn::BatchNorm>,
+    norm1: Option<crate::torch_init::BatchNorm>,
     act1: Activation,
     lin2: nn::Linear,
     /// Norm and activation applied to the MLP's output (absent on a decoder's last layer).
-    post: Option<(Option<nn::BatchNorm>, Activation)>,
+    post: Option<(Option<crate::torch_init::BatchNorm>, Activation)>,
 }
 
 #[derive(Debug)]
