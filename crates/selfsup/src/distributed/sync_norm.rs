@@ -102,23 +102,29 @@ fn statistics_and_output(x: &Tensor, s: &NormState, comm: &dyn Collective) -> Re
     let dims: Vec<i64> = (0..x.dim() as i64).filter(|&d| d != 1).collect();
     let mut shape = vec![1i64; x.dim()];
     shape[1] = c;
+    // One all-reduce of [Σ(x − K), Σ(x − K)², count] per channel: the mean and variance of
+    // x − K are those of x shifted, for any K; K = the running mean (the same on every rank,
+    // close to the batch mean) keeps the one-pass variance free of cancellation.
+    let shift = s.running_mean.detach().to_kind(kind).view(shape.as_slice());
+    let d = x - shift;
     let local_count = (x.numel() as i64 / c) as f64;
     let count = Tensor::from_slice(&[local_count])
         .to_kind(kind)
         .to_device(x.device());
     let sums = comm.sum(&Tensor::cat(
-        &[x.sum_dim_intlist(dims.as_slice(), false, kind), count],
+        &[
+            d.sum_dim_intlist(dims.as_slice(), false, kind),
+            d.square().sum_dim_intlist(dims.as_slice(), false, kind),
+            count,
+        ],
         0,
     ))?;
-    let n = sums.double_value(&[c]);
-    let mean = sums.narrow(0, 0, c) / n;
-    let centred = x - mean.view(shape.as_slice());
-    let var = comm.sum(
-        &centred
-            .square()
-            .sum_dim_intlist(dims.as_slice(), false, kind),
-    )? / n;
-    let mut y = centred / (var.view(shape.as_slice()) + s.eps).sqrt();
+    let n = sums.double_value(&[2 * c]);
+    let shifted_mean = sums.narrow(0, 0, c) / n;
+    let var = sums.narrow(0, c, c) / n - shifted_mean.square();
+    let mean = &shifted_mean + s.running_mean.detach().to_kind(kind);
+    let mut y =
+        (d - shifted_mean.view(shape.as_slice())) / (var.view(shape.as_slice()) + s.eps).sqrt();
     if let Some(w) = s.weight {
         y = y * w.view(shape.as_slice());
     }
