@@ -10,8 +10,9 @@
 mod common;
 
 use selfsup::distributed::{Alone, Collective, GradRule, ProcessGroup, SyncScope, WorldEnv};
+use selfsup::objectives::info_nce::info_nce_in_batch_across;
 use selfsup::objectives::{barlow_twins::barlow_twins_across, nt_xent::nt_xent_across};
-use selfsup::objectives::{moco_queue_loss, normalized_mse};
+use selfsup::objectives::{dino_loss, moco_queue_loss, normalized_mse};
 use selfsup::objectives::{supcon::supcon_across, vicreg::vicreg_across};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -70,7 +71,18 @@ fn loss_and_grad(objective: &str, rows: (i64, i64), comm: &dyn Collective) -> (f
                     .mean(Kind::Double)
             })
         }
+        "info_nce_in_batch" => info_nce_in_batch_across(&z1, &z2, 0.2, comm),
         // Per-sample objectives: nothing crosses ranks but the gradient average.
+        "dino" => {
+            let center = (Tensor::arange(OUT, (Kind::Double, tch::Device::Cpu)) * 0.3).sin();
+            Ok(dino_loss(
+                &[z1.shallow_clone(), z2.shallow_clone()],
+                &[z1.detach(), z2.detach()],
+                &center,
+                0.1,
+                0.04,
+            ))
+        }
         "byol" => Ok(normalized_mse(&z1, &z2.detach())),
         "info_nce_queue" => {
             let queue = (Tensor::arange(8 * OUT, (Kind::Double, tch::Device::Cpu)) * 0.61)
@@ -238,6 +250,18 @@ fn barlow_twins_across_ranks_equals_one_batch() {
 #[test]
 fn vicreg_across_ranks_equals_one_batch() {
     assert_equivalent("vicreg");
+}
+
+#[test]
+fn info_nce_in_batch_across_ranks_equals_one_batch() {
+    assert_equivalent("info_nce_in_batch");
+}
+
+/// DINO's loss with a given centre (the centre's update across ranks is checked by training in
+/// `tests/distributed_training.rs`).
+#[test]
+fn dino_across_ranks_equals_one_batch() {
+    assert_equal_to_one_batch("dino");
 }
 
 #[test]

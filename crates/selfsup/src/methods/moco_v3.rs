@@ -6,7 +6,9 @@ use super::ema::cosine_momentum;
 use super::{EncoderFactory, Method, Progress, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
-use crate::objectives::info_nce::info_nce_in_batch;
+use crate::distributed::{Alone, Collective};
+use crate::objectives::info_nce::info_nce_in_batch_across;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 
@@ -98,6 +100,12 @@ impl Method for MocoV3 {
         "moco_v3"
     }
     fn loss(&self, input: &StepInput) -> Tensor {
+        self.loss_across(input, &Alone)
+            .expect("one process gathers nothing")
+    }
+    /// The keys of every rank are the negatives (gathered; they carry no gradient, the key
+    /// encoder being a momentum copy), as the authors' `concat_all_gather`.
+    fn loss_across(&self, input: &StepInput, comm: &dyn Collective) -> Result<Tensor> {
         let (v1, v2) = (&input.views[0], &input.views[1]);
         let q1 = self
             .predictor
@@ -107,7 +115,12 @@ impl Method for MocoV3 {
             .forward_t(&self.query.forward(v2, true), true);
         let (k1, k2) = (self.key.forward(v1), self.key.forward(v2));
         let t = self.temperature;
-        (info_nce_in_batch(&q1, &k2, t) + info_nce_in_batch(&q2, &k1, t)) * (2.0 * t)
+        let l1 = info_nce_in_batch_across(&q1, &k2, t, comm)?;
+        let l2 = info_nce_in_batch_across(&q2, &k1, t, comm)?;
+        Ok((l1 + l2) * (2.0 * t))
+    }
+    fn trains_across_ranks(&self) -> bool {
+        true
     }
     fn after_update(&self, progress: Progress) {
         self.key

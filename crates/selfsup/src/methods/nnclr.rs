@@ -6,8 +6,10 @@ use super::queue::FeatureQueue;
 use super::{Method, Progress, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
-use crate::objectives::info_nce::info_nce_in_batch;
+use crate::distributed::{Alone, Collective};
+use crate::objectives::info_nce::info_nce_in_batch_across;
 use crate::objectives::info_nce::l2_normalize_rows as unit_rows;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Tensor};
 
@@ -93,15 +95,27 @@ impl Method for Nnclr {
         "nnclr"
     }
     fn loss(&self, input: &StepInput) -> Tensor {
+        self.loss_across(input, &Alone)
+            .expect("one process gathers nothing")
+    }
+    /// The other samples of every rank are the negatives (gathered with their gradients), and
+    /// the support set takes every rank's first-view projections, so it stays identical on
+    /// every rank.
+    fn loss_across(&self, input: &StepInput, comm: &dyn Collective) -> Result<Tensor> {
         let z1 = self.branch.forward(&input.views[0], true);
         let z2 = self.branch.forward(&input.views[1], true);
         let p1 = self.predictor.forward_t(&z1, true);
         let p2 = self.predictor.forward_t(&z2, true);
         let (nn1, nn2) = (self.nearest(&z1), self.nearest(&z2));
         // The support set is refreshed with the first view's projections (§3.1).
-        self.support.stage(&unit_rows(&z1.detach()));
+        self.support.stage(&comm.gather(&unit_rows(&z1.detach()))?);
         let t = self.temperature;
-        (info_nce_in_batch(&nn1, &p2, t) + info_nce_in_batch(&nn2, &p1, t)) * 0.5
+        let l1 = info_nce_in_batch_across(&nn1, &p2, t, comm)?;
+        let l2 = info_nce_in_batch_across(&nn2, &p1, t, comm)?;
+        Ok((l1 + l2) * 0.5)
+    }
+    fn trains_across_ranks(&self) -> bool {
+        true
     }
     fn after_update(&self, _progress: Progress) {
         self.support.commit();

@@ -4,6 +4,8 @@
 //!   (MoCo v3, Chen, Xie & He 2021, Alg. 1; also NNCLR's loss with nearest-neighbour queries).
 //! * [`moco_queue_loss`]: the negatives come from a queue of earlier keys (MoCo, He et al. 2020,
 //!   Alg. 1).
+use crate::distributed::{Alone, Collective};
+use anyhow::Result;
 use tch::{Kind, Tensor};
 
 /// Rows divided by their L2 norm; the norm is clamped so that a zero row stays zero, not NaN
@@ -21,14 +23,28 @@ pub(crate) fn l2_normalize_rows(x: &Tensor) -> Tensor {
 /// MoCo v3 multiplies this by 2τ and symmetrises it over the two views; both are the method's
 /// business, not this function's. Keys are not detached here.
 pub fn info_nce_in_batch(q: &Tensor, k: &Tensor, temperature: f64) -> Tensor {
+    info_nce_in_batch_across(q, k, temperature, &Alone).expect("one process gathers nothing")
+}
+
+/// This rank's part of the in-batch InfoNCE over the batches of every rank of `comm`: its own
+/// queries against the keys of every rank (gathered with their gradients), the positive of
+/// query i at its global index r·n + i; the mean over ranks is the one-process loss.
+pub fn info_nce_in_batch_across(
+    q: &Tensor,
+    k: &Tensor,
+    temperature: f64,
+    comm: &dyn Collective,
+) -> Result<Tensor> {
     let n = q.size()[0];
-    let logits = l2_normalize_rows(q).matmul(&l2_normalize_rows(k).tr()) / temperature;
+    let keys = comm.gather(&l2_normalize_rows(k))?;
+    let logits = l2_normalize_rows(q).matmul(&keys.tr()) / temperature;
     // Cross-entropy written out so that the input's dtype is kept.
-    let targets = Tensor::arange(n, (Kind::Int64, q.device())).unsqueeze(1);
-    -logits
+    let first = comm.rank() as i64 * n;
+    let targets = Tensor::arange_start(first, first + n, (Kind::Int64, q.device())).unsqueeze(1);
+    Ok(-logits
         .log_softmax(1, None::<Kind>)
         .gather(1, &targets, false)
-        .mean(None::<Kind>)
+        .mean(None::<Kind>))
 }
 
 /// MoCo's queue loss: q, k [N,D] are row-normalised here; `queue` [K,D] holds earlier keys and is
