@@ -11,6 +11,7 @@ mod common;
 
 use selfsup::distributed::{Alone, Collective, GradRule, ProcessGroup, SyncScope, WorldEnv};
 use selfsup::objectives::info_nce::info_nce_in_batch_across;
+use selfsup::objectives::swav::swav_loss_across;
 use selfsup::objectives::{barlow_twins::barlow_twins_across, nt_xent::nt_xent_across};
 use selfsup::objectives::{dino_loss, moco_queue_loss, normalized_mse};
 use selfsup::objectives::{supcon::supcon_across, vicreg::vicreg_across};
@@ -72,6 +73,15 @@ fn loss_and_grad(objective: &str, rows: (i64, i64), comm: &dyn Collective) -> (f
             })
         }
         "info_nce_in_batch" => info_nce_in_batch_across(&z1, &z2, 0.2, comm),
+        // Sinkhorn's codes over the whole batch (no gradient through them), then per-sample
+        // cross-entropies: the sums inside Sinkhorn are what crosses ranks.
+        "swav" => {
+            let prototypes = (Tensor::arange(3 * OUT, (Kind::Double, tch::Device::Cpu)) * 0.77)
+                .sin()
+                .view([3, OUT]);
+            let scores = [z1.matmul(&prototypes.tr()), z2.matmul(&prototypes.tr())];
+            swav_loss_across(&scores, 2, (0.1, 0.05, 3), comm)
+        }
         // Per-sample objectives: nothing crosses ranks but the gradient average.
         "dino" => {
             let center = (Tensor::arange(OUT, (Kind::Double, tch::Device::Cpu)) * 0.3).sin();
@@ -255,6 +265,13 @@ fn vicreg_across_ranks_equals_one_batch() {
 #[test]
 fn info_nce_in_batch_across_ranks_equals_one_batch() {
     assert_equivalent("info_nce_in_batch");
+}
+
+/// The codes carry no gradient, so there is no backward rule to get wrong; a Sinkhorn that
+/// normalised over this rank's samples only would give other codes, and so another loss.
+#[test]
+fn swav_across_ranks_equals_one_batch() {
+    assert_equal_to_one_batch("swav");
 }
 
 /// DINO's loss with a given centre (the centre's update across ranks is checked by training in

@@ -33,6 +33,7 @@ fn recipe(dir: &Path, method: &str) -> PathBuf {
         // A small head; the centre (a model variable) must move with every rank's teacher rows.
         "dino" => "name = \"dino\"\nhidden = 32\nbottleneck = 16\nout_dim = 64\nwarmup_teacher_epochs = 1.0",
         "nnclr" => "name = \"nnclr\"\nsupport_size = 64",
+        "swav" => "name = \"swav\"\nprototypes = 12\nprojector = [{ dim = 16, batch_norm = false, relu = true }, { dim = 8 }]",
         other => &format!("name = \"{other}\""),
     };
     let text = format!(
@@ -48,9 +49,7 @@ blur_kernel = 3
 mean = [0.3]
 std = [0.3]
 [encoder]
-kind = "mlp"
-dims = [32, 16]
-batch_norm = {}
+{}
 [method]
 {method_table}
 [train]
@@ -65,7 +64,15 @@ workers = 1
 "#,
         tri.display(),
         trl.display(),
-        method == "simclr",
+        // OBoW reads a convolutional encoder's feature maps.
+        if method == "obow" {
+            "kind = \"small_cnn\"\nwidths = [4, 8]".to_string()
+        } else {
+            format!(
+                "kind = \"mlp\"\ndims = [32, 16]\nbatch_norm = {}",
+                method == "simclr"
+            )
+        },
         // NNCLR's nearest neighbour is a discrete choice: rounding that differs between the
         // runs flips one after a few steps and the runs part. Two steps still use a support
         // set filled from both ranks.
@@ -179,6 +186,12 @@ fn moco_in_two_processes_trains_like_one_with_the_whole_batch() {
     two_processes_train_like_one("moco_v2");
 }
 
+/// SwAV's codes must come from a Sinkhorn over every rank's samples.
+#[test]
+fn swav_in_two_processes_trains_like_one_with_the_whole_batch() {
+    two_processes_train_like_one("swav");
+}
+
 /// NNCLR's support set (a model variable) must hold every rank's projections.
 #[test]
 fn nnclr_in_two_processes_trains_like_one_with_the_whole_batch() {
@@ -283,8 +296,8 @@ fn a_killed_rank_stops_the_other_and_the_run_resumes_exactly() {
 #[test]
 fn a_method_without_a_cross_rank_objective_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe(dir.path(), "swav");
-    let run = dir.path().join("swav");
+    let recipe = recipe(dir.path(), "obow");
+    let run = dir.path().join("obow");
     for mut c in start_ranks(&recipe, &run, false, None) {
         assert!(!finish(&mut c, Duration::from_secs(120)));
     }

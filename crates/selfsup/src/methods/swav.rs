@@ -8,7 +8,9 @@ use super::{Method, Progress, StepInput};
 use crate::encoders::Encoder;
 use crate::heads::{Block, Head};
 use crate::objectives::info_nce::l2_normalize_rows as unit_rows;
-use crate::objectives::swav::{self, swav_loss};
+use crate::distributed::{Alone, Collective};
+use crate::objectives::swav::{self, swav_loss_across};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
@@ -105,6 +107,11 @@ impl Method for Swav {
         true
     }
     fn loss(&self, input: &StepInput) -> Tensor {
+        self.loss_across(input, &Alone)
+            .expect("one process reduces nothing")
+    }
+    /// Sinkhorn's sums over every rank's samples (`sinkhorn_across`), per-sample losses after.
+    fn loss_across(&self, input: &StepInput, comm: &dyn Collective) -> Result<Tensor> {
         let scores: Vec<Tensor> = input
             .views
             .iter()
@@ -112,7 +119,10 @@ impl Method for Swav {
             .collect();
         let c = &self.cfg;
         // Codes come from the two global crops only (§3.2, multi-crop).
-        swav_loss(&scores, 2, c.temperature, c.epsilon, c.sinkhorn_iters)
+        swav_loss_across(&scores, 2, (c.temperature, c.epsilon, c.sinkhorn_iters), comm)
+    }
+    fn trains_across_ranks(&self) -> bool {
+        true
     }
     fn before_update(&self, progress: Progress) {
         if progress.epoch() < self.cfg.freeze_prototypes_epochs {

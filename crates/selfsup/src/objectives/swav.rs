@@ -3,6 +3,8 @@
 //! Codes are computed from the prototype scores of some crops with the Sinkhorn-Knopp algorithm
 //! ([`sinkhorn`], the paper's eq. 3 solved approximately, Alg. 1 of its appendix); every other
 //! crop's scores must predict them (eq. 1–2, [`swav_loss`]).
+use crate::distributed::{Alone, Collective};
+use anyhow::Result;
 use tch::{Kind, Tensor};
 
 /// ε of the entropic regularisation, as in the paper's code (0.05).
@@ -36,17 +38,33 @@ pub fn default_temperature() -> f64 {
 /// underflow to 0 in f32; a sample all of whose scores do gives NaN codes, as in the paper's
 /// code, which is not a concern for cosine scores in [−1, 1].
 pub fn sinkhorn(scores: &Tensor, epsilon: f64, iters: usize) -> Tensor {
+    sinkhorn_across(scores, epsilon, iters, &Alone).expect("one process reduces nothing")
+}
+
+/// [`sinkhorn`] over the batches of every rank of `comm` (this rank's `scores` [n,K]; N = W·n
+/// samples in all): the maximum, the total and each prototype's row sum are taken over every
+/// rank, as the paper's `distributed_sinkhorn` all-reduces them; each sample's column is its
+/// own. Returns this rank's codes [n,K].
+pub fn sinkhorn_across(
+    scores: &Tensor,
+    epsilon: f64,
+    iters: usize,
+    comm: &dyn Collective,
+) -> Result<Tensor> {
     tch::no_grad(|| {
         let s = scores.detach();
         let kind = s.kind();
-        let (n, k) = (s.size()[0] as f64, s.size()[1] as f64);
-        let mut q = ((&s - s.max()) / epsilon).exp().tr();
-        q = &q / q.sum(kind);
+        let k = s.size()[1] as f64;
+        let n = (s.size()[0] * comm.world_size() as i64) as f64;
+        let max = comm.gather(&s.max().reshape([1]))?.max();
+        let mut q = ((&s - max) / epsilon).exp().tr();
+        q = &q / comm.sum(&q.sum(kind))?;
         for _ in 0..iters {
-            q = &q / q.sum_dim_intlist([1i64].as_slice(), true, kind) / k;
+            let rows = comm.sum(&q.sum_dim_intlist([1i64].as_slice(), true, kind))?;
+            q = &q / rows / k;
             q = &q / q.sum_dim_intlist([0i64].as_slice(), true, kind) / n;
         }
-        (q * n).tr().contiguous()
+        Ok((q * n).tr().contiguous())
     })
 }
 
@@ -62,6 +80,18 @@ pub fn swav_loss(
     epsilon: f64,
     iters: usize,
 ) -> Tensor {
+    swav_loss_across(scores, n_code_crops, (temperature, epsilon, iters), &Alone)
+        .expect("one process reduces nothing")
+}
+
+/// This rank's part of [`swav_loss`]: codes from [`sinkhorn_across`], then per-sample
+/// cross-entropies, so the mean over ranks is the one-process loss.
+pub fn swav_loss_across(
+    scores: &[Tensor],
+    n_code_crops: usize,
+    (temperature, epsilon, iters): (f64, f64, usize),
+    comm: &dyn Collective,
+) -> Result<Tensor> {
     assert!(
         scores.len() >= 2 && (1..=scores.len()).contains(&n_code_crops),
         "SwAV needs at least two crops and 1..=crops code crops (got {} crops, {n_code_crops} \
@@ -78,7 +108,7 @@ pub fn swav_loss(
     };
     let per_code_crop = (0..n_code_crops)
         .map(|c| {
-            let q = sinkhorn(&scores[c].detach(), epsilon, iters);
+            let q = sinkhorn_across(&scores[c].detach(), epsilon, iters, comm)?;
             let terms = log_p
                 .iter()
                 .enumerate()
@@ -89,10 +119,10 @@ pub fn swav_loss(
                         .mean(None::<Kind>)
                 })
                 .collect();
-            mean(terms)
+            Ok(mean(terms))
         })
-        .collect();
-    mean(per_code_crop)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(mean(per_code_crop))
 }
 
 #[cfg(test)]
