@@ -253,6 +253,12 @@ fn pretrain_prepared_ranks(
             test_collapse: None,
         });
     }
+    if ranks.is_some() {
+        // The node's other processes stop after training: the evaluation takes their threads.
+        if let Some(env) = WorldEnv::from_process()? {
+            backend::set_threads(threads * env.local_world_size);
+        }
+    }
     finish_training(&run, &summary)?;
 
     let (eval, test_collapse) = if args.evaluate && prepared.test.is_some() {
