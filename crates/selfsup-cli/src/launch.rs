@@ -31,9 +31,6 @@ pub fn launch(a: LaunchArgs) -> Result<i32> {
             a.nnodes
         );
     }
-    if a.command.is_empty() {
-        bail!("give the subcommand to run, e.g. `selfsup launch --nproc-per-node 2 pretrain recipes/quickstart.toml`");
-    }
     if a.command
         .iter()
         .any(|c| c == "--threads" || c.starts_with("--threads="))

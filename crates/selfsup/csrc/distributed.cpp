@@ -247,14 +247,6 @@ int selfsup_dist_broadcast(int64_t id, at::Tensor* t, int root) {
   });
 }
 
-// Every rank's x stacked along dim 0, without gradient.
-int selfsup_dist_all_gather(int64_t id, const at::Tensor* x, at::Tensor** out) {
-  return guarded([&] {
-    at::NoGradGuard no_grad;
-    *out = new at::Tensor(all_gather(*find_group(id), x->detach()));
-  });
-}
-
 int selfsup_dist_gather_with_grad(int64_t id, const at::Tensor* x, int rule, at::Tensor** out) {
   return guarded([&] { *out = new at::Tensor(GatherWithGrad::apply(*x, id, rule)); });
 }

@@ -8,7 +8,7 @@
 use super::group::ProcessGroup;
 use anyhow::Result;
 use tch::nn::VarStore;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// PyTorch DDP's default bucket size (25 MiB).
 pub const BUCKET_BYTES: usize = 25 << 20;
@@ -104,14 +104,5 @@ fn in_buckets(tensors: &[Tensor], mut op: impl FnMut(&mut Tensor) -> Result<()>)
 }
 
 fn size_bytes(t: &Tensor) -> usize {
-    t.numel() * element_bytes(t.kind())
-}
-
-fn element_bytes(kind: Kind) -> usize {
-    match kind {
-        Kind::Double | Kind::Int64 | Kind::ComplexFloat => 8,
-        Kind::Float | Kind::Int => 4,
-        Kind::Half | Kind::BFloat16 | Kind::Int16 => 2,
-        _ => 1,
-    }
+    t.numel() * t.kind().elt_size_in_bytes()
 }

@@ -28,42 +28,94 @@ impl GradRule {
 
 #[cfg(selfsup_shim)]
 mod ffi {
-    use std::ffi::c_void as C_tensor;
+    use std::ffi::{c_char, c_void};
     extern "C" {
         pub fn selfsup_dist_last_error(buf: *mut u8, cap: i64) -> i64;
         pub fn selfsup_dist_init_gloo(
-            addr: *const std::ffi::c_char,
+            addr: *const c_char,
             port: i32,
             rank: i32,
             world: i32,
             timeout_ms: i64,
             host_store: i32,
-            prefix: *const std::ffi::c_char,
+            prefix: *const c_char,
             out: *mut i64,
         ) -> i32;
         pub fn selfsup_dist_close(id: i64) -> i32;
         pub fn selfsup_dist_barrier(id: i64) -> i32;
-        pub fn selfsup_dist_all_reduce_sum(id: i64, t: *mut C_tensor) -> i32;
-        pub fn selfsup_dist_broadcast(id: i64, t: *mut C_tensor, root: i32) -> i32;
-        pub fn selfsup_dist_all_gather(id: i64, x: *const C_tensor, out: *mut *mut C_tensor)
-            -> i32;
+        pub fn selfsup_dist_all_reduce_sum(id: i64, t: *mut c_void) -> i32;
+        pub fn selfsup_dist_broadcast(id: i64, t: *mut c_void, root: i32) -> i32;
         pub fn selfsup_dist_gather_with_grad(
             id: i64,
-            x: *const C_tensor,
+            x: *const c_void,
             rule: i32,
-            out: *mut *mut C_tensor,
+            out: *mut *mut c_void,
         ) -> i32;
         pub fn selfsup_dist_sum_with_grad(
             id: i64,
-            x: *const C_tensor,
+            x: *const c_void,
             rule: i32,
-            out: *mut *mut C_tensor,
+            out: *mut *mut c_void,
         ) -> i32;
     }
 }
 
+/// A build without libtorch's headers has no shim: joining a group fails with this message, so
+/// no group (and no other call) ever exists.
+#[cfg(not(selfsup_shim))]
+#[allow(clippy::missing_safety_doc)]
+mod ffi {
+    use std::ffi::{c_char, c_void};
+    const NO_SHIM: &[u8] = b"this build has no c10d (built without libtorch's headers)";
+    pub unsafe fn selfsup_dist_last_error(buf: *mut u8, cap: i64) -> i64 {
+        let n = NO_SHIM.len().min(cap.max(1) as usize - 1);
+        std::ptr::copy_nonoverlapping(NO_SHIM.as_ptr(), buf, n);
+        n as i64
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn selfsup_dist_init_gloo(
+        _: *const c_char,
+        _: i32,
+        _: i32,
+        _: i32,
+        _: i64,
+        _: i32,
+        _: *const c_char,
+        _: *mut i64,
+    ) -> i32 {
+        -1
+    }
+    pub unsafe fn selfsup_dist_close(_: i64) -> i32 {
+        -1
+    }
+    pub unsafe fn selfsup_dist_barrier(_: i64) -> i32 {
+        -1
+    }
+    pub unsafe fn selfsup_dist_all_reduce_sum(_: i64, _: *mut c_void) -> i32 {
+        -1
+    }
+    pub unsafe fn selfsup_dist_broadcast(_: i64, _: *mut c_void, _: i32) -> i32 {
+        -1
+    }
+    pub unsafe fn selfsup_dist_gather_with_grad(
+        _: i64,
+        _: *const c_void,
+        _: i32,
+        _: *mut *mut c_void,
+    ) -> i32 {
+        -1
+    }
+    pub unsafe fn selfsup_dist_sum_with_grad(
+        _: i64,
+        _: *const c_void,
+        _: i32,
+        _: *mut *mut c_void,
+    ) -> i32 {
+        -1
+    }
+}
+
 /// The shim's message for the last failure on this thread.
-#[cfg(selfsup_shim)]
 fn shim_error(what: &str) -> anyhow::Error {
     let mut buf = vec![0u8; 4096];
     let n = unsafe { ffi::selfsup_dist_last_error(buf.as_mut_ptr(), buf.len() as i64) };
@@ -74,7 +126,6 @@ fn shim_error(what: &str) -> anyhow::Error {
     anyhow!("{what} failed: {first}")
 }
 
-#[cfg(selfsup_shim)]
 fn check(code: i32, what: &str) -> Result<()> {
     if code == 0 {
         Ok(())
@@ -88,6 +139,8 @@ pub struct ProcessGroup {
     id: i64,
     rank: usize,
     world_size: usize,
+    /// Processes on this node (the launcher's `LOCAL_WORLD_SIZE`).
+    local_world_size: usize,
     grad_rule: GradRule,
 }
 
@@ -95,47 +148,40 @@ impl ProcessGroup {
     /// Joins the group `env` describes, over Gloo (CPU tensors). Rank 0 serves the rendezvous
     /// store unless a launcher's agent does; every wait is bounded by `timeout`.
     pub fn gloo(env: &WorldEnv, timeout: Duration) -> Result<ProcessGroup> {
-        #[cfg(selfsup_shim)]
-        {
-            let addr = std::ffi::CString::new(env.master_addr.clone())?;
-            let prefix = std::ffi::CString::new(env.store_prefix.clone())?;
-            let host = !env.agent_store && env.rank == 0;
-            let mut id = -1i64;
-            let code = unsafe {
-                ffi::selfsup_dist_init_gloo(
-                    addr.as_ptr(),
-                    env.master_port as i32,
-                    env.rank as i32,
-                    env.world_size as i32,
-                    timeout.as_millis() as i64,
-                    host as i32,
-                    prefix.as_ptr(),
-                    &mut id,
-                )
-            };
-            if code != 0 {
-                let e = shim_error("rendezvous");
-                bail!(
-                    "rank {} of {} could not join the group at {}:{} within {:?}: {e:#}",
-                    env.rank,
-                    env.world_size,
-                    env.master_addr,
-                    env.master_port,
-                    timeout
-                );
-            }
-            Ok(ProcessGroup {
-                id,
-                rank: env.rank,
-                world_size: env.world_size,
-                grad_rule: GradRule::AllReduce,
-            })
+        let addr = std::ffi::CString::new(env.master_addr.clone())?;
+        let prefix = std::ffi::CString::new(env.store_prefix.clone())?;
+        let host = !env.agent_store && env.rank == 0;
+        let mut id = -1i64;
+        let code = unsafe {
+            ffi::selfsup_dist_init_gloo(
+                addr.as_ptr(),
+                env.master_port as i32,
+                env.rank as i32,
+                env.world_size as i32,
+                timeout.as_millis() as i64,
+                host as i32,
+                prefix.as_ptr(),
+                &mut id,
+            )
+        };
+        if code != 0 {
+            let e = shim_error("rendezvous");
+            bail!(
+                "rank {} of {} could not join the group at {}:{} within {:?}: {e:#}",
+                env.rank,
+                env.world_size,
+                env.master_addr,
+                env.master_port,
+                timeout
+            );
         }
-        #[cfg(not(selfsup_shim))]
-        {
-            let _ = (env, timeout);
-            bail!("this build has no c10d (built without libtorch's headers)")
-        }
+        Ok(ProcessGroup {
+            id,
+            rank: env.rank,
+            world_size: env.world_size,
+            local_world_size: env.local_world_size,
+            grad_rule: GradRule::AllReduce,
+        })
     }
 
     pub fn rank(&self) -> usize {
@@ -146,6 +192,10 @@ impl ProcessGroup {
         self.world_size
     }
 
+    pub fn local_world_size(&self) -> usize {
+        self.local_world_size
+    }
+
     /// The same group with another backward rule for its differentiable collectives (tests use
     /// `LocalOnly` to show that the known bugs are caught).
     #[doc(hidden)]
@@ -154,10 +204,7 @@ impl ProcessGroup {
     }
 
     pub fn barrier(&self) -> Result<()> {
-        #[cfg(selfsup_shim)]
-        return check(unsafe { ffi::selfsup_dist_barrier(self.id) }, "barrier");
-        #[cfg(not(selfsup_shim))]
-        unreachable!("no group exists without the shim")
+        check(unsafe { ffi::selfsup_dist_barrier(self.id) }, "barrier")
     }
 
     /// In place: `t` becomes the sum of every rank's `t` (contiguous, same shape everywhere).
@@ -165,13 +212,10 @@ impl ProcessGroup {
         if !t.is_contiguous() {
             bail!("all-reduce needs a contiguous tensor");
         }
-        #[cfg(selfsup_shim)]
-        return check(
+        check(
             unsafe { ffi::selfsup_dist_all_reduce_sum(self.id, t.as_mut_ptr() as *mut _) },
             "all-reduce",
-        );
-        #[cfg(not(selfsup_shim))]
-        unreachable!("no group exists without the shim")
+        )
     }
 
     /// In place: `t` becomes rank `root`'s `t`.
@@ -185,44 +229,25 @@ impl ProcessGroup {
                 self.world_size
             );
         }
-        #[cfg(selfsup_shim)]
-        return check(
+        check(
             unsafe { ffi::selfsup_dist_broadcast(self.id, t.as_mut_ptr() as *mut _, root as i32) },
             "broadcast",
-        );
-        #[cfg(not(selfsup_shim))]
-        unreachable!("no group exists without the shim")
-    }
-
-    /// Every rank's `x` in rank order along dim 0, without gradient.
-    pub fn all_gather(&self, x: &Tensor) -> Result<Tensor> {
-        self.tensor_op(x, "all-gather", |id, x, out| {
-            #[cfg(selfsup_shim)]
-            return unsafe { ffi::selfsup_dist_all_gather(id, x, out) };
-            #[cfg(not(selfsup_shim))]
-            unreachable!("no group exists without the shim {id:?} {x:?} {out:?}")
-        })
+        )
     }
 
     /// Every rank's rows in rank order, gradients summed over ranks and returned to their owner.
     pub fn gather_with_grad(&self, x: &Tensor) -> Result<Tensor> {
         let rule = self.grad_rule.code();
-        self.tensor_op(x, "all-gather", |id, x, out| {
-            #[cfg(selfsup_shim)]
-            return unsafe { ffi::selfsup_dist_gather_with_grad(id, x, rule, out) };
-            #[cfg(not(selfsup_shim))]
-            unreachable!("no group exists without the shim {id:?} {x:?} {out:?} {rule}")
+        self.tensor_op(x, "all-gather", |id, x, out| unsafe {
+            ffi::selfsup_dist_gather_with_grad(id, x, rule, out)
         })
     }
 
     /// The sum over ranks, the gradient of every rank's use of it summed back to every rank.
     pub fn sum_with_grad(&self, x: &Tensor) -> Result<Tensor> {
         let rule = self.grad_rule.code();
-        self.tensor_op(x, "all-reduce", |id, x, out| {
-            #[cfg(selfsup_shim)]
-            return unsafe { ffi::selfsup_dist_sum_with_grad(id, x, rule, out) };
-            #[cfg(not(selfsup_shim))]
-            unreachable!("no group exists without the shim {id:?} {x:?} {out:?} {rule}")
+        self.tensor_op(x, "all-reduce", |id, x, out| unsafe {
+            ffi::selfsup_dist_sum_with_grad(id, x, rule, out)
         })
     }
 
@@ -233,18 +258,13 @@ impl ProcessGroup {
         op: impl FnOnce(i64, *const c_void, *mut *mut c_void) -> i32,
     ) -> Result<Tensor> {
         let mut out: *mut c_void = std::ptr::null_mut();
-        let code = op(self.id, x.as_ptr() as *const c_void, &mut out);
-        #[cfg(selfsup_shim)]
-        check(code, what)?;
-        #[cfg(not(selfsup_shim))]
-        let _ = (code, what);
+        check(op(self.id, x.as_ptr() as *const c_void, &mut out), what)?;
         Ok(unsafe { Tensor::from_ptr(out as *mut _) })
     }
 }
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        #[cfg(selfsup_shim)]
         unsafe {
             ffi::selfsup_dist_close(self.id);
         }

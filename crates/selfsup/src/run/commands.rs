@@ -253,11 +253,9 @@ fn pretrain_prepared_ranks(
             test_collapse: None,
         });
     }
-    if ranks.is_some() {
+    if let Some(g) = ranks {
         // The node's other processes stop after training: the evaluation takes their threads.
-        if let Some(env) = WorldEnv::from_process()? {
-            backend::set_threads(threads * env.local_world_size);
-        }
+        backend::set_threads(threads * g.local_world_size());
     }
     finish_training(&run, &summary)?;
 
