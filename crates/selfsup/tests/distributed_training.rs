@@ -1,5 +1,7 @@
 //! Data-parallel pretraining over two processes (c10d's Gloo on loopback):
-//! * SimCLR, MoCo v2 (its queue included) and DINO (its centre included) in two processes end with the weights of one
+//! * SimCLR (on synthetic images and on 96 Fashion-MNIST images), MoCo v2 (its queue included),
+//!   SwAV, NNCLR, DINO (its centre included), MAE, SimMIM and CAE in two
+//!   processes end with the weights of one
 //!   process training on the same global batch (to float tolerance: the sums run in another
 //!   order);
 //! * one process killed with SIGKILL stops the other with an error within a bounded time, and
@@ -26,6 +28,22 @@ use tch::Kind;
 /// normalisation turns rounding that differs between the two runs into steps of size lr.
 fn recipe(dir: &Path, method: &str) -> PathBuf {
     let (tri, trl) = common::write_idx(dir, "train", 96, 12, 1);
+    recipe_on(dir, method, &tri, &trl, "")
+}
+
+/// The same recipe on the first 96 images of the real Fashion-MNIST training set.
+fn fashion_mnist_recipe(dir: &Path, method: &str) -> Option<PathBuf> {
+    let fmnist = common::shared_data()?.join("fashion_mnist");
+    Some(recipe_on(
+        dir,
+        method,
+        &fmnist.join("train-images-idx3-ubyte.gz"),
+        &fmnist.join("train-labels-idx1-ubyte.gz"),
+        "max_samples = 96\n",
+    ))
+}
+
+fn recipe_on(dir: &Path, method: &str, tri: &Path, trl: &Path, train_extra: &str) -> PathBuf {
     let method_table = match method {
         "simclr" => "name = \"simclr\"\ntemperature = 0.5\nprojector = [{ dim = 16, batch_norm = true, relu = true }, { dim = 8 }]",
         // A queue smaller than the 18 steps' keys, so that it wraps; both directions.
@@ -34,6 +52,9 @@ fn recipe(dir: &Path, method: &str) -> PathBuf {
         "dino" => "name = \"dino\"\nhidden = 32\nbottleneck = 16\nout_dim = 64\nwarmup_teacher_epochs = 1.0",
         "nnclr" => "name = \"nnclr\"\nsupport_size = 64",
         "swav" => "name = \"swav\"\nprototypes = 12\nprojector = [{ dim = 16, batch_norm = false, relu = true }, { dim = 8 }]",
+        "mae" => "name = \"mae\"\nmask_ratio = 0.75\ndecoder_dim = 16\ndecoder_depth = 1\ndecoder_heads = 2\nnorm_pix_loss = true",
+        "simmim" => "name = \"simmim\"\nmask_ratio = 0.5",
+        "cae" => "name = \"cae\"\nmask_ratio = 0.5\nregressor_depth = 1\ndecoder_depth = 1\nheads = 2",
         other => &format!("name = \"{other}\""),
     };
     let text = format!(
@@ -53,7 +74,7 @@ std = [0.3]
 [method]
 {method_table}
 [train]
-{}
+{train_extra}{}
 batch_size = 16
 optimizer = {{ name = "sgd", lr = 0.05, momentum = 0.9, weight_decay = 1e-4 }}
 warmup_epochs = 1.0
@@ -67,6 +88,8 @@ workers = 1
         // OBoW reads a convolutional encoder's feature maps.
         if method == "obow" {
             "kind = \"small_cnn\"\nwidths = [4, 8]".to_string()
+        } else if ["mae", "simmim", "cae"].contains(&method) {
+            "kind = \"vit\"\npatch = 4\ndim = 16\ndepth = 2\nheads = 2\npositions = \"sincos\"\npooling = \"cls\"".to_string()
         } else {
             format!(
                 "kind = \"mlp\"\ndims = [32, 16]\nbatch_norm = {}",
@@ -177,40 +200,73 @@ fn final_weights(run: &Path) -> (u64, Vec<(String, Vec<f32>)>) {
 
 #[test]
 fn simclr_in_two_processes_trains_like_one_with_the_whole_batch() {
-    two_processes_train_like_one("simclr");
+    let dir = tempfile::tempdir().unwrap();
+    two_processes_train_like_one(dir.path(), &recipe(dir.path(), "simclr"), "simclr");
+}
+
+/// The same on real images: 96 Fashion-MNIST training images (under `CI=true` the shared data
+/// must be there).
+#[test]
+fn simclr_on_fashion_mnist_in_two_processes_trains_like_one_with_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(recipe) = fashion_mnist_recipe(dir.path(), "simclr") else {
+        return;
+    };
+    two_processes_train_like_one(dir.path(), &recipe, "simclr");
 }
 
 /// MoCo's queue (part of the checkpoint's model variables) must hold every rank's keys.
 #[test]
 fn moco_in_two_processes_trains_like_one_with_the_whole_batch() {
-    two_processes_train_like_one("moco_v2");
+    let dir = tempfile::tempdir().unwrap();
+    two_processes_train_like_one(dir.path(), &recipe(dir.path(), "moco_v2"), "moco_v2");
 }
 
 /// SwAV's codes must come from a Sinkhorn over every rank's samples.
 #[test]
 fn swav_in_two_processes_trains_like_one_with_the_whole_batch() {
-    two_processes_train_like_one("swav");
+    let dir = tempfile::tempdir().unwrap();
+    two_processes_train_like_one(dir.path(), &recipe(dir.path(), "swav"), "swav");
 }
 
 /// NNCLR's support set (a model variable) must hold every rank's projections.
 #[test]
 fn nnclr_in_two_processes_trains_like_one_with_the_whole_batch() {
-    two_processes_train_like_one("nnclr");
+    let dir = tempfile::tempdir().unwrap();
+    two_processes_train_like_one(dir.path(), &recipe(dir.path(), "nnclr"), "nnclr");
+}
+
+/// Masked-image modelling: each rank hides its own samples' patches (masks keyed by sample).
+#[test]
+fn mae_in_two_processes_trains_like_one_with_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    two_processes_train_like_one(dir.path(), &recipe(dir.path(), "mae"), "mae");
+}
+
+#[test]
+fn cae_in_two_processes_trains_like_one_with_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    two_processes_train_like_one(dir.path(), &recipe(dir.path(), "cae"), "cae");
+}
+
+#[test]
+fn simmim_in_two_processes_trains_like_one_with_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    two_processes_train_like_one(dir.path(), &recipe(dir.path(), "simmim"), "simmim");
 }
 
 /// DINO's centre (a model variable) must be the mean over every rank's teacher outputs.
 #[test]
 fn dino_in_two_processes_trains_like_one_with_the_whole_batch() {
-    two_processes_train_like_one("dino");
+    let dir = tempfile::tempdir().unwrap();
+    two_processes_train_like_one(dir.path(), &recipe(dir.path(), "dino"), "dino");
 }
 
-fn two_processes_train_like_one(method: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe(dir.path(), method);
-    let one = dir.path().join("one");
-    commands::pretrain(args(&recipe, &one, false)).unwrap();
-    let two = dir.path().join("two");
-    for mut c in start_ranks(&recipe, &two, false, None) {
+fn two_processes_train_like_one(dir: &Path, recipe: &Path, method: &str) {
+    let one = dir.join("one");
+    commands::pretrain(args(recipe, &one, false)).unwrap();
+    let two = dir.join("two");
+    for mut c in start_ranks(recipe, &two, false, None) {
         assert!(finish(&mut c, Duration::from_secs(300)), "a rank failed");
     }
     let (s1, w1) = final_weights(&one);

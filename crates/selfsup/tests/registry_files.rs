@@ -1,30 +1,15 @@
 //! The registry against the real files: every dataset imports from the offline copy in
 //! `shared/data` with every size and sha256 as registered, and the shipped recipes that name a
 //! dataset read it from the data root.
+mod common;
+
+use common::shared_data;
 use selfsup::datasets::fetch::{fetch, FetchOptions};
 use selfsup::datasets::{DataRoot, Presence, Registry};
 use selfsup::error::BadInputPolicy;
 use selfsup::recipe::Recipe;
 use selfsup::train::graph_learner::GraphData;
 use std::path::{Path, PathBuf};
-
-/// `shared/data` beside the checkout (or `$SELFSUP_SHARED_DATA`); absent: skip with a message,
-/// except under `CI=true`, where the test fails.
-fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("SELFSUP_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if dir.exists() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI=true and the shared data {} is absent",
-        dir.display()
-    );
-    println!("skipping: {} is absent", dir.display());
-    None
-}
 
 fn recipe(rel: &str, root: &DataRoot, overrides: &[&str]) -> Recipe {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

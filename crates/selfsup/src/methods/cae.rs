@@ -239,6 +239,10 @@ impl Method for Cae {
     fn loss(&self, input: &StepInput) -> Tensor {
         self.loss_with(&input.views[0], &input.masks[0])
     }
+    /// Per-sample terms: every sample hides the same number of patches (its mask keyed by the sample), and the alignment target is this rank's encoder, identical on every rank.
+    fn per_sample_loss(&self) -> bool {
+        true
+    }
     fn embed(&self, x: &Tensor) -> Tensor {
         self.encoder.forward_t(x, false)
     }

@@ -112,6 +112,10 @@ impl Method for SimMim {
     fn loss(&self, input: &StepInput) -> Tensor {
         self.loss_with(&input.views[0], &input.masks[0])
     }
+    /// Per-sample terms: every sample hides the same number of patches (its mask keyed by the sample), so each rank's mean is its share of the whole batch's.
+    fn per_sample_loss(&self) -> bool {
+        true
+    }
     fn embed(&self, x: &Tensor) -> Tensor {
         self.encoder.forward_t(x, false)
     }

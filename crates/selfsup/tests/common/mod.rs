@@ -105,3 +105,21 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `shared/data` beside the checkout (or `$SELFSUP_SHARED_DATA`); absent: `None` with a
+/// message, except under `CI=true`, where the test fails.
+pub fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("SELFSUP_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    if dir.exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true and the shared data {} is absent",
+        dir.display()
+    );
+    println!("skipping: {} is absent", dir.display());
+    None
+}
