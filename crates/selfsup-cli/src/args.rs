@@ -728,6 +728,10 @@ pub struct BenchCli {
     /// W1 with the CNN's kernels and images in channels-last memory format, on both sides
     #[arg(long)]
     pub channels_last: bool,
+    /// graph-epoch: also time graph attention's edge passes op by op (the libtorch ops the fused
+    /// CPU kernel replaces), interleaved with the kernel in every round
+    #[arg(long)]
+    pub gat_ops: bool,
     /// Override a field of the pipeline and graph-epoch recipes, e.g. data.train=DIR (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub recipe_overrides: Vec<String>,
@@ -783,6 +787,7 @@ impl BenchCli {
                 })
                 .collect(),
             channels_last: self.channels_last,
+            gat_ops: self.gat_ops,
             recipe_overrides: self.recipe_overrides,
         }
     }

@@ -52,26 +52,12 @@ fn main() {
     let h = Tensor::randn([2708, 512], (Kind::Float, Device::Cpu)).set_requires_grad(true);
     let w = Tensor::randn([512, 512], (Kind::Float, Device::Cpu)).set_requires_grad(true);
     let rows = Tensor::arange_start(0, 1354, (Kind::Int64, Device::Cpu));
-    time("layer1 sparse fwd+bwd", 10, || {
-        l1.forward(&b.input, &b.index, true)
-            .sum(Kind::Float)
-            .backward();
-    });
-    time("layer2 dense fwd+bwd", 10, || {
-        l2.forward(&NodeInput::Dense(h.shallow_clone()), &b.index, true)
-            .sum(Kind::Float)
-            .backward();
-    });
-    time("decoder rows fwd+bwd", 10, || {
-        dec.forward_rows(
-            &NodeInput::Dense(h.shallow_clone()),
-            &b.index,
-            Some(&rows),
-            true,
-        )
-        .sum(Kind::Float)
-        .backward();
-    });
+    for fused in [true, false] {
+        selfsup::views::graph::fused_attention::set_fused(fused);
+        let tag = if fused { "fused" } else { "ops" };
+        time_layers(tag, &l1, &l2, &dec, &b, &h, &rows);
+    }
+    selfsup::views::graph::fused_attention::set_fused(true);
     time("e2d matmul fwd+bwd", 10, || {
         h.matmul(&w).sum(Kind::Float).backward();
     });
@@ -128,8 +114,15 @@ fn main() {
             .sum(Kind::Float)
             .backward();
     });
-    let recipe =
-        selfsup::recipe::Recipe::load("recipes/graph/graphmae-cora.toml".as_ref(), &[]).unwrap();
+    let recipe = selfsup::recipe::Recipe::load(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../recipes/graph/graphmae-cora.toml"
+        )
+        .as_ref(),
+        &[],
+    )
+    .unwrap();
     let vs2 = nn::VarStore::new(Device::Cpu);
     let m = selfsup::methods::build_graph(&recipe.method, &recipe.encoder, &vs2, 1433).unwrap();
     let mut rng = selfsup::rng::keyed(0, selfsup::rng::Stream::Method, 0, 0, 0);
@@ -149,5 +142,37 @@ fn main() {
         );
         let _ =
             selfsup::views::graph::batch::dense_rows(&g.features, Some(&mask.masked), Device::Cpu);
+    });
+}
+
+/// One GAT layer of each kind GraphMAE has, forward + backward.
+fn time_layers(
+    tag: &str,
+    l1: &GatConv,
+    l2: &GatConv,
+    dec: &GatConv,
+    b: &GraphBatch,
+    h: &Tensor,
+    rows: &Tensor,
+) {
+    time(&format!("layer1 sparse fwd+bwd, {tag}"), 10, || {
+        l1.forward(&b.input, &b.index, true)
+            .sum(Kind::Float)
+            .backward();
+    });
+    time(&format!("layer2 dense fwd+bwd, {tag}"), 10, || {
+        l2.forward(&NodeInput::Dense(h.shallow_clone()), &b.index, true)
+            .sum(Kind::Float)
+            .backward();
+    });
+    time(&format!("decoder rows fwd+bwd, {tag}"), 10, || {
+        dec.forward_rows(
+            &NodeInput::Dense(h.shallow_clone()),
+            &b.index,
+            Some(rows),
+            true,
+        )
+        .sum(Kind::Float)
+        .backward();
     });
 }

@@ -14,6 +14,7 @@ pub mod hardware;
 pub mod rng;
 pub mod rules;
 pub mod stats;
+pub mod torch_dropout;
 pub mod torch_init;
 pub mod torch_rng;
 

@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
         "rng",
         "rules",
         "stats",
+        "torch_dropout",
         "torch_init",
         "torch_rng",
     ],

@@ -34,6 +34,8 @@ pub struct BenchCommand {
     pub precisions: Vec<crate::train::precision::Precision>,
     /// W1 in channels-last memory format on both sides.
     pub channels_last: bool,
+    /// Graph epochs also with graph attention op by op.
+    pub gat_ops: bool,
     /// Overrides of the pipeline and graph recipes.
     pub recipe_overrides: Vec<String>,
 }
@@ -90,6 +92,7 @@ pub fn run(cmd: BenchCommand) -> Result<serde_json::Value> {
                 device: cmd.device,
                 precisions: cmd.precisions,
                 channels_last: cmd.channels_last,
+                gat_ops: cmd.gat_ops,
                 recipe_overrides: cmd.recipe_overrides,
             },
             |line| eprintln!("{line}"),

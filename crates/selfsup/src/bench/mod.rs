@@ -417,6 +417,8 @@ pub struct BenchArgs {
     pub precisions: Vec<Precision>,
     /// W1 (the CNN) with kernels and images in channels-last format, on both sides.
     pub channels_last: bool,
+    /// Graph epochs also with graph attention's edge passes op by op (beside the fused kernel).
+    pub gat_ops: bool,
     /// `--set`-style overrides for the pipeline and graph recipes (e.g. `data.train=DIR`).
     pub recipe_overrides: Vec<String>,
 }
@@ -555,29 +557,48 @@ pub fn bench(args: &BenchArgs, log: impl Fn(&str)) -> Result<Vec<BenchResult>> {
                 }
             }
             Workload::GraphEpoch => {
-                let mut rs: Vec<BenchResult> = args
+                use crate::views::graph::fused_attention::set_fused;
+                let kernels: &[bool] = if args.gat_ops {
+                    &[true, false]
+                } else {
+                    &[true]
+                };
+                let cases: Vec<(Precision, bool)> = args
                     .precisions
                     .iter()
-                    .map(|&p| BenchResult {
-                        workload: variant(
+                    .flat_map(|&p| kernels.iter().map(move |&k| (p, k)))
+                    .collect();
+                let mut rs: Vec<BenchResult> = cases
+                    .iter()
+                    .map(|&(p, fused)| {
+                        let mut name = variant(
                             &format!("graph epoch {}", args.graph_recipe.display()),
                             p,
                             false,
-                        ),
-                        ours: Vec::new(),
-                        reference: Vec::new(),
-                        ratio: None,
+                        );
+                        if !fused {
+                            name.push_str(" gat-ops");
+                        }
+                        BenchResult {
+                            workload: name,
+                            ours: Vec::new(),
+                            reference: Vec::new(),
+                            ratio: None,
+                        }
                     })
                     .collect();
                 for round in 0..args.rounds.max(1) {
-                    for (r, &p) in rs.iter_mut().zip(&args.precisions) {
+                    for (r, &(p, fused)) in rs.iter_mut().zip(&cases) {
+                        set_fused(fused);
                         let t = graph_epoch(
                             &args.graph_recipe,
                             &args.recipe_overrides,
                             args.steps,
                             args.device,
                             p,
-                        )?;
+                        );
+                        set_fused(true);
+                        let t = t?;
                         log(&format!(
                             "{} round {round}: {:.3}s per epoch (1,500 epochs: {:.1} min)",
                             r.workload,

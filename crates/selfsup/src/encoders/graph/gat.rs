@@ -8,6 +8,7 @@
 //! attention logits only need `h_j · (W a)`; the result is the same but the wide product runs on
 //! the rows asked for ([`GatConv::forward_rows`]) instead of every node.
 use super::Activation;
+use crate::views::graph::fused_attention::attend;
 use crate::views::graph::message::EdgeIndex;
 use crate::views::graph::sparse::NodeInput;
 use tch::{nn, nn::Init, Kind, Tensor};
@@ -110,9 +111,8 @@ impl GatConv {
             // Attention logits without forming W h: a·(W h_j) = h_j·(W a).
             let wl = (&fc3 * self.attn_l.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
             let wr = (&fc3 * self.attn_r.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
-            let alpha = self.attention(&hd.matmul(&wl), &hd.matmul(&wr), edges, train);
             // z_i^h = Σ_j α_ij^h h_j.
-            let mut z = edges.propagate_heads(hd, &alpha); // [N, heads, in]
+            let mut z = self.attend(edges, hd, &hd.matmul(&wl), &hd.matmul(&wr), train); // [N, heads, in]
             if let Some(r) = rows {
                 z = z.index_select(0, r);
             }
@@ -124,8 +124,7 @@ impl GatConv {
             let feat = h.linear(&self.fc).view([n, self.heads, self.out]);
             let el = (&feat * self.attn_l.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
             let er = (&feat * self.attn_r.unsqueeze(0)).sum_dim_intlist(-1, false, Kind::Float);
-            let alpha = self.attention(&el, &er, edges, train);
-            let out = edges.propagate_heads(&feat, &alpha);
+            let out = self.attend(edges, &feat, &el, &er, train);
             match rows {
                 Some(r) => out.index_select(0, r),
                 None => out,
@@ -149,20 +148,25 @@ impl GatConv {
         }
     }
 
-    /// Normalised, dropped-out attention coefficients `[E, heads]` from per-node logits.
-    fn attention(&self, el: &Tensor, er: &Tensor, edges: &EdgeIndex, train: bool) -> Tensor {
-        let e = (edges.gather_src(el) + edges.gather_dst(er))
-            .leaky_relu_with_slope(self.negative_slope);
-        edges.edge_softmax(&e).dropout(self.attn_drop, train)
-    }
-}
-
-trait LeakyReluSlope {
-    fn leaky_relu_with_slope(&self, slope: f64) -> Tensor;
-}
-impl LeakyReluSlope for Tensor {
-    fn leaky_relu_with_slope(&self, slope: f64) -> Tensor {
-        self.maximum(&(self * slope))
+    /// `Σ_j α_ij^h feat_j^h` with the normalised, dropped-out attention coefficients of the
+    /// per-node logits `el` (sources) and `er` (targets).
+    fn attend(
+        &self,
+        edges: &EdgeIndex,
+        feat: &Tensor,
+        el: &Tensor,
+        er: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        attend(
+            edges,
+            feat,
+            el,
+            er,
+            self.negative_slope,
+            self.attn_drop,
+            train,
+        )
     }
 }
 

@@ -76,7 +76,7 @@ impl NodeEncoder for Gcn {
         for layer in &self.layers {
             let xw = match &h {
                 None => x.dropout(self.dropout, train).linear(&layer.w),
-                Some(t) => t.dropout(self.dropout, train).matmul(&layer.w),
+                Some(t) => crate::torch_dropout::dropout(t, self.dropout, train).matmul(&layer.w),
             };
             let mut z = edges.propagate(&xw, Some(&weights)) + &layer.b;
             if let Some(n) = &layer.norm {

@@ -86,7 +86,7 @@ impl Gin {
         let mut h = x.to_dense();
         let mut outs = Vec::new();
         for layer in &self.layers {
-            let hd = h.dropout(self.dropout, train);
+            let hd = crate::torch_dropout::dropout(&h, self.dropout, train);
             // ε = 0: the node itself plus the sum over its neighbours.
             let agg = &hd + edges.scatter_sum(&edges.gather_src(&hd));
             let mut z = agg.apply(&layer.lin1);

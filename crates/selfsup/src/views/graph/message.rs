@@ -18,6 +18,12 @@ pub struct EdgeIndex {
     pub dst_offsets: Tensor,
     /// Number of edges into each target, `[N]` int64 (the CSR segment lengths).
     pub dst_counts: Tensor,
+    /// CSR offsets of the targets with the end, `[N + 1]` int64.
+    pub dst_ptr: Tensor,
+    /// Edge ids sorted by (source, target), `[E]` int64, and their offsets per source,
+    /// `[N + 1]`: the transposed index, for passes that write one row per source.
+    pub by_src: Tensor,
+    pub src_ptr: Tensor,
     pub num_nodes: i64,
     pub num_edges: i64,
 }
@@ -51,8 +57,22 @@ impl EdgeIndex {
                 Some(here)
             })
             .collect();
+        let mut by_src: Vec<i64> = (0..src.len() as i64).collect();
+        by_src.sort_by_key(|&e| (src[e as usize], dst[e as usize]));
+        let mut src_ptr = vec![0i64; num_nodes + 1];
+        for &j in &src {
+            src_ptr[j as usize + 1] += 1;
+        }
+        for j in 0..num_nodes {
+            src_ptr[j + 1] += src_ptr[j];
+        }
+        let mut dst_ptr = offsets.clone();
+        dst_ptr.push(dst.len() as i64);
         EdgeIndex {
             num_edges: src.len() as i64,
+            dst_ptr: Tensor::from_slice(&dst_ptr).to_device(device),
+            by_src: Tensor::from_slice(&by_src).to_device(device),
+            src_ptr: Tensor::from_slice(&src_ptr).to_device(device),
             src: Tensor::from_slice(&src).to_device(device),
             dst: Tensor::from_slice(&dst).to_device(device),
             dst_offsets: Tensor::from_slice(&offsets).to_device(device),

@@ -3,6 +3,7 @@
 //! it (node masks, dropped edges and feature columns, row permutations).
 pub mod batch;
 pub mod cluster_distance;
+pub mod fused_attention;
 pub mod masking;
 pub mod message;
 pub mod perturb;

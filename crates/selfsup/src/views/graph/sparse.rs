@@ -68,8 +68,14 @@ impl TokenRows {
     fn with_dropout(&self, p: f64, train: bool) -> TokenRows {
         let dropped = if train && p > 0.0 {
             let cols = self.vector.size()[1];
-            let mask =
-                Tensor::rand([self.count(), cols], (Kind::Float, self.vector.device())).lt(p);
+            let shape = [self.count(), cols];
+            let mask = crate::torch_dropout::bernoulli_mask(
+                &shape,
+                p,
+                1.0,
+                Kind::Bool,
+                self.vector.device(),
+            );
             Some((p, mask.nonzero()))
         } else {
             None
@@ -159,7 +165,7 @@ impl SparseRows {
             cols: self.cols,
             indices: self.indices.shallow_clone(),
             offsets: self.offsets.shallow_clone(),
-            values: self.values.dropout(p, train),
+            values: crate::torch_dropout::dropout(&self.values, p, train),
             token: self.token.as_ref().map(|t| {
                 assert!(
                     t.dropped.is_none(),
@@ -220,7 +226,7 @@ impl NodeInput {
             return self.shallow_clone();
         }
         match self {
-            NodeInput::Dense(x) => NodeInput::Dense(x.dropout(p, train)),
+            NodeInput::Dense(x) => NodeInput::Dense(crate::torch_dropout::dropout(x, p, train)),
             NodeInput::Sparse(s) => NodeInput::Sparse(s.dropout(p, train)),
         }
     }
