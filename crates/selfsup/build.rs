@@ -35,6 +35,8 @@ fn main() {
                 .include(&include)
                 .include(include.join("torch/csrc/api/include"))
                 .flag("-fopenmp")
+                // The kernels are the point of this library: optimised in every profile.
+                .opt_level(3)
                 .file("csrc/graph_attention.cpp")
                 .file("csrc/keyed_bernoulli.cpp")
                 .warnings(false)

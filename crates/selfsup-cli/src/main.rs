@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
+    selfsup::backend::keep_freed_memory();
     let cli = Cli::parse();
     if let Some(root) = &cli.data_root {
         // Still one thread here; everything after reads the data root from the environment.

@@ -58,6 +58,54 @@ fn main() {
         time_layers(tag, &l1, &l2, &dec, &b, &h, &rows);
     }
     selfsup::views::graph::fused_attention::set_fused(true);
+    let el = Tensor::randn([2708, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let er = Tensor::randn([2708, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let f4 = Tensor::randn([2708, 4, 128], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let el1 = Tensor::randn([2708, 1], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let er1 = Tensor::randn([2708, 1], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    use selfsup::views::graph::fused_attention::{attend, attend_ops};
+    time("attend 4 x 128 fused fwd+bwd", 10, || {
+        attend(&b.index, &f4, &el, &er, 0.2, 0.1, true)
+            .sum(Kind::Float)
+            .backward();
+    });
+    time("attend 4 x 128 ops fwd+bwd", 10, || {
+        attend_ops(&b.index, &f4, &el, &er, 0.2, 0.1, true)
+            .sum(Kind::Float)
+            .backward();
+    });
+    time("attend shared 1 x 512 fused fwd+bwd", 10, || {
+        attend(&b.index, &h, &el1, &er1, 0.2, 0.1, true)
+            .sum(Kind::Float)
+            .backward();
+    });
+    time("attend shared 1 x 512 ops fwd+bwd", 10, || {
+        attend_ops(&b.index, &h, &el1, &er1, 0.2, 0.1, true)
+            .sum(Kind::Float)
+            .backward();
+    });
+    time("attend 4 x 128 fused fwd", 10, || {
+        let _ = attend(&b.index, &f4, &el, &er, 0.2, 0.1, true);
+    });
+    time("dropout 2708 x 512 (keyed)", 10, || {
+        let _ = selfsup::torch_dropout::dropout(&h, 0.2, true);
+    });
+    time("mask 2708 x 512 (keyed)", 10, || {
+        let _ = selfsup::torch_dropout::bernoulli_mask(
+            &[2708, 512],
+            0.8,
+            1.25,
+            Kind::Float,
+            Device::Cpu,
+        );
+    });
+    time("h * h 2708 x 512", 10, || {
+        let _ = &h * &h;
+    });
+    println!("threads: {}", tch::get_num_threads());
+    time("dropout 2708 x 512 (libtorch)", 10, || {
+        let _ = h.dropout(0.2, true);
+    });
     time("e2d matmul fwd+bwd", 10, || {
         h.matmul(&w).sum(Kind::Float).backward();
     });
@@ -113,6 +161,52 @@ fn main() {
             .matmul(&w1)
             .sum(Kind::Float)
             .backward();
+    });
+    let recon = Tensor::randn([1354, 1433], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let target = Tensor::randn([1354, 1433], (Kind::Float, Device::Cpu));
+    time("sce loss 1354 x 1433 fwd+bwd", 10, || {
+        selfsup::objectives::graph::scaled_cosine_error(&recon, &target, 3.0).backward();
+    });
+    let masked: Vec<i64> = (0..1354).map(|i| 2 * i).collect();
+    time("target dense rows", 10, || {
+        let _ = selfsup::views::graph::batch::dense_rows(&g.features, Some(&masked), Device::Cpu);
+    });
+    let pre = Tensor::randn([2708, 512], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let wt = Tensor::from_slice(&[0.25f32]).set_requires_grad(true);
+    time("prelu 2708 x 512 fwd+bwd", 10, || {
+        pre.prelu(&wt).sum(Kind::Float).backward();
+    });
+    time("bool mask 1286 x 1433 + nonzero", 10, || {
+        let m = selfsup::torch_dropout::bernoulli_mask(
+            &[1286, 1433],
+            0.2,
+            1.0,
+            Kind::Bool,
+            Device::Cpu,
+        );
+        let _ = m.nonzero();
+    });
+    time("token rows keyed dropout+matmul fwd+bwd", 10, || {
+        selfsup::torch_dropout::dropout(&tok.expand([1286, 1433], false), 0.2, true)
+            .matmul(&w1)
+            .sum(Kind::Float)
+            .backward();
+    });
+    let empty = selfsup::data::graph::CsrMatrix::zeros(1286, 1433);
+    time("token rows symbolic dropout+matmul fwd+bwd", 10, || {
+        selfsup::views::graph::sparse::SparseRows::with_row_sources(
+            &empty,
+            &[-1; 1286],
+            Device::Cpu,
+        )
+        .with_repeated_row(
+            Tensor::arange(1286, (Kind::Int64, Device::Cpu)),
+            tok.shallow_clone(),
+        )
+        .dropout(0.2, true)
+        .matmul(&w1)
+        .sum(Kind::Float)
+        .backward();
     });
     let recipe = selfsup::recipe::Recipe::load(
         concat!(

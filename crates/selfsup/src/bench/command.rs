@@ -77,6 +77,10 @@ pub fn run(cmd: BenchCommand) -> Result<serde_json::Value> {
         "bench: {threads} libtorch threads; the reference is pinned with REF_THREADS={threads}"
     );
     std::env::set_var("REF_THREADS", threads.to_string());
+    // The reference runs under the allocator policy this process has set for itself.
+    for (k, v) in crate::backend::MALLOC_ENV {
+        std::env::set_var(k, v);
+    }
     let results = if cmd.workloads.is_empty() {
         Vec::new()
     } else {

@@ -156,7 +156,7 @@ impl GraphMae {
             .decoder
             .forward_rows(&NodeInput::Dense(r), b, &masked, true);
         let target = dense_rows(&b.features, Some(&mask.masked), b.device);
-        scaled_cosine_error(&recon, &target.to_kind(recon.kind()), self.cfg.alpha)
+        scaled_cosine_error(&recon, &target, self.cfg.alpha)
     }
 }
 
