@@ -57,14 +57,20 @@ impl EdgeIndex {
                 Some(here)
             })
             .collect();
-        let mut by_src: Vec<i64> = (0..src.len() as i64).collect();
-        by_src.sort_by_key(|&e| (src[e as usize], dst[e as usize]));
         let mut src_ptr = vec![0i64; num_nodes + 1];
         for &j in &src {
             src_ptr[j as usize + 1] += 1;
         }
         for j in 0..num_nodes {
             src_ptr[j + 1] += src_ptr[j];
+        }
+        // Edges by (source, target): a counting sort by source, stable, and the edges are in
+        // target order already.
+        let mut by_src = vec![0i64; src.len()];
+        let mut next = src_ptr.clone();
+        for (e, &j) in src.iter().enumerate() {
+            by_src[next[j as usize] as usize] = e as i64;
+            next[j as usize] += 1;
         }
         let mut dst_ptr = offsets.clone();
         dst_ptr.push(dst.len() as i64);
